@@ -1,0 +1,92 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Config } from './config/config.ts';
+import { type FhirModel, loadFhirModel } from './fhir/definitions.ts';
+import { FhirError, operationOutcome } from './fhir/errors.ts';
+import { FhirRepository } from './fhir/repository.ts';
+import { ResourceValidator } from './fhir/validator.ts';
+import { registerBodyParsers } from './http/body-parsers.ts';
+import { errorHandler } from './http/error-handler.ts';
+import { fhirRoutes } from './http/fhir-routes.ts';
+import { loggerOptions } from './http/logger.ts';
+import { negotiate, queryPairs } from './http/negotiation.ts';
+import { sendResource } from './http/respond.ts';
+import type { ResourceStore } from './store/resource-store.ts';
+import { SqliteStore } from './store/sqlite/sqlite-store.ts';
+
+export interface AppDeps {
+  /** The store; the embedded SQLite store under config.dataDir when absent. */
+  readonly store?: ResourceStore;
+  readonly clock?: () => Date;
+  /** A pino-compatible logger instance for tests that read the log. */
+  readonly loggerInstance?: import('fastify').FastifyBaseLogger;
+}
+
+export interface Definitions {
+  readonly model: FhirModel;
+  readonly validator: ResourceValidator;
+}
+
+const definitions = new Map<boolean, Definitions>();
+
+/** Loads the FHIR definitions and compiles the schema once per process (they are immutable). */
+export function loadDefinitions(updateCreate: boolean): Definitions {
+  let d = definitions.get(updateCreate);
+  if (!d) {
+    const model = loadFhirModel({ updateCreate });
+    d = { model, validator: new ResourceValidator(model) };
+    definitions.set(updateCreate, d);
+  }
+  return d;
+}
+
+/** Builds the application; never listens (server.ts does). */
+export async function buildApp(config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
+  const clock = deps.clock ?? (() => new Date());
+  const { model, validator } = loadDefinitions(config.updateCreate);
+  const store = deps.store ?? new SqliteStore({ dataDir: config.dataDir, clock });
+  const repository = new FhirRepository({
+    model,
+    validator,
+    store,
+    baseUrl: config.baseUrl,
+    maxIncludes: config.search.maxCount,
+  });
+
+  const app = Fastify({
+    ...(deps.loggerInstance ? { loggerInstance: deps.loggerInstance } : { logger: loggerOptions(config) }),
+    bodyLimit: config.bodyLimit,
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    return503OnClosing: true,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    schemaErrorFormatter: (errors, context) => {
+      const e = errors[0];
+      const where = e?.instancePath?.replace(/^\//, '') ?? '';
+      const what = where === 'id' ? 'resource id' : where === 'vid' ? 'version id' : `${context} ${where}`;
+      const rule =
+        where === 'id' ? ' (1-64 letters, digits, "-" or ".")' : where === 'vid' ? ' (a positive whole number)' : '';
+      return new FhirError(400, 'HEARTH_BAD_REQUEST', { code: 'invalid', diagnostics: `invalid ${what}${rule}` });
+    },
+  });
+  app.decorateRequest('fhirQuery', null as unknown as [string, string][]);
+  app.decorateRequest('fhirFormat', undefined);
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+    request.fhirQuery = queryPairs(request.url);
+    negotiate(request);
+  });
+  app.addHook('onClose', async () => store.close());
+  registerBodyParsers(app, config.maxJsonDepth);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) => {
+    const m = /^\/fhir\/([^/?]+)/.exec(request.url);
+    const diagnostics =
+      m && !model.types.has(m[1]) && m[1] !== 'metadata'
+        ? `resource type ${m[1].slice(0, 64)} is not served here`
+        : `no FHIR interaction at ${request.method} ${request.url.split('?')[0].slice(0, 200)}`;
+    sendResource(request, reply, 404, operationOutcome([{ code: 'not-found', diagnostics }]));
+  });
+  await app.register(fhirRoutes, { prefix: '/fhir', config, model, repository, clock });
+  return app;
+}

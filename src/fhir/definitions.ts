@@ -1,0 +1,152 @@
+import { readFileSync } from 'node:fs';
+import type { CapabilityStatement, SearchParameter } from 'fhir/r4.js';
+import fhirpath from 'fhirpath';
+import r4model from 'fhirpath/fhir-context/r4/index.js';
+
+export type SearchParamType = 'number' | 'date' | 'string' | 'token' | 'reference' | 'composite' | 'quantity' | 'uri';
+
+export type Interaction =
+  | 'read'
+  | 'vread'
+  | 'update'
+  | 'delete'
+  | 'history-instance'
+  | 'history-type'
+  | 'create'
+  | 'search-type';
+
+type Evaluator = (resource: unknown) => unknown[];
+
+export interface SearchParamDef {
+  readonly code: string;
+  readonly type: SearchParamType;
+  readonly url: string;
+  readonly expression: string;
+  readonly targets: readonly string[];
+  readonly evaluate: Evaluator;
+  /** Composite parameters: each component's type and expression relative to each base node. */
+  readonly components?: readonly { readonly type: SearchParamType; readonly evaluate: Evaluator }[];
+}
+
+export interface ElementInfo {
+  readonly summary: boolean;
+  readonly min: number;
+  readonly max: string;
+  readonly modifier: boolean;
+  readonly types: readonly string[];
+}
+
+export interface TypeModel {
+  readonly type: string;
+  readonly interactions: ReadonlySet<Interaction>;
+  readonly params: ReadonlyMap<string, SearchParamDef>;
+  /** Top-level element names (choice elements by their `[x]`-less stem) → definition. */
+  readonly elements: ReadonlyMap<string, ElementInfo>;
+  readonly includes: ReadonlySet<string>;
+  readonly revIncludes: ReadonlySet<string>;
+  readonly conditionalCreate: boolean;
+  readonly conditionalUpdate: boolean;
+}
+
+export interface FhirModel {
+  readonly types: ReadonlyMap<string, TypeModel>;
+  readonly capabilityStatement: CapabilityStatement;
+}
+
+const root = new URL('../../', import.meta.url);
+const readJson = (path: string) => JSON.parse(readFileSync(new URL(path, root), 'utf8'));
+
+// Parameters with no FHIRPath expression (full-text, named queries) are not offered.
+const UNSUPPORTED = new Set(['_content', '_text', '_query', '_list', '_has', '_filter']);
+
+/**
+ * Splits a multi-resource SearchParameter expression on its top-level unions and keeps the parts
+ * rooted at `type` (or at Resource/DomainResource, rewritten to `type`).
+ */
+export function expressionFor(expression: string, type: string): string | undefined {
+  const parts: string[] = [];
+  let depth = 0;
+  let start = 0;
+  for (let i = 0; i <= expression.length; i++) {
+    const c = expression[i];
+    if (c === '(') depth++;
+    else if (c === ')') depth--;
+    else if ((c === '|' && depth === 0) || i === expression.length) {
+      parts.push(expression.slice(start, i).trim());
+      start = i + 1;
+    }
+  }
+  const mine = parts
+    .map((p) => p.replace(/^(\(?)(Resource|DomainResource)\./, `$1${type}.`))
+    .filter((p) => new RegExp(`^\\(?${type}(\\.|\\b)`).test(p));
+  return mine.length > 0 ? mine.join(' | ') : undefined;
+}
+
+// fhirpath.js cannot resolve() references synchronously; the type test only needs the reference's
+// type segment, so `x.where(resolve() is T)` becomes a test on the literal reference.
+function rewriteResolve(expression: string): string {
+  return expression
+    .replace(
+      /\.where\(resolve\(\) is (\w+)\)/g,
+      (_m, t: string) => `.where(reference.matches('(^|/)${t}/[A-Za-z0-9\\\\-\\\\.]{1,64}(/_history/[^/]+)?$'))`,
+    )
+    .replace(/\.as\(DateTime\)/g, '.as(dateTime)');
+}
+
+function compile(expression: string): Evaluator {
+  const fn = fhirpath.compile(rewriteResolve(expression), r4model);
+  return (resource) => fn(resource as object) as unknown[];
+}
+
+export function loadFhirModel(options: { updateCreate: boolean }): FhirModel {
+  const capability = readJson('capability-statement.json') as CapabilityStatement;
+  const bundle = readJson('profiles/search-parameters.json') as { entry: { resource: SearchParameter }[] };
+  const definitions = bundle.entry.map((e) => e.resource);
+  const byUrl = new Map(definitions.map((d) => [d.url, d]));
+  const types = new Map<string, TypeModel>();
+
+  for (const rc of capability.rest?.[0]?.resource ?? []) {
+    const type = rc.type;
+    const params = new Map<string, SearchParamDef>();
+    for (const sp of definitions) {
+      if (UNSUPPORTED.has(sp.code) || params.has(sp.code)) continue;
+      if (!sp.base.some((b) => b === type || b === 'Resource' || b === 'DomainResource')) continue;
+      const expression = sp.expression && expressionFor(sp.expression, type);
+      if (!expression) continue;
+      let components: SearchParamDef['components'];
+      if (sp.type === 'composite') {
+        components = (sp.component ?? []).map((c) => {
+          const def = byUrl.get(c.definition);
+          if (!def) throw new Error(`composite ${sp.code}: unknown component ${c.definition}`);
+          return { type: def.type as SearchParamType, evaluate: compile(c.expression) };
+        });
+      }
+      params.set(sp.code, {
+        code: sp.code,
+        type: sp.type as SearchParamType,
+        url: sp.url,
+        expression,
+        targets: sp.target ?? [],
+        evaluate: compile(expression),
+        components,
+      });
+    }
+    const elementTable = readJson(`profiles/elements/${type}.json`) as { elements: Record<string, ElementInfo> };
+    const elements = new Map<string, ElementInfo>();
+    for (const [name, info] of Object.entries(elementTable.elements)) elements.set(name.replace(/\[x\]$/, ''), info);
+    const interactions = new Set((rc.interaction ?? []).map((i) => i.code as Interaction));
+    rc.updateCreate = interactions.has('update') && options.updateCreate;
+    rc.searchParam = [...params.values()].map((p) => ({ name: p.code, definition: p.url, type: p.type }));
+    types.set(type, {
+      type,
+      interactions,
+      params,
+      elements,
+      includes: new Set(rc.searchInclude ?? []),
+      revIncludes: new Set(rc.searchRevInclude ?? []),
+      conditionalCreate: rc.conditionalCreate === true,
+      conditionalUpdate: rc.conditionalUpdate === true,
+    });
+  }
+  return { types, capabilityStatement: capability };
+}

@@ -1,0 +1,176 @@
+import type { IndexEntry } from '../store/resource-store.ts';
+import type { SearchParamDef, SearchParamType, TypeModel } from './definitions.ts';
+import { dateRange, MAX_TIME, MIN_TIME, normalizeReference, normalizeString } from './search-values.ts';
+
+type Fields = Omit<IndexEntry, 'param' | 'grp'>;
+type Node = Record<string, unknown>;
+
+const isObject = (v: unknown): v is Node => typeof v === 'object' && v !== null && !Array.isArray(v);
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/**
+ * Evaluates every search parameter of the resource's type (HL7's FHIRPath expressions) into the
+ * index entries the store persists. Runs once per write, never at search time.
+ */
+export function extractIndex(model: TypeModel, resource: object, baseUrl: string): IndexEntry[] {
+  const entries: IndexEntry[] = [];
+  for (const def of model.params.values()) {
+    if (def.type === 'composite') {
+      extractComposite(def, resource, baseUrl, entries);
+      continue;
+    }
+    for (const node of safeEvaluate(def.evaluate, resource)) {
+      for (const f of valuesOf(def.type, node, baseUrl)) entries.push({ param: def.code, grp: 0, ...f });
+      if (def.type === 'reference') {
+        // See: https://hl7.org/fhir/R4/search.html#reference (the :identifier modifier)
+        const identifier = isObject(node) && isObject(node.identifier) ? node.identifier : undefined;
+        if (identifier && typeof identifier.value === 'string') {
+          entries.push({
+            param: `${def.code}:identifier`,
+            grp: 0,
+            sys: str(identifier.system),
+            code: identifier.value,
+          });
+        }
+      }
+    }
+  }
+  return dedupe(entries);
+}
+
+function extractComposite(def: SearchParamDef, resource: object, baseUrl: string, out: IndexEntry[]): void {
+  const components = def.components ?? [];
+  let grp = 0;
+  for (const base of safeEvaluate(def.evaluate, resource)) {
+    const perComponent = components.map((c) =>
+      safeEvaluate(c.evaluate, base).flatMap((n) => valuesOf(c.type, n, baseUrl)),
+    );
+    if (perComponent.some((v) => v.length === 0)) continue;
+    // One group per combination of component values, so that both halves must match together.
+    for (const combo of cartesian(perComponent)) {
+      grp++;
+      combo.forEach((f, i) => {
+        out.push({ param: `${def.code}$${i}`, grp, ...f });
+      });
+    }
+  }
+}
+
+function cartesian<T>(lists: T[][]): T[][] {
+  return lists.reduce<T[][]>((acc, list) => acc.flatMap((prefix) => list.map((v) => [...prefix, v])), [[]]);
+}
+
+function safeEvaluate(evaluate: (r: unknown) => unknown[], node: unknown): unknown[] {
+  try {
+    return evaluate(node);
+  } catch {
+    // An expression that cannot evaluate on this instance indexes nothing for it.
+    return [];
+  }
+}
+
+export function valuesOf(type: SearchParamType, node: unknown, baseUrl: string): Fields[] {
+  switch (type) {
+    case 'token':
+      return tokenValues(node);
+    case 'string':
+      return stringValues(node).map((s) => ({ code: normalizeString(s), text: s }));
+    case 'date':
+      return dateValues(node);
+    case 'number':
+      return typeof node === 'number' ? [{ lo: node, hi: node }] : [];
+    case 'quantity': {
+      if (!isObject(node) || typeof node.value !== 'number') return [];
+      return [{ lo: node.value, hi: node.value, sys: str(node.system), code: str(node.code), text: str(node.unit) }];
+    }
+    case 'reference':
+      return referenceValues(node, baseUrl);
+    case 'uri':
+      return typeof node === 'string' ? [{ code: node }] : [];
+    default:
+      return [];
+  }
+}
+
+function tokenValues(node: unknown): Fields[] {
+  if (typeof node === 'string') return [{ code: node }];
+  if (typeof node === 'boolean') return [{ code: String(node) }];
+  if (!isObject(node)) return [];
+  if (Array.isArray(node.coding) || typeof node.text === 'string') {
+    const text = str(node.text);
+    const codings = Array.isArray(node.coding) ? (node.coding as Node[]) : [];
+    const out: Fields[] = codings
+      .filter(isObject)
+      .map((c) => ({ sys: str(c.system), code: str(c.code), text: normalizeOrUndefined(str(c.display) ?? text) }));
+    if (text !== undefined) out.push({ text: normalizeString(text) });
+    return out;
+  }
+  if ('code' in node || 'display' in node) {
+    return [{ sys: str(node.system), code: str(node.code), text: normalizeOrUndefined(str(node.display)) }];
+  }
+  if ('value' in node && typeof node.value === 'string') {
+    // Identifier and ContactPoint: system|value; the identifier type's text feeds :text.
+    const type = isObject(node.type) ? str(node.type.text) : undefined;
+    return [{ sys: str(node.system), code: node.value, text: normalizeOrUndefined(type) }];
+  }
+  return [];
+}
+
+const normalizeOrUndefined = (s: string | undefined) => (s === undefined ? undefined : normalizeString(s));
+
+function stringValues(node: unknown): string[] {
+  if (typeof node === 'string') return [node];
+  if (!isObject(node)) return [];
+  const out: string[] = [];
+  // HumanName and Address: every part is searchable on its own.
+  for (const key of [
+    'family',
+    'given',
+    'prefix',
+    'suffix',
+    'text',
+    'line',
+    'city',
+    'district',
+    'state',
+    'postalCode',
+    'country',
+  ]) {
+    const v = node[key];
+    if (typeof v === 'string') out.push(v);
+    else if (Array.isArray(v)) for (const s of v) if (typeof s === 'string') out.push(s);
+  }
+  return out;
+}
+
+function dateValues(node: unknown): Fields[] {
+  if (typeof node === 'string') {
+    const r = dateRange(node);
+    return r ? [r] : [];
+  }
+  if (!isObject(node)) return [];
+  if ('start' in node || 'end' in node) {
+    const start = typeof node.start === 'string' ? dateRange(node.start) : undefined;
+    const end = typeof node.end === 'string' ? dateRange(node.end) : undefined;
+    return [{ lo: start?.lo ?? MIN_TIME, hi: end?.hi ?? MAX_TIME }];
+  }
+  if (Array.isArray(node.event)) return node.event.flatMap((e) => dateValues(e));
+  return [];
+}
+
+function referenceValues(node: unknown, baseUrl: string): Fields[] {
+  if (typeof node === 'string') return [{ code: node }]; // canonical
+  if (!isObject(node)) return [];
+  const ref = str(node.reference);
+  return ref && !ref.startsWith('#') ? [{ code: normalizeReference(ref, baseUrl) }] : [];
+}
+
+function dedupe(entries: IndexEntry[]): IndexEntry[] {
+  const seen = new Set<string>();
+  return entries.filter((e) => {
+    const key = JSON.stringify(e);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}

@@ -1,0 +1,229 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { FhirModel } from './definitions.ts';
+import { FhirError, type Issue } from './errors.ts';
+
+/** sha256 of the unmodified HL7 fhir.schema.json in profiles/ (see profiles/README.md). */
+export const SCHEMA_SHA256 = '15b9548af6412c44faaa411456e0652542de286fd1c58ef882b09bdc8947909d';
+const SCHEMA_ID = 'http://hl7.org/fhir/json-schema/4.0';
+const MAX_ISSUES = 50;
+const INT32 = { minimum: -2147483648, maximum: 2147483647 };
+
+// See: https://hl7.org/fhir/R4/references.html#literal (relative, absolute, or a contained #id)
+const REFERENCE_RE =
+  /^(#[A-Za-z0-9\-.]{1,64}|#|[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64}(\/_history\/[A-Za-z0-9\-.]{1,64})?|https?:\/\/[^\s]+|urn:(uuid|oid):[^\s]+)$/;
+
+/**
+ * Validates resources against HL7's official R4 JSON schema, compiled per served type (never the
+ * 146-way root oneOf), plus the rules the schema cannot express.
+ */
+export class ResourceValidator {
+  readonly #ajv: Ajv;
+  readonly #validators = new Map<string, ValidateFunction>();
+  readonly #known: ReadonlySet<string>;
+  readonly #model: FhirModel;
+
+  constructor(model: FhirModel) {
+    this.#model = model;
+    const raw = readFileSync(new URL('../../profiles/fhir.schema.json', import.meta.url));
+    const sha = createHash('sha256').update(raw).digest('hex');
+    if (sha !== SCHEMA_SHA256) throw new Error(`profiles/fhir.schema.json checksum mismatch: ${sha}`);
+    const schema = JSON.parse(raw.toString('utf8'));
+    this.#known = new Set(Object.keys(schema.discriminator.mapping));
+    // Known quirks of the published schema, patched in memory, never in the file:
+    // draft-06 `id` is `$id` to ajv; the root oneOf/discriminator is never used (we dispatch on
+    // resourceType); contained resources are dispatched the same way instead of through the
+    // 146-way ResourceList; integers are declared as numbers with a pattern, which JSON Schema
+    // ignores for numbers, so they become real integers of FHIR's 32-bit range.
+    delete schema.id;
+    delete schema.$schema;
+    delete schema.oneOf;
+    delete schema.discriminator;
+    schema.$id = SCHEMA_ID;
+    schema.definitions.ResourceList = {
+      type: 'object',
+      required: ['resourceType'],
+      properties: { resourceType: { type: 'string' } },
+    };
+    patchIntegers(schema);
+    this.#ajv = new Ajv({
+      allErrors: true,
+      strict: false,
+      coerceTypes: false,
+      useDefaults: false,
+      removeAdditional: false,
+      unicodeRegExp: false,
+    });
+    this.#ajv.addSchema(schema);
+    for (const type of model.types.keys()) this.#validatorFor(type);
+  }
+
+  /** Throws a 400 FhirError with one issue per problem; `type` is the type named by the URL. */
+  validate(resource: unknown, type: string): asserts resource is Record<string, unknown> {
+    if (typeof resource !== 'object' || resource === null || Array.isArray(resource)) {
+      throw invalid([{ code: 'structure', diagnostics: 'the body must be a JSON object holding a FHIR resource' }]);
+    }
+    const r = resource as Record<string, unknown>;
+    // See: https://hl7.org/fhir/R4/http.html#create (the resource type must match the endpoint)
+    if (r.resourceType !== type) {
+      throw invalid([
+        {
+          code: 'invalid',
+          diagnostics: `resourceType must be "${type}" at this endpoint, got ${JSON.stringify(r.resourceType)?.slice(0, 40) ?? 'nothing'}`,
+          expression: `${type}.resourceType`,
+        },
+      ]);
+    }
+    const issues = this.#check(r, type, type);
+    if (issues.length > 0) throw invalid(issues.slice(0, MAX_ISSUES));
+  }
+
+  #check(resource: Record<string, unknown>, type: string, path: string): Issue[] {
+    const validate = this.#validatorFor(type);
+    const issues: Issue[] = [];
+    if (!validate(resource)) issues.push(...(validate.errors ?? []).map((e) => toIssue(e, path)));
+    if (Array.isArray(resource.contained)) {
+      resource.contained.forEach((c, i) => {
+        const ct = (c as { resourceType?: unknown })?.resourceType;
+        const where = `${path}.contained[${i}]`;
+        if (typeof ct !== 'string' || !this.#known.has(ct)) {
+          issues.push({
+            code: 'structure',
+            diagnostics: 'contained resource has an unknown resourceType',
+            expression: where,
+          });
+        } else issues.push(...this.#check(c as Record<string, unknown>, ct, where));
+      });
+    }
+    issues.push(...checkReferences(resource, path));
+    issues.push(...this.#checkChoices(resource, type, path));
+    return issues;
+  }
+
+  #validatorFor(type: string): ValidateFunction {
+    let v = this.#validators.get(type);
+    if (!v) {
+      v = this.#ajv.getSchema(`${SCHEMA_ID}#/definitions/${type}`);
+      if (!v) throw new Error(`no schema definition for ${type}`);
+      this.#validators.set(type, v);
+    }
+    return v;
+  }
+
+  // See: https://hl7.org/fhir/R4/formats.html#choice (only one type of a choice element may be present)
+  #checkChoices(resource: Record<string, unknown>, type: string, path: string): Issue[] {
+    const elements = this.#model.types.get(type)?.elements;
+    if (!elements) return [];
+    const issues: Issue[] = [];
+    for (const [stem, info] of elements) {
+      if (info.types.length < 2) continue;
+      const present = info.types
+        .map((t) => `${stem}${t[0].toUpperCase()}${t.slice(1)}`)
+        .filter((k) => k in resource || `_${k}` in resource);
+      if (present.length > 1) {
+        issues.push({
+          code: 'structure',
+          diagnostics: `only one of ${present.join(', ')} may be present (${stem}[x] is a choice)`,
+          expression: `${path}.${present[1]}`,
+        });
+      }
+    }
+    return issues;
+  }
+}
+
+/**
+ * integer, unsignedInt and positiveInt are published as `type: number` with a pattern (inline in
+ * choice elements too); a pattern does not apply to numbers, so 1.5 would pass as an integer.
+ * See: https://hl7.org/fhir/R4/datatypes.html#integer (32-bit range)
+ */
+function patchIntegers(node: unknown): void {
+  if (Array.isArray(node)) {
+    for (const n of node) patchIntegers(n);
+    return;
+  }
+  if (!node || typeof node !== 'object') return;
+  const n = node as Record<string, unknown>;
+  if (n.type === 'number' && typeof n.pattern === 'string' && !n.pattern.includes('.')) {
+    n.type = 'integer';
+    n.minimum = n.pattern.startsWith('^-?')
+      ? INT32.minimum
+      : n.pattern.includes('[1-9][0-9]*$') && !n.pattern.includes('[0]')
+        ? 1
+        : 0;
+    n.maximum = INT32.maximum;
+    delete n.pattern;
+  }
+  for (const v of Object.values(n)) patchIntegers(v);
+}
+
+function invalid(issues: Issue[]): FhirError {
+  return new FhirError(400, 'HEARTH_INVALID_RESOURCE', issues);
+}
+
+function checkReferences(node: unknown, path: string): Issue[] {
+  const issues: Issue[] = [];
+  const walk = (value: unknown, where: string) => {
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) walk(value[i], `${where}[${i}]`);
+    } else if (value && typeof value === 'object') {
+      for (const [k, v] of Object.entries(value)) {
+        if (k === 'contained') continue; // checked with their own type
+        if (k === 'reference' && typeof v === 'string' && !REFERENCE_RE.test(v)) {
+          issues.push({
+            code: 'value',
+            diagnostics: 'reference must be Type/id, an absolute URL, a urn:uuid/urn:oid or #contained-id',
+            expression: `${where}.reference`,
+          });
+        } else walk(v, `${where}.${k}`);
+      }
+    }
+  };
+  walk(node, path);
+  return issues;
+}
+
+/** `/name/0/family` → `Patient.name[0].family` */
+function toExpression(root: string, instancePath: string, child?: string): string {
+  let out = root;
+  for (const seg of instancePath.split('/').slice(1)) {
+    const s = seg.replace(/~1/g, '/').replace(/~0/g, '~');
+    out += /^\d+$/.test(s) ? `[${s}]` : `.${s}`;
+  }
+  return child ? `${out}.${child}` : out;
+}
+
+function toIssue(e: ErrorObject, root: string): Issue {
+  const params = e.params as Record<string, unknown>;
+  switch (e.keyword) {
+    case 'additionalProperties':
+      return {
+        code: 'structure',
+        diagnostics: `unknown element "${String(params.additionalProperty)}"`,
+        expression: toExpression(root, e.instancePath, String(params.additionalProperty)),
+      };
+    case 'required':
+      return {
+        code: 'required',
+        diagnostics: `missing required element "${String(params.missingProperty)}"`,
+        expression: toExpression(root, e.instancePath, String(params.missingProperty)),
+      };
+    case 'pattern': {
+      const fhirType = /#\/definitions\/([A-Za-z]+)\/pattern$/.exec(e.schemaPath)?.[1] ?? 'value';
+      return {
+        code: 'value',
+        diagnostics: `not a valid FHIR ${fhirType}`,
+        expression: toExpression(root, e.instancePath),
+      };
+    }
+    case 'enum':
+      return {
+        code: 'value',
+        diagnostics: `must be one of ${(params.allowedValues as unknown[]).map(String).join(', ')}`,
+        expression: toExpression(root, e.instancePath),
+      };
+    default:
+      return { code: 'structure', diagnostics: e.message ?? 'invalid', expression: toExpression(root, e.instancePath) };
+  }
+}

@@ -1,0 +1,50 @@
+import type { FastifyRequest } from 'fastify';
+import { FhirError } from '../fhir/errors.ts';
+
+const XML = /\b(application\/fhir\+xml|application\/xml|text\/xml|xml)\b/;
+const JSON_TYPES = /(\bapplication\/fhir\+json\b|\bapplication\/json\b|\bjson\b|\*\/\*|\bapplication\/\*)/;
+const FORMATS: Record<string, string> = {
+  json: 'application/fhir+json',
+  'application/json': 'application/json',
+  'application/fhir+json': 'application/fhir+json',
+};
+
+/** Parses the query string into ordered pairs, keeping repeated names. */
+export function queryPairs(url: string): [string, string][] {
+  const q = url.indexOf('?');
+  if (q === -1) return [];
+  try {
+    return [...new URLSearchParams(url.slice(q + 1))];
+  } catch {
+    throw new FhirError(400, 'HEARTH_BAD_QUERY', { code: 'invalid', diagnostics: 'the query string is malformed' });
+  }
+}
+
+/**
+ * Only JSON is served. `_format` overrides Accept; asking for XML (or anything else only) is 406.
+ * See: https://hl7.org/fhir/R4/http.html#mime-type
+ */
+export function negotiate(request: FastifyRequest): void {
+  const formats = request.fhirQuery.filter(([k]) => k === '_format').map(([, v]) => v);
+  if (formats.length > 1) throw notAcceptable('_format may appear only once');
+  if (formats.length === 1) {
+    const format = FORMATS[formats[0].split(';')[0].trim()];
+    if (!format)
+      throw notAcceptable(`_format "${formats[0].slice(0, 40)}" is not supported; this server speaks JSON only`);
+    request.fhirFormat = format;
+    return;
+  }
+  const accept = request.headers.accept;
+  if (!accept) return;
+  if (!JSON_TYPES.test(accept)) {
+    throw notAcceptable(
+      XML.test(accept)
+        ? 'XML is not supported; ask for application/fhir+json'
+        : 'Accept must allow application/fhir+json',
+    );
+  }
+}
+
+function notAcceptable(diagnostics: string): FhirError {
+  return new FhirError(406, 'HEARTH_NOT_ACCEPTABLE', { code: 'not-supported', diagnostics });
+}

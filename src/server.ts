@@ -1,0 +1,34 @@
+import { buildApp } from './app.ts';
+import { ConfigError, loadConfig } from './config/config.ts';
+
+// Process entry: configuration from the environment (the only reader of process.env), then listen.
+let config: ReturnType<typeof loadConfig>;
+try {
+  config = loadConfig(process.env);
+} catch (err) {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`hearth: ${err.message}\n`);
+    process.exit(78); // EX_CONFIG
+  }
+  throw err;
+}
+
+const app = await buildApp(config);
+let closing = false;
+const shutdown = (signal: string) => {
+  if (closing) return;
+  closing = true;
+  app.log.info({ signal }, 'shutting down: finishing requests in flight');
+  app.close().then(
+    () => process.exit(0),
+    () => process.exit(1),
+  );
+};
+process.on('SIGINT', () => shutdown('SIGINT'));
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+
+await app.listen({ host: config.host, port: config.port });
+app.log.info(
+  { host: config.host, baseUrl: config.baseUrl, dataDir: config.dataDir },
+  `Hearth FHIR R4 server listening on ${config.host} only (loopback): authorization is not yet enabled, so it is not reachable from other machines`,
+);

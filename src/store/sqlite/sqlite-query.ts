@@ -1,0 +1,183 @@
+import type { Clause, Cursor, EntryPredicate, SearchQuery, SortKey } from '../resource-store.ts';
+
+export type SqlValue = string | number | null;
+
+export interface Sql {
+  text: string;
+  params: SqlValue[];
+}
+
+// The largest code point: `prefix || MAX_CHAR` bounds every string that starts with `prefix`.
+const MAX_CHAR = '\u{10FFFF}';
+let aliasCounter = 0;
+const alias = (p: string) => `${p}${aliasCounter++ % 1_000_000}`;
+
+/** Translates the store-agnostic query into SQL over resource_versions (alias `r`) and search_index. */
+export function whereSql(type: string, clauses: readonly Clause[], r = 'r'): Sql {
+  const parts = [`${r}.type = ?`, `${r}.current = 1`, `${r}.deleted = 0`];
+  const params: SqlValue[] = [type];
+  for (const c of clauses) {
+    const s = clauseSql(type, c, r);
+    parts.push(s.text);
+    params.push(...s.params);
+  }
+  return { text: parts.join(' AND '), params };
+}
+
+function clauseSql(type: string, clause: Clause, r: string): Sql {
+  switch (clause.kind) {
+    case 'exists': {
+      const i = alias('i');
+      const preds = predicatesSql(clause.where, i);
+      return {
+        text: `EXISTS (SELECT 1 FROM search_index ${i} WHERE ${i}.rid = ${r}.rid AND ${i}.type = ? AND ${i}.param = ?${preds.text})`,
+        params: [type, clause.param, ...preds.params],
+      };
+    }
+    case 'composite': {
+      // Nested EXISTS: component i+1 must sit in the same group as component i.
+      let text = '';
+      const params: SqlValue[] = [];
+      let prev: string | undefined;
+      const closers: string[] = [];
+      clause.components.forEach((preds, n) => {
+        const c = alias('c');
+        const p = predicatesSql(preds, c);
+        text += `${n === 0 ? '' : ' AND '}EXISTS (SELECT 1 FROM search_index ${c} WHERE ${c}.rid = ${r}.rid AND ${c}.type = ? AND ${c}.param = ?${prev ? ` AND ${c}.grp = ${prev}.grp` : ''}${p.text}`;
+        params.push(type, `${clause.param}$${n}`, ...p.params);
+        closers.push(')');
+        prev = c;
+      });
+      return { text: text + closers.join(''), params };
+    }
+    case 'chain': {
+      const i = alias('i');
+      const r2 = alias('t');
+      const inner = whereSql(clause.targetType, clause.where, r2);
+      return {
+        text: `EXISTS (SELECT 1 FROM search_index ${i} WHERE ${i}.rid = ${r}.rid AND ${i}.type = ? AND ${i}.param = ? AND ${i}.code IN (SELECT ? || ${r2}.id FROM resource_versions ${r2} WHERE ${inner.text}))`,
+        params: [type, clause.param, `${clause.targetType}/`, ...inner.params],
+      };
+    }
+    case 'or': {
+      if (clause.any.length === 0) return { text: '0', params: [] };
+      const subs = clause.any.map((c) => clauseSql(type, c, r));
+      return { text: `(${subs.map((s) => s.text).join(' OR ')})`, params: subs.flatMap((s) => s.params) };
+    }
+    case 'not': {
+      const s = clauseSql(type, clause.clause, r);
+      return { text: `NOT (${s.text})`, params: s.params };
+    }
+  }
+}
+
+function predicatesSql(preds: readonly EntryPredicate[], i: string): Sql {
+  let text = '';
+  const params: SqlValue[] = [];
+  for (const p of preds) {
+    const col = `${i}.${p.field}`;
+    switch (p.op) {
+      case 'null':
+        text += ` AND ${col} IS NULL`;
+        break;
+      case 'eq':
+        text += ` AND ${col} = ?`;
+        params.push(p.value as string | number);
+        break;
+      case 'ne':
+        text += ` AND ${col} <> ?`;
+        params.push(p.value);
+        break;
+      case 'lt':
+      case 'le':
+      case 'gt':
+      case 'ge':
+        text += ` AND ${col} ${{ lt: '<', le: '<=', gt: '>', ge: '>=' }[p.op]} ?`;
+        params.push(p.value);
+        break;
+      case 'prefix':
+        text += ` AND ${col} >= ? AND ${col} < ?`;
+        params.push(p.value as string, `${p.value as string}${MAX_CHAR}`);
+        break;
+      case 'contains':
+        text += ` AND instr(${col}, ?) > 0`;
+        params.push(p.value as string);
+        break;
+      case 'in': {
+        const values = p.value as readonly string[];
+        text += ` AND ${col} IN (${values.map(() => '?').join(', ')})`;
+        params.push(...values);
+        break;
+      }
+      case 'below':
+        text += ` AND (${col} = ? OR substr(${col}, 1, ?) = ?)`;
+        params.push(p.value as string, (p.value as string).length + 1, `${p.value as string}/`);
+        break;
+    }
+  }
+  return { text, params };
+}
+
+/** SELECT of the matching page, ordered by the sort keys and then id, `count + 1` rows to detect a next page. */
+export function searchSql(query: SearchQuery): Sql {
+  const where = whereSql(query.type, query.where);
+  const keys = query.sort.map((k, n) => `${sortKeySql(k)} AS k${n}`);
+  const params: SqlValue[] = [];
+  for (const k of query.sort) params.push(query.type, k.param);
+  params.push(...where.params);
+  const backwards = query.cursor?.direction === 'previous';
+  const inner = `SELECT r.rid, r.type, r.id, r.version, r.last_updated, r.deleted, r.body${keys.map((k) => `, ${k}`).join('')} FROM resource_versions r WHERE ${where.text}`;
+  let text = `SELECT * FROM (${inner}) m`;
+  if (query.cursor) {
+    const ks = keysetSql(query.sort, query.cursor);
+    text += ` WHERE ${ks.text}`;
+    params.push(...ks.params);
+  }
+  const order = query.sort.flatMap((k, n) => {
+    const desc = k.descending !== backwards;
+    return [`(k${n} IS NULL)${backwards ? ' DESC' : ''}`, `k${n}${desc ? ' DESC' : ''}`];
+  });
+  order.push(`id${backwards ? ' DESC' : ''}`);
+  text += ` ORDER BY ${order.join(', ')} LIMIT ?`;
+  params.push(query.count + 1);
+  return { text, params };
+}
+
+function sortKeySql(k: SortKey): string {
+  const agg = k.descending ? 'MAX' : 'MIN';
+  return `(SELECT ${agg}(s.${k.field}) FROM search_index s WHERE s.rid = r.rid AND s.type = ? AND s.param = ?)`;
+}
+
+/**
+ * Rows strictly after (or before) the cursor in the sort order: a lexicographic comparison over
+ * (k IS NULL, k) per key and then id, where nulls always sort last.
+ */
+function keysetSql(sort: readonly SortKey[], cursor: Cursor): Sql {
+  const backwards = cursor.direction === 'previous';
+  const comps: { expr: string; desc: boolean; value: SqlValue }[] = [];
+  sort.forEach((k, n) => {
+    const v = cursor.values[n] ?? null;
+    comps.push({ expr: `(k${n} IS NULL)`, desc: false, value: v === null ? 1 : 0 });
+    comps.push({ expr: `k${n}`, desc: k.descending, value: v });
+  });
+  comps.push({ expr: 'id', desc: false, value: cursor.id });
+  const ors: string[] = [];
+  const params: SqlValue[] = [];
+  comps.forEach((c, n) => {
+    const ands: string[] = [];
+    for (let j = 0; j < n; j++) {
+      ands.push(`${comps[j].expr} IS ?`);
+      params.push(comps[j].value);
+    }
+    const after = c.desc !== backwards ? '<' : '>';
+    ands.push(`${c.expr} ${after} ?`);
+    params.push(c.value);
+    ors.push(`(${ands.join(' AND ')})`);
+  });
+  return { text: `(${ors.join(' OR ')})`, params };
+}
+
+export function countSql(query: SearchQuery): Sql {
+  const where = whereSql(query.type, query.where);
+  return { text: `SELECT COUNT(*) AS n FROM resource_versions r WHERE ${where.text}`, params: where.params };
+}

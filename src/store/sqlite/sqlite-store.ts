@@ -1,0 +1,272 @@
+import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { FhirError } from '../../fhir/errors.ts';
+import type {
+  HistoryPage,
+  HistoryQuery,
+  IndexEntry,
+  Prepare,
+  ResourceStore,
+  SearchPage,
+  SearchQuery,
+  StoredVersion,
+  WriteResult,
+} from '../resource-store.ts';
+import { countSql, type SqlValue, searchSql } from './sqlite-query.ts';
+import { SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
+
+interface VersionRow {
+  rid: number;
+  type: string;
+  id: string;
+  version: number;
+  last_updated: string;
+  deleted: number;
+  body: string | null;
+}
+
+export interface SqliteStoreOptions {
+  /** Directory for the database file, or ':memory:' for tests that need no file. */
+  readonly dataDir: string;
+  readonly clock?: () => Date;
+}
+
+/**
+ * The embedded ResourceStore on node:sqlite: one file under the data directory, WAL journal,
+ * `synchronous=FULL` so that a commit is on disk before the call returns.
+ */
+export class SqliteStore implements ResourceStore {
+  readonly #db: DatabaseSync;
+  readonly #clock: () => Date;
+  readonly #stmt: Record<string, StatementSync>;
+
+  constructor(options: SqliteStoreOptions) {
+    this.#clock = options.clock ?? (() => new Date());
+    let path = ':memory:';
+    if (options.dataDir !== ':memory:') {
+      mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+      path = join(options.dataDir, 'hearth.db');
+    }
+    this.#db = new DatabaseSync(path);
+    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;');
+    const { user_version } = this.#db.prepare('PRAGMA user_version').get() as { user_version: number };
+    if (user_version > SCHEMA_VERSION) {
+      throw new Error(`database schema version ${user_version} is newer than this Hearth (${SCHEMA_VERSION})`);
+    }
+    this.#db.exec(SCHEMA);
+    this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    this.#stmt = {
+      current: this.#db.prepare(
+        'SELECT rid, type, id, version, last_updated, deleted, body FROM resource_versions WHERE type = ? AND id = ? AND current = 1',
+      ),
+      version: this.#db.prepare(
+        'SELECT rid, type, id, version, last_updated, deleted, body FROM resource_versions WHERE type = ? AND id = ? AND version = ?',
+      ),
+      retire: this.#db.prepare('UPDATE resource_versions SET current = 0 WHERE rid = ?'),
+      unindex: this.#db.prepare('DELETE FROM search_index WHERE rid = ?'),
+      insert: this.#db.prepare(
+        'INSERT INTO resource_versions (type, id, version, last_updated, deleted, current, body) VALUES (?, ?, ?, ?, ?, 1, ?) RETURNING rid',
+      ),
+      index: this.#db.prepare(
+        'INSERT INTO search_index (rid, type, param, grp, sys, code, text, lo, hi) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+    };
+  }
+
+  async create(type: string, prepare: Prepare, ifNoneExist?: SearchQuery): Promise<WriteResult> {
+    return this.#transaction(() => {
+      if (ifNoneExist) {
+        const existing = this.#matchAtMostOne(ifNoneExist, 'If-None-Exist');
+        if (existing) return { outcome: 'exists', version: existing };
+      }
+      return { outcome: 'created', version: this.#write(type, randomUUID(), undefined, prepare) };
+    });
+  }
+
+  async update(
+    type: string,
+    target: { readonly id: string } | { readonly query: SearchQuery },
+    prepare: Prepare,
+    options: { readonly ifMatch?: number; readonly allowCreate: boolean },
+  ): Promise<WriteResult> {
+    return this.#transaction(() => {
+      let id: string;
+      let current: VersionRow | undefined;
+      if ('query' in target) {
+        const match = this.#matchAtMostOne(target.query, 'conditional update');
+        // See: https://hl7.org/fhir/R4/http.html#cond-update (no match: the server performs a create)
+        if (!match) return { outcome: 'created', version: this.#write(type, randomUUID(), undefined, prepare) };
+        id = match.id;
+        current = this.#stmt.current.get(type, id) as unknown as VersionRow;
+      } else {
+        id = target.id;
+        current = this.#stmt.current.get(type, id) as unknown as VersionRow | undefined;
+      }
+      if (options.ifMatch !== undefined && (!current || current.deleted || current.version !== options.ifMatch)) {
+        // See: https://hl7.org/fhir/R4/http.html#concurrency
+        throw new FhirError(412, 'HEARTH_VERSION_CONFLICT', {
+          code: 'conflict',
+          diagnostics: `If-Match version ${options.ifMatch} is not the current version of ${type}/${id}`,
+        });
+      }
+      if (!current && !options.allowCreate) {
+        throw new FhirError(404, 'HEARTH_NOT_FOUND', {
+          code: 'not-found',
+          diagnostics: `${type}/${id} does not exist and this server does not create resources with client-assigned ids`,
+        });
+      }
+      const outcome = current && !current.deleted ? 'updated' : 'created';
+      return { outcome, version: this.#write(type, id, current, prepare) };
+    });
+  }
+
+  async delete(type: string, id: string): Promise<StoredVersion | undefined> {
+    return this.#transaction(() => {
+      const current = this.#stmt.current.get(type, id) as unknown as VersionRow | undefined;
+      if (!current || current.deleted) return undefined;
+      this.#stmt.retire.run(current.rid);
+      this.#stmt.unindex.run(current.rid);
+      const lastUpdated = this.#clock().toISOString();
+      this.#stmt.insert.run(type, id, current.version + 1, lastUpdated, 1, null);
+      return { type, id, versionId: current.version + 1, lastUpdated, deleted: true };
+    });
+  }
+
+  async read(type: string, id: string): Promise<StoredVersion | undefined> {
+    const row = this.#stmt.current.get(type, id) as unknown as VersionRow | undefined;
+    return row && toVersion(row);
+  }
+
+  async vread(type: string, id: string, versionId: number): Promise<StoredVersion | undefined> {
+    const row = this.#stmt.version.get(type, id, versionId) as unknown as VersionRow | undefined;
+    return row && toVersion(row);
+  }
+
+  async history(query: HistoryQuery): Promise<HistoryPage> {
+    const where = ['type = ?'];
+    const params: SqlValue[] = [query.type];
+    if (query.id !== undefined) {
+      where.push('id = ?');
+      params.push(query.id);
+    }
+    if (query.since !== undefined) {
+      where.push('last_updated >= ?');
+      params.push(query.since);
+    }
+    const total = (
+      this.#db.prepare(`SELECT COUNT(*) AS n FROM resource_versions WHERE ${where.join(' AND ')}`).get(...params) as {
+        n: number;
+      }
+    ).n;
+    if (query.after !== undefined) {
+      where.push('rid < ?');
+      params.push(query.after);
+    }
+    // Newest first; rid grows with every write, so it orders versions even within one millisecond.
+    const rows = this.#db
+      .prepare(
+        `SELECT rid, type, id, version, last_updated, deleted, body FROM resource_versions WHERE ${where.join(' AND ')} ORDER BY rid DESC LIMIT ?`,
+      )
+      .all(...params, query.count + 1) as unknown as VersionRow[];
+    const page = rows.slice(0, query.count);
+    return {
+      versions: page.map(toVersion),
+      next: rows.length > query.count ? page[page.length - 1].rid : undefined,
+      total,
+    };
+  }
+
+  async search(query: SearchQuery): Promise<SearchPage> {
+    return this.#search(query);
+  }
+
+  #search(query: SearchQuery): SearchPage {
+    const sql = searchSql(query);
+    const rows = this.#db.prepare(sql.text).all(...sql.params) as unknown as (VersionRow & Record<string, SqlValue>)[];
+    const more = rows.length > query.count;
+    let page = rows.slice(0, query.count);
+    const backwards = query.cursor?.direction === 'previous';
+    if (backwards) page = page.reverse();
+    let total: number | undefined;
+    if (query.total !== 'none') {
+      const c = countSql(query);
+      total = (this.#db.prepare(c.text).get(...c.params) as { n: number }).n;
+    }
+    return {
+      matches: page.map(toVersion),
+      keys: page.map((row) => query.sort.map((_, n) => row[`k${n}`] ?? null)),
+      hasNext: backwards ? true : more,
+      hasPrevious: backwards ? more : query.cursor !== undefined,
+      total,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#db.isOpen) this.#db.close();
+  }
+
+  #matchAtMostOne(query: SearchQuery, what: string): StoredVersion | undefined {
+    const page = this.#search({ ...query, count: 2, cursor: undefined, total: 'none' });
+    if (page.matches.length > 1) {
+      // See: https://hl7.org/fhir/R4/http.html#ccreate (multiple matches: 412 Precondition Failed)
+      throw new FhirError(412, 'HEARTH_MULTIPLE_MATCHES', {
+        code: 'multiple-matches',
+        diagnostics: `${what} criteria match more than one resource`,
+      });
+    }
+    return page.matches[0];
+  }
+
+  #write(type: string, id: string, current: VersionRow | undefined, prepare: Prepare): StoredVersion {
+    const versionId = (current?.version ?? 0) + 1;
+    const lastUpdated = this.#clock().toISOString();
+    const { resource, index } = prepare({ id, versionId, lastUpdated });
+    if (current) {
+      this.#stmt.retire.run(current.rid);
+      this.#stmt.unindex.run(current.rid);
+    }
+    const body = JSON.stringify(resource);
+    const { rid } = this.#stmt.insert.get(type, id, versionId, lastUpdated, 0, body) as { rid: number };
+    for (const e of index) this.#insertIndex(rid, type, e);
+    return { type, id, versionId, lastUpdated, deleted: false, resource };
+  }
+
+  #insertIndex(rid: number, type: string, e: IndexEntry): void {
+    this.#stmt.index.run(
+      rid,
+      type,
+      e.param,
+      e.grp,
+      e.sys ?? null,
+      e.code ?? null,
+      e.text ?? null,
+      e.lo ?? null,
+      e.hi ?? null,
+    );
+  }
+
+  #transaction<T>(work: () => T): T {
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      const result = work();
+      this.#db.exec('COMMIT');
+      return result;
+    } catch (err) {
+      this.#db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+}
+
+function toVersion(row: VersionRow): StoredVersion {
+  return {
+    type: row.type,
+    id: row.id,
+    versionId: row.version,
+    lastUpdated: row.last_updated,
+    deleted: row.deleted === 1,
+    resource: row.body === null ? undefined : (JSON.parse(row.body) as Record<string, unknown>),
+  };
+}

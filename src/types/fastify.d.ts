@@ -1,0 +1,15 @@
+import 'fastify';
+import type { Interaction } from '../fhir/definitions.ts';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** What a FHIR route is: the one hook that decides whether reads this, never the handler. */
+    fhir?: { type: string; interaction: Interaction | 'capabilities' | 'conditional-update' };
+  }
+  interface FastifyRequest {
+    /** Query string as ordered name/value pairs (repeats kept, as FHIR search needs). */
+    fhirQuery: [string, string][];
+    /** `_format` asked for, normalised to a MIME type. */
+    fhirFormat?: string;
+  }
+}
