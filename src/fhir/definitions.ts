@@ -83,9 +83,12 @@ export function expressionFor(expression: string, type: string): string | undefi
 }
 
 // fhirpath.js cannot resolve() references synchronously; the type test only needs the reference's
-// type segment, so `x.where(resolve() is T)` becomes a test on the literal reference.
+// type segment, so `x.where(resolve() is T)` becomes a test on the literal reference. And `(x as T)`
+// fails on a collection of several items (Observation.component.value), where R4's intent is
+// the filter `x.ofType(T)`.
 function rewriteResolve(expression: string): string {
   return expression
+    .replace(/\(([A-Za-z][\w.]*) as (\w+)\)/g, '$1.ofType($2)')
     .replace(
       /\.where\(resolve\(\) is (\w+)\)/g,
       (_m, t: string) => `.where(reference.matches('(^|/)${t}/[A-Za-z0-9\\\\-\\\\.]{1,64}(/_history/[^/]+)?$'))`,
