@@ -23,9 +23,22 @@ export async function testApp(env: Record<string, string> = {}, options: { dataD
   let t = Date.parse('2026-01-15T10:00:00.000Z');
   const clock = () => new Date(t);
   const config = loadConfig({ HEARTH_LOG_LEVEL: 'silent', HEARTH_DATA_DIR: options.dataDir ?? tempDir(), ...env });
-  const store = new SqliteStore({ dataDir: options.dataDir ?? ':memory:', clock: () => new Date((t += 1)) });
+  const store = new SqliteStore({
+    dataDir: options.dataDir ?? ':memory:',
+    clock: () => {
+      t += 1;
+      return new Date(t);
+    },
+  });
   const app = await buildApp(config, { store, clock });
-  return { app, store, tick: (ms) => (t += ms), now: clock };
+  return {
+    app,
+    store,
+    tick: (ms) => {
+      t += ms;
+    },
+    now: clock,
+  };
 }
 
 export function tempDir(): string {

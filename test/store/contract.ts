@@ -7,7 +7,7 @@ import type { IndexEntry, Prepare, ResourceStore, SearchQuery } from '../../src/
  */
 export function storeContract(
   name: string,
-  open: () => Promise<{ store: ResourceStore; reopen?: () => Promise<ResourceStore> }>,
+  open: (clock: () => Date) => Promise<{ store: ResourceStore; reopen?: () => Promise<ResourceStore> }>,
 ) {
   describe(`ResourceStore contract: ${name}`, () => {
     let store: ResourceStore;
@@ -15,7 +15,12 @@ export function storeContract(
     beforeEach(async () => {
       // Every call moves the clock by one second, so versions never share an instant.
       let t = Date.parse('2026-01-01T00:00:00Z');
-      ({ store, reopen } = await open(() => new Date((t += 1000))));
+      const opened = await open(() => {
+        t += 1000;
+        return new Date(t);
+      });
+      store = opened.store;
+      reopen = opened.reopen;
     });
     afterEach(async () => {
       await store.close();
@@ -237,7 +242,8 @@ export function storeContract(
       for (const n of names) await store.create('Patient', family(n));
       const sort = [{ param: 'family', descending: false, field: 'code' as const }];
       const p1 = await store.search(q([], { sort, count: 2 }));
-      const fams = (p: typeof p1) => p.matches.map((m) => (m.resource?.name as { family: string }[])[0].family);
+      const fams = (p: typeof p1) =>
+        p.matches.map((m) => (m.resource as { name: { family: string }[] }).name[0].family);
       expect(fams(p1)).toEqual(['a', 'b']);
       expect(p1.hasNext).toBe(true);
       expect(p1.hasPrevious).toBe(false);
