@@ -98,6 +98,7 @@ export class ResourceValidator {
     }
     issues.push(...checkReferences(resource, path));
     issues.push(...this.#checkChoices(resource, type, path));
+    issues.push(...this.#checkRequired(resource, type, path));
     return issues;
   }
 
@@ -109,6 +110,27 @@ export class ResourceValidator {
       this.#validators.set(type, v);
     }
     return v;
+  }
+
+  // The published schema leaves required primitives out of `required` (a primitive may be present
+  // only as its `_element` extension), so cardinality min 1 is checked here.
+  // See: https://hl7.org/fhir/R4/json.html#primitive
+  #checkRequired(resource: Record<string, unknown>, type: string, path: string): Issue[] {
+    const elements = this.#model.types.get(type)?.elements;
+    if (!elements) return [];
+    const issues: Issue[] = [];
+    for (const [stem, info] of elements) {
+      if (info.min < 1) continue;
+      const keys = info.types.length > 1 ? info.types.map((t) => `${stem}${t[0].toUpperCase()}${t.slice(1)}`) : [stem];
+      if (!keys.some((k) => k in resource || `_${k}` in resource)) {
+        issues.push({
+          code: 'required',
+          diagnostics: `missing required element "${stem}"`,
+          expression: `${path}.${stem}`,
+        });
+      }
+    }
+    return issues;
   }
 
   // See: https://hl7.org/fhir/R4/formats.html#choice (only one type of a choice element may be present)

@@ -358,7 +358,7 @@ function jsonBody(request: FastifyRequest): unknown {
       diagnostics: 'Content-Type must be application/fhir+json or application/json',
     });
   }
-  if (request.body === undefined || request.body === null) {
+  if (request.body === undefined) {
     throw badRequest('HEARTH_NO_BODY', 'a FHIR resource is required in the request body', undefined, 'required');
   }
   return request.body;

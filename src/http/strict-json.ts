@@ -2,8 +2,8 @@ import { badRequest } from '../fhir/errors.ts';
 
 // Keys that could reach an object's prototype chain in code that copies or merges JSON.
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
-// FHIR decimals carry at most 18 significant digits; integers are 32-bit, but larger whole
-// numbers (e.g. integer64 in later versions) must at least survive a double unchanged.
+// FHIR decimals carry at most 18 significant digits, and every number must survive a double
+// unchanged: what is stored is what was sent.
 // See: https://hl7.org/fhir/R4/datatypes.html#decimal
 const MAX_SIGNIFICANT_DIGITS = 18;
 
@@ -122,18 +122,32 @@ function checkNumber(token: string): void {
   if (!Number.isFinite(value)) {
     throw badRequest('HEARTH_NUMBER_RANGE', `number ${token.slice(0, 40)} is out of range`, undefined, 'value');
   }
-  const mantissa = token.replace(/^-/, '').replace(/[eE].*$/, '');
-  const digits = mantissa.replace('.', '').replace(/^0+/, '');
-  const isInteger = !/[.eE]/.test(token);
-  if (isInteger && !Number.isSafeInteger(value)) {
-    throw badRequest('HEARTH_NUMBER_RANGE', `integer ${token.slice(0, 40)} is too large`, undefined, 'value');
-  }
-  if (digits.length > MAX_SIGNIFICANT_DIGITS) {
+  const m = /^-?(\d+)(?:\.(\d+))?(?:[eE][+-]?\d+)?$/.exec(token);
+  if (!m) return; // not a JSON number: JSON.parse reports it
+  const significant = `${m[1]}${m[2] ?? ''}`.replace(/^0+/, '').replace(/0+$/, '');
+  if (significant.length > MAX_SIGNIFICANT_DIGITS) {
     throw badRequest(
       'HEARTH_NUMBER_PRECISION',
       `number ${token.slice(0, 40)} has more than ${MAX_SIGNIFICANT_DIGITS} significant digits`,
       undefined,
       'value',
     );
+  }
+  // A double holds 15 to 17 significant digits: refuse a number that would come back different.
+  if (significant.length > 15) {
+    const back = Math.abs(value)
+      .toPrecision(significant.length)
+      .replace(/e.*$/, '')
+      .replace('.', '')
+      .replace(/^0+/, '')
+      .replace(/0+$/, '');
+    if (back !== significant) {
+      throw badRequest(
+        'HEARTH_NUMBER_PRECISION',
+        `number ${token.slice(0, 40)} cannot be stored without losing digits`,
+        undefined,
+        'value',
+      );
+    }
   }
 }
