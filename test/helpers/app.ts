@@ -90,3 +90,16 @@ export function examples(prefix: 'Patient' | 'Observation'): { file: string; res
     .sort()
     .map((file) => ({ file, resource: JSON.parse(readFileSync(new URL(file, examplesDir), 'utf8')) }));
 }
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}

@@ -1,0 +1,90 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import { freePort, tempDir } from '../helpers/app.ts';
+
+const entry = new URL('../../src/server.ts', import.meta.url).pathname;
+
+interface Running {
+  child: ChildProcess;
+  output: () => string;
+  base: string;
+}
+
+async function start(env: Record<string, string>): Promise<Running> {
+  const port = await freePort();
+  let out = '';
+  const child = spawn(process.execPath, [entry], {
+    env: { PATH: process.env.PATH ?? '', HEARTH_PORT: String(port), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout?.on('data', (d) => {
+    out += d;
+  });
+  child.stderr?.on('data', (d) => {
+    out += d;
+  });
+  const base = `http://127.0.0.1:${port}/fhir`;
+  for (let i = 0; i < 100; i++) {
+    if (child.exitCode !== null) throw new Error(`server exited: ${out}`);
+    try {
+      if ((await fetch(`${base}/metadata`)).ok) return { child, output: () => out, base };
+    } catch {}
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill('SIGKILL');
+  throw new Error(`server did not answer: ${out}`);
+}
+
+async function stop(r: Running, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  const exited = once(r.child, 'exit');
+  r.child.kill(signal);
+  const [code] = await exited;
+  return code as number | null;
+}
+
+describe('the server process', () => {
+  it('starts on loopback, keeps data across a graceful restart, and never logs PHI', async () => {
+    const dataDir = tempDir();
+    const first = await start({ HEARTH_DATA_DIR: dataDir });
+    expect(first.output()).toContain('listening on 127.0.0.1 only');
+    const canary = 'Zzcanaryfamily';
+    const res = await fetch(`${first.base}/Patient`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/fhir+json', authorization: 'Bearer secret-token-canary' },
+      body: JSON.stringify({ resourceType: 'Patient', name: [{ family: canary }], birthDate: '1961-07-04' }),
+    });
+    expect(res.status).toBe(201);
+    const { id } = (await res.json()) as { id: string };
+    expect((await fetch(`${first.base}/Patient?family=${canary}`)).status).toBe(200);
+    expect((await fetch(`${first.base}/Patient?birthdate=1961-07-04x`)).status).toBe(400);
+    expect(await stop(first)).toBe(0);
+    const log = first.output();
+    expect(log).toContain('"statusCode":201');
+    expect(log).not.toContain(canary);
+    expect(log).not.toContain('1961-07-04');
+    expect(log).not.toContain('secret-token-canary');
+
+    const second = await start({ HEARTH_DATA_DIR: dataDir });
+    const read = await fetch(`${second.base}/Patient/${id}`);
+    expect(read.status).toBe(200);
+    expect(((await read.json()) as any).name[0].family).toBe(canary);
+    expect(await stop(second)).toBe(0);
+  });
+
+  it('refuses to start on bad configuration, naming each setting', async () => {
+    const child = spawn(process.execPath, [entry], {
+      env: { PATH: process.env.PATH ?? '', HEARTH_PORT: 'eighty', HEARTH_HOST: '0.0.0.0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    child.stderr.on('data', (d) => {
+      err += d;
+    });
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(78);
+    expect(err).toContain('HEARTH_PORT: must be a whole number from 0 to 65535, got "eighty"');
+    expect(err).toContain('HEARTH_HOST: must be a loopback address');
+    expect(err).not.toContain('    at ');
+  });
+});
