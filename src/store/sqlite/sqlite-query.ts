@@ -27,35 +27,35 @@ export function whereSql(type: string, clauses: readonly Clause[], r = 'r'): Sql
 function clauseSql(type: string, clause: Clause, r: string): Sql {
   switch (clause.kind) {
     case 'exists': {
+      // An uncorrelated IN (...) is evaluated once from the index, then joined by rowid:
+      // far cheaper than a correlated EXISTS probed for every candidate resource.
       const i = alias('i');
       const preds = predicatesSql(clause.where, i);
       return {
-        text: `EXISTS (SELECT 1 FROM search_index ${i} WHERE ${i}.rid = ${r}.rid AND ${i}.type = ? AND ${i}.param = ?${preds.text})`,
+        text: `${r}.rid IN (SELECT ${i}.rid FROM search_index ${i} WHERE ${i}.type = ? AND ${i}.param = ?${preds.text})`,
         params: [type, clause.param, ...preds.params],
       };
     }
     case 'composite': {
-      // Nested EXISTS: component i+1 must sit in the same group as component i.
-      let text = '';
-      const params: SqlValue[] = [];
-      let prev: string | undefined;
-      const closers: string[] = [];
-      clause.components.forEach((preds, n) => {
+      // Component i+1 must sit in the same group (and resource) as component 0.
+      const c0 = alias('c');
+      const first = predicatesSql(clause.components[0] ?? [], c0);
+      let text = `${r}.rid IN (SELECT ${c0}.rid FROM search_index ${c0} WHERE ${c0}.type = ? AND ${c0}.param = ?${first.text}`;
+      const params: SqlValue[] = [type, `${clause.param}$0`, ...first.params];
+      clause.components.slice(1).forEach((preds, k) => {
         const c = alias('c');
         const p = predicatesSql(preds, c);
-        text += `${n === 0 ? '' : ' AND '}EXISTS (SELECT 1 FROM search_index ${c} WHERE ${c}.rid = ${r}.rid AND ${c}.type = ? AND ${c}.param = ?${prev ? ` AND ${c}.grp = ${prev}.grp` : ''}${p.text}`;
-        params.push(type, `${clause.param}$${n}`, ...p.params);
-        closers.push(')');
-        prev = c;
+        text += ` AND EXISTS (SELECT 1 FROM search_index ${c} WHERE ${c}.rid = ${c0}.rid AND ${c}.param = ? AND ${c}.grp = ${c0}.grp${p.text})`;
+        params.push(`${clause.param}$${k + 1}`, ...p.params);
       });
-      return { text: text + closers.join(''), params };
+      return { text: `${text})`, params };
     }
     case 'chain': {
       const i = alias('i');
       const r2 = alias('t');
       const inner = whereSql(clause.targetType, clause.where, r2);
       return {
-        text: `EXISTS (SELECT 1 FROM search_index ${i} WHERE ${i}.rid = ${r}.rid AND ${i}.type = ? AND ${i}.param = ? AND ${i}.code IN (SELECT ? || ${r2}.id FROM resource_versions ${r2} WHERE ${inner.text}))`,
+        text: `${r}.rid IN (SELECT ${i}.rid FROM search_index ${i} WHERE ${i}.type = ? AND ${i}.param = ? AND ${i}.code IN (SELECT ? || ${r2}.id FROM resource_versions ${r2} WHERE ${inner.text}))`,
         params: [type, clause.param, `${clause.targetType}/`, ...inner.params],
       };
     }

@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS search_index (
   lo REAL,
   hi REAL
 ) STRICT;
-CREATE INDEX IF NOT EXISTS search_code ON search_index (type, param, code);
-CREATE INDEX IF NOT EXISTS search_range ON search_index (type, param, lo);
+CREATE INDEX IF NOT EXISTS search_code ON search_index (type, param, code, rid);
+CREATE INDEX IF NOT EXISTS search_range ON search_index (type, param, lo, hi, rid);
 CREATE INDEX IF NOT EXISTS search_rid ON search_index (rid, param);
 `;

@@ -1,0 +1,117 @@
+// npm run bench: Hearth next to a bare Fastify route serving the same JSON, started in the same
+// run, under the same load; prints throughput, latency and the ratio of each pair. Then start-up
+// time and resident memory of the real server process.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { createInterface } from 'node:readline';
+import autocannon from 'autocannon';
+
+const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
+const CONNECTIONS = 10;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+interface Result {
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+async function load(url: string, method: 'GET' | 'POST' = 'GET', body?: string): Promise<Result> {
+  const r = await autocannon({
+    url,
+    method,
+    body,
+    headers: body ? { 'content-type': 'application/fhir+json' } : {},
+    connections: CONNECTIONS,
+    duration: DURATION,
+  });
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx };
+}
+
+const hearthPort = await freePort();
+const barePort = await freePort();
+const child: ChildProcess = spawn(
+  process.execPath,
+  [new URL('./servers.ts', import.meta.url).pathname, String(hearthPort), String(barePort)],
+  {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  },
+);
+const [line] = await once(createInterface({ input: child.stdout! }), 'line');
+const { readId, searchUrl, createBody } = JSON.parse(line as string);
+const H = `http://127.0.0.1:${hearthPort}`;
+const B = `http://127.0.0.1:${barePort}`;
+
+const pairs: [string, () => Promise<Result>, () => Promise<Result>][] = [
+  ['read by id', () => load(`${H}/fhir/Patient/${readId}`), () => load(`${B}/Patient/x`)],
+  ['search (family, _count=10, total)', () => load(`${H}${searchUrl}`), () => load(`${B}/Patient`)],
+  [
+    'create (validate, index, durable commit)',
+    () => load(`${H}/fhir/Patient`, 'POST', createBody),
+    () => load(`${B}/Patient`, 'POST', createBody),
+  ],
+];
+
+const rows: string[] = [];
+for (const [name, hearth, bare] of pairs) {
+  await load(`${B}/Patient/x`); // warm-up
+  const b = await bare();
+  const h = await hearth();
+  rows.push(
+    `| ${name} | ${h.rps.toFixed(0)} | ${h.p50} / ${h.p99} | ${b.rps.toFixed(0)} | ${b.p50} / ${b.p99} | ${(h.rps / b.rps).toFixed(2)} | ${h.errors + b.errors} |`,
+  );
+}
+child.kill('SIGTERM');
+await once(child, 'exit');
+
+// Start-up to first answered request, and resident memory once the schema is compiled.
+const port = await freePort();
+const t0 = performance.now();
+const server = spawn(process.execPath, [new URL('../src/server.ts', import.meta.url).pathname], {
+  env: {
+    PATH: process.env.PATH ?? '',
+    HEARTH_PORT: String(port),
+    HEARTH_DATA_DIR: `/tmp/hearth-bench-start-${process.pid}`,
+    HEARTH_LOG_LEVEL: 'warn',
+  },
+  stdio: 'ignore',
+});
+let startup = Number.NaN;
+for (let i = 0; i < 300; i++) {
+  try {
+    if ((await fetch(`http://127.0.0.1:${port}/fhir/metadata`)).ok) {
+      startup = performance.now() - t0;
+      break;
+    }
+  } catch {}
+  await new Promise((r) => setTimeout(r, 10));
+}
+await fetch(`http://127.0.0.1:${port}/fhir/Patient?family=x`);
+const { readFileSync, rmSync } = await import('node:fs');
+const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))?.[1] ?? Number.NaN) / 1024;
+server.kill('SIGTERM');
+await once(server, 'exit');
+rmSync(`/tmp/hearth-bench-start-${process.pid}`, { recursive: true, force: true });
+
+process.stdout.write(
+  [
+    `Hearth vs bare Fastify, same JSON, ${CONNECTIONS} connections, ${DURATION} s each, Node ${process.version}`,
+    '',
+    '| scenario | Hearth req/s | Hearth p50 / p99 ms | bare req/s | bare p50 / p99 ms | ratio | errors |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    ...rows,
+    '',
+    `start-up to first /fhir/metadata answer: ${startup.toFixed(0)} ms; resident memory after first search: ${rss.toFixed(0)} MB`,
+    '',
+  ].join('\n'),
+);
