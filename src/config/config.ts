@@ -41,11 +41,11 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
 const integer =
   (min: number, max: number) =>
-  (raw: string): number | { error: string } => {
-    if (!/^[0-9]+$/.test(raw)) return { error: `must be a whole number from ${min} to ${max}, got "${raw}"` };
-    const n = Number(raw);
-    return n >= min && n <= max ? n : { error: `must be a whole number from ${min} to ${max}, got ${raw}` };
-  };
+    (raw: string): number | { error: string } => {
+      if (!/^[0-9]+$/.test(raw)) return { error: `must be a whole number from ${min} to ${max}, got "${raw}"` };
+      const n = Number(raw);
+      return n >= min && n <= max ? n : { error: `must be a whole number from ${min} to ${max}, got ${raw}` };
+    };
 
 const boolean = (raw: string): boolean | { error: string } =>
   raw === 'true' ? true : raw === 'false' ? false : { error: `must be "true" or "false", got "${raw}"` };

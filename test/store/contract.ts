@@ -28,15 +28,15 @@ export function storeContract(
 
     const doc =
       (body: Record<string, unknown>, index: (id: string) => IndexEntry[] = () => []): Prepare =>
-      (v) => ({
-        resource: {
-          resourceType: 'Patient',
-          ...body,
-          id: v.id,
-          meta: { versionId: String(v.versionId), lastUpdated: v.lastUpdated },
-        },
-        index: [{ param: '_id', grp: 0, code: v.id }, ...index(v.id)],
-      });
+        (v) => ({
+          resource: {
+            resourceType: 'Patient',
+            ...body,
+            id: v.id,
+            meta: { versionId: String(v.versionId), lastUpdated: v.lastUpdated },
+          },
+          index: [{ param: '_id', grp: 0, code: v.id }, ...index(v.id)],
+        });
     const family = (name: string) =>
       doc({ name: [{ family: name }] }, () => [{ param: 'family', grp: 0, code: name.toLowerCase(), text: name }]);
     const q = (where: SearchQuery['where'], extra: Partial<SearchQuery> = {}): SearchQuery => ({
