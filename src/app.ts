@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
-import type { Config } from './config/config.ts';
+import { type Config, ConfigError } from './config/config.ts';
 import { type FhirModel, loadFhirModel } from './fhir/definitions.ts';
 import { FhirError, operationOutcome } from './fhir/errors.ts';
 import { FhirRepository } from './fhir/repository.ts';
@@ -11,6 +11,10 @@ import { fhirRoutes } from './http/fhir-routes.ts';
 import { loggerOptions } from './http/logger.ts';
 import { negotiate, queryPairs } from './http/negotiation.ts';
 import { sendResource } from './http/respond.ts';
+import { loadCompartments, type Policy } from './auth/authorize.ts';
+import { loadRoles } from './auth/roles.ts';
+import { bearerToken, InvalidTokenError, JwtVerifier, type TokenVerifier } from './auth/token-verifier.ts';
+import { publicRoutes } from './http/public-routes.ts';
 import type { ResourceStore } from './store/resource-store.ts';
 import { SqliteStore } from './store/sqlite/sqlite-store.ts';
 
@@ -18,6 +22,8 @@ export interface AppDeps {
   /** The store; the embedded SQLite store under config.dataDir when absent. */
   readonly store?: ResourceStore;
   readonly clock?: () => Date;
+  /** Token verification; a JwtVerifier over config.auth.issuers when absent. */
+  readonly verifier?: TokenVerifier;
   /** A pino-compatible logger instance for tests that read the log. */
   readonly loggerInstance?: import('fastify').FastifyBaseLogger;
 }
@@ -52,6 +58,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     baseUrl: config.baseUrl,
     maxIncludes: config.search.maxCount,
   });
+  const verifier = deps.verifier ?? new JwtVerifier(config.auth, config.baseUrl, clock);
+  const policy = buildPolicy(config, model);
 
   const app = Fastify({
     ...(deps.loggerInstance ? { loggerInstance: deps.loggerInstance } : { logger: loggerOptions(config) }),
@@ -87,6 +95,43 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
         : `no FHIR interaction at ${request.method} ${request.url.split('?')[0].slice(0, 200)}`;
     sendResource(request, reply, 404, operationOutcome([{ code: 'not-found', diagnostics }]));
   });
-  await app.register(fhirRoutes, { prefix: '/fhir', config, model, repository, clock });
+  await app.register(publicRoutes, { prefix: '/fhir', config, model });
+  // Everything else under /fhir needs a verified bearer token: its own plugin scope, not a URL allow-list.
+  await app.register(
+    async (api) => {
+      api.decorateRequest('principal', null as never);
+      api.decorateRequest('access', null as never);
+      api.addHook('onRequest', async (request) => {
+        try {
+          request.principal = await verifier.verify(bearerToken(request.headers.authorization));
+        } catch (err) {
+          if (err instanceof InvalidTokenError) request.log.info({ reason: err.reason }, 'access token refused');
+          throw err;
+        }
+      });
+      await api.register(fhirRoutes, { config, model, repository, clock, policy });
+    },
+    { prefix: '/fhir' },
+  );
+  if (config.auth.issuers.length === 0) {
+    app.log.warn('no trusted token issuer is configured (HEARTH_AUTH_ISSUER/HEARTH_AUTH_JWKS): every FHIR request except metadata is refused with 401');
+  }
   return app;
+}
+
+function buildPolicy(config: Config, model: FhirModel): Policy {
+  const relationshipParam = config.auth.relationshipParam;
+  const def = model.types.get('Patient')?.params.get(relationshipParam);
+  if (config.auth.relationship && def?.type !== 'reference') {
+    throw new ConfigError([
+      { name: 'HEARTH_AUTH_RELATIONSHIP_PARAM', message: `"${relationshipParam}" is not a reference search parameter of Patient` },
+    ]);
+  }
+  return {
+    model,
+    roles: loadRoles(),
+    baseUrl: config.baseUrl,
+    compartments: loadCompartments(),
+    relationship: config.auth.relationship ? { param: relationshipParam } : undefined,
+  };
 }

@@ -29,6 +29,6 @@ process.on('SIGTERM', () => shutdown('SIGTERM'));
 
 await app.listen({ host: config.host, port: config.port });
 app.log.info(
-  { host: config.host, baseUrl: config.baseUrl, dataDir: config.dataDir },
-  `Hearth FHIR R4 server listening on ${config.host} only (loopback): authorization is not yet enabled, so it is not reachable from other machines`,
+  { host: config.host, baseUrl: config.baseUrl, dataDir: config.dataDir, issuers: config.auth.issuers.map((i) => i.issuer) },
+  `Hearth FHIR R4 server listening on ${config.host}:${config.port}; FHIR base ${config.baseUrl}`,
 );

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 
@@ -13,6 +14,25 @@ export interface Config {
   readonly maxJsonDepth: number;
   readonly search: { readonly defaultCount: number; readonly maxCount: number };
   readonly updateCreate: boolean;
+  readonly auth: AuthConfig;
+}
+
+export interface TrustedIssuer {
+  readonly issuer: string;
+  /** a JWKS file path (read at start) or an https URL (fetched and cached) */
+  readonly jwks: { readonly kind: 'file'; readonly keys: { keys: object[] } } | { readonly kind: 'url'; readonly url: string };
+  readonly authorizationEndpoint?: string;
+  readonly tokenEndpoint?: string;
+}
+
+export interface AuthConfig {
+  readonly issuers: readonly TrustedIssuer[];
+  readonly clockSkewSeconds: number;
+  readonly maxTokenLifetimeSeconds: number;
+  readonly roleClaim: string;
+  /** clinician access limited to patients whose `relationshipParam` references the user */
+  readonly relationship: boolean;
+  readonly relationshipParam: string;
 }
 
 export interface ConfigProblem {
@@ -37,7 +57,7 @@ interface Setting<T> {
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', '[::1]', 'localhost']);
 
 const integer =
   (min: number, max: number) =>
@@ -53,15 +73,9 @@ const boolean = (raw: string): boolean | { error: string } =>
 /** Every setting Hearth reads, with its environment variable, default and what it allows. */
 export const SETTINGS = {
   HEARTH_HOST: {
-    doc: 'interface to listen on; loopback only until authorization is enabled (default 127.0.0.1)',
+    doc: 'interface to listen on (default 127.0.0.1; 0.0.0.0 or :: for every interface)',
     parse: (raw: string) =>
-      LOOPBACK.has(raw)
-        ? raw
-        : isIP(raw) === 0
-          ? { error: `must be an IP address or "localhost", got "${raw}"` }
-          : {
-              error: `must be a loopback address (127.0.0.1, ::1, localhost) until authorization is enabled, got "${raw}"`,
-            },
+      raw === 'localhost' || isIP(raw) !== 0 ? raw : { error: `must be an IP address or "localhost", got "${raw}"` },
   },
   HEARTH_PORT: { doc: 'TCP port (default 8080; 0 picks a free port)', parse: integer(0, 65535) },
   HEARTH_DATA_DIR: {
@@ -95,6 +109,26 @@ export const SETTINGS = {
   HEARTH_SEARCH_DEFAULT_COUNT: { doc: 'page size when _count is absent (default 20)', parse: integer(1, 10000) },
   HEARTH_SEARCH_MAX_COUNT: { doc: 'largest _count honoured (default 500)', parse: integer(1, 10000) },
   HEARTH_UPDATE_CREATE: { doc: 'allow PUT to create a resource with a client id (default false)', parse: boolean },
+  HEARTH_AUTH_ISSUER: { doc: 'the trusted token issuer (iss), with HEARTH_AUTH_JWKS', parse: (raw: string) => parseIssuerUrl(raw) },
+  HEARTH_AUTH_JWKS: { doc: 'that issuer\'s keys: a JWKS file path or an https URL', parse: parseJwks },
+  HEARTH_AUTH_ISSUERS: {
+    doc: 'several trusted issuers: a JSON list of {"issuer", "jwks", "authorization_endpoint"?, "token_endpoint"?}',
+    parse: parseIssuers,
+  },
+  HEARTH_AUTH_CLOCK_SKEW: { doc: 'seconds of clock skew tolerated on exp/nbf/iat (default 30)', parse: integer(0, 300) },
+  HEARTH_AUTH_MAX_TOKEN_LIFETIME: { doc: 'longest accepted token lifetime in seconds, from iat (default 3600)', parse: integer(60, 86400) },
+  HEARTH_AUTH_ROLE_CLAIM: {
+    doc: 'token claim naming the role (default role)',
+    parse: (raw: string) => (/^[A-Za-z_][\w:.\-/]{0,127}$/.test(raw) ? raw : { error: `must be a claim name, got "${raw}"` }),
+  },
+  HEARTH_AUTH_RELATIONSHIP: {
+    doc: 'limit clinician (user/) access to patients assigned to the practitioner (default false)',
+    parse: boolean,
+  },
+  HEARTH_AUTH_RELATIONSHIP_PARAM: {
+    doc: 'Patient reference search parameter naming the assigned practitioner (default general-practitioner)',
+    parse: (raw: string) => (/^[a-z][a-z0-9-]{0,63}$/.test(raw) ? raw : { error: `must be a search parameter code, got "${raw}"` }),
+  },
 } satisfies Record<string, Setting<unknown>>;
 
 type Name = keyof typeof SETTINGS;
@@ -126,6 +160,16 @@ export function loadConfig(env: Env): Config {
       message: `must not exceed HEARTH_SEARCH_MAX_COUNT (${maxCount})`,
     });
   }
+  const issuers = [...((values.HEARTH_AUTH_ISSUERS as TrustedIssuer[] | undefined) ?? [])];
+  const single = values.HEARTH_AUTH_ISSUER as string | undefined;
+  const singleJwks = values.HEARTH_AUTH_JWKS as TrustedIssuer['jwks'] | undefined;
+  if ((single === undefined) !== (singleJwks === undefined) && !problems.some((p) => p.name.startsWith('HEARTH_AUTH_'))) {
+    problems.push({ name: single ? 'HEARTH_AUTH_JWKS' : 'HEARTH_AUTH_ISSUER', message: 'HEARTH_AUTH_ISSUER and HEARTH_AUTH_JWKS go together' });
+  }
+  if (single && singleJwks) issuers.unshift({ issuer: single, jwks: singleJwks });
+  if (new Set(issuers.map((i) => i.issuer)).size !== issuers.length) {
+    problems.push({ name: 'HEARTH_AUTH_ISSUERS', message: 'each issuer may be trusted only once' });
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   const urlHost = host.includes(':') ? `[${host}]` : host;
   return deepFreeze({
@@ -138,7 +182,92 @@ export function loadConfig(env: Env): Config {
     maxJsonDepth: (values.HEARTH_MAX_JSON_DEPTH as number | undefined) ?? 48,
     search: { defaultCount, maxCount },
     updateCreate: (values.HEARTH_UPDATE_CREATE as boolean | undefined) ?? false,
+    auth: {
+      issuers,
+      clockSkewSeconds: (values.HEARTH_AUTH_CLOCK_SKEW as number | undefined) ?? 30,
+      maxTokenLifetimeSeconds: (values.HEARTH_AUTH_MAX_TOKEN_LIFETIME as number | undefined) ?? 3600,
+      roleClaim: (values.HEARTH_AUTH_ROLE_CLAIM as string | undefined) ?? 'role',
+      relationship: (values.HEARTH_AUTH_RELATIONSHIP as boolean | undefined) ?? false,
+      relationshipParam: (values.HEARTH_AUTH_RELATIONSHIP_PARAM as string | undefined) ?? 'general-practitioner',
+    },
   });
+}
+
+function isLoopbackUrl(url: URL): boolean {
+  return LOOPBACK_HOSTS.has(url.hostname) || /^127\./.test(url.hostname);
+}
+
+function parseIssuerUrl(raw: string): string | { error: string } {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return { error: `must be the issuer's URL exactly as in its tokens' "iss", got "${raw}"` };
+  }
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackUrl(url))) {
+    return { error: `must be an https URL (http only on loopback), got "${raw}"` };
+  }
+  return raw;
+}
+
+/** A JWKS given as an https URL (http on loopback only, for local issuers) or as a file path. */
+function parseJwks(raw: string): TrustedIssuer['jwks'] | { error: string } {
+  if (/^[a-z]+:\/\//i.test(raw)) {
+    const checked = parseIssuerUrl(raw);
+    if (typeof checked !== 'string') return { error: checked.error.replace('the issuer\'s URL exactly as in its tokens\' "iss"', 'a JWKS URL') };
+    return { kind: 'url', url: raw };
+  }
+  let text: string;
+  try {
+    text = readFileSync(raw, 'utf8');
+  } catch (err) {
+    return { error: `cannot read JWKS file "${raw}": ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}` };
+  }
+  try {
+    const jwks = JSON.parse(text) as { keys?: unknown };
+    if (!Array.isArray(jwks.keys) || jwks.keys.length === 0) return { error: `"${raw}" is not a JWKS (no "keys" list)` };
+    if (jwks.keys.some((k) => typeof k !== 'object' || k === null || 'd' in (k as object))) {
+      return { error: `"${raw}" must hold public keys only` };
+    }
+    return { kind: 'file', keys: jwks as { keys: object[] } };
+  } catch {
+    return { error: `"${raw}" is not JSON` };
+  }
+}
+
+function parseIssuers(raw: string): TrustedIssuer[] | { error: string } {
+  let list: unknown;
+  try {
+    list = JSON.parse(raw);
+  } catch {
+    return { error: 'must be a JSON list of {"issuer", "jwks"} objects' };
+  }
+  if (!Array.isArray(list) || list.length === 0) return { error: 'must be a non-empty JSON list of {"issuer", "jwks"} objects' };
+  const out: TrustedIssuer[] = [];
+  for (const [n, entry] of list.entries()) {
+    const e = entry as Record<string, unknown>;
+    if (typeof e !== 'object' || e === null || typeof e.issuer !== 'string' || typeof e.jwks !== 'string') {
+      return { error: `entry ${n} must have string "issuer" and "jwks"` };
+    }
+    const unknown = Object.keys(e).filter((k) => !['issuer', 'jwks', 'authorization_endpoint', 'token_endpoint'].includes(k));
+    if (unknown.length) return { error: `entry ${n} has unknown field "${unknown[0]}"` };
+    const issuer = parseIssuerUrl(e.issuer);
+    if (typeof issuer !== 'string') return { error: `entry ${n} issuer ${issuer.error}` };
+    const jwks = parseJwks(e.jwks);
+    if ('error' in jwks) return { error: `entry ${n} jwks ${jwks.error}` };
+    for (const k of ['authorization_endpoint', 'token_endpoint'] as const) {
+      if (e[k] !== undefined && (typeof e[k] !== 'string' || typeof parseIssuerUrl(e[k] as string) !== 'string')) {
+        return { error: `entry ${n} ${k} must be an https URL` };
+      }
+    }
+    out.push({
+      issuer,
+      jwks,
+      authorizationEndpoint: e.authorization_endpoint as string | undefined,
+      tokenEndpoint: e.token_endpoint as string | undefined,
+    });
+  }
+  return out;
 }
 
 function deepFreeze<T extends object>(value: T): T {

@@ -14,6 +14,7 @@ export function searchsetBundle(args: {
   total?: number;
   warnings: readonly Issue[];
   shape: Shape;
+  includeShape: Shape;
   now: Date;
   omitEntries: boolean;
 }): Bundle {
@@ -21,7 +22,7 @@ export function searchsetBundle(args: {
   if (!args.omitEntries) {
     for (const m of args.matches) entry.push(entryOf(args.baseUrl, m, args.shape(m), 'match'));
     for (const i of args.included)
-      entry.push(entryOf(args.baseUrl, i, i.resource as Record<string, unknown>, 'include'));
+      entry.push(entryOf(args.baseUrl, i, args.includeShape(i), 'include'));
   }
   if (args.warnings.length > 0) {
     // See: https://hl7.org/fhir/R4/search.html#errors (what was ignored, as an outcome entry)
@@ -60,7 +61,7 @@ export function historyBundle(args: {
   baseUrl: string;
   versions: readonly StoredVersion[];
   links: BundleLink[];
-  total: number;
+  total?: number;
   shape: Shape;
   now: Date;
 }): Bundle {
@@ -69,9 +70,9 @@ export function historyBundle(args: {
     id: randomUUID(),
     meta: { lastUpdated: args.now.toISOString() },
     type: 'history',
-    total: args.total,
     link: args.links,
   };
+  if (args.total !== undefined) bundle.total = args.total;
   const entry = args.versions.map((v): BundleEntry => {
     const e: BundleEntry = {
       fullUrl: `${args.baseUrl}/${v.type}/${v.id}`,

@@ -24,6 +24,8 @@ export interface SearchParamDef {
   readonly expression: string;
   readonly targets: readonly string[];
   readonly evaluate: Evaluator;
+  /** the top-level elements the expression reads: what a role's element mask must allow */
+  readonly elements: readonly string[];
   /** Composite parameters: each component's type and expression relative to each base node. */
   readonly components?: readonly { readonly type: SearchParamType; readonly evaluate: Evaluator }[];
 }
@@ -96,6 +98,17 @@ function rewriteResolve(expression: string): string {
     .replace(/\.as\(DateTime\)/g, '.as(dateTime)');
 }
 
+/** `Observation.value.ofType(Quantity) | Observation.component.code` → ['value', 'component']. */
+function elementsRead(type: string, expression: string, components: string[]): string[] {
+  const out = new Set<string>();
+  for (const part of expression.split('|')) {
+    const m = new RegExp(`^\\s*\\(?${type}\\.(\\w+)`).exec(part);
+    if (m) out.add(m[1]);
+    else if (part.trim() === type) for (const c of components) out.add(/^\w+/.exec(c)?.[0] ?? c);
+  }
+  return [...out];
+}
+
 function compile(expression: string): Evaluator {
   const fn = fhirpath.compile(rewriteResolve(expression), r4model);
   return (resource) => fn(resource as object) as unknown[];
@@ -131,6 +144,7 @@ export function loadFhirModel(options: { updateCreate: boolean }): FhirModel {
         expression,
         targets: sp.target ?? [],
         evaluate: compile(expression),
+        elements: elementsRead(type, expression, (sp.component ?? []).map((c) => c.expression)),
         components,
       });
     }

@@ -1,14 +1,10 @@
-import type {
-  Clause,
-  IndexEntry,
-  ResourceStore,
-  SearchQuery,
-  StoredVersion,
-  WriteResult,
-} from '../store/resource-store.ts';
+import type { Access } from '../auth/authorize.ts';
+import type { Permission } from '../auth/scopes.ts';
+import type { Clause, IndexEntry, ResourceStore, SearchQuery, StoredVersion, WriteResult } from '../store/resource-store.ts';
 import type { FhirModel, TypeModel } from './definitions.ts';
 import { FhirError, notFound } from './errors.ts';
 import { extractIndex } from './index-extractor.ts';
+import { matches } from './match.ts';
 import type { IncludeSpec, ParsedSearch } from './search-parser.ts';
 import type { ResourceValidator } from './validator.ts';
 
@@ -25,7 +21,9 @@ export interface SearchResult {
 
 /**
  * FHIR semantics over the store port: validation, server-managed meta, index extraction, version
- * rules and includes. Knows nothing of HTTP, so that Bundles and $export can reuse it.
+ * rules, includes, and enforcement of what the request's `Access` allows (compartments,
+ * relationships, granular scopes). Knows nothing of HTTP, so that Bundles and $export can reuse it.
+ * A resource outside what the token may read is reported as not found: existence is not revealed.
  */
 export class FhirRepository {
   readonly #model: FhirModel;
@@ -54,10 +52,12 @@ export class FhirRepository {
     return m;
   }
 
-  async create(type: string, body: unknown, ifNoneExist?: SearchQuery): Promise<WriteResult> {
+  async create(type: string, body: unknown, access: Access, ifNoneExist?: SearchQuery): Promise<WriteResult> {
     this.#validator.validate(body, type);
+    await this.#mayWrite(type, body, access, 'c');
+    const condition = ifNoneExist && this.#restrictQuery(ifNoneExist, access);
     // See: https://hl7.org/fhir/R4/http.html#create (a client-supplied id is ignored)
-    return this.#store.create(type, this.#prepare(type, body), ifNoneExist);
+    return this.#store.create(type, this.#prepare(type, body), condition);
   }
 
   async update(
@@ -65,66 +65,102 @@ export class FhirRepository {
     target: { id: string } | { query: SearchQuery },
     body: unknown,
     options: { ifMatch?: number; allowCreate: boolean },
+    access: Access,
   ): Promise<WriteResult> {
     this.#validator.validate(body, type);
+    await this.#mayWrite(type, body, access, 'u');
+    let ifMatch = options.ifMatch;
     if ('id' in target) {
       // See: https://hl7.org/fhir/R4/http.html#update (the body's id must equal the URL's)
       if (body.id === undefined) throw mismatch(type, 'the resource must carry an id equal to the one in the URL');
-      if (body.id !== target.id)
-        throw mismatch(type, `resource id "${String(body.id)}" does not match the URL id "${target.id}"`);
+      if (body.id !== target.id) throw mismatch(type, `resource id "${String(body.id)}" does not match the URL id "${target.id}"`);
+      const restriction = access.restriction(type, 'u');
+      if (restriction) {
+        // The version being replaced must be reachable too; pin it so that the check and the write agree.
+        const current = await this.#store.read(type, target.id);
+        if (current && !current.deleted) {
+          if (!(await this.#reachable(current, restriction))) throw hidden(type, target.id);
+          if (ifMatch !== undefined && ifMatch !== current.versionId) throw conflict(type, target.id, ifMatch);
+          ifMatch = current.versionId;
+        } else if (current?.deleted) throw hidden(type, target.id);
+      }
     }
+    const query = 'query' in target ? this.#restrictQuery(target.query, access, 'u') : undefined;
     const prepare = this.#prepare(type, body);
     return this.#store.update(
       type,
-      target,
+      query ? { query } : target,
       (v) => {
         // See: https://hl7.org/fhir/R4/http.html#cond-update (a body id must match the one resource found)
-        if (body.id !== undefined && body.id !== v.id && 'query' in target) {
+        if (body.id !== undefined && body.id !== v.id && query) {
           throw mismatch(type, `resource id "${String(body.id)}" does not match the resource found (${v.id})`);
         }
         return prepare(v);
       },
-      options,
+      { ...options, ifMatch },
     );
   }
 
-  /** Current, non-deleted version or a 404/410 FhirError. */
-  async read(type: string, id: string): Promise<StoredVersion> {
+  /** Current, non-deleted, reachable version or a 404/410 FhirError. */
+  async read(type: string, id: string, access: Access): Promise<StoredVersion> {
     this.typeModel(type);
-    return live(await this.#store.read(type, id), type, id);
+    return this.#visible(await this.#store.read(type, id), type, id, access);
   }
 
-  /** The newest version, tombstones included; undefined when the resource never existed. */
-  async latest(type: string, id: string): Promise<StoredVersion | undefined> {
+  /** The newest version, tombstones included, if reachable; undefined when the resource never existed. */
+  async latest(type: string, id: string, access: Access): Promise<StoredVersion | undefined> {
     this.typeModel(type);
-    return this.#store.read(type, id);
+    const v = await this.#store.read(type, id);
+    if (v && access.restriction(type, 'd') !== null && v.deleted) return undefined;
+    return v;
   }
 
-  async vread(type: string, id: string, versionId: number): Promise<StoredVersion> {
+  async vread(type: string, id: string, versionId: number, access: Access): Promise<StoredVersion> {
     this.typeModel(type);
     const v = await this.#store.vread(type, id, versionId);
     if (!v) throw notFound(`${type}/${id} has no version ${versionId}`);
-    return live(v, type, id);
+    return this.#visible(v, type, id, access);
   }
 
-  async delete(type: string, id: string): Promise<StoredVersion | undefined> {
+  async delete(type: string, id: string, access: Access): Promise<StoredVersion | undefined> {
     this.typeModel(type);
-    return this.#store.delete(type, id);
+    const restriction = access.restriction(type, 'd');
+    let ifMatch: number | undefined;
+    if (restriction) {
+      const current = await this.#store.read(type, id);
+      if (!current || current.deleted) return undefined;
+      if (!(await this.#reachable(current, restriction))) throw hidden(type, id);
+      ifMatch = current.versionId;
+    }
+    return this.#store.delete(type, id, ifMatch);
   }
 
-  async history(type: string, id: string | undefined, options: { since?: string; count: number; after?: number }) {
+  async history(type: string, id: string | undefined, options: { since?: string; count: number; after?: number }, access: Access) {
     this.typeModel(type);
-    if (id !== undefined && !(await this.#store.read(type, id))) throw notFound(`${type}/${id} does not exist`);
-    return this.#store.history({ type, id, ...options });
+    const restriction = access.restriction(type, id === undefined ? 's' : 'r');
+    if (id !== undefined) {
+      const current = await this.#store.read(type, id);
+      if (!current) throw notFound(`${type}/${id} does not exist`);
+      if (restriction && (current.deleted || !(await this.#reachable(current, restriction)))) throw hidden(type, id);
+    }
+    const page = await this.#store.history({ type, id, ...options });
+    if (!restriction) return page;
+    const versions: StoredVersion[] = [];
+    for (const v of page.versions) if (!v.deleted && (await this.#reachable(v, restriction))) versions.push(v);
+    // A filtered page has no honest total.
+    return { versions, next: page.next, total: undefined };
   }
 
-  async search(search: ParsedSearch): Promise<SearchResult> {
-    const page = await this.#store.search(search.query);
+  async search(search: ParsedSearch, access: Access): Promise<SearchResult> {
+    const page = await this.#store.search(this.#restrictQuery(search.query, access));
     const included: StoredVersion[] = [];
     const seen = new Set(page.matches.map((m) => `${m.type}/${m.id}`));
-    const add = (v: StoredVersion) => {
+    const add = async (v: StoredVersion) => {
       const key = `${v.type}/${v.id}`;
       if (seen.has(key) || included.length >= this.#maxIncludes) return;
+      // Included resources are read on the token's authority too.
+      const restriction = access.restriction(v.type, 'r');
+      if (restriction === undefined || (restriction && !(await this.#reachable(v, restriction)))) return;
       seen.add(key);
       included.push(v);
     };
@@ -134,38 +170,93 @@ export class FhirRepository {
         if (spec.targetType && t !== spec.targetType) continue;
         if (!this.#model.types.has(t)) continue;
         const v = await this.#store.read(t, id);
-        if (v && !v.deleted) add(v);
+        if (v && !v.deleted) await add(v);
       }
     }
     for (const spec of search.revIncludes) {
       if (page.matches.length === 0) break;
       const refs = page.matches.map((m) => `${m.type}/${m.id}`);
-      const where: Clause[] = [
-        { kind: 'exists', param: spec.param, where: [{ field: 'code', op: 'in', value: refs }] },
-      ];
-      const found = await this.#store.search({
-        type: spec.sourceType,
-        where,
-        sort: [],
-        count: this.#maxIncludes,
-        total: 'none',
-      });
-      for (const v of found.matches) add(v);
+      const where: Clause[] = [{ kind: 'exists', param: spec.param, where: [{ field: 'code', op: 'in', value: refs }] }];
+      const found = await this.#store.search(
+        this.#restrictQuery({ type: spec.sourceType, where, sort: [], count: this.#maxIncludes, total: 'none' }, access, undefined, 'r'),
+      );
+      for (const v of found.matches) await add(v);
     }
     return { ...page, included };
   }
 
-  #referencesOf(matches: readonly StoredVersion[], spec: IncludeSpec): string[] {
+  /** Adds the token's restriction for the query's type (and for every chained type) to a query. */
+  #restrictQuery(query: SearchQuery, access: Access, also?: Permission, permission: Permission = 's'): SearchQuery {
+    const extra: Clause[] = [];
+    for (const p of also ? [permission, also] : [permission]) {
+      const r = access.restriction(query.type, p);
+      if (r === undefined) throw forbidden(`the token does not grant ${p} on ${query.type}`);
+      if (r) extra.push(r);
+    }
+    const where = query.where.map((c) => this.#restrictChains(c, access));
+    return { ...query, where: [...where, ...extra] };
+  }
+
+  #restrictChains(clause: Clause, access: Access): Clause {
+    switch (clause.kind) {
+      case 'chain': {
+        const r = access.restriction(clause.targetType, 's');
+        if (r === undefined) throw forbidden(`the token does not grant search on ${clause.targetType}, needed by a chained parameter`);
+        const where = clause.where.map((c) => this.#restrictChains(c, access));
+        return { ...clause, where: r ? [...where, r] : where };
+      }
+      case 'or':
+        return { ...clause, any: clause.any.map((c) => this.#restrictChains(c, access)) };
+      case 'and':
+        return { ...clause, all: clause.all.map((c) => this.#restrictChains(c, access)) };
+      case 'not':
+        return { ...clause, clause: this.#restrictChains(clause.clause, access) };
+      default:
+        return clause;
+    }
+  }
+
+  async #mayWrite(type: string, body: Json, access: Access, permission: Permission): Promise<void> {
+    const restriction = access.restriction(type, permission);
+    if (restriction === undefined) throw forbidden(`the token does not grant ${permission} on ${type}`);
+    if (restriction && !(await this.#reachable({ type, id: '', versionId: 0, lastUpdated: '', deleted: false, resource: body }, restriction))) {
+      throw forbidden(`the token may not write this ${type}: it would fall outside the patient compartment or granted scope`);
+    }
+  }
+
+  async #reachable(v: StoredVersion, restriction: Clause): Promise<boolean> {
+    if (!v.resource) return false;
+    const resource = v.id ? { ...v.resource, id: v.id } : v.resource;
+    return matches(this.#model, v.type, resource, restriction, this.#baseUrl, async (ref) => {
+      const [t, id] = ref.split('/');
+      if (!this.#model.types.has(t)) return undefined;
+      const target = await this.#store.read(t, id);
+      return target && !target.deleted ? target.resource : undefined;
+    });
+  }
+
+  async #visible(v: StoredVersion | undefined, type: string, id: string, access: Access): Promise<StoredVersion> {
+    if (!v) throw notFound(`${type}/${id} does not exist`);
+    const restriction = access.restriction(type, 'r');
+    if (restriction === undefined) throw forbidden(`the token does not grant read on ${type}`);
+    if (restriction) {
+      // A restricted reader learns nothing about resources outside its reach, deleted ones included.
+      if (v.deleted || !(await this.#reachable(v, restriction))) throw hidden(type, id);
+      return v;
+    }
+    // See: https://hl7.org/fhir/R4/http.html#read (a deleted resource reads as 410 Gone)
+    if (v.deleted) throw new FhirError(410, 'HEARTH_GONE', { code: 'deleted', diagnostics: `${type}/${id} was deleted` });
+    return v;
+  }
+
+  #referencesOf(matchesFound: readonly StoredVersion[], spec: IncludeSpec): string[] {
     const def = this.typeModel(spec.sourceType).params.get(spec.param);
     if (!def) return [];
+    const model = { ...this.typeModel(spec.sourceType), params: new Map([[def.code, def]]) };
     const refs: string[] = [];
-    for (const m of matches) {
+    for (const m of matchesFound) {
       if (!m.resource) continue;
-      for (const e of extractIndex(
-        { ...this.typeModel(spec.sourceType), params: new Map([[def.code, def]]) },
-        m.resource,
-        this.#baseUrl,
-      )) {
+      for (const e of extractIndex(model, m.resource, this.#baseUrl)) {
         if (e.param === def.code && e.code && /^[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64}$/.test(e.code)) refs.push(e.code);
       }
     }
@@ -178,11 +269,7 @@ export class FhirRepository {
     return (v: { id: string; versionId: number; lastUpdated: string }): { resource: Json; index: IndexEntry[] } => {
       // Server-managed meta: client versionId and lastUpdated are always replaced.
       // See: https://hl7.org/fhir/R4/resource.html#Meta
-      const meta = {
-        ...((body.meta as Json | undefined) ?? {}),
-        versionId: String(v.versionId),
-        lastUpdated: v.lastUpdated,
-      };
+      const meta = { ...((body.meta as Json | undefined) ?? {}), versionId: String(v.versionId), lastUpdated: v.lastUpdated };
       const resource: Json = { resourceType: type, id: v.id, ...body, meta };
       resource.id = v.id;
       return { resource, index: extractIndex(model, resource, this.#baseUrl) };
@@ -190,13 +277,21 @@ export class FhirRepository {
   }
 }
 
-function live(v: StoredVersion | undefined, type: string, id: string): StoredVersion {
-  if (!v) throw notFound(`${type}/${id} does not exist`);
-  // See: https://hl7.org/fhir/R4/http.html#read (a deleted resource reads as 410 Gone)
-  if (v.deleted) throw new FhirError(410, 'HEARTH_GONE', { code: 'deleted', diagnostics: `${type}/${id} was deleted` });
-  return v;
-}
-
 function mismatch(type: string, diagnostics: string): FhirError {
   return new FhirError(400, 'HEARTH_ID_MISMATCH', { code: 'invalid', diagnostics, expression: `${type}.id` });
+}
+
+function hidden(type: string, id: string): FhirError {
+  return notFound(`${type}/${id} does not exist`);
+}
+
+export function forbidden(diagnostics: string): FhirError {
+  return new FhirError(403, 'HEARTH_FORBIDDEN', { code: 'forbidden', diagnostics });
+}
+
+function conflict(type: string, id: string, ifMatch: number): FhirError {
+  return new FhirError(412, 'HEARTH_VERSION_CONFLICT', {
+    code: 'conflict',
+    diagnostics: `If-Match version ${ifMatch} is not the current version of ${type}/${id}`,
+  });
 }

@@ -99,7 +99,11 @@ export function applySubset(
   }
   const meta = { ...((out.meta as Record<string, unknown> | undefined) ?? {}) };
   const tags = Array.isArray(meta.tag) ? [...(meta.tag as unknown[])] : [];
-  tags.push({ ...SUBSETTED });
+  const tagged = tags.some((t) => {
+    const tag = t as { code?: string; system?: string };
+    return tag.code === SUBSETTED.code && tag.system === SUBSETTED.system;
+  });
+  if (!tagged) tags.push({ ...SUBSETTED });
   meta.tag = tags;
   out.meta = meta;
   return out;

@@ -1,71 +1,85 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
-import type { BundleLink } from 'fhir/r4.js';
+import { authorize, type Policy, permissionsFor } from '../auth/authorize.ts';
 import type { Config } from '../config/config.ts';
-import { historyBundle, searchsetBundle } from '../fhir/bundles.ts';
 import type { FhirModel, Interaction } from '../fhir/definitions.ts';
 import { badRequest, FhirError, notFound, operationOutcome } from '../fhir/errors.ts';
 import type { FhirRepository } from '../fhir/repository.ts';
-import { encodeCursor, parseSearch } from '../fhir/search-parser.ts';
-import { dateRange } from '../fhir/search-values.ts';
-import { applySubset, parseSubset } from '../fhir/subsetting.ts';
-import type { StoredVersion, WriteResult } from '../store/resource-store.ts';
-import { FormBody } from './body-parsers.ts';
-import { etag, httpDate, parseIfMatch, parsePrefer } from './headers.ts';
+import { parseSearch } from '../fhir/search-parser.ts';
+import { parseSubset } from '../fhir/subsetting.ts';
+import type { SearchQuery, WriteResult } from '../store/resource-store.ts';
+import { etag, parseIfMatch, parsePrefer } from './headers.ts';
 import { sendResource } from './respond.ts';
+import {
+  checkMaskedParams,
+  fhirOf,
+  header,
+  jsonBody,
+  notSupported,
+  onlyParams,
+  READ_PARAMS,
+  shaper,
+  versionHeaders,
+} from './route-helpers.ts';
+import { history, searchType } from './search-routes.ts';
 
 export interface FhirRoutesOptions {
   readonly config: Config;
   readonly model: FhirModel;
   readonly repository: FhirRepository;
   readonly clock: () => Date;
+  readonly policy: Policy;
 }
 
 const ID = { type: 'string', pattern: '^[A-Za-z0-9\\-.]{1,64}$' } as const;
 const VID = { type: 'string', pattern: '^[1-9][0-9]{0,9}$' } as const;
-const HISTORY_PARAMS = new Set(['_count', '_since', '_cursor', '_format', '_pretty', '_elements', '_summary']);
-const READ_PARAMS = new Set(['_format', '_pretty', '_elements', '_summary']);
+const ID_PARAMS = { type: 'object', properties: { id: ID }, required: ['id'] };
+const VID_PARAMS = { type: 'object', properties: { id: ID, vid: VID }, required: ['id', 'vid'] };
 
 type Handler = (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply>;
+type RouteInteraction = Interaction | 'conditional-update';
 
-/** Registers every FHIR interaction of every type in capability-statement.json, each route saying what it is. */
+// See: https://hl7.org/fhir/R4/http.html (the RESTful interactions and their URLs)
+const ROUTES: { method: RouteOptions['method']; url: string; interaction: RouteInteraction; params?: object }[] = [
+  { method: 'GET', url: '', interaction: 'search-type' },
+  { method: 'POST', url: '/_search', interaction: 'search-type' },
+  { method: 'POST', url: '', interaction: 'create' },
+  { method: 'PUT', url: '', interaction: 'conditional-update' },
+  { method: 'GET', url: '/_history', interaction: 'history-type' },
+  { method: 'GET', url: '/:id', interaction: 'read', params: ID_PARAMS },
+  { method: 'PUT', url: '/:id', interaction: 'update', params: ID_PARAMS },
+  { method: 'DELETE', url: '/:id', interaction: 'delete', params: ID_PARAMS },
+  { method: 'GET', url: '/:id/_history', interaction: 'history-instance', params: ID_PARAMS },
+  { method: 'GET', url: '/:id/_history/:vid', interaction: 'vread', params: VID_PARAMS },
+];
+
+/**
+ * The protected FHIR API: every interaction of every type in capability-statement.json, each
+ * route saying what it is (`config.fhir`). One preHandler decides whether it is offered (405) and
+ * whether the token may do it (403) before any handler or store access.
+ */
 export async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesOptions): Promise<void> {
-  const { config, model, repository, clock } = opts;
+  const { config, model, repository, clock, policy } = opts;
   const base = config.baseUrl;
+  const ctx = { config, model, repository, clock };
 
-  app.get(
-    '/metadata',
-    { config: { fhir: { type: 'CapabilityStatement', interaction: 'capabilities' } } },
-    async (request, reply) => {
-      onlyParams(request, READ_PARAMS);
-      const cs = {
-        ...model.capabilityStatement,
-        implementation: { ...model.capabilityStatement.implementation, url: base },
-      };
-      return sendResource(request, reply, 200, cs);
-    },
-  );
-
-  const idParams = { type: 'object', properties: { id: ID }, required: ['id'] };
-  const vidParams = { type: 'object', properties: { id: ID, vid: VID }, required: ['id', 'vid'] };
-
-  const handlers: Record<string, Handler> = {
+  const handlers: Record<RouteInteraction, Handler> = {
     read: async (request, reply) => {
       const { id } = request.params as { id: string };
       const { type } = fhirOf(request);
       const subset = parseSubset(repository.typeModel(type), request.fhirQuery);
       onlyParams(request, READ_PARAMS);
-      const v = await repository.read(type, id);
+      const v = await repository.read(type, id, request.access);
       versionHeaders(reply, v);
-      return sendResource(request, reply, 200, applySubset(repository.typeModel(type), v.resource ?? {}, subset));
+      return sendResource(request, reply, 200, shaper(repository, request, type, subset)(v));
     },
     vread: async (request, reply) => {
       const { id, vid } = request.params as { id: string; vid: string };
       const { type } = fhirOf(request);
       const subset = parseSubset(repository.typeModel(type), request.fhirQuery);
       onlyParams(request, READ_PARAMS);
-      const v = await repository.vread(type, id, Number(vid));
+      const v = await repository.vread(type, id, Number(vid), request.access);
       versionHeaders(reply, v);
-      return sendResource(request, reply, 200, applySubset(repository.typeModel(type), v.resource ?? {}, subset));
+      return sendResource(request, reply, 200, shaper(repository, request, type, subset)(v));
     },
     create: async (request, reply) => {
       const { type } = fhirOf(request);
@@ -73,13 +87,13 @@ export async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesOptions):
       onlyParams(request, READ_PARAMS);
       const body = jsonBody(request);
       const ifNoneExist = header(request, 'if-none-exist');
-      let condition: ReturnType<typeof parseSearch>['query'] | undefined;
+      let condition: SearchQuery | undefined;
       if (ifNoneExist !== undefined) {
         // See: https://hl7.org/fhir/R4/http.html#ccreate
         if (!repository.typeModel(type).conditionalCreate) throw notSupported('conditional create', type);
-        condition = criteria(ifNoneExist.replace(/^.*\?/, ''), type, 'If-None-Exist');
+        condition = criteria(request, queryOf(ifNoneExist), type, 'If-None-Exist');
       }
-      const result = await repository.create(type, body, condition);
+      const result = await repository.create(type, body, request.access, condition);
       return sendWrite(request, reply, result, prefer.return);
     },
     update: async (request, reply) => {
@@ -89,7 +103,8 @@ export async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesOptions):
       onlyParams(request, READ_PARAMS);
       const ifMatch = parseIfMatch(header(request, 'if-match'));
       const body = jsonBody(request);
-      const result = await repository.update(type, { id }, body, { ifMatch, allowCreate: config.updateCreate });
+      const options = { ifMatch, allowCreate: config.updateCreate };
+      const result = await repository.update(type, { id }, body, options, request.access);
       return sendWrite(request, reply, result, prefer.return);
     },
     'conditional-update': async (request, reply) => {
@@ -99,164 +114,47 @@ export async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesOptions):
       const prefer = parsePrefer(request.headers.prefer);
       const ifMatch = parseIfMatch(header(request, 'if-match'));
       const pairs = request.fhirQuery.filter(([k]) => !READ_PARAMS.has(k));
-      if (pairs.length === 0)
-        throw badRequest('HEARTH_NO_CRITERIA', 'conditional update needs search criteria in the URL');
-      const query = criteriaFromPairs(pairs, type, 'conditional update');
+      if (pairs.length === 0) throw badRequest('HEARTH_NO_CRITERIA', 'conditional update needs search criteria in the URL');
+      const query = criteriaFromPairs(request, pairs, type, 'conditional update');
       const body = jsonBody(request);
-      const result = await repository.update(type, { query }, body, { ifMatch, allowCreate: true });
+      const result = await repository.update(type, { query }, body, { ifMatch, allowCreate: true }, request.access);
       return sendWrite(request, reply, result, prefer.return);
     },
     delete: async (request, reply) => {
       const { id } = request.params as { id: string };
       const { type } = fhirOf(request);
       onlyParams(request, new Set());
+      const ifMatch = parseIfMatch(header(request, 'if-match'));
+      if (ifMatch !== undefined && (await repository.read(type, id, request.access)).versionId !== ifMatch) {
+        throw new FhirError(412, 'HEARTH_VERSION_CONFLICT', {
+          code: 'conflict',
+          diagnostics: `If-Match version ${ifMatch} is not the current version of ${type}/${id}`,
+        });
+      }
       // See: https://hl7.org/fhir/R4/http.html#delete (deleting an already deleted resource succeeds)
-      const latest = (await repository.delete(type, id)) ?? (await repository.latest(type, id));
+      const latest =
+        (await repository.delete(type, id, request.access)) ?? (await repository.latest(type, id, request.access));
       if (!latest) throw notFound(`${type}/${id} does not exist`);
       reply.header('etag', etag(latest.versionId));
       return reply.code(204).send();
     },
-    'history-instance': async (request, reply) => history(request, reply, (request.params as { id: string }).id),
-    'history-type': async (request, reply) => history(request, reply, undefined),
-    'search-type': async (request, reply) => {
-      const { type } = fhirOf(request);
-      const typeModel = repository.typeModel(type);
-      let pairs = request.fhirQuery;
-      if (request.method === 'POST') {
-        // See: https://hl7.org/fhir/R4/http.html#search (POST _search, form-encoded body)
-        if (request.body !== undefined && !(request.body instanceof FormBody)) {
-          throw new FhirError(415, 'HEARTH_MEDIA_TYPE', {
-            code: 'not-supported',
-            diagnostics: 'POST _search takes application/x-www-form-urlencoded parameters',
-          });
-        }
-        pairs = [...pairs, ...((request.body as FormBody | undefined)?.pairs ?? [])];
-      }
-      const subset = parseSubset(typeModel, pairs);
-      const prefer = parsePrefer(request.headers.prefer);
-      const search = parseSearch(model, type, pairs, {
-        defaultCount: config.search.defaultCount,
-        maxCount: config.search.maxCount,
-        strict: prefer.handling === 'strict',
-        baseUrl: base,
-        clock,
-      });
-      const countOnly = subset.kind === 'summary' && subset.mode === 'count';
-      const query = countOnly ? { ...search.query, count: 0, total: 'accurate' as const } : search.query;
-      const result = await repository.search({ ...search, query });
-      const links: BundleLink[] = [];
-      const self = new URLSearchParams(search.linkParams as [string, string][]);
-      self.set('_count', String(query.count));
-      const url = (p: URLSearchParams) => `${base}/${type}?${p.toString()}`;
-      const current = new URLSearchParams(self);
-      const raw = pairs.find(([k]) => k === '_cursor');
-      if (raw) current.set('_cursor', raw[1]);
-      links.push({ relation: 'self', url: url(current) });
-      if (!countOnly && result.hasNext && result.matches.length > 0) {
-        const last = result.matches[result.matches.length - 1];
-        const p = new URLSearchParams(self);
-        p.set('_cursor', encodeCursor({ direction: 'next', id: last.id, values: result.keys[result.keys.length - 1] }));
-        links.push({ relation: 'next', url: url(p) });
-      }
-      if (!countOnly && result.hasPrevious && result.matches.length > 0) {
-        const p = new URLSearchParams(self);
-        p.set('_cursor', encodeCursor({ direction: 'previous', id: result.matches[0].id, values: result.keys[0] }));
-        links.push({ relation: 'previous', url: url(p) });
-      }
-      const bundle = searchsetBundle({
-        baseUrl: base,
-        matches: result.matches,
-        included: result.included,
-        links,
-        total: result.total,
-        warnings: search.ignored,
-        shape: (v) => applySubset(typeModel, v.resource ?? {}, subset),
-        now: clock(),
-        omitEntries: countOnly,
-      });
-      return sendResource(request, reply, 200, bundle);
-    },
+    'history-instance': async (request, reply) => history(ctx, request, reply, (request.params as { id: string }).id),
+    'history-type': async (request, reply) => history(ctx, request, reply, undefined),
+    'search-type': async (request, reply) => searchType(ctx, request, reply),
   };
 
-  async function history(request: FastifyRequest, reply: FastifyReply, id: string | undefined) {
-    const { type } = fhirOf(request);
-    const typeModel = repository.typeModel(type);
-    onlyParams(request, HISTORY_PARAMS);
-    const subset = parseSubset(typeModel, request.fhirQuery);
-    const one = (name: string) => {
-      const values = request.fhirQuery.filter(([k]) => k === name).map(([, v]) => v);
-      if (values.length > 1) throw badRequest('HEARTH_HISTORY_PARAM', `${name} may appear only once`);
-      return values[0];
-    };
-    const countRaw = one('_count');
-    if (countRaw !== undefined && !/^[0-9]{1,9}$/.test(countRaw)) {
-      throw badRequest('HEARTH_HISTORY_PARAM', `_count must be a non-negative whole number, got "${countRaw}"`);
-    }
-    const count = Math.min(
-      countRaw === undefined ? config.search.defaultCount : Number(countRaw),
-      config.search.maxCount,
-    );
-    const since = one('_since');
-    // See: https://hl7.org/fhir/R4/http.html#history (_since is an instant)
-    if (since !== undefined && (!/T.*(Z|[+-]\d\d:\d\d)$/.test(since) || !dateRange(since))) {
-      throw badRequest(
-        'HEARTH_HISTORY_PARAM',
-        `_since must be an instant with a time zone, got "${since.slice(0, 40)}"`,
-      );
-    }
-    const cursor = one('_cursor');
-    if (cursor !== undefined && !/^[1-9][0-9]{0,15}$/.test(cursor)) {
-      throw badRequest('HEARTH_HISTORY_PARAM', '_cursor is not a cursor issued by this server');
-    }
-    const page = await repository.history(type, id, {
-      since: since === undefined ? undefined : new Date(dateRange(since)?.lo ?? 0).toISOString(),
-      count,
-      after: cursor === undefined ? undefined : Number(cursor),
-    });
-    const path = `${base}/${type}${id ? `/${id}` : ''}/_history`;
-    const params = new URLSearchParams(request.fhirQuery.filter(([k]) => k !== '_cursor'));
-    params.set('_count', String(count));
-    const links: BundleLink[] = [
-      { relation: 'self', url: `${path}?${new URLSearchParams(request.fhirQuery).toString()}` },
-    ];
-    if (page.next !== undefined) {
-      params.set('_cursor', String(page.next));
-      links.push({ relation: 'next', url: `${path}?${params.toString()}` });
-    }
-    const bundle = historyBundle({
-      baseUrl: base,
-      versions: page.versions,
-      links,
-      total: page.total,
-      shape: (v) => applySubset(typeModel, v.resource ?? {}, subset),
-      now: clock(),
-    });
-    return sendResource(request, reply, 200, bundle);
-  }
-
-  function criteria(query: string, type: string, what: string) {
-    let pairs: [string, string][];
-    try {
-      pairs = [...new URLSearchParams(query)];
-    } catch {
-      throw badRequest('HEARTH_BAD_HEADER', `${what} is not a query string`);
-    }
+  function criteria(request: FastifyRequest, query: string, type: string, what: string): SearchQuery {
+    const pairs = [...new URLSearchParams(query)];
     if (pairs.length === 0) throw badRequest('HEARTH_BAD_HEADER', `${what} has no search criteria`);
-    return criteriaFromPairs(pairs, type, what);
+    return criteriaFromPairs(request, pairs, type, what);
   }
 
-  function criteriaFromPairs(pairs: [string, string][], type: string, what: string) {
-    const bad = pairs.find(
-      ([k]) => k.startsWith('_') && k !== '_id' && k !== '_lastUpdated' && k !== '_tag' && k !== '_profile',
-    );
+  function criteriaFromPairs(request: FastifyRequest, pairs: [string, string][], type: string, what: string): SearchQuery {
+    const bad = pairs.find(([k]) => k.startsWith('_') && !['_id', '_lastUpdated', '_tag', '_profile'].includes(k));
     if (bad) throw badRequest('HEARTH_BAD_CRITERIA', `${what} criteria cannot use ${bad[0]}`);
-    return parseSearch(model, type, pairs, {
-      defaultCount: 2,
-      maxCount: 2,
-      strict: true,
-      baseUrl: base,
-      clock,
-    }).query;
+    const search = parseSearch(model, type, pairs, { defaultCount: 2, maxCount: 2, strict: true, baseUrl: base, clock });
+    checkMaskedParams(request.access, model, search);
+    return search.query;
   }
 
   function sendWrite(request: FastifyRequest, reply: FastifyReply, result: WriteResult, ret: string) {
@@ -268,45 +166,18 @@ export async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesOptions):
     if (ret === 'minimal') return reply.code(status).send();
     if (ret === 'OperationOutcome') {
       const verb = { created: 'created', updated: 'updated', exists: 'already exists as' }[result.outcome];
-      return sendResource(
-        request,
-        reply,
-        status,
-        operationOutcome([
-          {
-            code: 'informational',
-            severity: 'information',
-            diagnostics: `${verb} ${v.type}/${v.id}/_history/${v.versionId}`,
-          },
-        ]),
-      );
+      const diagnostics = `${verb} ${v.type}/${v.id}/_history/${v.versionId}`;
+      return sendResource(request, reply, status, operationOutcome([{ code: 'informational', severity: 'information', diagnostics }]));
     }
-    return sendResource(request, reply, status, v.resource);
+    return sendResource(request, reply, status, shaper(repository, request, v.type, { kind: 'none' })(v));
   }
 
-  const routes: {
-    method: RouteOptions['method'];
-    url: string;
-    interaction: Interaction | 'conditional-update';
-    schema?: object;
-  }[] = [
-    { method: 'GET', url: '', interaction: 'search-type' },
-    { method: 'POST', url: '/_search', interaction: 'search-type' },
-    { method: 'POST', url: '', interaction: 'create' },
-    { method: 'PUT', url: '', interaction: 'conditional-update' },
-    { method: 'GET', url: '/_history', interaction: 'history-type' },
-    { method: 'GET', url: '/:id', interaction: 'read', schema: idParams },
-    { method: 'PUT', url: '/:id', interaction: 'update', schema: idParams },
-    { method: 'DELETE', url: '/:id', interaction: 'delete', schema: idParams },
-    { method: 'GET', url: '/:id/_history', interaction: 'history-instance', schema: idParams },
-    { method: 'GET', url: '/:id/_history/:vid', interaction: 'vread', schema: vidParams },
-  ];
   for (const type of model.types.keys()) {
-    for (const r of routes) {
+    for (const r of ROUTES) {
       app.route({
         method: r.method,
         url: `/${type}${r.url}`,
-        schema: r.schema ? { params: r.schema } : undefined,
+        schema: r.params ? { params: r.params } : undefined,
         config: { fhir: { type, interaction: r.interaction } },
         handler: handlers[r.interaction],
       });
@@ -316,67 +187,36 @@ export async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesOptions):
     method: 'DELETE',
     url: '/:type',
     handler: async (request) => {
-      throw new FhirError(405, 'HEARTH_NOT_ALLOWED', {
-        code: 'not-supported',
-        diagnostics: `conditional delete is not supported for ${(request.params as { type: string }).type}`,
-      });
+      throw notSupported('conditional delete', (request.params as { type: string }).type.slice(0, 64));
     },
   });
 
-  // One hook decides whether a route's interaction is offered; handlers never check.
   app.addHook('preHandler', async (request) => {
     const fhir = request.routeOptions.config.fhir;
-    if (!fhir || fhir.interaction === 'capabilities') return;
-    const typeModel = model.types.get(fhir.type);
+    if (!fhir) return;
     const interaction = fhir.interaction === 'conditional-update' ? 'update' : fhir.interaction;
-    if (!typeModel?.interactions.has(interaction)) {
+    if (interaction === 'capabilities' || !model.types.get(fhir.type)?.interactions.has(interaction)) {
       // See: https://hl7.org/fhir/R4/http.html#general (405 for an interaction the type does not support)
-      throw new FhirError(405, 'HEARTH_NOT_ALLOWED', {
-        code: 'not-supported',
-        diagnostics: `${fhir.interaction} is not supported for ${fhir.type}`,
-      });
+      throw notSupported(fhir.interaction, fhir.type);
     }
+    const asked =
+      fhir.interaction === 'create' && request.headers['if-none-exist'] !== undefined ? 'conditional-create' : fhir.interaction;
+    const decision = authorize(request.principal, asked as Parameters<typeof permissionsFor>[0], fhir.type, policy);
+    if (!decision.allowed) {
+      // See: https://www.rfc-editor.org/rfc/rfc6750#section-3.1 (insufficient_scope)
+      throw new FhirError(
+        403,
+        'HEARTH_FORBIDDEN',
+        { code: 'forbidden', diagnostics: decision.reason },
+        { 'www-authenticate': `Bearer realm="hearth", error="insufficient_scope", scope="${decision.scopeNeeded}"` },
+      );
+    }
+    request.access = decision.access;
   });
 }
 
-function fhirOf(request: FastifyRequest) {
-  const fhir = request.routeOptions.config.fhir;
-  if (!fhir) throw new Error('route without fhir config');
-  return fhir;
-}
-
-function header(request: FastifyRequest, name: string): string | undefined {
-  const v = request.headers[name];
-  if (Array.isArray(v)) throw badRequest('HEARTH_BAD_HEADER', `${name} may appear only once`);
-  return v;
-}
-
-function jsonBody(request: FastifyRequest): unknown {
-  if (request.body instanceof FormBody) {
-    throw new FhirError(415, 'HEARTH_MEDIA_TYPE', {
-      code: 'not-supported',
-      diagnostics: 'Content-Type must be application/fhir+json or application/json',
-    });
-  }
-  if (request.body === undefined) {
-    throw badRequest('HEARTH_NO_BODY', 'a FHIR resource is required in the request body', undefined, 'required');
-  }
-  return request.body;
-}
-
-function onlyParams(request: FastifyRequest, allowed: ReadonlySet<string>) {
-  const bad = request.fhirQuery.find(([k]) => !allowed.has(k));
-  if (bad) throw badRequest('HEARTH_UNKNOWN_PARAM', `parameter ${bad[0]} is not supported on this interaction`);
-}
-
-function versionHeaders(reply: FastifyReply, v: StoredVersion) {
-  reply.header('etag', etag(v.versionId));
-  reply.header('last-modified', httpDate(v.lastUpdated));
-}
-
-function notSupported(what: string, type: string) {
-  return new FhirError(405, 'HEARTH_NOT_ALLOWED', {
-    code: 'not-supported',
-    diagnostics: `${what} is not supported for ${type}`,
-  });
+/** `If-None-Exist: Patient?identifier=x` or `identifier=x` → the query part. */
+function queryOf(value: string): string {
+  const q = value.indexOf('?');
+  return q === -1 ? value : value.slice(q + 1);
 }

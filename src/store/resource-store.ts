@@ -61,6 +61,7 @@ export type Clause =
   /** some reference of `param` points at a `targetType` resource that satisfies `where` */
   | { readonly kind: 'chain'; readonly param: string; readonly targetType: string; readonly where: readonly Clause[] }
   | { readonly kind: 'or'; readonly any: readonly Clause[] }
+  | { readonly kind: 'and'; readonly all: readonly Clause[] }
   | { readonly kind: 'not'; readonly clause: Clause };
 
 export interface SortKey {
@@ -108,7 +109,8 @@ export interface HistoryQuery {
 export interface HistoryPage {
   readonly versions: readonly StoredVersion[];
   readonly next?: number;
-  readonly total: number;
+  /** absent when the page was filtered after reading (no honest total exists) */
+  readonly total?: number;
 }
 
 export interface ResourceStore {
@@ -124,8 +126,11 @@ export interface ResourceStore {
     prepare: Prepare,
     options: { readonly ifMatch?: number; readonly allowCreate: boolean },
   ): Promise<WriteResult>;
-  /** Records a deletion as a new tombstone version; undefined when there is nothing current to delete. */
-  delete(type: string, id: string): Promise<StoredVersion | undefined>;
+  /**
+   * Records a deletion as a new tombstone version; undefined when there is nothing current to delete.
+   * `ifMatch` guards the current version (412 when it moved on).
+   */
+  delete(type: string, id: string, ifMatch?: number): Promise<StoredVersion | undefined>;
   /** The newest version, which may be a tombstone. */
   read(type: string, id: string): Promise<StoredVersion | undefined>;
   vread(type: string, id: string, versionId: number): Promise<StoredVersion | undefined>;

@@ -1,4 +1,5 @@
 import 'fastify';
+import type { Access, Principal } from '../auth/authorize.ts';
 import type { Interaction } from '../fhir/definitions.ts';
 
 declare module 'fastify' {
@@ -11,5 +12,9 @@ declare module 'fastify' {
     fhirQuery: [string, string][];
     /** `_format` asked for, normalised to a MIME type. */
     fhirFormat?: string;
+    /** Set by the authentication hook on every protected route. */
+    principal: Principal;
+    /** Set by the authorization decision: what this request may touch. */
+    access: Access;
   }
 }

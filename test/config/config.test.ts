@@ -25,8 +25,20 @@ describe('loadConfig', () => {
     ['HEARTH_PORT', '80a', 'must be a whole number from 0 to 65535'],
     ['HEARTH_PORT', '70000', 'must be a whole number from 0 to 65535'],
     ['HEARTH_PORT', '-1', 'must be a whole number'],
-    ['HEARTH_HOST', '0.0.0.0', 'must be a loopback address'],
-    ['HEARTH_HOST', '10.1.2.3', 'must be a loopback address'],
+    ['HEARTH_HOST', '10.1.2', 'must be an IP address'],
+    ['HEARTH_AUTH_ISSUER', 'http://idp.example.org', 'must be an https URL (http only on loopback)'],
+    ['HEARTH_AUTH_ISSUER', 'not a url', 'must be the issuer\'s URL'],
+    ['HEARTH_AUTH_JWKS', '/nonexistent/jwks.json', 'cannot read JWKS file'],
+    ['HEARTH_AUTH_JWKS', 'http://idp.example.org/jwks', 'must be an https URL'],
+    ['HEARTH_AUTH_ISSUERS', 'nope', 'must be a JSON list'],
+    ['HEARTH_AUTH_ISSUERS', '[]', 'must be a non-empty JSON list'],
+    ['HEARTH_AUTH_ISSUERS', '[{"issuer":"https://a"}]', 'entry 0 must have string "issuer" and "jwks"'],
+    ['HEARTH_AUTH_ISSUERS', '[{"issuer":"https://a","jwks":"https://a/j","extra":1}]', 'entry 0 has unknown field "extra"'],
+    ['HEARTH_AUTH_CLOCK_SKEW', '600', 'must be a whole number from 0 to 300'],
+    ['HEARTH_AUTH_MAX_TOKEN_LIFETIME', '10', 'must be a whole number from 60'],
+    ['HEARTH_AUTH_ROLE_CLAIM', 'has space', 'must be a claim name'],
+    ['HEARTH_AUTH_RELATIONSHIP', 'on', 'must be "true" or "false"'],
+    ['HEARTH_AUTH_RELATIONSHIP_PARAM', 'Bad Param', 'must be a search parameter code'],
     ['HEARTH_HOST', 'example.org', 'must be an IP address or "localhost"'],
     ['HEARTH_BASE_URL', 'not a url', 'must be an absolute http(s) URL'],
     ['HEARTH_BASE_URL', 'ftp://x/fhir', 'must use http or https'],
@@ -61,6 +73,35 @@ describe('loadConfig', () => {
         'HEARTH_SEARCH_DEFAULT_COUNT',
       ]);
     }
+  });
+
+  it('may listen on every interface now that every request is authorized', () => {
+    expect(loadConfig({ HEARTH_HOST: '0.0.0.0' }).host).toBe('0.0.0.0');
+  });
+
+  it('takes one issuer or a list, with JWKS from a file or an https URL', async () => {
+    const { JWKS_FILE } = await import('../helpers/app.ts');
+    const one = loadConfig({ HEARTH_AUTH_ISSUER: 'https://idp.example.org/realms/x', HEARTH_AUTH_JWKS: JWKS_FILE });
+    expect(one.auth.issuers).toHaveLength(1);
+    expect(one.auth.issuers[0].jwks.kind).toBe('file');
+    const many = loadConfig({
+      HEARTH_AUTH_ISSUER: 'https://a.example.org',
+      HEARTH_AUTH_JWKS: 'https://a.example.org/jwks',
+      HEARTH_AUTH_ISSUERS: JSON.stringify([
+        { issuer: 'https://b.example.org', jwks: 'https://b.example.org/jwks', token_endpoint: 'https://b.example.org/token' },
+        { issuer: 'http://127.0.0.1:9999', jwks: 'http://127.0.0.1:9999/jwks' },
+      ]),
+    });
+    expect(many.auth.issuers.map((i) => i.issuer)).toEqual(['https://a.example.org', 'https://b.example.org', 'http://127.0.0.1:9999']);
+    expect(many.auth.issuers[1].tokenEndpoint).toBe('https://b.example.org/token');
+    expect(() => loadConfig({ HEARTH_AUTH_ISSUER: 'https://a.example.org' })).toThrow('HEARTH_AUTH_ISSUER and HEARTH_AUTH_JWKS go together');
+    expect(() =>
+      loadConfig({
+        HEARTH_AUTH_ISSUER: 'https://a.example.org',
+        HEARTH_AUTH_JWKS: 'https://a.example.org/jwks',
+        HEARTH_AUTH_ISSUERS: JSON.stringify([{ issuer: 'https://a.example.org', jwks: 'https://a.example.org/jwks' }]),
+      }),
+    ).toThrow('each issuer may be trusted only once');
   });
 
   it('ignores environment variables that are not Hearth settings', () => {

@@ -1,7 +1,8 @@
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance, InjectOptions } from 'fastify';
+import { exportJWK, generateKeyPair, type JWTPayload, SignJWT } from 'jose';
 import { buildApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import type { ResourceStore } from '../../src/store/resource-store.ts';
@@ -10,8 +11,51 @@ import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 export const BASE = 'http://127.0.0.1:8080/fhir';
 export const FHIR_JSON = 'application/fhir+json';
 
+export const ISSUER = 'https://issuer.test/realms/hearth';
+
+/** One signing key per test process, published as a JWKS file the app is configured to trust. */
+const keys = await (async () => {
+  const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
+  const jwk = { ...(await exportJWK(publicKey)), kid: 'test-key-1', alg: 'ES256', use: 'sig' };
+  const file = join(mkdtempSync(join(tmpdir(), 'hearth-jwks-')), 'jwks.json');
+  writeFileSync(file, JSON.stringify({ keys: [jwk] }));
+  return { privateKey, file, publicJwk: jwk };
+})();
+
+export const JWKS_FILE = keys.file;
+export const TEST_PRIVATE_KEY = keys.privateKey;
+
+export interface TokenOptions {
+  audience?: string;
+  issuer?: string;
+  /** seconds from the app clock */
+  lifetime?: number;
+  now?: Date;
+  alg?: string;
+  kid?: string;
+}
+
+/** Signs an access token with the trusted test key. */
+export async function signToken(claims: JWTPayload, o: TokenOptions = {}): Promise<string> {
+  const now = Math.floor((o.now ?? new Date()).getTime() / 1000);
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: o.alg ?? 'ES256', kid: o.kid ?? 'test-key-1', typ: 'at+jwt' })
+    .setIssuer(o.issuer ?? ISSUER)
+    .setAudience(o.audience ?? BASE)
+    .setIssuedAt(now)
+    .setExpirationTime(now + (o.lifetime ?? 900))
+    .setJti(`jti-${Math.random().toString(36).slice(2)}`)
+    .sign(keys.privateKey);
+}
+
 export interface TestApp {
+  /** The app; inject() sends the default token unless the request sets its own authorization header. */
   app: FastifyInstance;
+  /** The app with no default token. */
+  raw: FastifyInstance;
+  /** A token for this app (its audience and clock). */
+  token: (claims: JWTPayload, o?: TokenOptions) => Promise<string>;
+  adminToken: string;
   store: ResourceStore;
   /** Moves the injected clock forward. */
   tick: (ms: number) => void;
@@ -22,7 +66,13 @@ export interface TestApp {
 export async function testApp(env: Record<string, string> = {}, options: { dataDir?: string } = {}): Promise<TestApp> {
   let t = Date.parse('2026-01-15T10:00:00.000Z');
   const clock = () => new Date(t);
-  const config = loadConfig({ HEARTH_LOG_LEVEL: 'silent', HEARTH_DATA_DIR: options.dataDir ?? tempDir(), ...env });
+  const config = loadConfig({
+    HEARTH_LOG_LEVEL: 'silent',
+    HEARTH_DATA_DIR: options.dataDir ?? tempDir(),
+    HEARTH_AUTH_ISSUER: ISSUER,
+    HEARTH_AUTH_JWKS: keys.file,
+    ...env,
+  });
   const store = new SqliteStore({
     dataDir: options.dataDir ?? ':memory:',
     clock: () => {
@@ -30,9 +80,29 @@ export async function testApp(env: Record<string, string> = {}, options: { dataD
       return new Date(t);
     },
   });
-  const app = await buildApp(config, { store, clock });
+  const raw = await buildApp(config, { store, clock });
+  const token = (claims: JWTPayload, o: TokenOptions = {}) =>
+    signToken(claims, { audience: config.baseUrl, now: clock(), lifetime: 3600, ...o });
+  const adminToken = await token({ sub: 'test-system', client_id: 'test-client', scope: 'system/*.cruds' });
+  const app = new Proxy(raw, {
+    get(target, prop) {
+      if (prop === 'inject') {
+        return (opts: InjectOptions) => {
+          const headers = { ...(opts.headers ?? {}) } as Record<string, string>;
+          if (!('authorization' in headers)) headers.authorization = `Bearer ${adminToken}`;
+          if (headers.authorization === '') delete headers.authorization;
+          return target.inject({ ...opts, headers });
+        };
+      }
+      const v = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
   return {
     app,
+    raw,
+    token,
+    adminToken,
     store,
     tick: (ms) => {
       t += ms;

@@ -13,7 +13,7 @@ describe('over HTTP with fhir-kit-client', () => {
     t = await testApp({ HEARTH_PORT: String(port) });
     await t.app.listen({ host: '127.0.0.1', port });
     baseUrl = `http://127.0.0.1:${port}/fhir`;
-    client = new Client({ baseUrl });
+    client = new Client({ baseUrl, bearerToken: t.adminToken });
   });
   afterAll(async () => {
     await t.app.close();
@@ -99,10 +99,18 @@ describe('over HTTP with fhir-kit-client', () => {
     expect(posted.entry.map((e: any) => e.resource.valueQuantity.value).sort()).toEqual([20, 21, 22, 23, 24]);
   });
 
+  it('refuses a request without a token on the wire with 401 and WWW-Authenticate', async () => {
+    const res = await fetch(`${baseUrl}/Patient`);
+    expect(res.status).toBe(401);
+    expect(res.headers.get('www-authenticate')).toBe('Bearer realm="hearth"');
+    const meta = await fetch(`${baseUrl}/metadata`);
+    expect(meta.status).toBe(200);
+  });
+
   it('answers bad input on the wire with an OperationOutcome', async () => {
     const res = await fetch(`${baseUrl}/Patient`, {
       method: 'POST',
-      headers: { 'content-type': 'application/fhir+json' },
+      headers: { 'content-type': 'application/fhir+json', authorization: `Bearer ${t.adminToken}` },
       body: '{"resourceType":"Patient","birthDate":"not-a-date"}',
     });
     expect(res.status).toBe(400);

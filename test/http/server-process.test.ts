@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { freePort, tempDir } from '../helpers/app.ts';
+import { freePort, ISSUER, JWKS_FILE, signToken, tempDir } from '../helpers/app.ts';
 
 const entry = new URL('../../src/server.ts', import.meta.url).pathname;
 
@@ -11,11 +11,11 @@ interface Running {
   base: string;
 }
 
-async function start(env: Record<string, string>): Promise<Running> {
+async function start(env: Record<string, string>): Promise<Running & { token: string }> {
   const port = await freePort();
   let out = '';
   const child = spawn(process.execPath, [entry], {
-    env: { PATH: process.env.PATH ?? '', HEARTH_PORT: String(port), ...env },
+    env: { PATH: process.env.PATH ?? '', HEARTH_PORT: String(port), HEARTH_AUTH_ISSUER: ISSUER, HEARTH_AUTH_JWKS: JWKS_FILE, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout?.on('data', (d) => {
@@ -25,10 +25,11 @@ async function start(env: Record<string, string>): Promise<Running> {
     out += d;
   });
   const base = `http://127.0.0.1:${port}/fhir`;
+  const token = await signToken({ sub: 'ops', scope: 'system/*.cruds' }, { audience: base });
   for (let i = 0; i < 100; i++) {
     if (child.exitCode !== null) throw new Error(`server exited: ${out}`);
     try {
-      if ((await fetch(`${base}/metadata`)).ok) return { child, output: () => out, base };
+      if ((await fetch(`${base}/metadata`)).ok) return { child, output: () => out, base, token };
     } catch {}
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -47,26 +48,30 @@ describe('the server process', () => {
   it('starts on loopback, keeps data across a graceful restart, and never logs PHI', async () => {
     const dataDir = tempDir();
     const first = await start({ HEARTH_DATA_DIR: dataDir });
-    expect(first.output()).toContain('listening on 127.0.0.1 only');
+    expect(first.output()).toContain('listening on 127.0.0.1');
+    const auth = { authorization: `Bearer ${first.token}` };
     const canary = 'Zzcanaryfamily';
     const res = await fetch(`${first.base}/Patient`, {
       method: 'POST',
-      headers: { 'content-type': 'application/fhir+json', authorization: 'Bearer secret-token-canary' },
+      headers: { 'content-type': 'application/fhir+json', ...auth },
       body: JSON.stringify({ resourceType: 'Patient', name: [{ family: canary }], birthDate: '1961-07-04' }),
     });
     expect(res.status).toBe(201);
     const { id } = (await res.json()) as { id: string };
-    expect((await fetch(`${first.base}/Patient?family=${canary}`)).status).toBe(200);
-    expect((await fetch(`${first.base}/Patient?birthdate=1961-07-04x`)).status).toBe(400);
+    expect((await fetch(`${first.base}/Patient?family=${canary}`, { headers: auth })).status).toBe(200);
+    expect((await fetch(`${first.base}/Patient?birthdate=1961-07-04x`, { headers: auth })).status).toBe(400);
+    const forged = { authorization: 'Bearer secret-token-canary' };
+    expect((await fetch(`${first.base}/Patient?family=${canary}`, { headers: forged })).status).toBe(401);
     expect(await stop(first)).toBe(0);
     const log = first.output();
     expect(log).toContain('"statusCode":201');
     expect(log).not.toContain(canary);
     expect(log).not.toContain('1961-07-04');
     expect(log).not.toContain('secret-token-canary');
+    expect(log).not.toContain(first.token);
 
     const second = await start({ HEARTH_DATA_DIR: dataDir });
-    const read = await fetch(`${second.base}/Patient/${id}`);
+    const read = await fetch(`${second.base}/Patient/${id}`, { headers: { authorization: `Bearer ${second.token}` } });
     expect(read.status).toBe(200);
     expect(((await read.json()) as any).name[0].family).toBe(canary);
     expect(await stop(second)).toBe(0);
@@ -74,7 +79,7 @@ describe('the server process', () => {
 
   it('refuses to start on bad configuration, naming each setting', async () => {
     const child = spawn(process.execPath, [entry], {
-      env: { PATH: process.env.PATH ?? '', HEARTH_PORT: 'eighty', HEARTH_HOST: '0.0.0.0' },
+      env: { PATH: process.env.PATH ?? '', HEARTH_PORT: 'eighty', HEARTH_HOST: 'everywhere' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let err = '';
@@ -84,7 +89,7 @@ describe('the server process', () => {
     const [code] = await once(child, 'exit');
     expect(code).toBe(78);
     expect(err).toContain('HEARTH_PORT: must be a whole number from 0 to 65535, got "eighty"');
-    expect(err).toContain('HEARTH_HOST: must be a loopback address');
+    expect(err).toContain('HEARTH_HOST: must be an IP address or "localhost", got "everywhere"');
     expect(err).not.toContain('    at ');
   });
 });

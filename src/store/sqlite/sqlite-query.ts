@@ -64,6 +64,11 @@ function clauseSql(type: string, clause: Clause, r: string): Sql {
       const subs = clause.any.map((c) => clauseSql(type, c, r));
       return { text: `(${subs.map((s) => s.text).join(' OR ')})`, params: subs.flatMap((s) => s.params) };
     }
+    case 'and': {
+      if (clause.all.length === 0) return { text: '1', params: [] };
+      const subs = clause.all.map((c) => clauseSql(type, c, r));
+      return { text: `(${subs.map((s) => s.text).join(' AND ')})`, params: subs.flatMap((s) => s.params) };
+    }
     case 'not': {
       const s = clauseSql(type, clause.clause, r);
       return { text: `NOT (${s.text})`, params: s.params };

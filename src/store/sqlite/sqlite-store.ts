@@ -105,11 +105,7 @@ export class SqliteStore implements ResourceStore {
         current = this.#stmt.current.get(type, id) as unknown as VersionRow | undefined;
       }
       if (options.ifMatch !== undefined && (!current || current.deleted || current.version !== options.ifMatch)) {
-        // See: https://hl7.org/fhir/R4/http.html#concurrency
-        throw new FhirError(412, 'HEARTH_VERSION_CONFLICT', {
-          code: 'conflict',
-          diagnostics: `If-Match version ${options.ifMatch} is not the current version of ${type}/${id}`,
-        });
+        throw versionConflict(type, id, options.ifMatch);
       }
       if (!current && !options.allowCreate) {
         throw new FhirError(404, 'HEARTH_NOT_FOUND', {
@@ -122,9 +118,10 @@ export class SqliteStore implements ResourceStore {
     });
   }
 
-  async delete(type: string, id: string): Promise<StoredVersion | undefined> {
+  async delete(type: string, id: string, ifMatch?: number): Promise<StoredVersion | undefined> {
     return this.#transaction(() => {
       const current = this.#stmt.current.get(type, id) as unknown as VersionRow | undefined;
+      if (ifMatch !== undefined && current?.version !== ifMatch) throw versionConflict(type, id, ifMatch);
       if (!current || current.deleted) return undefined;
       this.#stmt.retire.run(current.rid);
       this.#stmt.unindex.run(current.rid);
@@ -258,6 +255,14 @@ export class SqliteStore implements ResourceStore {
       throw err;
     }
   }
+}
+
+// See: https://hl7.org/fhir/R4/http.html#concurrency
+function versionConflict(type: string, id: string, ifMatch: number): FhirError {
+  return new FhirError(412, 'HEARTH_VERSION_CONFLICT', {
+    code: 'conflict',
+    diagnostics: `If-Match version ${ifMatch} is not the current version of ${type}/${id}`,
+  });
 }
 
 function toVersion(row: VersionRow): StoredVersion {

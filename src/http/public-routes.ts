@@ -1,0 +1,68 @@
+import type { FastifyInstance } from 'fastify';
+import type { Config } from '../config/config.ts';
+import type { FhirModel } from '../fhir/definitions.ts';
+import { sendResource } from './respond.ts';
+import { onlyParams, READ_PARAMS } from './route-helpers.ts';
+
+/**
+ * The only FHIR-side routes that need no token, in a plugin scope of their own: the capability
+ * statement and SMART discovery. Nothing here reads or reveals stored data.
+ */
+export async function publicRoutes(app: FastifyInstance, opts: { config: Config; model: FhirModel }): Promise<void> {
+  const { config, model } = opts;
+  const capabilityStatement = {
+    ...model.capabilityStatement,
+    implementation: { ...model.capabilityStatement.implementation, url: config.baseUrl },
+    rest: model.capabilityStatement.rest?.map((r) => ({
+      ...r,
+      // See: https://hl7.org/fhir/smart-app-launch/conformance.html (SMART on FHIR security service)
+      security: {
+        service: [
+          {
+            coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }],
+          },
+        ],
+        description: 'Bearer access tokens (SMART App Launch 2.x scopes, v1 and v2) from the trusted issuers in .well-known/smart-configuration',
+      },
+    })),
+  };
+
+  app.get('/metadata', async (request, reply) => {
+    onlyParams(request, READ_PARAMS);
+    return sendResource(request, reply, 200, capabilityStatement);
+  });
+
+  // See: https://hl7.org/fhir/smart-app-launch/conformance.html#using-well-known
+  const first = config.auth.issuers[0];
+  const smartConfiguration = {
+    issuer: first?.issuer,
+    jwks_uri: first?.jwks.kind === 'url' ? first.jwks.url : undefined,
+    authorization_endpoint: first?.authorizationEndpoint,
+    token_endpoint: first?.tokenEndpoint,
+    grant_types_supported: ['authorization_code', 'client_credentials'],
+    token_endpoint_auth_methods_supported: ['private_key_jwt'],
+    code_challenge_methods_supported: ['S256'],
+    scopes_supported: [
+      'patient/*.rs',
+      'patient/*.cruds',
+      'user/*.rs',
+      'user/*.cruds',
+      'system/*.rs',
+      'system/*.cruds',
+      'patient/*.read',
+      'user/*.read',
+      'user/*.write',
+      'system/*.read',
+      'openid',
+      'fhirUser',
+      'launch/patient',
+    ],
+    capabilities: ['permission-v1', 'permission-v2', 'permission-patient', 'permission-user', 'client-confidential-asymmetric'],
+    'hearth:trusted_issuers': config.auth.issuers.map((i) => i.issuer),
+  };
+  app.get('/.well-known/smart-configuration', async (request, reply) => {
+    onlyParams(request, new Set());
+    reply.header('content-type', 'application/json; charset=utf-8');
+    return reply.code(200).send(JSON.stringify(smartConfiguration));
+  });
+}

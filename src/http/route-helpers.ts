@@ -1,0 +1,106 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Access } from '../auth/authorize.ts';
+import type { FhirModel } from '../fhir/definitions.ts';
+import { badRequest, FhirError } from '../fhir/errors.ts';
+import type { FhirRepository } from '../fhir/repository.ts';
+import type { ParsedSearch } from '../fhir/search-parser.ts';
+import { applySubset, type Subset } from '../fhir/subsetting.ts';
+import type { Clause, StoredVersion } from '../store/resource-store.ts';
+import { FormBody } from './body-parsers.ts';
+import { etag, httpDate } from './headers.ts';
+
+export const READ_PARAMS: ReadonlySet<string> = new Set(['_format', '_pretty', '_elements', '_summary']);
+
+export function fhirOf(request: FastifyRequest) {
+  const fhir = request.routeOptions.config.fhir;
+  if (!fhir) throw new Error('route without fhir config');
+  return fhir;
+}
+
+export function header(request: FastifyRequest, name: string): string | undefined {
+  const v = request.headers[name];
+  if (Array.isArray(v)) throw badRequest('HEARTH_BAD_HEADER', `${name} may appear only once`);
+  return v;
+}
+
+export function jsonBody(request: FastifyRequest): unknown {
+  if (request.body instanceof FormBody) {
+    throw new FhirError(415, 'HEARTH_MEDIA_TYPE', {
+      code: 'not-supported',
+      diagnostics: 'Content-Type must be application/fhir+json or application/json',
+    });
+  }
+  if (request.body === undefined) {
+    throw badRequest('HEARTH_NO_BODY', 'a FHIR resource is required in the request body', undefined, 'required');
+  }
+  return request.body;
+}
+
+export function onlyParams(request: FastifyRequest, allowed: ReadonlySet<string>) {
+  const bad = request.fhirQuery.find(([k]) => !allowed.has(k));
+  if (bad) throw badRequest('HEARTH_UNKNOWN_PARAM', `parameter ${bad[0]} is not supported on this interaction`);
+}
+
+export function versionHeaders(reply: FastifyReply, v: StoredVersion) {
+  reply.header('etag', etag(v.versionId));
+  reply.header('last-modified', httpDate(v.lastUpdated));
+}
+
+export function notSupported(what: string, type: string) {
+  return new FhirError(405, 'HEARTH_NOT_ALLOWED', {
+    code: 'not-supported',
+    diagnostics: `${what} is not supported for ${type}`,
+  });
+}
+
+/** The client's subset, then the role's element mask, which `_elements` can only narrow. */
+export function shaper(repository: FhirRepository, request: FastifyRequest, type: string, subset: Subset) {
+  const typeModel = repository.typeModel(type);
+  const mask = request.access.mask(type);
+  return (v: StoredVersion) => {
+    const shaped = applySubset(typeModel, v.resource ?? {}, subset);
+    return mask ? applySubset(typeModel, shaped, { kind: 'elements', names: mask }) : shaped;
+  };
+}
+
+/**
+ * A role's element mask also bounds what may be searched, sorted and included on, so that a
+ * masked element cannot be inferred through filters (billing cannot search value-quantity).
+ */
+export function checkMaskedParams(access: Access, model: FhirModel, search: ParsedSearch): void {
+  const check = (type: string, code: string) => {
+    const mask = access.mask(type);
+    if (!mask) return;
+    const def = model.types.get(type)?.params.get(code.split(/[:$]/)[0]);
+    const hidden = (def?.elements ?? []).filter((e) => e !== 'id' && e !== 'meta' && !mask.has(e));
+    if (hidden.length > 0) {
+      throw new FhirError(403, 'HEARTH_MASKED_PARAMETER', {
+        code: 'forbidden',
+        diagnostics: `search parameter ${code} reads ${type}.${hidden[0]}, which this role may not see`,
+      });
+    }
+  };
+  const walk = (type: string, c: Clause): void => {
+    switch (c.kind) {
+      case 'exists':
+      case 'composite':
+        return check(type, c.param);
+      case 'chain':
+        check(type, c.param);
+        for (const w of c.where) walk(c.targetType, w);
+        return;
+      case 'or':
+        for (const w of c.any) walk(type, w);
+        return;
+      case 'and':
+        for (const w of c.all) walk(type, w);
+        return;
+      case 'not':
+        return walk(type, c.clause);
+    }
+  };
+  for (const c of search.query.where) walk(search.query.type, c);
+  for (const k of search.query.sort) check(search.query.type, k.param);
+  for (const i of search.includes) check(i.sourceType, i.param);
+  for (const i of search.revIncludes) check(i.sourceType, i.param);
+}

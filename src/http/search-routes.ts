@@ -1,0 +1,142 @@
+import type { BundleLink } from 'fhir/r4.js';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Config } from '../config/config.ts';
+import { historyBundle, searchsetBundle } from '../fhir/bundles.ts';
+import type { FhirModel } from '../fhir/definitions.ts';
+import { badRequest, FhirError } from '../fhir/errors.ts';
+import type { FhirRepository } from '../fhir/repository.ts';
+import { encodeCursor, parseSearch } from '../fhir/search-parser.ts';
+import { dateRange } from '../fhir/search-values.ts';
+import { parseSubset } from '../fhir/subsetting.ts';
+import { FormBody } from './body-parsers.ts';
+import { parsePrefer } from './headers.ts';
+import { sendResource } from './respond.ts';
+import { checkMaskedParams, fhirOf, onlyParams, shaper } from './route-helpers.ts';
+
+export interface SearchContext {
+  readonly config: Config;
+  readonly model: FhirModel;
+  readonly repository: FhirRepository;
+  readonly clock: () => Date;
+}
+
+const HISTORY_PARAMS = new Set(['_count', '_since', '_cursor', '_format', '_pretty', '_elements', '_summary']);
+
+/** See: https://hl7.org/fhir/R4/http.html#search (GET, and POST _search with a form body) */
+export async function searchType(ctx: SearchContext, request: FastifyRequest, reply: FastifyReply) {
+  const { config, model, repository, clock } = ctx;
+  const base = config.baseUrl;
+  const { type } = fhirOf(request);
+  const typeModel = repository.typeModel(type);
+  let pairs = request.fhirQuery;
+  if (request.method === 'POST') {
+    if (request.body !== undefined && !(request.body instanceof FormBody)) {
+      throw new FhirError(415, 'HEARTH_MEDIA_TYPE', {
+        code: 'not-supported',
+        diagnostics: 'POST _search takes application/x-www-form-urlencoded parameters',
+      });
+    }
+    pairs = [...pairs, ...((request.body as FormBody | undefined)?.pairs ?? [])];
+  }
+  const subset = parseSubset(typeModel, pairs);
+  const prefer = parsePrefer(request.headers.prefer);
+  const search = parseSearch(model, type, pairs, {
+    defaultCount: config.search.defaultCount,
+    maxCount: config.search.maxCount,
+    strict: prefer.handling === 'strict',
+    baseUrl: base,
+    clock,
+  });
+  checkMaskedParams(request.access, model, search);
+  const countOnly = subset.kind === 'summary' && subset.mode === 'count';
+  const query = countOnly ? { ...search.query, count: 0, total: 'accurate' as const } : search.query;
+  const result = await repository.search({ ...search, query }, request.access);
+  const links: BundleLink[] = [];
+  const self = new URLSearchParams(search.linkParams as [string, string][]);
+  self.set('_count', String(query.count));
+  const url = (p: URLSearchParams) => `${base}/${type}?${p.toString()}`;
+  const current = new URLSearchParams(self);
+  const raw = pairs.find(([k]) => k === '_cursor');
+  if (raw) current.set('_cursor', raw[1]);
+  links.push({ relation: 'self', url: url(current) });
+  if (!countOnly && result.hasNext && result.matches.length > 0) {
+    const last = result.matches[result.matches.length - 1];
+    const p = new URLSearchParams(self);
+    p.set('_cursor', encodeCursor({ direction: 'next', id: last.id, values: result.keys[result.keys.length - 1] }));
+    links.push({ relation: 'next', url: url(p) });
+  }
+  if (!countOnly && result.hasPrevious && result.matches.length > 0) {
+    const p = new URLSearchParams(self);
+    p.set('_cursor', encodeCursor({ direction: 'previous', id: result.matches[0].id, values: result.keys[0] }));
+    links.push({ relation: 'previous', url: url(p) });
+  }
+  const bundle = searchsetBundle({
+    baseUrl: base,
+    matches: result.matches,
+    included: result.included,
+    links,
+    total: result.total,
+    warnings: search.ignored,
+    shape: shaper(repository, request, type, subset),
+    includeShape: (v) => shaper(repository, request, v.type, { kind: 'none' })(v),
+    now: clock(),
+    omitEntries: countOnly,
+  });
+  return sendResource(request, reply, 200, bundle);
+}
+
+/** See: https://hl7.org/fhir/R4/http.html#history (instance and type history, _since, _count) */
+export async function history(ctx: SearchContext, request: FastifyRequest, reply: FastifyReply, id: string | undefined) {
+  const { config, repository, clock } = ctx;
+  const base = config.baseUrl;
+  const { type } = fhirOf(request);
+  const typeModel = repository.typeModel(type);
+  onlyParams(request, HISTORY_PARAMS);
+  const subset = parseSubset(typeModel, request.fhirQuery);
+  const one = (name: string) => {
+    const values = request.fhirQuery.filter(([k]) => k === name).map(([, v]) => v);
+    if (values.length > 1) throw badRequest('HEARTH_HISTORY_PARAM', `${name} may appear only once`);
+    return values[0];
+  };
+  const countRaw = one('_count');
+  if (countRaw !== undefined && !/^[0-9]{1,9}$/.test(countRaw)) {
+    throw badRequest('HEARTH_HISTORY_PARAM', `_count must be a non-negative whole number, got "${countRaw}"`);
+  }
+  const count = Math.min(countRaw === undefined ? config.search.defaultCount : Number(countRaw), config.search.maxCount);
+  const since = one('_since');
+  // _since is an instant: a time zone is required.
+  if (since !== undefined && (!/T.*(Z|[+-]\d\d:\d\d)$/.test(since) || !dateRange(since))) {
+    throw badRequest('HEARTH_HISTORY_PARAM', `_since must be an instant with a time zone, got "${since.slice(0, 40)}"`);
+  }
+  const cursor = one('_cursor');
+  if (cursor !== undefined && !/^[1-9][0-9]{0,15}$/.test(cursor)) {
+    throw badRequest('HEARTH_HISTORY_PARAM', '_cursor is not a cursor issued by this server');
+  }
+  const page = await repository.history(
+    type,
+    id,
+    {
+      since: since === undefined ? undefined : new Date(dateRange(since)?.lo ?? 0).toISOString(),
+      count,
+      after: cursor === undefined ? undefined : Number(cursor),
+    },
+    request.access,
+  );
+  const path = `${base}/${type}${id ? `/${id}` : ''}/_history`;
+  const params = new URLSearchParams(request.fhirQuery.filter(([k]) => k !== '_cursor'));
+  params.set('_count', String(count));
+  const links: BundleLink[] = [{ relation: 'self', url: `${path}?${new URLSearchParams(request.fhirQuery).toString()}` }];
+  if (page.next !== undefined) {
+    params.set('_cursor', String(page.next));
+    links.push({ relation: 'next', url: `${path}?${params.toString()}` });
+  }
+  const bundle = historyBundle({
+    baseUrl: base,
+    versions: page.versions,
+    links,
+    total: page.total,
+    shape: shaper(repository, request, type, subset),
+    now: clock(),
+  });
+  return sendResource(request, reply, 200, bundle);
+}
