@@ -38,7 +38,7 @@ export class InvalidTokenError extends FhirError {
 
 /**
  * Verifies JWT access tokens from the configured issuers against each issuer's JWKS (cached by
- * jose; refetched on an unknown kid at most every 30 s). A verified token is remembered until
+ * jose; refetched on an unknown kid at most once per HEARTH_AUTH_JWKS_COOLDOWN). A verified token is remembered until
  * its exp so that a signature is checked once per token, not once per request.
  */
 export class JwtVerifier implements TokenVerifier {
@@ -57,7 +57,11 @@ export class JwtVerifier implements TokenVerifier {
         i.issuer,
         i.jwks.kind === 'file'
           ? createLocalJWKSet(i.jwks.keys as Parameters<typeof createLocalJWKSet>[0])
-          : createRemoteJWKSet(new URL(i.jwks.url), { cooldownDuration: 30_000, cacheMaxAge: 600_000, timeoutDuration: 5000 }),
+          : createRemoteJWKSet(new URL(i.jwks.url), {
+              cooldownDuration: config.jwksCooldownSeconds * 1000,
+              cacheMaxAge: 600_000,
+              timeoutDuration: 5000,
+            }),
       ]),
     );
   }

@@ -30,6 +30,8 @@ export interface AuthConfig {
   readonly clockSkewSeconds: number;
   readonly maxTokenLifetimeSeconds: number;
   readonly roleClaim: string;
+  /** least seconds between two fetches of a remote JWKS (an unknown kid triggers one) */
+  readonly jwksCooldownSeconds: number;
   /** clinician access limited to patients whose `relationshipParam` references the user */
   readonly relationship: boolean;
   readonly relationshipParam: string;
@@ -117,6 +119,10 @@ export const SETTINGS = {
   },
   HEARTH_AUTH_CLOCK_SKEW: { doc: 'seconds of clock skew tolerated on exp/nbf/iat (default 30)', parse: integer(0, 300) },
   HEARTH_AUTH_MAX_TOKEN_LIFETIME: { doc: 'longest accepted token lifetime in seconds, from iat (default 3600)', parse: integer(60, 86400) },
+  HEARTH_AUTH_JWKS_COOLDOWN: {
+    doc: 'least seconds between two fetches of a remote JWKS; an unknown kid triggers a refetch (default 30)',
+    parse: integer(0, 3600),
+  },
   HEARTH_AUTH_ROLE_CLAIM: {
     doc: 'token claim naming the role (default role)',
     parse: (raw: string) => (/^[A-Za-z_][\w:.\-/]{0,127}$/.test(raw) ? raw : { error: `must be a claim name, got "${raw}"` }),
@@ -187,6 +193,7 @@ export function loadConfig(env: Env): Config {
       clockSkewSeconds: (values.HEARTH_AUTH_CLOCK_SKEW as number | undefined) ?? 30,
       maxTokenLifetimeSeconds: (values.HEARTH_AUTH_MAX_TOKEN_LIFETIME as number | undefined) ?? 3600,
       roleClaim: (values.HEARTH_AUTH_ROLE_CLAIM as string | undefined) ?? 'role',
+      jwksCooldownSeconds: (values.HEARTH_AUTH_JWKS_COOLDOWN as number | undefined) ?? 30,
       relationship: (values.HEARTH_AUTH_RELATIONSHIP as boolean | undefined) ?? false,
       relationshipParam: (values.HEARTH_AUTH_RELATIONSHIP_PARAM as string | undefined) ?? 'general-practitioner',
     },
