@@ -356,7 +356,7 @@ describe('remote JWKS', () => {
     const issuer = `http://127.0.0.1:${port}`;
     try {
       const t = await testApp({ HEARTH_AUTH_ISSUER: issuer, HEARTH_AUTH_JWKS: `${issuer}/jwks`, HEARTH_AUTH_JWKS_COOLDOWN: '0' });
-      const sign = (key: Parameters<SignJWT["sign"]>[0], kid: string, alg: string) => {
+      const sign = (key: Parameters<SignJWT['sign']>[0], kid: string, alg: string) => {
         const now = Math.floor(t.now().getTime() / 1000);
         return new SignJWT({ scope: 'system/*.rs' }).setProtectedHeader({ alg, kid }).setIssuer(issuer).setAudience(BASE)
           .setIssuedAt(now).setExpirationTime(now + 600).sign(key);
