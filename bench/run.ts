@@ -26,12 +26,12 @@ interface Result {
   errors: number;
 }
 
-async function load(url: string, method: 'GET' | 'POST' = 'GET', body?: string): Promise<Result> {
+async function load(url: string, method: 'GET' | 'POST' = 'GET', body?: string, token?: string): Promise<Result> {
   const r = await autocannon({
     url,
     method,
     body,
-    headers: body ? { 'content-type': 'application/fhir+json' } : {},
+    headers: { ...(body ? { 'content-type': 'application/fhir+json' } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
     connections: CONNECTIONS,
     duration: DURATION,
   });
@@ -39,36 +39,40 @@ async function load(url: string, method: 'GET' | 'POST' = 'GET', body?: string):
 }
 
 const hearthPort = await freePort();
+const openPort = await freePort();
 const barePort = await freePort();
 const child: ChildProcess = spawn(
   process.execPath,
-  [new URL('./servers.ts', import.meta.url).pathname, String(hearthPort), String(barePort)],
+  [new URL('./servers.ts', import.meta.url).pathname, String(hearthPort), String(openPort), String(barePort)],
   {
     stdio: ['ignore', 'pipe', 'inherit'],
   },
 );
 const [line] = await once(createInterface({ input: child.stdout! }), 'line');
-const { readId, searchUrl, createBody } = JSON.parse(line as string);
+const { readId, searchUrl, createBody, token } = JSON.parse(line as string);
 const H = `http://127.0.0.1:${hearthPort}`;
+const O = `http://127.0.0.1:${openPort}`;
 const B = `http://127.0.0.1:${barePort}`;
 
-const pairs: [string, () => Promise<Result>, () => Promise<Result>][] = [
-  ['read by id', () => load(`${H}/fhir/Patient/${readId}`), () => load(`${B}/Patient/x`)],
-  ['search (family, _count=10, total)', () => load(`${H}${searchUrl}`), () => load(`${B}/Patient`)],
+// Each row: Hearth as deployed, Hearth without token verification, bare Fastify.
+const scenarios: [string, (base: string, tok?: string) => Promise<Result>, () => Promise<Result>][] = [
+  ['read by id', (b, tok) => load(`${b}/fhir/Patient/${readId}`, 'GET', undefined, tok), () => load(`${B}/Patient/x`)],
+  ['search (family, _count=10, total)', (b, tok) => load(`${b}${searchUrl}`, 'GET', undefined, tok), () => load(`${B}/Patient`)],
   [
     'create (validate, index, durable commit)',
-    () => load(`${H}/fhir/Patient`, 'POST', createBody),
+    (b, tok) => load(`${b}/fhir/Patient`, 'POST', createBody, tok),
     () => load(`${B}/Patient`, 'POST', createBody),
   ],
 ];
 
 const rows: string[] = [];
-for (const [name, hearth, bare] of pairs) {
+for (const [name, hearth, bare] of scenarios) {
   await load(`${B}/Patient/x`); // warm-up
   const b = await bare();
-  const h = await hearth();
+  const o = await hearth(O, 'unverified');
+  const h = await hearth(H, token);
   rows.push(
-    `| ${name} | ${h.rps.toFixed(0)} | ${h.p50} / ${h.p99} | ${b.rps.toFixed(0)} | ${b.p50} / ${b.p99} | ${(h.rps / b.rps).toFixed(2)} | ${h.errors + b.errors} |`,
+    `| ${name} | ${h.rps.toFixed(0)} (${h.p50}/${h.p99}) | ${o.rps.toFixed(0)} (${o.p50}/${o.p99}) | ${b.rps.toFixed(0)} (${b.p50}/${b.p99}) | ${(h.rps / o.rps).toFixed(2)} | ${(h.rps / b.rps).toFixed(2)} | ${h.errors + o.errors + b.errors} |`,
   );
 }
 child.kill('SIGTERM');
@@ -96,7 +100,7 @@ for (let i = 0; i < 300; i++) {
   } catch {}
   await new Promise((r) => setTimeout(r, 10));
 }
-await fetch(`http://127.0.0.1:${port}/fhir/Patient?family=x`);
+await fetch(`http://127.0.0.1:${port}/fhir/metadata`);
 const { readFileSync, rmSync } = await import('node:fs');
 const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))?.[1] ?? Number.NaN) / 1024;
 server.kill('SIGTERM');
@@ -105,9 +109,10 @@ rmSync(`/tmp/hearth-bench-start-${process.pid}`, { recursive: true, force: true 
 
 process.stdout.write(
   [
-    `Hearth vs bare Fastify, same JSON, ${CONNECTIONS} connections, ${DURATION} s each, Node ${process.version}`,
+    `Hearth (secured) vs Hearth without token verification vs bare Fastify serving the same JSON;`,
+    `${CONNECTIONS} connections, ${DURATION} s each, Node ${process.version}. req/s (p50/p99 ms).`,
     '',
-    '| scenario | Hearth req/s | Hearth p50 / p99 ms | bare req/s | bare p50 / p99 ms | ratio | errors |',
+    '| scenario | Hearth secured | Hearth unverified | bare Fastify | secured / unverified | secured / bare | errors |',
     '| --- | --- | --- | --- | --- | --- | --- |',
     ...rows,
     '',

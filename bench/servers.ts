@@ -1,19 +1,52 @@
-// Child process of bench/run.ts: Hearth (real app, file-backed SQLite) and a bare Fastify
-// baseline serving the same bytes, on two loopback ports. Prints one JSON line when ready.
-import { rmSync } from 'node:fs';
+// Child process of bench/run.ts. Three servers on loopback over one file-backed SQLite store:
+// Hearth as deployed (JWT verification + authorization), Hearth with a verifier that accepts
+// any bearer as a system/*.cruds principal (the baseline for the cost of security), and a bare
+// Fastify route serving the same bytes. Prints one JSON line when ready.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify from 'fastify';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { buildApp } from '../src/app.ts';
+import type { Principal } from '../src/auth/authorize.ts';
+import { parseScopes } from '../src/auth/scopes.ts';
 import { loadConfig } from '../src/config/config.ts';
+import { SqliteStore } from '../src/store/sqlite/sqlite-store.ts';
 
-const dataDir = join(tmpdir(), `hearth-bench-${process.pid}`);
-rmSync(dataDir, { recursive: true, force: true });
-const hearthPort = Number(process.argv[2]);
-const barePort = Number(process.argv[3]);
-const config = loadConfig({ HEARTH_PORT: String(hearthPort), HEARTH_DATA_DIR: dataDir, HEARTH_LOG_LEVEL: 'warn' });
-const hearth = await buildApp(config);
-await hearth.listen({ host: '127.0.0.1', port: hearthPort });
+const [securedPort, openPort, barePort] = process.argv.slice(2).map(Number);
+const dir = mkdtempSync(join(tmpdir(), 'hearth-bench-'));
+const issuer = 'https://bench-issuer.local';
+const { publicKey, privateKey } = await generateKeyPair('ES256');
+writeFileSync(join(dir, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'bench', alg: 'ES256' }] }));
+const env = {
+  HEARTH_DATA_DIR: join(dir, 'data'),
+  HEARTH_LOG_LEVEL: 'warn',
+  HEARTH_AUTH_ISSUER: issuer,
+  HEARTH_AUTH_JWKS: join(dir, 'jwks.json'),
+  HEARTH_BASE_URL: 'http://127.0.0.1/fhir',
+};
+const config = loadConfig(env);
+const store = new SqliteStore({ dataDir: config.dataDir });
+const secured = await buildApp(config, { store });
+const principal: Principal = {
+  issuer,
+  subject: 'bench',
+  grants: parseScopes('system/*.cruds'),
+  scopes: ['system/*.cruds'],
+  expiresAt: 4_000_000_000,
+};
+const open = await buildApp(config, { store, verifier: { verify: async () => principal } });
+await secured.listen({ host: '127.0.0.1', port: securedPort });
+await open.listen({ host: '127.0.0.1', port: openPort });
+
+const now = Math.floor(Date.now() / 1000);
+const token = await new SignJWT({ scope: 'system/*.cruds', sub: 'bench', client_id: 'bench' })
+  .setProtectedHeader({ alg: 'ES256', kid: 'bench' })
+  .setIssuer(issuer)
+  .setAudience(config.baseUrl)
+  .setIssuedAt(now)
+  .setExpirationTime(now + 3600)
+  .sign(privateKey);
 
 // Seed: 1,000 patients, the read target among them.
 const patient = (i: number) => ({
@@ -24,33 +57,33 @@ const patient = (i: number) => ({
   birthDate: `19${String(50 + (i % 50)).padStart(2, '0')}-0${1 + (i % 9)}-1${i % 10}`,
   address: [{ line: [`${i} Main St`], city: 'Springfield', postalCode: String(10000 + i) }],
 });
+const auth = { authorization: `Bearer ${token}` };
 let readId = '';
 for (let i = 0; i < 1000; i++) {
-  const res = await hearth.inject({
+  const res = await secured.inject({
     method: 'POST',
     url: '/fhir/Patient',
-    headers: { 'content-type': 'application/fhir+json' },
+    headers: { 'content-type': 'application/fhir+json', ...auth },
     payload: JSON.stringify(patient(i)),
   });
   if (i === 500) readId = JSON.parse(res.body).id;
 }
-const readBody = (await hearth.inject({ method: 'GET', url: `/fhir/Patient/${readId}` })).body;
+const readBody = (await secured.inject({ method: 'GET', url: `/fhir/Patient/${readId}`, headers: auth })).body;
 const searchUrl = '/fhir/Patient?family=Family7&_count=10';
-const searchBody = (await hearth.inject({ method: 'GET', url: searchUrl })).body;
+const searchBody = (await secured.inject({ method: 'GET', url: searchUrl, headers: auth })).body;
 
 const bare = Fastify({ logger: false });
-bare.addContentTypeParser('application/fhir+json', { parseAs: 'string' }, (_req, body, done) =>
-  done(null, JSON.parse(body as string)),
-);
+bare.addContentTypeParser('application/fhir+json', { parseAs: 'string' }, (_req, body, done) => done(null, JSON.parse(body as string)));
 bare.get('/Patient/:id', async (_req, reply) => reply.type('application/fhir+json').send(readBody));
 bare.get('/Patient', async (_req, reply) => reply.type('application/fhir+json').send(searchBody));
 bare.post('/Patient', async (req, reply) => reply.code(201).send(req.body));
 await bare.listen({ host: '127.0.0.1', port: barePort });
 
-process.stdout.write(`${JSON.stringify({ readId, searchUrl, createBody: JSON.stringify(patient(5000)) })}\n`);
+process.stdout.write(`${JSON.stringify({ readId, searchUrl, token, createBody: JSON.stringify(patient(5000)) })}\n`);
 process.on('SIGTERM', async () => {
-  await hearth.close();
+  await secured.close();
+  await open.close();
   await bare.close();
-  rmSync(dataDir, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true });
   process.exit(0);
 });
