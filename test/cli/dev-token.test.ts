@@ -1,0 +1,52 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { buildApp } from '../../src/app.ts';
+import { loadConfig } from '../../src/config/config.ts';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { json, tempDir } from '../helpers/app.ts';
+
+const cli = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+const run = (args: string[], env: Record<string, string>) =>
+  spawnSync(process.execPath, [cli, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'utf8' });
+
+describe('hearth dev-token', () => {
+  it('issues a token that a server trusting the dev issuer accepts, with the scopes asked for', async () => {
+    const dataDir = tempDir();
+    const out = run(['dev-token', '--scope', 'patient/*.rs', '--patient', 'p1'], { HEARTH_DATA_DIR: dataDir });
+    expect(out.status).toBe(0);
+    expect(out.stderr).toContain('HEARTH_AUTH_ISSUER=https://dev-issuer.hearth.invalid');
+    const token = out.stdout.trim();
+    // A server on the real clock (the token was issued now), trusting the dev issuer.
+    const config = loadConfig({
+      HEARTH_LOG_LEVEL: 'silent',
+      HEARTH_AUTH_ISSUER: 'https://dev-issuer.hearth.invalid',
+      HEARTH_AUTH_JWKS: join(dataDir, 'dev-issuer', 'jwks.json'),
+    });
+    const t = { app: await buildApp(config, { store: new SqliteStore({ dataDir: ':memory:' }) }) };
+    const read = await t.app.inject({ method: 'GET', url: '/fhir/Observation', headers: { authorization: `Bearer ${token}` } });
+    expect(read.statusCode).toBe(200);
+    expect(json(read).total).toBe(0);
+    const write = await t.app.inject({ method: 'POST', url: '/fhir/Patient', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json' }, payload: '{"resourceType":"Patient"}' });
+    expect(write.statusCode).toBe(403);
+  });
+
+  it.each([
+    [['dev-token', '--scope', 'user/Patient.rx'], 'not a SMART scope: user/Patient.rx'],
+    [['dev-token', '--lifetime', '99999'], '--lifetime must be a whole number of seconds from 60 to 3600'],
+    [['dev-token', '--patient', 'a b'], '--patient must be a FHIR id'],
+    [['dev-token', '--bogus'], 'Unknown option \'--bogus\''],
+    [['launch-rockets'], 'unknown command "launch-rockets"'],
+  ])('%j → exit 64: %s', (args, message) => {
+    const out = run(args, { HEARTH_DATA_DIR: tempDir() });
+    expect(out.status).toBe(64);
+    expect(out.stderr).toContain(message);
+    expect(out.stdout).toBe('');
+  });
+
+  it('reports bad configuration like the server does', () => {
+    const out = run(['dev-token'], { HEARTH_PORT: 'x' });
+    expect(out.status).toBe(78);
+    expect(out.stderr).toContain('HEARTH_PORT');
+  });
+});
