@@ -14,6 +14,11 @@ import { sendResource } from './http/respond.ts';
 import { loadCompartments, type Policy } from './auth/authorize.ts';
 import { loadRoles } from './auth/roles.ts';
 import { bearerToken, InvalidTokenError, JwtVerifier, type TokenVerifier } from './auth/token-verifier.ts';
+import type { AuditStore } from './audit/audit-store.ts';
+import { AuditSink } from './audit/audit-sink.ts';
+import { checkpointSigner, loadSigningKey } from './audit/signing-key.ts';
+import { extractIndex } from './fhir/index-extractor.ts';
+import { registerAuditHooks } from './http/audit-hook.ts';
 import { publicRoutes } from './http/public-routes.ts';
 import type { ResourceStore } from './store/resource-store.ts';
 import { SqliteStore } from './store/sqlite/sqlite-store.ts';
@@ -22,6 +27,8 @@ export interface AppDeps {
   /** The store; the embedded SQLite store under config.dataDir when absent. */
   readonly store?: ResourceStore;
   readonly clock?: () => Date;
+  /** The audit trail; the store's own (SqliteStore.auditStore()) when absent. */
+  readonly auditStore?: AuditStore;
   /** Token verification; a JwtVerifier over config.auth.issuers when absent. */
   readonly verifier?: TokenVerifier;
   /** A pino-compatible logger instance for tests that read the log. */
@@ -51,6 +58,15 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const clock = deps.clock ?? (() => new Date());
   const { model, validator } = loadDefinitions(config.updateCreate);
   const store = deps.store ?? new SqliteStore({ dataDir: config.dataDir, clock });
+  const auditStore = deps.auditStore ?? (store as Partial<SqliteStore>).auditStore?.();
+  if (!auditStore) throw new Error('the store offers no audit trail: pass deps.auditStore');
+  const auditModel = model.types.get('AuditEvent');
+  if (!auditModel) throw new Error('capability-statement.json must serve AuditEvent');
+  const sink = new AuditSink(
+    auditStore,
+    (event) => extractIndex(auditModel, event as unknown as Record<string, unknown>, config.baseUrl),
+    checkpointSigner(loadSigningKey(config.dataDir), config.audit.checkpointEvery, config.audit.checkpointSeconds * 1000, clock),
+  );
   const repository = new FhirRepository({
     model,
     validator,
@@ -79,12 +95,16 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   });
   app.decorateRequest('fhirQuery', null as unknown as [string, string][]);
   app.decorateRequest('fhirFormat', undefined);
+  app.decorateRequest('auditIssue', undefined);
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
     request.fhirQuery = queryPairs(request.url);
     negotiate(request);
   });
-  app.addHook('onClose', async () => store.close());
+  app.addHook('onClose', async () => {
+    await sink.drain();
+    await store.close();
+  });
   registerBodyParsers(app, config.maxJsonDepth);
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) => {
@@ -101,6 +121,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     async (api) => {
       api.decorateRequest('principal', null as never);
       api.decorateRequest('access', null as never);
+      api.decorateRequest('auditNotes', null as never);
+      // First, so that refusals by the hooks below are audited too.
+      registerAuditHooks(api, { sink, model, compartments: policy.compartments, config, clock });
       api.addHook('onRequest', async (request) => {
         try {
           request.principal = await verifier.verify(bearerToken(request.headers.authorization));

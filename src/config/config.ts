@@ -15,6 +15,16 @@ export interface Config {
   readonly search: { readonly defaultCount: number; readonly maxCount: number };
   readonly updateCreate: boolean;
   readonly auth: AuthConfig;
+  readonly audit: AuditConfig;
+}
+
+export interface AuditConfig {
+  /** events older than this may be purged (by command only) */
+  readonly retentionDays: number;
+  /** sign a checkpoint of the chain head every this many events... */
+  readonly checkpointEvery: number;
+  /** ...and at least this often while events are written */
+  readonly checkpointSeconds: number;
 }
 
 export interface TrustedIssuer {
@@ -111,6 +121,12 @@ export const SETTINGS = {
   HEARTH_SEARCH_DEFAULT_COUNT: { doc: 'page size when _count is absent (default 20)', parse: integer(1, 10000) },
   HEARTH_SEARCH_MAX_COUNT: { doc: 'largest _count honoured (default 500)', parse: integer(1, 10000) },
   HEARTH_UPDATE_CREATE: { doc: 'allow PUT to create a resource with a client id (default false)', parse: boolean },
+  HEARTH_AUDIT_RETENTION_DAYS: {
+    doc: 'days AuditEvents are kept before `hearth audit purge` may remove them (default 2192, six years)',
+    parse: integer(1, 36500),
+  },
+  HEARTH_AUDIT_CHECKPOINT_EVERY: { doc: 'events between two signed checkpoints of the audit chain (default 1000)', parse: integer(1, 1_000_000) },
+  HEARTH_AUDIT_CHECKPOINT_SECONDS: { doc: 'longest time between two signed checkpoints while writing (default 60)', parse: integer(1, 86400) },
   HEARTH_AUTH_ISSUER: { doc: 'the trusted token issuer (iss), with HEARTH_AUTH_JWKS', parse: (raw: string) => parseIssuerUrl(raw) },
   HEARTH_AUTH_JWKS: { doc: 'that issuer\'s keys: a JWKS file path or an https URL', parse: parseJwks },
   HEARTH_AUTH_ISSUERS: {
@@ -188,6 +204,11 @@ export function loadConfig(env: Env): Config {
     maxJsonDepth: (values.HEARTH_MAX_JSON_DEPTH as number | undefined) ?? 48,
     search: { defaultCount, maxCount },
     updateCreate: (values.HEARTH_UPDATE_CREATE as boolean | undefined) ?? false,
+    audit: {
+      retentionDays: (values.HEARTH_AUDIT_RETENTION_DAYS as number | undefined) ?? 2192,
+      checkpointEvery: (values.HEARTH_AUDIT_CHECKPOINT_EVERY as number | undefined) ?? 1000,
+      checkpointSeconds: (values.HEARTH_AUDIT_CHECKPOINT_SECONDS as number | undefined) ?? 60,
+    },
     auth: {
       issuers,
       clockSkewSeconds: (values.HEARTH_AUTH_CLOCK_SKEW as number | undefined) ?? 30,

@@ -22,6 +22,7 @@ const FRAMEWORK_ERRORS: Record<string, { status: number; code: FhirError['issues
 /** The only place an error becomes an HTTP response. 5xx bodies are generic and carry the request id. */
 export function errorHandler(error: FastifyError | FhirError, request: FastifyRequest, reply: FastifyReply): void {
   if (error instanceof FhirError) {
+    request.auditIssue = error.issues[0]?.code;
     if (error.status >= 500) logFault(request, error);
     else request.log.info({ code: error.code, status: error.status }, 'request refused');
     reply.headers(error.headers);
@@ -30,6 +31,7 @@ export function errorHandler(error: FastifyError | FhirError, request: FastifyRe
   }
   const known = FRAMEWORK_ERRORS[(error as FastifyError).code ?? ''];
   if (known) {
+    request.auditIssue = known.code;
     request.log.info({ code: (error as FastifyError).code, status: known.status }, 'request refused');
     sendResource(request, reply, known.status, operationOutcome([{ code: known.code, diagnostics: known.text }]));
     return;
@@ -63,6 +65,7 @@ export function errorHandler(error: FastifyError | FhirError, request: FastifyRe
     return;
   }
   logFault(request, error);
+  request.auditIssue = 'exception';
   sendResource(request, reply, 500, operationOutcome(generic(request)));
 }
 

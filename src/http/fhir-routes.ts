@@ -7,6 +7,7 @@ import type { FhirRepository } from '../fhir/repository.ts';
 import { parseSearch } from '../fhir/search-parser.ts';
 import { parseSubset } from '../fhir/subsetting.ts';
 import type { SearchQuery, WriteResult } from '../store/resource-store.ts';
+import { noteRef, noteVersion } from './audit-hook.ts';
 import { etag, parseIfMatch, parsePrefer } from './headers.ts';
 import { sendResource } from './respond.ts';
 import {
@@ -69,6 +70,7 @@ export async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesOptions):
       const subset = parseSubset(repository.typeModel(type), request.fhirQuery);
       onlyParams(request, READ_PARAMS);
       const v = await repository.read(type, id, request.access);
+      noteVersion(request, v);
       versionHeaders(reply, v);
       return sendResource(request, reply, 200, shaper(repository, request, type, subset)(v));
     },
@@ -78,6 +80,7 @@ export async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesOptions):
       const subset = parseSubset(repository.typeModel(type), request.fhirQuery);
       onlyParams(request, READ_PARAMS);
       const v = await repository.vread(type, id, Number(vid), request.access);
+      noteVersion(request, v);
       versionHeaders(reply, v);
       return sendResource(request, reply, 200, shaper(repository, request, type, subset)(v));
     },
@@ -132,9 +135,15 @@ export async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesOptions):
         });
       }
       // See: https://hl7.org/fhir/R4/http.html#delete (deleting an already deleted resource succeeds)
-      const latest =
-        (await repository.delete(type, id, request.access)) ?? (await repository.latest(type, id, request.access));
+      const tombstone = await repository.delete(type, id, request.access);
+      const latest = tombstone ?? (await repository.latest(type, id, request.access));
       if (!latest) throw notFound(`${type}/${id} does not exist`);
+      if (tombstone) {
+        // Before and after, as references; the version before names the patients touched.
+        const before = await repository.vread(type, id, tombstone.versionId - 1, request.access).catch(() => undefined);
+        if (before) noteVersion(request, before, 'before');
+        noteRef(request, `${type}/${id}/_history/${tombstone.versionId}`, 'after');
+      }
       reply.header('etag', etag(latest.versionId));
       return reply.code(204).send();
     },
@@ -159,6 +168,11 @@ export async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesOptions):
 
   function sendWrite(request: FastifyRequest, reply: FastifyReply, result: WriteResult, ret: string) {
     const v = result.version;
+    if (result.outcome === 'exists') noteVersion(request, v);
+    else {
+      if (v.versionId > 1) noteRef(request, `${v.type}/${v.id}/_history/${v.versionId - 1}`, 'before');
+      noteVersion(request, v, 'after');
+    }
     versionHeaders(reply, v);
     const status = result.outcome === 'created' ? 201 : 200;
     if (result.outcome === 'created') reply.header('location', `${base}/${v.type}/${v.id}/_history/${v.versionId}`);

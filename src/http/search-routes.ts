@@ -8,6 +8,7 @@ import type { FhirRepository } from '../fhir/repository.ts';
 import { encodeCursor, parseSearch } from '../fhir/search-parser.ts';
 import { dateRange } from '../fhir/search-values.ts';
 import { parseSubset } from '../fhir/subsetting.ts';
+import { noteVersion } from './audit-hook.ts';
 import { FormBody } from './body-parsers.ts';
 import { parsePrefer } from './headers.ts';
 import { sendResource } from './respond.ts';
@@ -51,6 +52,10 @@ export async function searchType(ctx: SearchContext, request: FastifyRequest, re
   const countOnly = subset.kind === 'summary' && subset.mode === 'count';
   const query = countOnly ? { ...search.query, count: 0, total: 'accurate' as const } : search.query;
   const result = await repository.search({ ...search, query }, request.access);
+  // See: BALP Query — the query as received (URL and form parameters) and what it returned.
+  request.auditNotes.query = new URLSearchParams(pairs).toString();
+  for (const v of result.matches) noteVersion(request, v);
+  for (const v of result.included) noteVersion(request, v);
   const links: BundleLink[] = [];
   const self = new URLSearchParams(search.linkParams as [string, string][]);
   self.set('_count', String(query.count));
@@ -122,6 +127,7 @@ export async function history(ctx: SearchContext, request: FastifyRequest, reply
     },
     request.access,
   );
+  for (const v of page.versions) noteVersion(request, v);
   const path = `${base}/${type}${id ? `/${id}` : ''}/_history`;
   const params = new URLSearchParams(request.fhirQuery.filter(([k]) => k !== '_cursor'));
   params.set('_count', String(count));

@@ -1,11 +1,12 @@
 import 'fastify';
 import type { Access, Principal } from '../auth/authorize.ts';
 import type { Interaction } from '../fhir/definitions.ts';
+import type { AuditNotes } from '../http/audit-hook.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** What a FHIR route is: the one hook that decides whether reads this, never the handler. */
-    fhir?: { type: string; interaction: Interaction | 'capabilities' | 'conditional-update' };
+    fhir?: { type: string; interaction: Interaction | 'capabilities' | 'conditional-update'; operation?: string };
   }
   interface FastifyRequest {
     /** Query string as ordered name/value pairs (repeats kept, as FHIR search needs). */
@@ -16,5 +17,9 @@ declare module 'fastify' {
     principal: Principal;
     /** Set by the authorization decision: what this request may touch. */
     access: Access;
+    /** What the handler touched, for the request's AuditEvent. */
+    auditNotes: AuditNotes;
+    /** The FHIR issue code of the error response, if any (set by the error handler). */
+    auditIssue?: string;
   }
 }

@@ -12,6 +12,8 @@ interface Case {
   code: string;
   expression?: string;
   says?: string | RegExp;
+  /** public routes (metadata) and unknown paths are outside the audited API */
+  unaudited?: true;
 }
 
 const P = (extra: Record<string, unknown>) => ({ resourceType: 'Patient', ...extra });
@@ -368,6 +370,7 @@ const cases: Case[] = [
     method: 'GET',
     url: '/fhir/metadata',
     headers: { accept: 'image/png' },
+    unaudited: true,
     status: 406,
     code: 'not-supported',
   },
@@ -483,11 +486,12 @@ const cases: Case[] = [
     name: 'unknown resource type',
     method: 'GET',
     url: '/fhir/Spaceship/1',
+    unaudited: true,
     status: 404,
     code: 'not-found',
     says: 'Spaceship is not served',
   },
-  { name: 'unknown type search', method: 'GET', url: '/fhir/Spaceship', status: 404, code: 'not-found' },
+  { name: 'unknown type search', method: 'GET', url: '/fhir/Spaceship', unaudited: true, status: 404, code: 'not-found' },
   {
     name: 'version id not a number',
     method: 'GET',
@@ -787,7 +791,7 @@ describe('bad input: a clear 4xx OperationOutcome, and nothing stored', () => {
   let pid: string;
   const snapshot = async () => {
     const out: unknown[] = [];
-    for (const type of ['Patient', 'Observation', 'AuditEvent']) {
+    for (const type of ['Patient', 'Observation']) {
       const h = await t.store.history({ type, count: 1000 });
       out.push(
         h.total,
@@ -826,5 +830,9 @@ describe('bad input: a clear 4xx OperationOutcome, and nothing stored', () => {
     if (c.expression) expect(outcome.issue.map((i: any) => i.expression?.[0])).toContain(c.expression);
     if (c.says) expect(outcome.issue.map((i: any) => i.diagnostics).join(' | ')).toMatch(c.says);
     expect(await snapshot()).toEqual(before);
+    // ...and the refusal itself is audited, as a failure with the issue code.
+    const audit = await t.store.read('AuditEvent', res.headers['x-request-id'] as string);
+    if (c.unaudited) expect(audit).toBeUndefined();
+    else expect(audit?.resource).toMatchObject({ outcome: '4', outcomeDesc: `${c.status} ${c.code}` });
   });
 });

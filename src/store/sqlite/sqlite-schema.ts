@@ -1,5 +1,8 @@
 // The embedded store's schema. Every version of every resource is one row; only the current
-// version of a resource has index entries. Audit tables arrive with the audit trail.
+// version of a resource has index entries. AuditEvents are rows of resource_versions too (so
+// that the one search engine answers auditors), chained by audit_log, and refused any UPDATE or
+// DELETE by trigger; the only exception is a retention purge, which opens audit_purge_window
+// inside its own transaction.
 export const SCHEMA_VERSION = 1;
 
 export const SCHEMA = `
@@ -30,4 +33,48 @@ CREATE TABLE IF NOT EXISTS search_index (
 CREATE INDEX IF NOT EXISTS search_code ON search_index (type, param, code, rid);
 CREATE INDEX IF NOT EXISTS search_range ON search_index (type, param, lo, hi, rid);
 CREATE INDEX IF NOT EXISTS search_rid ON search_index (rid, param);
+
+CREATE TABLE IF NOT EXISTS audit_log (
+  seq INTEGER PRIMARY KEY,
+  rid INTEGER NOT NULL UNIQUE,
+  id TEXT NOT NULL,
+  recorded TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS audit_recorded ON audit_log (recorded);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+  seq INTEGER PRIMARY KEY,
+  hash TEXT NOT NULL,
+  signed_at TEXT NOT NULL,
+  key_id TEXT NOT NULL,
+  signature TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS audit_purges (
+  through_seq INTEGER PRIMARY KEY,
+  last_hash TEXT NOT NULL,
+  cutoff TEXT NOT NULL,
+  purged_at TEXT NOT NULL,
+  count INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS audit_purge_window (through_seq INTEGER NOT NULL) STRICT;
+
+CREATE TRIGGER IF NOT EXISTS audit_log_append_only_u BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_log_append_only_d BEFORE DELETE ON audit_log
+WHEN NOT EXISTS (SELECT 1 FROM audit_purge_window w WHERE OLD.seq <= w.through_seq)
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_event_append_only_u BEFORE UPDATE ON resource_versions WHEN OLD.type = 'AuditEvent'
+BEGIN SELECT RAISE(ABORT, 'AuditEvents are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_event_append_only_d BEFORE DELETE ON resource_versions WHEN OLD.type = 'AuditEvent'
+AND NOT EXISTS (SELECT 1 FROM audit_log a, audit_purge_window w WHERE a.rid = OLD.rid AND a.seq <= w.through_seq)
+BEGIN SELECT RAISE(ABORT, 'AuditEvents are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_checkpoints_append_only_u BEFORE UPDATE ON audit_checkpoints
+BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_checkpoints_append_only_d BEFORE DELETE ON audit_checkpoints
+BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_purges_append_only_u BEFORE UPDATE ON audit_purges
+BEGIN SELECT RAISE(ABORT, 'audit purges are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_purges_append_only_d BEFORE DELETE ON audit_purges
+BEGIN SELECT RAISE(ABORT, 'audit purges are append-only'); END;
 `;

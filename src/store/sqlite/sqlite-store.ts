@@ -14,6 +14,8 @@ import type {
   StoredVersion,
   WriteResult,
 } from '../resource-store.ts';
+import type { AuditStore } from '../../audit/audit-store.ts';
+import { SqliteAuditStore } from './sqlite-audit-store.ts';
 import { countSql, type SqlValue, searchSql } from './sqlite-query.ts';
 import { SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
 
@@ -75,7 +77,13 @@ export class SqliteStore implements ResourceStore {
     };
   }
 
+  /** The append-only audit trail in the same database file. */
+  auditStore(): AuditStore {
+    return new SqliteAuditStore(this.#db, (work) => this.#transaction(work));
+  }
+
   async create(type: string, prepare: Prepare, ifNoneExist?: SearchQuery): Promise<WriteResult> {
+    refuseAudit(type);
     return this.#transaction(() => {
       if (ifNoneExist) {
         const existing = this.#matchAtMostOne(ifNoneExist, 'If-None-Exist');
@@ -91,6 +99,7 @@ export class SqliteStore implements ResourceStore {
     prepare: Prepare,
     options: { readonly ifMatch?: number; readonly allowCreate: boolean },
   ): Promise<WriteResult> {
+    refuseAudit(type);
     return this.#transaction(() => {
       let id: string;
       let current: VersionRow | undefined;
@@ -119,6 +128,7 @@ export class SqliteStore implements ResourceStore {
   }
 
   async delete(type: string, id: string, ifMatch?: number): Promise<StoredVersion | undefined> {
+    refuseAudit(type);
     return this.#transaction(() => {
       const current = this.#stmt.current.get(type, id) as unknown as VersionRow | undefined;
       if (ifMatch !== undefined && current?.version !== ifMatch) throw versionConflict(type, id, ifMatch);
@@ -255,6 +265,11 @@ export class SqliteStore implements ResourceStore {
       throw err;
     }
   }
+}
+
+/** AuditEvents are written by the audit sink only, and never changed. */
+function refuseAudit(type: string): void {
+  if (type === 'AuditEvent') throw new Error('AuditEvents are written only through the AuditStore');
 }
 
 // See: https://hl7.org/fhir/R4/http.html#concurrency

@@ -1,0 +1,136 @@
+import type { AuditEvent, AuditEventAgent, AuditEventEntity, Coding } from 'fhir/r4.js';
+import type { Principal } from '../auth/authorize.ts';
+
+/** What one request did, as the HTTP layer saw it: the only input the pure builder needs. */
+export interface AuditFacts {
+  /** one AuditEvent per request: its id is the request id */
+  readonly requestId: string;
+  readonly recorded: Date;
+  /** restful-interaction code, e.g. read, search-type, create; or operation, login */
+  readonly interaction: string;
+  readonly resourceType?: string;
+  readonly status: number;
+  /** the FHIR issue code of a failure, never its free text (which may echo input) */
+  readonly issueCode?: string;
+  readonly principal?: Principal;
+  readonly address?: string;
+  /** `Type/id/_history/n` of every resource read, returned or written */
+  readonly entities: readonly { readonly reference: string; readonly role: 'domain' | 'before' | 'after' }[];
+  /** `Patient/id` of every patient whose data was touched */
+  readonly patients: readonly string[];
+  /** the search or history query string, for query events */
+  readonly query?: string;
+  readonly server: { readonly baseUrl: string; readonly name: string };
+}
+
+const DCM = 'http://dicom.nema.org/resources/ontology/DCM';
+const ENTITY_TYPE = 'http://terminology.hl7.org/CodeSystem/audit-entity-type';
+const OBJECT_ROLE = 'http://terminology.hl7.org/CodeSystem/object-role';
+const ACTIONS: Record<string, AuditEvent['action']> = {
+  create: 'C',
+  read: 'R',
+  vread: 'R',
+  'history-instance': 'R',
+  update: 'U',
+  'conditional-update': 'U',
+  delete: 'D',
+  'search-type': 'E',
+  'history-type': 'E',
+  operation: 'E',
+  login: 'E',
+};
+
+/**
+ * One AuditEvent per interaction, shaped per IHE Basic Audit Log Patterns (RESTful activity;
+ * patient-specific when a patient is touched). It holds references, codes and identifiers only:
+ * no resource content, no token — the token appears by its `jti`.
+ * See: https://profiles.ihe.net/ITI/BALP/ (Basic AuditEvent for a RESTful interaction)
+ */
+export function buildAuditEvent(f: AuditFacts): AuditEvent {
+  // See: https://hl7.org/fhir/R4/valueset-audit-event-outcome.html
+  const outcome: AuditEvent['outcome'] = f.status < 400 ? '0' : f.status < 500 ? '4' : '8';
+  const subtype: Coding =
+    f.interaction === 'login'
+      ? { system: DCM, code: '110122', display: 'Login' }
+      : { system: 'http://hl7.org/fhir/restful-interaction', code: f.interaction === 'conditional-update' ? 'update' : f.interaction };
+  const p = f.principal;
+  const agents: AuditEventAgent[] = [];
+  // The user (or, for a backend service, the client) is the requestor.
+  const user: AuditEventAgent = {
+    type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP', display: 'information recipient' }] },
+    requestor: true,
+    network: f.address ? { address: f.address, type: /^[\d.]+$/.test(f.address) || f.address.includes(':') ? '2' : '1' } : undefined,
+  };
+  if (p) {
+    if (p.fhirUser) user.who = { reference: p.fhirUser };
+    else if (p.subject) user.who = { identifier: { system: p.issuer, value: p.subject } };
+    else if (p.clientId) user.who = { identifier: { system: p.issuer, value: p.clientId } };
+    if (p.subject) user.altId = p.subject;
+    user.name = p.subject ?? p.clientId;
+    if (p.role) user.role = [{ coding: [{ system: 'urn:hearth:role', code: p.role }] }];
+    // The authorization that applied: the token by its jti, and each scope it carried.
+    const policy = [...(p.tokenId ? [`urn:hearth:token:${p.tokenId}`] : []), ...p.scopes.filter(Boolean).map((s) => `urn:hearth:scope:${s}`)];
+    if (policy.length) user.policy = policy;
+    if (p.purposeOfUse?.length) user.purposeOfUse = p.purposeOfUse.map((code) => ({ coding: [{ code }] }));
+  } else {
+    user.name = 'unauthenticated';
+  }
+  agents.push(user);
+  if (p?.clientId && (p.fhirUser || p.subject)) {
+    agents.push({
+      type: { coding: [{ system: DCM, code: '110150', display: 'Application' }] },
+      who: { identifier: { system: p.issuer, value: p.clientId } },
+      name: p.clientId,
+      requestor: false,
+    });
+  }
+  const entity: AuditEventEntity[] = [];
+  for (const patient of f.patients) {
+    entity.push({
+      what: { reference: patient },
+      type: { system: ENTITY_TYPE, code: '1', display: 'Person' },
+      role: { system: OBJECT_ROLE, code: '1', display: 'Patient' },
+    });
+  }
+  for (const e of f.entities) {
+    entity.push({
+      what: { reference: e.reference },
+      type: { system: ENTITY_TYPE, code: '2', display: 'System Object' },
+      role: { system: OBJECT_ROLE, code: '4', display: 'Domain Resource' },
+      ...(e.role === 'domain' ? {} : { lifecycle: { system: 'http://terminology.hl7.org/CodeSystem/dicom-audit-lifecycle', code: e.role === 'before' ? '4' : '3', display: e.role === 'before' ? 'Amendment (before)' : 'Amendment (after)' } }),
+    });
+  }
+  if (f.query !== undefined) {
+    // See: BALP Query: the query as sent, base64-encoded, in entity.query.
+    entity.push({
+      type: { system: ENTITY_TYPE, code: '2', display: 'System Object' },
+      role: { system: OBJECT_ROLE, code: '24', display: 'Query' },
+      description: f.resourceType,
+      query: Buffer.from(f.query, 'utf8').toString('base64'),
+    });
+  }
+  const event: AuditEvent = {
+    resourceType: 'AuditEvent',
+    id: f.requestId,
+    type: { system: 'http://terminology.hl7.org/CodeSystem/audit-event-type', code: 'rest', display: 'RESTful Operation' },
+    subtype: [subtype],
+    action: ACTIONS[f.interaction] ?? 'E',
+    recorded: f.recorded.toISOString(),
+    outcome,
+    agent: agents.map(clean),
+    source: {
+      site: f.server.baseUrl,
+      observer: { display: f.server.name, identifier: { system: 'urn:hearth:server', value: f.server.baseUrl } },
+      type: [{ system: 'http://terminology.hl7.org/CodeSystem/security-source-type', code: '4', display: 'Application Server' }],
+    },
+  };
+  if (f.interaction === 'login') event.type = { system: DCM, code: '110114', display: 'User Authentication' };
+  if (outcome !== '0') event.outcomeDesc = `${f.status}${f.issueCode ? ` ${f.issueCode}` : ''}`;
+  if (p?.purposeOfUse?.length) event.purposeOfEvent = p.purposeOfUse.map((code) => ({ coding: [{ code }] }));
+  if (entity.length) event.entity = entity;
+  return event;
+}
+
+function clean(agent: AuditEventAgent): AuditEventAgent {
+  return Object.fromEntries(Object.entries(agent).filter(([, v]) => v !== undefined)) as AuditEventAgent;
+}

@@ -1,0 +1,77 @@
+import { createHash, type KeyObject, verify as verifySignature } from 'node:crypto';
+import type { AuditStore, Checkpoint } from './audit-store.ts';
+import { canonicalJson } from './canonical-json.ts';
+
+export const GENESIS = '0'.repeat(64);
+
+/** SHA-256 over the predecessor's hash, the sequence number and the event's canonical JSON. */
+export function linkHash(prevHash: string, seq: number, event: unknown): string {
+  return createHash('sha256').update(`${prevHash}\n${seq}\n${canonicalJson(event)}`).digest('hex');
+}
+
+export function checkpointMessage(seq: number, hash: string, signedAt: string): Buffer {
+  return Buffer.from(`hearth-audit-checkpoint\n${seq}\n${hash}\n${signedAt}`, 'utf8');
+}
+
+export interface VerifyResult {
+  readonly ok: boolean;
+  readonly events: number;
+  readonly checkpoints: number;
+  readonly head?: { seq: number; hash: string };
+  /** the first problem found, naming its place */
+  readonly problem?: string;
+}
+
+/**
+ * Walks the whole chain from its anchor (genesis, or the last retention purge) and every signed
+ * checkpoint. Any edit, deletion, insertion or reordering of an event breaks a link; removing
+ * events from the end is caught by the next checkpoint above the new head.
+ */
+export function verifyChain(store: AuditStore, publicKey: KeyObject | undefined): VerifyResult {
+  const purges = store.purges();
+  const anchor = purges.reduce((a, p) => (p.throughSeq > a.seq ? { seq: p.throughSeq, hash: p.lastHash } : a), {
+    seq: 0,
+    hash: GENESIS,
+  });
+  let prev = anchor;
+  let events = 0;
+  const hashAt = new Map<number, string>();
+  const fail = (problem: string): VerifyResult => ({ ok: false, events, checkpoints: 0, head: prev.seq ? prev : undefined, problem });
+  for (const link of store.chain()) {
+    if (link.seq <= anchor.seq) return fail(`seq ${link.seq}: present although purged through seq ${anchor.seq}`);
+    if (link.seq !== prev.seq + 1) {
+      return fail(`seq ${prev.seq + 1}: missing (the chain jumps from seq ${prev.seq} to seq ${link.seq})`);
+    }
+    if (link.prevHash !== prev.hash) return fail(`seq ${link.seq}: does not follow seq ${prev.seq} (link broken: reordered or inserted)`);
+    if (link.body === undefined) return fail(`seq ${link.seq}: AuditEvent/${link.id} was removed`);
+    let event: unknown;
+    try {
+      event = JSON.parse(link.body);
+    } catch {
+      return fail(`seq ${link.seq}: AuditEvent/${link.id} is not valid JSON`);
+    }
+    if ((event as { id?: unknown }).id !== link.id) return fail(`seq ${link.seq}: holds the wrong event (expected AuditEvent/${link.id})`);
+    if (linkHash(link.prevHash, link.seq, event) !== link.hash) return fail(`seq ${link.seq}: AuditEvent/${link.id} was altered (hash mismatch)`);
+    prev = { seq: link.seq, hash: link.hash };
+    hashAt.set(link.seq, link.hash);
+    events++;
+  }
+  const unchained = store.unchainedEvents();
+  if (unchained > 0) return fail(`${unchained} AuditEvent row(s) are not in the chain (inserted behind its back)`);
+  let checked = 0;
+  for (const cp of store.checkpoints()) {
+    if (cp.seq <= anchor.seq) continue;
+    const problem = checkCheckpoint(cp, hashAt, prev.seq, publicKey);
+    if (problem) return { ...fail(problem), checkpoints: checked };
+    checked++;
+  }
+  return { ok: true, events, checkpoints: checked, head: prev.seq ? prev : undefined };
+}
+
+function checkCheckpoint(cp: Checkpoint, hashAt: Map<number, string>, head: number, publicKey: KeyObject | undefined): string | undefined {
+  if (cp.seq > head) return `checkpoint at seq ${cp.seq}: beyond the head (seq ${head}): events were removed from the end`;
+  if (hashAt.get(cp.seq) !== cp.hash) return `checkpoint at seq ${cp.seq}: hash does not match the chain`;
+  if (!publicKey) return `checkpoint at seq ${cp.seq}: no public key to check its signature`;
+  const ok = verifySignature(null, checkpointMessage(cp.seq, cp.hash, cp.signedAt), publicKey, Buffer.from(cp.signature, 'base64'));
+  return ok ? undefined : `checkpoint at seq ${cp.seq}: bad signature`;
+}

@@ -1,0 +1,92 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { AuditFacts } from '../audit/audit-event.ts';
+import type { AuditSink } from '../audit/audit-sink.ts';
+import { patientsOf } from '../audit/patients.ts';
+import type { Config } from '../config/config.ts';
+import type { FhirModel } from '../fhir/definitions.ts';
+import { operationOutcome } from '../fhir/errors.ts';
+import type { StoredVersion } from '../store/resource-store.ts';
+
+export type EntityRole = 'domain' | 'before' | 'after';
+
+/** What a handler touched, noted for the request's AuditEvent. */
+export interface AuditNotes {
+  versions: { v: StoredVersion; role: EntityRole }[];
+  refs: { reference: string; role: EntityRole }[];
+  query?: string;
+}
+
+export function noteVersion(request: FastifyRequest, v: StoredVersion, role: EntityRole = 'domain'): void {
+  request.auditNotes?.versions.push({ v, role });
+}
+
+export function noteRef(request: FastifyRequest, reference: string, role: EntityRole): void {
+  request.auditNotes?.refs.push({ reference, role });
+}
+
+// Headers that describe a resource: none may go out with a response whose audit failed.
+const RESOURCE_HEADERS = ['etag', 'last-modified', 'location', 'content-location'];
+
+/**
+ * Every response of the protected API, refusals and faults included, waits for its AuditEvent
+ * to be durably committed. If that fails, the response becomes a 503 with no resource content.
+ */
+export function registerAuditHooks(
+  api: FastifyInstance,
+  deps: { sink: AuditSink; model: FhirModel; compartments: ReadonlyMap<string, readonly string[]>; config: Config; clock: () => Date },
+): void {
+  const { sink, model, compartments, config, clock } = deps;
+  api.addHook('onRequest', async (request) => {
+    request.auditNotes = { versions: [], refs: [] };
+  });
+  api.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
+    const facts = factsOf(request, reply);
+    try {
+      await sink.recordFacts(facts);
+      return payload;
+    } catch (err) {
+      request.log.error({ err: { type: (err as Error).name, code: (err as { code?: string }).code } }, 'audit write failed: response withheld');
+      for (const h of RESOURCE_HEADERS) reply.removeHeader(h);
+      reply.code(503).header('content-type', 'application/fhir+json; charset=utf-8').header('retry-after', '5');
+      return JSON.stringify(
+        operationOutcome([
+          { code: 'transient', diagnostics: `the audit trail is unavailable, so nothing was returned; request id ${request.id}` },
+        ]),
+      );
+    }
+  });
+
+  function factsOf(request: FastifyRequest, reply: FastifyReply): AuditFacts {
+    const fhir = request.routeOptions.config.fhir;
+    const notes = request.auditNotes ?? { versions: [], refs: [] };
+    const entities: AuditFacts['entities'][number][] = [];
+    const patients = new Set<string>();
+    for (const { v, role } of notes.versions) {
+      entities.push({ reference: `${v.type}/${v.id}/_history/${v.versionId}`, role });
+      for (const p of patientsOf(model, compartments, v, config.baseUrl)) patients.add(p);
+    }
+    for (const r of notes.refs) entities.push(r);
+    const params = (request.params ?? {}) as { id?: string; vid?: string };
+    if (entities.length === 0 && fhir && params.id && /^[A-Za-z0-9\-.]{1,64}$/.test(params.id)) {
+      entities.push({ reference: `${fhir.type}/${params.id}${params.vid && /^\d+$/.test(params.vid) ? `/_history/${params.vid}` : ''}`, role: 'domain' });
+    }
+    if (fhir?.type === 'Patient' && params.id && /^[A-Za-z0-9\-.]{1,64}$/.test(params.id)) patients.add(`Patient/${params.id}`);
+    const interaction = fhir?.operation ? 'operation' : (fhir?.interaction ?? 'operation');
+    const isQuery = interaction === 'search-type' || interaction === 'history-type' || interaction === 'operation';
+    const q = request.url.indexOf('?');
+    return {
+      requestId: request.id,
+      recorded: clock(),
+      interaction,
+      resourceType: fhir?.type,
+      status: reply.statusCode,
+      issueCode: request.auditIssue,
+      principal: request.principal ?? undefined,
+      address: request.ip,
+      entities,
+      patients: [...patients],
+      query: notes.query ?? (isQuery ? (q === -1 ? '' : request.url.slice(q + 1)) : undefined),
+      server: { baseUrl: config.baseUrl, name: 'Hearth' },
+    };
+  }
+}
