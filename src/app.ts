@@ -132,7 +132,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
           throw err;
         }
       });
-      await api.register(fhirRoutes, { config, model, repository, clock, policy });
+      await api.register(fhirRoutes, { config, model, repository, clock, policy, auditStore });
     },
     { prefix: '/fhir' },
   );

@@ -97,7 +97,8 @@ export function buildAuditEvent(f: AuditFacts): AuditEvent {
       what: { reference: e.reference },
       type: { system: ENTITY_TYPE, code: '2', display: 'System Object' },
       role: { system: OBJECT_ROLE, code: '4', display: 'Domain Resource' },
-      ...(e.role === 'domain' ? {} : { lifecycle: { system: 'http://terminology.hl7.org/CodeSystem/dicom-audit-lifecycle', code: e.role === 'before' ? '4' : '3', display: e.role === 'before' ? 'Amendment (before)' : 'Amendment (after)' } }),
+      // A write names the version it replaced and the one it made.
+      ...(e.role === 'domain' ? {} : { detail: [{ type: 'version', valueString: e.role }] }),
     });
   }
   if (f.query !== undefined) {
@@ -133,4 +134,45 @@ export function buildAuditEvent(f: AuditFacts): AuditEvent {
 
 function clean(agent: AuditEventAgent): AuditEventAgent {
   return Object.fromEntries(Object.entries(agent).filter(([, v]) => v !== undefined)) as AuditEventAgent;
+}
+
+/** The AuditEvent that records a retention purge in the chain it shortens. */
+export function buildPurgeEvent(args: {
+  id: string;
+  recorded: Date;
+  count: number;
+  throughSeq: number;
+  cutoff: string;
+  operator: string;
+  baseUrl: string;
+}): AuditEvent {
+  return {
+    resourceType: 'AuditEvent',
+    id: args.id,
+    type: { system: DCM, code: '110101', display: 'Audit Log Used' },
+    subtype: [{ system: 'http://hl7.org/fhir/restful-interaction', code: 'delete' }],
+    action: 'D',
+    recorded: args.recorded.toISOString(),
+    outcome: '0',
+    agent: [
+      {
+        type: { coding: [{ system: DCM, code: '110153', display: 'Source Role ID' }] },
+        name: args.operator,
+        requestor: true,
+      },
+    ],
+    source: {
+      site: args.baseUrl,
+      observer: { display: 'Hearth', identifier: { system: 'urn:hearth:server', value: args.baseUrl } },
+      type: [{ system: 'http://terminology.hl7.org/CodeSystem/security-source-type', code: '4', display: 'Application Server' }],
+    },
+    entity: [
+      {
+        type: { system: ENTITY_TYPE, code: '2', display: 'System Object' },
+        role: { system: OBJECT_ROLE, code: '13', display: 'Security Resource' },
+        name: 'audit log',
+        description: `retention purge of ${args.count} AuditEvents recorded before ${args.cutoff}, through chain seq ${args.throughSeq}`,
+      },
+    ],
+  };
 }

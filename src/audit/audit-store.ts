@@ -46,10 +46,17 @@ export interface AuditStore {
   /** AuditEvent rows that no chain link points at (inserted behind the chain's back). */
   unchainedEvents(): number;
   checkpoints(): Checkpoint[];
+  /** The stored AuditEvents recorded in [from, to), in chain order. */
+  eventsBetween(from: string, to: string): Iterable<AuditEvent>;
   purges(): PurgeRecord[];
   /**
    * Removes events recorded before `cutoff` (ISO instant) and records the purge in the same
    * transaction: a PurgeRecord anchoring the remaining chain, and `purgeEvent` appended to it.
    */
-  purgeAudit(cutoff: string, purgeEvent: (count: number, throughSeq: number) => AuditAppend, now: string): Promise<PurgeRecord>;
+  purgeAudit(
+    cutoff: string,
+    purgeEvent: (count: number, throughSeq: number) => AuditAppend,
+    now: string,
+    sign?: CheckpointSigner,
+  ): Promise<PurgeRecord>;
 }

@@ -1,11 +1,17 @@
 // hearth <command>: operator commands. Reads the same HEARTH_* configuration as the server.
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/config.ts';
+import { auditPurge, auditReportCli, auditVerify, CliError } from './audit.ts';
 import { checkScopes, DEV_ISSUER, devToken } from './dev-token.ts';
 
 const USAGE = `usage: hearth <command> [options]
 
 commands:
+  audit verify  walk the audit hash chain and signed checkpoints; exit 1 naming the first break
+              --public-key <pem>   checkpoint public key (default <data dir>/keys/audit-signing-key.pub.pem)
+  audit report  --from <date> --to <date> [--format md|json|html] [--top N]
+  audit purge   remove AuditEvents older than HEARTH_AUDIT_RETENTION_DAYS (or --before <date>,
+              which must be older still); the purge is recorded in the chain
   dev-token   print an access token from a local development issuer
               --scope "<scopes>"   SMART scopes (default "system/*.cruds")
               --patient <id>       patient launch context
@@ -32,7 +38,41 @@ try {
   throw err;
 }
 
+function args(spec: Record<string, { type: 'string' | 'boolean'; default?: string }>): Record<string, string | undefined> {
+  try {
+    return parseArgs({ args: rest.slice(command === 'audit' ? 1 : 0), strict: true, options: spec }).values as Record<string, string | undefined>;
+  } catch (err) {
+    fail((err as Error).message);
+  }
+}
+
+async function audit(sub: string | undefined): Promise<void> {
+  try {
+    if (sub === 'verify') {
+      const r = await auditVerify(config, args({ 'public-key': { type: 'string' } })['public-key']);
+      process.stdout.write(r.text);
+      process.exit(r.ok ? 0 : 1);
+    } else if (sub === 'report') {
+      const a = args({ from: { type: 'string' }, to: { type: 'string' }, format: { type: 'string' }, top: { type: 'string' } });
+      process.stdout.write(await auditReportCli(config, a));
+    } else if (sub === 'purge') {
+      process.stdout.write(await auditPurge(config, args({ before: { type: 'string' } }).before));
+    } else {
+      fail(`unknown audit command "${sub ?? ''}": verify, report or purge`);
+    }
+  } catch (err) {
+    if (err instanceof CliError) {
+      process.stderr.write(`hearth: ${err.message}\n`);
+      process.exit(err.message.startsWith('no ') ? 66 : 64);
+    }
+    throw err;
+  }
+}
+
 switch (command) {
+  case 'audit':
+    await audit(rest[0]);
+    break;
   case 'dev-token': {
     let values: Record<string, string | undefined>;
     try {

@@ -11,17 +11,17 @@ export type EntityRole = 'domain' | 'before' | 'after';
 
 /** What a handler touched, noted for the request's AuditEvent. */
 export interface AuditNotes {
-  versions: { v: StoredVersion; role: EntityRole }[];
-  refs: { reference: string; role: EntityRole }[];
+  /** in the order touched; `v` when the version's content is at hand (it names the patients) */
+  touched: { reference: string; role: EntityRole; v?: StoredVersion }[];
   query?: string;
 }
 
 export function noteVersion(request: FastifyRequest, v: StoredVersion, role: EntityRole = 'domain'): void {
-  request.auditNotes?.versions.push({ v, role });
+  request.auditNotes?.touched.push({ reference: `${v.type}/${v.id}/_history/${v.versionId}`, role, v });
 }
 
 export function noteRef(request: FastifyRequest, reference: string, role: EntityRole): void {
-  request.auditNotes?.refs.push({ reference, role });
+  request.auditNotes?.touched.push({ reference, role });
 }
 
 // Headers that describe a resource: none may go out with a response whose audit failed.
@@ -37,7 +37,7 @@ export function registerAuditHooks(
 ): void {
   const { sink, model, compartments, config, clock } = deps;
   api.addHook('onRequest', async (request) => {
-    request.auditNotes = { versions: [], refs: [] };
+    request.auditNotes = { touched: [] };
   });
   api.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
     const facts = factsOf(request, reply);
@@ -58,14 +58,13 @@ export function registerAuditHooks(
 
   function factsOf(request: FastifyRequest, reply: FastifyReply): AuditFacts {
     const fhir = request.routeOptions.config.fhir;
-    const notes = request.auditNotes ?? { versions: [], refs: [] };
+    const notes = request.auditNotes ?? { touched: [] };
     const entities: AuditFacts['entities'][number][] = [];
     const patients = new Set<string>();
-    for (const { v, role } of notes.versions) {
-      entities.push({ reference: `${v.type}/${v.id}/_history/${v.versionId}`, role });
-      for (const p of patientsOf(model, compartments, v, config.baseUrl)) patients.add(p);
+    for (const { reference, role, v } of notes.touched) {
+      entities.push({ reference, role });
+      if (v) for (const p of patientsOf(model, compartments, v, config.baseUrl)) patients.add(p);
     }
-    for (const r of notes.refs) entities.push(r);
     const params = (request.params ?? {}) as { id?: string; vid?: string };
     if (entities.length === 0 && fhir && params.id && /^[A-Za-z0-9\-.]{1,64}$/.test(params.id)) {
       entities.push({ reference: `${fhir.type}/${params.id}${params.vid && /^\d+$/.test(params.vid) ? `/_history/${params.vid}` : ''}`, role: 'domain' });

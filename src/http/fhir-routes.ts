@@ -7,7 +7,9 @@ import type { FhirRepository } from '../fhir/repository.ts';
 import { parseSearch } from '../fhir/search-parser.ts';
 import { parseSubset } from '../fhir/subsetting.ts';
 import type { SearchQuery, WriteResult } from '../store/resource-store.ts';
+import type { AuditStore } from '../audit/audit-store.ts';
 import { noteRef, noteVersion } from './audit-hook.ts';
+import { registerReportRoute } from './audit-report-route.ts';
 import { etag, parseIfMatch, parsePrefer } from './headers.ts';
 import { sendResource } from './respond.ts';
 import {
@@ -24,6 +26,7 @@ import {
 import { history, searchType } from './search-routes.ts';
 
 export interface FhirRoutesOptions {
+  readonly auditStore: AuditStore;
   readonly config: Config;
   readonly model: FhirModel;
   readonly repository: FhirRepository;
@@ -59,7 +62,7 @@ const ROUTES: { method: RouteOptions['method']; url: string; interaction: RouteI
  * whether the token may do it (403) before any handler or store access.
  */
 export async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesOptions): Promise<void> {
-  const { config, model, repository, clock, policy } = opts;
+  const { config, model, repository, clock, policy, auditStore } = opts;
   const base = config.baseUrl;
   const ctx = { config, model, repository, clock };
 
@@ -197,6 +200,7 @@ export async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesOptions):
       });
     }
   }
+  registerReportRoute(app, auditStore);
   app.route({
     method: 'DELETE',
     url: '/:type',

@@ -5,6 +5,7 @@ import type { FastifyInstance, InjectOptions } from 'fastify';
 import { exportJWK, generateKeyPair, type JWTPayload, SignJWT } from 'jose';
 import { buildApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config/config.ts';
+import type { AuditStore } from '../../src/audit/audit-store.ts';
 import type { ResourceStore } from '../../src/store/resource-store.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 
@@ -63,7 +64,10 @@ export interface TestApp {
 }
 
 /** The real app on the real SQLite adapter (in memory unless a data dir is given), with a controllable clock. */
-export async function testApp(env: Record<string, string> = {}, options: { dataDir?: string } = {}): Promise<TestApp> {
+export async function testApp(
+  env: Record<string, string> = {},
+  options: { dataDir?: string; wrapAudit?: (s: AuditStore) => AuditStore } = {},
+): Promise<TestApp> {
   let t = Date.parse('2026-01-15T10:00:00.000Z');
   const clock = () => new Date(t);
   const config = loadConfig({
@@ -80,7 +84,8 @@ export async function testApp(env: Record<string, string> = {}, options: { dataD
       return new Date(t);
     },
   });
-  const raw = await buildApp(config, { store, clock });
+  const auditStore = options.wrapAudit ? options.wrapAudit(store.auditStore()) : undefined;
+  const raw = await buildApp(config, { store, clock, auditStore });
   const token = (claims: JWTPayload, o: TokenOptions = {}) =>
     signToken(claims, { audience: config.baseUrl, now: clock(), lifetime: 3600, ...o });
   const adminToken = await token({ sub: 'test-system', client_id: 'test-client', scope: 'system/*.cruds' });

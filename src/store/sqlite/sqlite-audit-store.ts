@@ -1,4 +1,5 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import type { AuditEvent } from 'fhir/r4.js';
 import type { AuditAppend, AuditStore, ChainLink, Checkpoint, CheckpointSigner, PurgeRecord } from '../../audit/audit-store.ts';
 import { GENESIS, linkHash } from '../../audit/chain.ts';
 
@@ -62,6 +63,16 @@ export class SqliteAuditStore implements AuditStore {
     for (const r of rows) yield { seq: r.seq, id: r.id, prevHash: r.prev_hash, hash: r.hash, body: r.body ?? undefined };
   }
 
+  * eventsBetween(from: string, to: string): Iterable<AuditEvent> {
+    const rows = this.#db
+      .prepare(
+        `SELECT r.body FROM audit_log a JOIN resource_versions r ON r.rid = a.rid
+         WHERE a.recorded >= ? AND a.recorded < ? ORDER BY a.seq`,
+      )
+      .iterate(from, to) as Iterable<{ body: string }>;
+    for (const r of rows) yield JSON.parse(r.body) as AuditEvent;
+  }
+
   unchainedEvents(): number {
     const row = this.#db
       .prepare('SELECT COUNT(*) AS n FROM resource_versions r WHERE r.type = \'AuditEvent\' AND NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.rid = r.rid)')
@@ -87,7 +98,12 @@ export class SqliteAuditStore implements AuditStore {
     ).map((r) => ({ throughSeq: r.through_seq, lastHash: r.last_hash, cutoff: r.cutoff, purgedAt: r.purged_at, count: r.count }));
   }
 
-  async purgeAudit(cutoff: string, purgeEvent: (count: number, throughSeq: number) => AuditAppend, now: string): Promise<PurgeRecord> {
+  async purgeAudit(
+    cutoff: string,
+    purgeEvent: (count: number, throughSeq: number) => AuditAppend,
+    now: string,
+    sign?: CheckpointSigner,
+  ): Promise<PurgeRecord> {
     let record: PurgeRecord | undefined;
     this.#transaction(() => {
       const last = this.#db.prepare('SELECT seq, hash FROM audit_log WHERE recorded < ? ORDER BY seq DESC LIMIT 1').get(cutoff) as
@@ -109,7 +125,7 @@ export class SqliteAuditStore implements AuditStore {
       }
       record = { throughSeq, lastHash: last?.hash ?? GENESIS, cutoff, purgedAt: now, count };
       // The purge itself is the next link of the chain, in the same transaction.
-      this.#append([purgeEvent(count, throughSeq)]);
+      this.#append([purgeEvent(count, throughSeq)], sign);
     });
     return record!;
   }

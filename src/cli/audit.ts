@@ -1,0 +1,92 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildPurgeEvent } from '../audit/audit-event.ts';
+import { verifyChain } from '../audit/chain.ts';
+import { auditReport } from '../audit/report.ts';
+import { checkpointSigner, loadPublicKey, loadSigningKey } from '../audit/signing-key.ts';
+import type { Config } from '../config/config.ts';
+import { loadFhirModel } from '../fhir/definitions.ts';
+import { extractIndex } from '../fhir/index-extractor.ts';
+import { renderReport, reportOptions } from '../http/audit-report-route.ts';
+import { SqliteStore } from '../store/sqlite/sqlite-store.ts';
+
+export class CliError extends Error {}
+
+function openStore(config: Config): SqliteStore {
+  if (!existsSync(join(config.dataDir, 'hearth.db'))) throw new CliError(`no Hearth database in ${config.dataDir} (HEARTH_DATA_DIR)`);
+  return new SqliteStore({ dataDir: config.dataDir });
+}
+
+/** `hearth audit verify`: exit 0 and a summary when intact; exit 1 naming the first broken place. */
+export async function auditVerify(config: Config, publicKeyPath?: string): Promise<{ ok: boolean; text: string }> {
+  const keyPath = publicKeyPath ?? join(config.dataDir, 'keys', 'audit-signing-key.pub.pem');
+  if (!existsSync(keyPath)) throw new CliError(`no checkpoint public key at ${keyPath} (--public-key)`);
+  const store = openStore(config);
+  try {
+    const r = verifyChain(store.auditStore(), loadPublicKey(keyPath));
+    const head = r.head ? `head seq ${r.head.seq} ${r.head.hash}` : 'empty chain';
+    return r.ok
+      ? { ok: true, text: `audit chain intact: ${r.events} events, ${r.checkpoints} signed checkpoints verified, ${head}\n` }
+      : { ok: false, text: `audit chain BROKEN at ${r.problem}\n(${r.events} events verified before it)\n` };
+  } finally {
+    await store.close();
+  }
+}
+
+export async function auditReportCli(config: Config, args: { from?: string; to?: string; format?: string; top?: string }): Promise<string> {
+  let parsed: ReturnType<typeof reportOptions>;
+  try {
+    parsed = reportOptions({ start: args.from, end: args.to, format: args.format ?? 'md', top: args.top });
+  } catch (err) {
+    throw new CliError((err as Error).message.replace(/\bstart\b/, '--from').replace(/\bend\b/, '--to').replace(/\btop\b/, '--top').replace(/\bformat\b/, '--format'));
+  }
+  const store = openStore(config);
+  try {
+    const { options, format } = parsed;
+    const report = auditReport(store.auditStore().eventsBetween(options.from.toISOString(), options.to.toISOString()), options);
+    return renderReport(report, format).body;
+  } finally {
+    await store.close();
+  }
+}
+
+/** Purges events older than the retention (or an earlier --before); the purge is chained. */
+export async function auditPurge(config: Config, before: string | undefined, now = new Date()): Promise<string> {
+  const retentionCutoff = new Date(now.getTime() - config.audit.retentionDays * 86_400_000);
+  let cutoff = retentionCutoff;
+  if (before !== undefined) {
+    const t = Date.parse(before);
+    if (!/^\d{4}-\d{2}-\d{2}/.test(before) || Number.isNaN(t)) throw new CliError('--before must be a date such as 2019-01-01');
+    if (t > retentionCutoff.getTime()) {
+      throw new CliError(`--before ${before} is inside the retention period (${config.audit.retentionDays} days): only events recorded before ${retentionCutoff.toISOString()} may be purged`);
+    }
+    cutoff = new Date(t);
+  }
+  const store = openStore(config);
+  try {
+    const model = loadFhirModel({ updateCreate: false });
+    const auditModel = model.types.get('AuditEvent')!;
+    const record = await store.auditStore().purgeAudit(
+      cutoff.toISOString(),
+      (count, throughSeq) => {
+        const resource = buildPurgeEvent({
+          id: randomUUID(),
+          recorded: now,
+          count,
+          throughSeq,
+          cutoff: cutoff.toISOString(),
+          operator: `hearth audit purge (uid ${process.getuid?.() ?? '?'})`,
+          baseUrl: config.baseUrl,
+        });
+        return { resource, index: extractIndex(auditModel, resource as unknown as Record<string, unknown>, config.baseUrl) };
+      },
+      now.toISOString(),
+      // A checkpoint right after the purge: the new anchor is signed too.
+      checkpointSigner(loadSigningKey(config.dataDir), 1, 0, () => now),
+    );
+    return `purged ${record.count} AuditEvents recorded before ${record.cutoff} (through seq ${record.throughSeq}); the purge is recorded in the chain\n`;
+  } finally {
+    await store.close();
+  }
+}

@@ -1,0 +1,271 @@
+import { spawnSync } from 'node:child_process';
+import { DatabaseSync } from 'node:sqlite';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { verifyChain } from '../../src/audit/chain.ts';
+import { loadPublicKey } from '../../src/audit/signing-key.ts';
+import { loadDefinitions } from '../../src/app.ts';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { create, json, post, type TestApp, tempDir, testApp } from '../helpers/app.ts';
+
+const cli = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+const audit = (t: TestApp, requestId: string) => t.store.read('AuditEvent', requestId).then((v) => v?.resource as any);
+
+describe('one AuditEvent per request (IHE BALP)', () => {
+  it('records a read with the user, client, address, scopes, token jti, patient and versioned entity', async () => {
+    const t = await testApp();
+    const p = await create(t.app, { resourceType: 'Patient', name: [{ family: 'Audited' }] });
+    const tok = await t.token({ sub: 'u-17', client_id: 'chart-app', fhirUser: 'Practitioner/dr9', role: 'provider', scope: 'user/*.rs openid', purpose_of_use: 'TREAT' });
+    const res = await t.app.inject({ method: 'GET', url: `/fhir/Patient/${p.id}`, headers: { authorization: `Bearer ${tok}` }, remoteAddress: '10.1.2.3' });
+    expect(res.statusCode).toBe(200);
+    const e = await audit(t, res.headers['x-request-id'] as string);
+    expect(e).toMatchObject({
+      resourceType: 'AuditEvent',
+      id: res.headers['x-request-id'],
+      type: { system: 'http://terminology.hl7.org/CodeSystem/audit-event-type', code: 'rest' },
+      subtype: [{ system: 'http://hl7.org/fhir/restful-interaction', code: 'read' }],
+      action: 'R',
+      outcome: '0',
+      source: { site: 'http://127.0.0.1:8080/fhir', observer: { display: 'Hearth' } },
+    });
+    expect(e.agent[0]).toMatchObject({
+      who: { reference: 'Practitioner/dr9' },
+      altId: 'u-17',
+      requestor: true,
+      network: { address: '10.1.2.3', type: '2' },
+      role: [{ coding: [{ system: 'urn:hearth:role', code: 'provider' }] }],
+      purposeOfUse: [{ coding: [{ code: 'TREAT' }] }],
+    });
+    expect(e.agent[0].policy).toEqual(expect.arrayContaining(['urn:hearth:scope:user/*.rs', expect.stringMatching(/^urn:hearth:token:jti-/)]));
+    expect(e.agent[1]).toMatchObject({ who: { identifier: { value: 'chart-app' } }, requestor: false });
+    expect(e.entity).toEqual([
+      { what: { reference: `Patient/${p.id}` }, type: expect.objectContaining({ code: '1' }), role: expect.objectContaining({ code: '1' }) },
+      { what: { reference: `Patient/${p.id}/_history/1` }, type: expect.objectContaining({ code: '2' }), role: expect.objectContaining({ code: '4' }) },
+    ]);
+    // references only: no resource content, no token
+    expect(JSON.stringify(e)).not.toContain('Audited');
+    expect(JSON.stringify(e)).not.toContain(tok);
+  });
+
+  it('records writes as before/after references and searches as a base64 query with the ids returned', async () => {
+    const t = await testApp();
+    const p = await create(t.app, { resourceType: 'Patient', name: [{ family: 'W' }] });
+    const o = await create(t.app, { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${p.id}` } });
+    const upd = await t.app.inject({ method: 'PUT', url: `/fhir/Observation/${o.id}`, headers: { 'content-type': 'application/fhir+json' }, payload: JSON.stringify({ ...o, status: 'amended' }) });
+    const u = await audit(t, upd.headers['x-request-id'] as string);
+    expect(u.action).toBe('U');
+    expect(u.entity.map((x: any) => [x.what.reference, x.role.code, x.detail?.[0].valueString])).toEqual([
+      [`Patient/${p.id}`, '1', undefined],
+      [`Observation/${o.id}/_history/1`, '4', 'before'],
+      [`Observation/${o.id}/_history/2`, '4', 'after'],
+    ]);
+    const del = await t.app.inject({ method: 'DELETE', url: `/fhir/Observation/${o.id}` });
+    const d = await audit(t, del.headers['x-request-id'] as string);
+    expect(d.action).toBe('D');
+    expect(d.entity.map((x: any) => x.what.reference)).toEqual([`Patient/${p.id}`, `Observation/${o.id}/_history/2`, `Observation/${o.id}/_history/3`]);
+    const search = await t.app.inject({ method: 'GET', url: '/fhir/Patient?family=w' });
+    const s = await audit(t, search.headers['x-request-id'] as string);
+    expect(s.action).toBe('E');
+    expect(s.subtype[0].code).toBe('search-type');
+    const query = s.entity.find((x: any) => x.role.code === '24');
+    expect(Buffer.from(query.query, 'base64').toString()).toBe('family=w');
+    expect(s.entity.filter((x: any) => x.role.code === '4').map((x: any) => x.what.reference)).toEqual([`Patient/${p.id}/_history/1`]);
+  });
+
+  it('records refusals: 401, 403, compartment 404, validation 400, server 500', async () => {
+    const t = await testApp();
+    const other = await create(t.app, { resourceType: 'Patient' });
+    const patientTok = await t.token({ sub: 'pat', patient: 'me', scope: 'patient/*.rs' });
+    const cases: [() => Promise<any>, number, string][] = [
+      [() => t.app.inject({ method: 'GET', url: '/fhir/Patient', headers: { authorization: '' } }), 401, 'login'],
+      [() => t.app.inject({ method: 'GET', url: '/fhir/Patient', headers: { authorization: 'Bearer nope.nope.nope' } }), 401, 'login'],
+      [() => t.app.inject({ method: 'DELETE', url: `/fhir/Patient/${other.id}`, headers: { authorization: `Bearer ${patientTok}` } }), 403, 'forbidden'],
+      [() => t.app.inject({ method: 'GET', url: `/fhir/Patient/${other.id}`, headers: { authorization: `Bearer ${patientTok}` } }), 404, 'not-found'],
+      [() => post(t.app, '/fhir/Patient', { resourceType: 'Patient', gender: 'robot' }), 400, 'value'],
+    ];
+    for (const [send, status, code] of cases) {
+      const res = await send();
+      expect(res.statusCode).toBe(status);
+      const e = await audit(t, res.headers['x-request-id']);
+      expect(e, `${status}`).toMatchObject({ outcome: '4', outcomeDesc: `${status} ${code}` });
+    }
+    const unauth = await audit(t, (await cases[0][0]()).headers['x-request-id']);
+    expect(unauth.agent[0]).toMatchObject({ name: 'unauthenticated', requestor: true });
+    const denied = await audit(t, (await cases[3][0]()).headers['x-request-id']);
+    expect(denied.entity[0].what.reference).toBe(`Patient/${other.id}`);
+    t.store.read = async () => {
+      throw new Error('disk on fire');
+    };
+    const fault = await t.raw.inject({ method: 'GET', url: '/fhir/Observation/x', headers: { authorization: `Bearer ${t.adminToken}` } });
+    expect(fault.statusCode).toBe(500);
+    const history = await t.store.history({ type: 'AuditEvent', count: 1 });
+    expect(history.versions[0].resource).toMatchObject({ id: fault.headers['x-request-id'], outcome: '8', outcomeDesc: '500 exception' });
+  });
+
+  it('every AuditEvent it writes validates against the R4 schema', async () => {
+    const t = await testApp();
+    const p = await create(t.app, { resourceType: 'Patient' });
+    await t.app.inject({ method: 'GET', url: `/fhir/Patient/${p.id}` });
+    await t.app.inject({ method: 'GET', url: '/fhir/Patient?_count=1' });
+    await t.app.inject({ method: 'GET', url: '/fhir/Patient', headers: { authorization: '' } });
+    await t.app.inject({ method: 'DELETE', url: `/fhir/Patient/${p.id}` });
+    await t.app.inject({ method: 'GET', url: '/fhir/AuditEvent' });
+    const { validator } = loadDefinitions(false);
+    const all = await t.store.history({ type: 'AuditEvent', count: 100 });
+    expect(all.versions.length).toBe(6);
+    for (const v of all.versions) expect(() => validator.validate(v.resource, 'AuditEvent')).not.toThrow();
+  });
+
+  it('fails closed: when the audit write fails the response is a 503 with no resource content', async () => {
+    let failing = false;
+    const t = await testApp({}, {
+      // The failure is injected at the AuditStore port, the way a full disk or a revoked grant would show.
+      wrapAudit: (real) =>
+        new Proxy(real, {
+          get(target, prop) {
+            if (prop === 'appendAudit' && failing) return async () => Promise.reject(new Error('SQLITE_FULL'));
+            const v = Reflect.get(target, prop, target);
+            return typeof v === 'function' ? v.bind(target) : v;
+          },
+        }),
+    });
+    const seed = await create(t.app, { resourceType: 'Patient', name: [{ family: 'Secretname' }] });
+    failing = true;
+    for (const url of [`/fhir/Patient/${seed.id}`, '/fhir/Patient?family=secret', `/fhir/Patient/${seed.id}/_history`]) {
+      const res = await t.app.inject({ method: 'GET', url });
+      expect(res.statusCode).toBe(503);
+      expect(res.body).not.toContain('Secretname');
+      expect(res.headers.etag).toBeUndefined();
+      expect(res.headers['last-modified']).toBeUndefined();
+      expect(res.headers['retry-after']).toBe('5');
+      expect(json(res).issue[0]).toMatchObject({ code: 'transient' });
+      expect(json(res).issue[0].diagnostics).toContain(res.headers['x-request-id']);
+    }
+    const write = await post(t.app, '/fhir/Patient', { resourceType: 'Patient', name: [{ family: 'Secretname' }] });
+    expect(write.statusCode).toBe(503);
+    expect(write.headers.location).toBeUndefined();
+    expect(write.body).not.toContain('Secretname');
+    failing = false;
+    expect((await t.app.inject({ method: 'GET', url: `/fhir/Patient/${seed.id}` })).statusCode).toBe(200);
+  });
+});
+
+describe('append-only', () => {
+  it('refuses AuditEvent create, update and delete through the API (405) and through the store port', async () => {
+    const t = await testApp();
+    await t.app.inject({ method: 'GET', url: '/fhir/Patient' });
+    const [e] = (await t.store.history({ type: 'AuditEvent', count: 1 })).versions;
+    for (const [method, url] of [['POST', '/fhir/AuditEvent'], ['PUT', `/fhir/AuditEvent/${e.id}`], ['DELETE', `/fhir/AuditEvent/${e.id}`]] as const) {
+      const res = await t.app.inject({ method, url, headers: { 'content-type': 'application/fhir+json' }, payload: JSON.stringify(e.resource) });
+      expect(res.statusCode).toBe(405);
+    }
+    await expect(t.store.delete('AuditEvent', e.id)).rejects.toThrow('only through the AuditStore');
+    await expect(t.store.create('AuditEvent', () => ({ resource: {}, index: [] }))).rejects.toThrow('only through the AuditStore');
+  });
+
+  it('refuses UPDATE and DELETE of audit rows in the raw database, by trigger', async () => {
+    const dataDir = tempDir();
+    const t = await testApp({}, { dataDir });
+    await t.app.inject({ method: 'GET', url: '/fhir/Patient' });
+    await t.app.close();
+    const db = new DatabaseSync(join(dataDir, 'hearth.db'));
+    expect(() => db.exec('UPDATE resource_versions SET body = \'{}\' WHERE type = \'AuditEvent\'')).toThrow('AuditEvents are append-only');
+    expect(() => db.exec('DELETE FROM resource_versions WHERE type = \'AuditEvent\'')).toThrow('AuditEvents are append-only');
+    expect(() => db.exec('UPDATE audit_log SET hash = hash')).toThrow('the audit log is append-only');
+    expect(() => db.exec('DELETE FROM audit_log')).toThrow('the audit log is append-only');
+    expect(() => db.exec('DELETE FROM audit_checkpoints')).toThrow('append-only');
+    db.close();
+  });
+});
+
+describe('tamper evidence: hearth audit verify names the first broken place', () => {
+  async function trail(n: number) {
+    const dataDir = tempDir();
+    const t = await testApp({ HEARTH_AUDIT_CHECKPOINT_EVERY: '4' }, { dataDir });
+    for (let i = 0; i < n; i++) await t.app.inject({ method: 'GET', url: `/fhir/Patient?_count=${i}` });
+    await t.app.close();
+    return dataDir;
+  }
+  const verify = (dataDir: string) => {
+    const out = spawnSync(process.execPath, [cli, 'audit', 'verify'], { env: { PATH: process.env.PATH ?? '', HEARTH_DATA_DIR: dataDir }, encoding: 'utf8' });
+    return { code: out.status, text: out.stdout + out.stderr };
+  };
+  /** What an attacker with the database file can do: drop the triggers, then edit. */
+  const tamper = (dataDir: string, sql: string | ((db: DatabaseSync) => void)) => {
+    const db = new DatabaseSync(join(dataDir, 'hearth.db'));
+    for (const { name } of db.prepare('SELECT name FROM sqlite_master WHERE type = \'trigger\'').all() as { name: string }[]) db.exec(`DROP TRIGGER ${name}`);
+    if (typeof sql === 'string') db.exec(sql);
+    else sql(db);
+    db.close();
+  };
+  const ridAt = (db: DatabaseSync, seq: number) => (db.prepare('SELECT rid FROM audit_log WHERE seq = ?').get(seq) as { rid: number }).rid;
+
+  it('passes on an untouched chain, with its signed checkpoints', async () => {
+    const dataDir = await trail(10);
+    const r = verify(dataDir);
+    expect(r.code).toBe(0);
+    expect(r.text).toMatch(/^audit chain intact: 10 events, [23] signed checkpoints verified, head seq 10 [0-9a-f]{64}\n$/);
+  });
+
+  it.each<[string, string | ((db: DatabaseSync) => void), string]>([
+    ['an edited event', 'UPDATE resource_versions SET body = replace(body, \'"outcome":"0"\', \'"outcome":"4"\') WHERE rid = (SELECT rid FROM audit_log WHERE seq = 5)', 'seq 5: AuditEvent/'],
+    ['a deleted event row', 'DELETE FROM resource_versions WHERE rid = (SELECT rid FROM audit_log WHERE seq = 6)', 'seq 6: AuditEvent/'],
+    ['a deleted chain link', 'DELETE FROM audit_log WHERE seq = 3', 'seq 3: missing'],
+    ['two events swapped', (db) => {
+      const [a, b] = [ridAt(db, 4), ridAt(db, 7)];
+      db.exec(`UPDATE audit_log SET rid = -1 WHERE seq = 4; UPDATE audit_log SET rid = ${a} WHERE seq = 7; UPDATE audit_log SET rid = ${b} WHERE seq = 4;`);
+    }, 'seq 4: holds the wrong event'],
+    ['links reordered with their hashes', `UPDATE audit_log SET seq = -1 WHERE seq = 2; UPDATE audit_log SET seq = 2 WHERE seq = 3; UPDATE audit_log SET seq = 3 WHERE seq = -1;`, 'seq 2: does not follow seq 1'],
+    ['the tail cut off below a checkpoint', 'DELETE FROM resource_versions WHERE rid IN (SELECT rid FROM audit_log WHERE seq > 8); DELETE FROM audit_log WHERE seq > 8', 'beyond the head (seq 8): events were removed from the end'],
+    ['an event inserted behind the chain', 'INSERT INTO resource_versions (type, id, version, last_updated, deleted, current, body) VALUES (\'AuditEvent\', \'forged\', 1, \'2026-01-01T00:00:00Z\', 0, 1, \'{}\')', 'not in the chain'],
+    ['a forged checkpoint signature', 'UPDATE audit_checkpoints SET signature = \'AAAA\' WHERE seq = 5', 'checkpoint at seq 5: bad signature'],
+    ['a checkpoint moved to another hash', 'UPDATE audit_checkpoints SET hash = (SELECT hash FROM audit_log WHERE seq = 2) WHERE seq = 5', 'checkpoint at seq 5: hash does not match the chain'],
+  ])('fails on %s', async (_name, sql, place) => {
+    const dataDir = await trail(10);
+    tamper(dataDir, sql);
+    const r = verify(dataDir);
+    expect(r.code).toBe(1);
+    expect(r.text).toContain('audit chain BROKEN at');
+    expect(r.text).toContain(place);
+  });
+
+  it('verifies the chain in process too, against the public key', async () => {
+    const dataDir = await trail(3);
+    const store = new SqliteStore({ dataDir });
+    const r = verifyChain(store.auditStore(), loadPublicKey(join(dataDir, 'keys', 'audit-signing-key.pub.pem')));
+    expect(r).toMatchObject({ ok: true, events: 3 });
+    await store.close();
+  });
+});
+
+describe('retention', () => {
+  it('purges only events older than the retention, records the purge in the chain, and still verifies', async () => {
+    const dataDir = tempDir();
+    const t = await testApp({ HEARTH_AUDIT_RETENTION_DAYS: '30' }, { dataDir });
+    for (let i = 0; i < 5; i++) await t.app.inject({ method: 'GET', url: '/fhir/Patient' });
+    await t.app.close();
+    const run = (args: string[], env: Record<string, string> = {}) =>
+      spawnSync(process.execPath, [cli, 'audit', ...args], {
+        env: { PATH: process.env.PATH ?? '', HEARTH_DATA_DIR: dataDir, HEARTH_AUDIT_RETENTION_DAYS: '30', ...env },
+        encoding: 'utf8',
+      });
+    // The test clock recorded the events in January 2026; today is later than that by more than 30 days.
+    const early = run(['purge', '--before', '2999-01-01']);
+    expect(early.status).toBe(64);
+    expect(early.stderr).toContain('inside the retention period');
+    const keepAll = run(['purge'], { HEARTH_AUDIT_RETENTION_DAYS: '36500' });
+    expect(keepAll.stdout).toContain('purged 0 AuditEvents');
+    const purged = run(['purge']);
+    expect(purged.status).toBe(0);
+    expect(purged.stdout).toMatch(/^purged 5 AuditEvents recorded before .* \(through seq 5\)/);
+    const v = run(['verify']);
+    expect(v.status).toBe(0);
+    // The two purge events (the one that removed nothing is kept: it is recent) remain, chained and signed.
+    expect(v.stdout).toMatch(/^audit chain intact: 2 events, 2 signed checkpoints verified/);
+    const store = new SqliteStore({ dataDir });
+    const remaining = await store.history({ type: 'AuditEvent', count: 10 });
+    expect(remaining.versions.map((x) => (x.resource as any).type.code)).toEqual(['110101', '110101']);
+    expect((remaining.versions[0].resource as any).entity[0].description).toContain('retention purge of 5 AuditEvents');
+    await store.close();
+  });
+});
