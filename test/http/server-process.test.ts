@@ -1,48 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { freePort, ISSUER, JWKS_FILE, signToken, tempDir } from '../helpers/app.ts';
+import { tempDir } from '../helpers/app.ts';
+import { startServer as start, stopServer as stop } from '../helpers/server.ts';
 
 const entry = new URL('../../src/server.ts', import.meta.url).pathname;
-
-interface Running {
-  child: ChildProcess;
-  output: () => string;
-  base: string;
-}
-
-async function start(env: Record<string, string>): Promise<Running & { token: string }> {
-  const port = await freePort();
-  let out = '';
-  const child = spawn(process.execPath, [entry], {
-    env: { PATH: process.env.PATH ?? '', HEARTH_PORT: String(port), HEARTH_AUTH_ISSUER: ISSUER, HEARTH_AUTH_JWKS: JWKS_FILE, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout?.on('data', (d) => {
-    out += d;
-  });
-  child.stderr?.on('data', (d) => {
-    out += d;
-  });
-  const base = `http://127.0.0.1:${port}/fhir`;
-  const token = await signToken({ sub: 'ops', scope: 'system/*.cruds' }, { audience: base });
-  for (let i = 0; i < 100; i++) {
-    if (child.exitCode !== null) throw new Error(`server exited: ${out}`);
-    try {
-      if ((await fetch(`${base}/metadata`)).ok) return { child, output: () => out, base, token };
-    } catch {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  child.kill('SIGKILL');
-  throw new Error(`server did not answer: ${out}`);
-}
-
-async function stop(r: Running, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
-  const exited = once(r.child, 'exit');
-  r.child.kill(signal);
-  const [code] = await exited;
-  return code as number | null;
-}
 
 describe('the server process', () => {
   it('starts on loopback, keeps data across a graceful restart, and never logs PHI', async () => {

@@ -1,0 +1,109 @@
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/app.ts';
+import { startServer, stopServer } from '../helpers/server.ts';
+
+const cli = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+const verify = (dataDir: string) =>
+  spawnSync(process.execPath, [cli, 'audit', 'verify'], { env: { PATH: process.env.PATH ?? '', HEARTH_DATA_DIR: dataDir }, encoding: 'utf8' });
+
+interface Sent {
+  id: string;
+  status: number;
+}
+
+/** One mixed request: valid and invalid writes, reads, searches, refusals. */
+function mixed(base: string, token: string, i: number, created: string[]): Promise<Response> {
+  const auth = { authorization: `Bearer ${token}` };
+  const json = { ...auth, 'content-type': 'application/fhir+json' };
+  switch (i % 6) {
+    case 0:
+      return fetch(`${base}/Patient`, { method: 'POST', headers: json, body: JSON.stringify({ resourceType: 'Patient', name: [{ family: `Load${i}` }] }) });
+    case 1:
+      return fetch(`${base}/Patient`, { method: 'POST', headers: json, body: '{"resourceType":"Patient","gender":"robot"}' });
+    case 2:
+      return fetch(`${base}/Patient/${created[i % Math.max(created.length, 1)] ?? 'none'}`, { headers: auth });
+    case 3:
+      return fetch(`${base}/Patient?family=load&_count=5`, { headers: auth });
+    case 4:
+      return fetch(`${base}/Patient`, { headers: { authorization: 'Bearer forged.token.here' } });
+    default:
+      return fetch(`${base}/Observation/missing-${i}`, { headers: auth });
+  }
+}
+
+describe('the audit trail under load and crash', () => {
+  it('N mixed requests over HTTP leave exactly N AuditEvents, each with its outcome', async () => {
+    const dataDir = tempDir();
+    const server = await startServer({ HEARTH_DATA_DIR: dataDir, HEARTH_LOG_LEVEL: 'warn' });
+    const N = 300;
+    const sent: Sent[] = [];
+    const created: string[] = [];
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 25 }, async () => {
+        while (next < N) {
+          const i = next++;
+          const res = await mixed(server.base, server.token, i, created);
+          const body = await res.text();
+          if (res.status === 201) created.push(JSON.parse(body).id);
+          sent.push({ id: res.headers.get('x-request-id')!, status: res.status });
+        }
+      }),
+    );
+    expect(sent).toHaveLength(N);
+    expect(new Set(sent.map((s) => s.status))).toEqual(new Set([201, 400, 200, 401, 404]));
+    // Exactly N: the auditor's own count request is the N+1st and not in its own result.
+    const count = await fetch(`${server.base}/AuditEvent?_summary=count`, { headers: { authorization: `Bearer ${server.token}` } });
+    expect((await count.json()).total).toBe(N);
+    for (const s of sent.filter((_, k) => k % 10 === 0)) {
+      const e = await (await fetch(`${server.base}/AuditEvent/${s.id}`, { headers: { authorization: `Bearer ${server.token}` } })).json();
+      expect(e.outcome, `${s.status}`).toBe(s.status < 400 ? '0' : '4');
+    }
+    expect(await stopServer(server)).toBe(0);
+    const v = verify(dataDir);
+    expect(v.status).toBe(0);
+    expect(v.stdout).toContain(`audit chain intact: ${N + 1 + N / 10} events`);
+  });
+
+  it('killed with SIGKILL mid-load: every response a client received has its AuditEvent, and the chain verifies', async () => {
+    const dataDir = tempDir();
+    const server = await startServer({ HEARTH_DATA_DIR: dataDir, HEARTH_LOG_LEVEL: 'warn' });
+    const received: Sent[] = [];
+    const created: string[] = [];
+    let stop = false;
+    let i = 0;
+    const workers = Array.from({ length: 20 }, async () => {
+      while (!stop) {
+        try {
+          const res = await mixed(server.base, server.token, i++, created);
+          const body = await res.text();
+          if (res.status === 201) created.push(JSON.parse(body).id);
+          received.push({ id: res.headers.get('x-request-id')!, status: res.status });
+        } catch {
+          return; // the connection died with the server
+        }
+      }
+    });
+    await new Promise((r) => setTimeout(r, 800));
+    server.child.kill('SIGKILL');
+    stop = true;
+    await Promise.all(workers);
+    expect(received.length).toBeGreaterThan(50);
+
+    const again = await startServer({ HEARTH_DATA_DIR: dataDir, HEARTH_LOG_LEVEL: 'warn' });
+    const auth = { authorization: `Bearer ${again.token}` };
+    const missing: Sent[] = [];
+    for (const s of received) {
+      const res = await fetch(`${again.base}/AuditEvent/${s.id}`, { headers: auth });
+      if (res.status !== 200) missing.push(s);
+      else expect((await res.json()).outcome).toBe(s.status < 400 ? '0' : '4');
+    }
+    expect(missing).toEqual([]);
+    for (const id of created) expect((await fetch(`${again.base}/Patient/${id}`, { headers: auth })).status).toBe(200);
+    expect(await stopServer(again)).toBe(0);
+    const v = verify(dataDir);
+    expect(v.stdout + v.stderr).toMatch(/^audit chain intact/);
+    expect(v.status).toBe(0);
+  });
+});
