@@ -26,13 +26,13 @@ interface Result {
   errors: number;
 }
 
-async function load(url: string, method: 'GET' | 'POST' = 'GET', body?: string, token?: string): Promise<Result> {
+async function load(url: string, method: 'GET' | 'POST' = 'GET', body?: string, token?: string, connections = CONNECTIONS): Promise<Result> {
   const r = await autocannon({
     url,
     method,
     body,
     headers: { ...(body ? { 'content-type': 'application/fhir+json' } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    connections: CONNECTIONS,
+    connections,
     duration: DURATION,
   });
   return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx };
@@ -40,10 +40,11 @@ async function load(url: string, method: 'GET' | 'POST' = 'GET', body?: string, 
 
 const hearthPort = await freePort();
 const openPort = await freePort();
+const unauditedPort = await freePort();
 const barePort = await freePort();
 const child: ChildProcess = spawn(
   process.execPath,
-  [new URL('./servers.ts', import.meta.url).pathname, String(hearthPort), String(openPort), String(barePort)],
+  [new URL('./servers.ts', import.meta.url).pathname, String(hearthPort), String(openPort), String(unauditedPort), String(barePort)],
   {
     stdio: ['ignore', 'pipe', 'inherit'],
   },
@@ -52,9 +53,10 @@ const [line] = await once(createInterface({ input: child.stdout! }), 'line');
 const { readId, searchUrl, createBody, token } = JSON.parse(line as string);
 const H = `http://127.0.0.1:${hearthPort}`;
 const O = `http://127.0.0.1:${openPort}`;
+const U = `http://127.0.0.1:${unauditedPort}`;
 const B = `http://127.0.0.1:${barePort}`;
 
-// Each row: Hearth as deployed, Hearth without token verification, bare Fastify.
+// Each row: Hearth as deployed; without token verification; without the audit trail; bare Fastify.
 const scenarios: [string, (base: string, tok?: string) => Promise<Result>, () => Promise<Result>][] = [
   ['read by id', (b, tok) => load(`${b}/fhir/Patient/${readId}`, 'GET', undefined, tok), () => load(`${B}/Patient/x`)],
   ['search (family, _count=10, total)', (b, tok) => load(`${b}${searchUrl}`, 'GET', undefined, tok), () => load(`${B}/Patient`)],
@@ -65,16 +67,20 @@ const scenarios: [string, (base: string, tok?: string) => Promise<Result>, () =>
   ],
 ];
 
+const cell = (r: Result) => `${r.rps.toFixed(0)} (${r.p50}/${r.p99})`;
 const rows: string[] = [];
 for (const [name, hearth, bare] of scenarios) {
   await load(`${B}/Patient/x`); // warm-up
   const b = await bare();
   const o = await hearth(O, 'unverified');
+  const u = await hearth(U, token);
   const h = await hearth(H, token);
   rows.push(
-    `| ${name} | ${h.rps.toFixed(0)} (${h.p50}/${h.p99}) | ${o.rps.toFixed(0)} (${o.p50}/${o.p99}) | ${b.rps.toFixed(0)} (${b.p50}/${b.p99}) | ${(h.rps / o.rps).toFixed(2)} | ${(h.rps / b.rps).toFixed(2)} | ${h.errors + o.errors + b.errors} |`,
+    `| ${name} | ${cell(h)} | ${cell(o)} | ${cell(u)} | ${cell(b)} | ${(h.rps / o.rps).toFixed(2)} | ${(h.rps / u.rps).toFixed(2)} | ${(h.rps / b.rps).toFixed(2)} | ${h.errors + o.errors + u.errors + b.errors} |`,
   );
 }
+// Audit throughput: 50 concurrent clients reading; every response waits for its durable AuditEvent.
+const audit50 = await load(`${H}/fhir/Patient/${readId}`, 'GET', undefined, token, 50);
 child.kill('SIGTERM');
 await once(child, 'exit');
 
@@ -109,12 +115,14 @@ rmSync(`/tmp/hearth-bench-start-${process.pid}`, { recursive: true, force: true 
 
 process.stdout.write(
   [
-    `Hearth (secured) vs Hearth without token verification vs bare Fastify serving the same JSON;`,
+    `Hearth as deployed vs Hearth without token verification, without the audit trail, and bare Fastify serving the same JSON;`,
     `${CONNECTIONS} connections, ${DURATION} s each, Node ${process.version}. req/s (p50/p99 ms).`,
     '',
-    '| scenario | Hearth secured | Hearth unverified | bare Fastify | secured / unverified | secured / bare | errors |',
-    '| --- | --- | --- | --- | --- | --- | --- |',
+    '| scenario | Hearth | no token verification | no audit trail | bare Fastify | Hearth / no verification | Hearth / no audit | Hearth / bare | errors |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows,
+    '',
+    `audit throughput, 50 concurrent clients reading: ${audit50.rps.toFixed(0)} audited requests/s (p50 ${audit50.p50} ms, p99 ${audit50.p99} ms), ${audit50.errors} errors`,
     '',
     `start-up to first /fhir/metadata answer: ${startup.toFixed(0)} ms; resident memory after first search: ${rss.toFixed(0)} MB`,
     '',

@@ -1,7 +1,8 @@
-// Child process of bench/run.ts. Three servers on loopback over one file-backed SQLite store:
-// Hearth as deployed (JWT verification + authorization), Hearth with a verifier that accepts
-// any bearer as a system/*.cruds principal (the baseline for the cost of security), and a bare
-// Fastify route serving the same bytes. Prints one JSON line when ready.
+// Child process of bench/run.ts. Four servers on loopback over one file-backed SQLite store:
+// Hearth as deployed (JWT verification, authorization, durable audit), Hearth with a verifier
+// that accepts any bearer as a system/*.cruds principal (the baseline for the cost of token
+// verification), Hearth whose audit facts go nowhere (the baseline for the cost of the audit
+// trail: building, indexing, chaining and durably committing each event), and a bare Fastify route serving the same bytes. Prints one JSON line when ready.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +14,7 @@ import { parseScopes } from '../src/auth/scopes.ts';
 import { loadConfig } from '../src/config/config.ts';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.ts';
 
-const [securedPort, openPort, barePort] = process.argv.slice(2).map(Number);
+const [securedPort, openPort, unauditedPort, barePort] = process.argv.slice(2).map(Number);
 const dir = mkdtempSync(join(tmpdir(), 'hearth-bench-'));
 const issuer = 'https://bench-issuer.local';
 const { publicKey, privateKey } = await generateKeyPair('ES256');
@@ -36,8 +37,10 @@ const principal: Principal = {
   expiresAt: 4_000_000_000,
 };
 const open = await buildApp(config, { store, verifier: { verify: async () => principal } });
+const unaudited = await buildApp(config, { store, auditWriter: async () => {} });
 await secured.listen({ host: '127.0.0.1', port: securedPort });
 await open.listen({ host: '127.0.0.1', port: openPort });
+await unaudited.listen({ host: '127.0.0.1', port: unauditedPort });
 
 const now = Math.floor(Date.now() / 1000);
 const token = await new SignJWT({ scope: 'system/*.cruds', sub: 'bench', client_id: 'bench' })
@@ -83,6 +86,7 @@ process.stdout.write(`${JSON.stringify({ readId, searchUrl, token, createBody: J
 process.on('SIGTERM', async () => {
   await secured.close();
   await open.close();
+  await unaudited.close();
   await bare.close();
   rmSync(dir, { recursive: true, force: true });
   process.exit(0);

@@ -15,13 +15,13 @@ import { loadCompartments, type Policy } from './auth/authorize.ts';
 import { loadRoles } from './auth/roles.ts';
 import { bearerToken, InvalidTokenError, JwtVerifier, type TokenVerifier } from './auth/token-verifier.ts';
 import type { AuditStore } from './audit/audit-store.ts';
-import { AuditSink } from './audit/audit-sink.ts';
+import { AuditSink, type AuditWriter, storeWriter } from './audit/audit-sink.ts';
 import { checkpointSigner, loadSigningKey } from './audit/signing-key.ts';
-import { extractIndex } from './fhir/index-extractor.ts';
 import { registerAuditHooks } from './http/audit-hook.ts';
 import { publicRoutes } from './http/public-routes.ts';
 import type { ResourceStore } from './store/resource-store.ts';
 import { SqliteStore } from './store/sqlite/sqlite-store.ts';
+import { WorkerAuditWriter } from './store/sqlite/worker-audit-writer.ts';
 
 export interface AppDeps {
   /** The store; the embedded SQLite store under config.dataDir when absent. */
@@ -29,6 +29,11 @@ export interface AppDeps {
   readonly clock?: () => Date;
   /** The audit trail; the store's own (SqliteStore.auditStore()) when absent. */
   readonly auditStore?: AuditStore;
+  /**
+   * Where audit facts go; by default they become chained AuditEvents in the audit store. Only
+   * benchmarks replace it (to measure what the trail costs); no configuration reaches it.
+   */
+  readonly auditWriter?: AuditWriter;
   /** Token verification; a JwtVerifier over config.auth.issuers when absent. */
   readonly verifier?: TokenVerifier;
   /** A pino-compatible logger instance for tests that read the log. */
@@ -60,13 +65,32 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const store = deps.store ?? new SqliteStore({ dataDir: config.dataDir, clock });
   const auditStore = deps.auditStore ?? (store as Partial<SqliteStore>).auditStore?.();
   if (!auditStore) throw new Error('the store offers no audit trail: pass deps.auditStore');
-  const auditModel = model.types.get('AuditEvent');
-  if (!auditModel) throw new Error('capability-statement.json must serve AuditEvent');
+  // The signing key is created (or its permissions checked) at start, whichever thread signs.
+  const signingKey = loadSigningKey(config.dataDir);
+  const storePath = (store as Partial<SqliteStore>).path;
+  // A file-backed embedded store gets its audit commits on a thread of their own (see
+  // audit-worker.ts); an in-memory store, or an injected audit store, is written in place.
+  const worker =
+    !deps.auditWriter && !deps.auditStore && storePath && storePath !== ':memory:'
+      ? new WorkerAuditWriter({
+          dbPath: storePath,
+          dataDir: config.dataDir,
+          baseUrl: config.baseUrl,
+          checkpointEvery: config.audit.checkpointEvery,
+          checkpointSeconds: config.audit.checkpointSeconds,
+        })
+      : undefined;
   const sink = new AuditSink(
-    auditStore,
-    (event) => extractIndex(auditModel, event as unknown as Record<string, unknown>, config.baseUrl),
-    checkpointSigner(loadSigningKey(config.dataDir), config.audit.checkpointEvery, config.audit.checkpointSeconds * 1000, clock),
+    deps.auditWriter ??
+    worker?.write ??
+    storeWriter(
+      auditStore,
+      model,
+      config.baseUrl,
+      checkpointSigner(signingKey, config.audit.checkpointEvery, config.audit.checkpointSeconds * 1000, clock),
+    ),
   );
+
   const repository = new FhirRepository({
     model,
     validator,
@@ -103,6 +127,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   });
   app.addHook('onClose', async () => {
     await sink.drain();
+    await worker?.close();
     await store.close();
   });
   registerBodyParsers(app, config.maxJsonDepth);

@@ -1,42 +1,45 @@
 import type { AuditEvent } from 'fhir/r4.js';
-import type { IndexEntry } from '../store/resource-store.ts';
+import type { FhirModel } from '../fhir/definitions.ts';
+import { extractIndex } from '../fhir/index-extractor.ts';
 import { type AuditFacts, buildAuditEvent } from './audit-event.ts';
-import type { AuditAppend, AuditStore, CheckpointSigner } from './audit-store.ts';
+import type { AuditStore, CheckpointSigner } from './audit-store.ts';
 
 const MAX_BATCH = 2000;
 
+/** Turns facts into chained, indexed AuditEvents and appends them durably, in order, as one batch. */
+export type AuditWriter = (facts: readonly AuditFacts[]) => Promise<void>;
+
+/** The writer on the calling thread: build, index, append. */
+export function storeWriter(store: AuditStore, model: FhirModel, baseUrl: string, sign?: CheckpointSigner): AuditWriter {
+  const auditModel = model.types.get('AuditEvent');
+  if (!auditModel) throw new Error('capability-statement.json must serve AuditEvent');
+  return async (facts) => {
+    const events = facts.map((f) => {
+      const resource: AuditEvent = buildAuditEvent(f);
+      return { resource, index: extractIndex(auditModel, resource as unknown as Record<string, unknown>, baseUrl) };
+    });
+    await store.appendAudit(events, sign);
+  };
+}
+
 /**
- * The durable audit sink with group commit: events recorded while a commit is in flight wait for
- * the next one, so many concurrent requests share one durable write. `record` resolves only once
- * its event is committed, and rejects if the commit fails — callers fail closed on that.
+ * The durable audit sink with group commit: facts recorded while a commit is in flight wait for
+ * the next one, so many concurrent requests share one durable write. `recordFacts` resolves only
+ * once its event is committed and rejects if the commit fails — callers fail closed on that.
+ * Later issues record logins and other non-REST events through the same call.
  */
 export class AuditSink {
-  readonly #store: AuditStore;
-  readonly #index: (event: AuditEvent) => IndexEntry[];
-  readonly #sign?: CheckpointSigner;
-  #pending: { entry: AuditAppend; resolve: () => void; reject: (err: unknown) => void }[] = [];
+  readonly #write: AuditWriter;
+  #pending: { facts: AuditFacts; resolve: () => void; reject: (err: unknown) => void }[] = [];
   #flushing: Promise<void> | undefined;
 
-  constructor(store: AuditStore, index: (event: AuditEvent) => IndexEntry[], sign?: CheckpointSigner) {
-    this.#store = store;
-    this.#index = index;
-    this.#sign = sign;
+  constructor(write: AuditWriter) {
+    this.#write = write;
   }
 
-  /** Builds the AuditEvent for what happened (any interaction, a login, a refusal) and records it. */
   recordFacts(facts: AuditFacts): Promise<void> {
-    return this.record(buildAuditEvent(facts));
-  }
-
-  record(event: AuditEvent): Promise<void> {
-    let entry: AuditAppend;
-    try {
-      entry = { resource: event, index: this.#index(event) };
-    } catch (err) {
-      return Promise.reject(err);
-    }
     return new Promise((resolve, reject) => {
-      this.#pending.push({ entry, resolve, reject });
+      this.#pending.push({ facts, resolve, reject });
       this.#flushing ??= this.#flush();
     });
   }
@@ -53,10 +56,7 @@ export class AuditSink {
         await new Promise((r) => setImmediate(r));
         const batch = this.#pending.splice(0, MAX_BATCH);
         try {
-          await this.#store.appendAudit(
-            batch.map((b) => b.entry),
-            this.#sign,
-          );
+          await this.#write(batch.map((b) => b.facts));
           for (const b of batch) b.resolve();
         } catch (err) {
           for (const b of batch) b.reject(err);

@@ -11,3 +11,19 @@ export function canonicalJson(value: unknown): string {
     .sort();
   return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
 }
+
+/**
+ * A copy of `value` whose object keys are in canonical order, so that the native
+ * JSON.stringify of it is its canonical JSON: one fast serialization serves as both the stored
+ * body and the hashed form.
+ */
+export function canonicalize<T>(value: T): T {
+  if (value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => canonicalize(v)) as T;
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(value as object).sort()) {
+    const v = (value as Record<string, unknown>)[k];
+    if (v !== undefined) out[k] = canonicalize(v);
+  }
+  return out as T;
+}

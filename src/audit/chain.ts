@@ -6,7 +6,12 @@ export const GENESIS = '0'.repeat(64);
 
 /** SHA-256 over the predecessor's hash, the sequence number and the event's canonical JSON. */
 export function linkHash(prevHash: string, seq: number, event: unknown): string {
-  return createHash('sha256').update(`${prevHash}\n${seq}\n${canonicalJson(event)}`).digest('hex');
+  return linkHashOfCanonical(prevHash, seq, canonicalJson(event));
+}
+
+/** The same, for an event already serialized canonically (the write path stores exactly that). */
+export function linkHashOfCanonical(prevHash: string, seq: number, canonical: string): string {
+  return createHash('sha256').update(`${prevHash}\n${seq}\n${canonical}`).digest('hex');
 }
 
 export function checkpointMessage(seq: number, hash: string, signedAt: string): Buffer {

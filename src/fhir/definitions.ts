@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { CapabilityStatement, SearchParameter } from 'fhir/r4.js';
 import fhirpath from 'fhirpath';
 import r4model from 'fhirpath/fhir-context/r4/index.js';
+import { compileSimplePath, NotSimple } from './simple-path.ts';
 
 export type SearchParamType = 'number' | 'date' | 'string' | 'token' | 'reference' | 'composite' | 'quantity' | 'uri';
 
@@ -19,6 +20,8 @@ type Evaluator = (resource: unknown) => unknown[];
 
 export interface SearchParamDef {
   readonly code: string;
+  /** the same expression always through FHIRPath: the reference the fast path is tested against */
+  readonly evaluateFhirPath: Evaluator;
   readonly type: SearchParamType;
   readonly url: string;
   readonly expression: string;
@@ -109,9 +112,19 @@ function elementsRead(type: string, expression: string, components: string[]): s
   return [...out];
 }
 
-function compile(expression: string): Evaluator {
+function compile(expression: string, fast?: { type: string; isChoice: (element: string) => boolean }): Evaluator {
   const fn = fhirpath.compile(rewriteResolve(expression), r4model);
-  return (resource) => fn(resource as object) as unknown[];
+  const slow: Evaluator = (resource) => fn(resource as object) as unknown[];
+  const simple = fast && compileSimplePath(expression, fast.type, fast.isChoice);
+  if (!simple) return slow;
+  return (resource) => {
+    try {
+      return simple(resource);
+    } catch (err) {
+      if (err instanceof NotSimple) return slow(resource);
+      throw err;
+    }
+  };
 }
 
 export function loadFhirModel(options: { updateCreate: boolean }): FhirModel {
@@ -123,6 +136,9 @@ export function loadFhirModel(options: { updateCreate: boolean }): FhirModel {
 
   for (const rc of capability.rest?.[0]?.resource ?? []) {
     const type = rc.type;
+    const elementTable = readJson(`profiles/elements/${type}.json`) as { elements: Record<string, ElementInfo> };
+    const elements = new Map<string, ElementInfo>();
+    for (const [name, info] of Object.entries(elementTable.elements)) elements.set(name.replace(/\[x\]$/, ''), info);
     const params = new Map<string, SearchParamDef>();
     for (const sp of definitions) {
       if (UNSUPPORTED.has(sp.code) || params.has(sp.code)) continue;
@@ -143,14 +159,12 @@ export function loadFhirModel(options: { updateCreate: boolean }): FhirModel {
         url: sp.url,
         expression,
         targets: sp.target ?? [],
-        evaluate: compile(expression),
+        evaluate: compile(expression, { type, isChoice: (e) => (elements.get(e)?.types.length ?? 0) > 1 }),
+        evaluateFhirPath: compile(expression),
         elements: elementsRead(type, expression, (sp.component ?? []).map((c) => c.expression)),
         components,
       });
     }
-    const elementTable = readJson(`profiles/elements/${type}.json`) as { elements: Record<string, ElementInfo> };
-    const elements = new Map<string, ElementInfo>();
-    for (const [name, info] of Object.entries(elementTable.elements)) elements.set(name.replace(/\[x\]$/, ''), info);
     const interactions = new Set((rc.interaction ?? []).map((i) => i.code as Interaction));
     rc.updateCreate = interactions.has('update') && options.updateCreate;
     rc.searchParam = [...params.values()].map((p) => ({ name: p.code, definition: p.url, type: p.type }));

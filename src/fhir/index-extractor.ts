@@ -168,7 +168,7 @@ function referenceValues(node: unknown, baseUrl: string): Fields[] {
 function dedupe(entries: IndexEntry[]): IndexEntry[] {
   const seen = new Set<string>();
   return entries.filter((e) => {
-    const key = JSON.stringify(e);
+    const key = `${e.param}\u0000${e.grp}\u0000${e.sys}\u0000${e.code}\u0000${e.text}\u0000${e.lo}\u0000${e.hi}`;
     if (seen.has(key)) return false;
     seen.add(key);
     return true;

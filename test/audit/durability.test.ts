@@ -55,9 +55,9 @@ describe('the audit trail under load and crash', () => {
     expect(new Set(sent.map((s) => s.status))).toEqual(new Set([201, 400, 200, 401, 404]));
     // Exactly N: the auditor's own count request is the N+1st and not in its own result.
     const count = await fetch(`${server.base}/AuditEvent?_summary=count`, { headers: { authorization: `Bearer ${server.token}` } });
-    expect((await count.json()).total).toBe(N);
+    expect(((await count.json()) as any).total).toBe(N);
     for (const s of sent.filter((_, k) => k % 10 === 0)) {
-      const e = await (await fetch(`${server.base}/AuditEvent/${s.id}`, { headers: { authorization: `Bearer ${server.token}` } })).json();
+      const e: any = await (await fetch(`${server.base}/AuditEvent/${s.id}`, { headers: { authorization: `Bearer ${server.token}` } })).json();
       expect(e.outcome, `${s.status}`).toBe(s.status < 400 ? '0' : '4');
     }
     expect(await stopServer(server)).toBe(0);
@@ -97,7 +97,7 @@ describe('the audit trail under load and crash', () => {
     for (const s of received) {
       const res = await fetch(`${again.base}/AuditEvent/${s.id}`, { headers: auth });
       if (res.status !== 200) missing.push(s);
-      else expect((await res.json()).outcome).toBe(s.status < 400 ? '0' : '4');
+      else expect(((await res.json()) as any).outcome).toBe(s.status < 400 ? '0' : '4');
     }
     expect(missing).toEqual([]);
     for (const id of created) expect((await fetch(`${again.base}/Patient/${id}`, { headers: auth })).status).toBe(200);

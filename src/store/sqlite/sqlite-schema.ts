@@ -30,8 +30,8 @@ CREATE TABLE IF NOT EXISTS search_index (
   lo REAL,
   hi REAL
 ) STRICT;
-CREATE INDEX IF NOT EXISTS search_code ON search_index (type, param, code, rid);
-CREATE INDEX IF NOT EXISTS search_range ON search_index (type, param, lo, hi, rid);
+CREATE INDEX IF NOT EXISTS search_code ON search_index (type, param, code, rid) WHERE code IS NOT NULL;
+CREATE INDEX IF NOT EXISTS search_range ON search_index (type, param, lo, hi, rid) WHERE lo IS NOT NULL;
 CREATE INDEX IF NOT EXISTS search_rid ON search_index (rid, param);
 
 CREATE TABLE IF NOT EXISTS audit_log (

@@ -43,6 +43,8 @@ export class SqliteStore implements ResourceStore {
   readonly #db: DatabaseSync;
   readonly #clock: () => Date;
   readonly #stmt: Record<string, StatementSync>;
+  /** the database file, or ':memory:' */
+  readonly path: string;
 
   constructor(options: SqliteStoreOptions) {
     this.#clock = options.clock ?? (() => new Date());
@@ -51,6 +53,7 @@ export class SqliteStore implements ResourceStore {
       mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
       path = join(options.dataDir, 'hearth.db');
     }
+    this.path = path;
     this.#db = new DatabaseSync(path);
     this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;');
     const { user_version } = this.#db.prepare('PRAGMA user_version').get() as { user_version: number };

@@ -1,0 +1,49 @@
+import { Worker } from 'node:worker_threads';
+import type { AuditFacts } from '../../audit/audit-event.ts';
+import type { AuditWorkerData, AuditWorkerReply, AuditWorkerRequest } from './audit-worker.ts';
+
+/**
+ * The request-serving side of the audit writer thread: posts batches of facts and resolves each
+ * when the thread reports its commit. If the thread dies, everything pending fails (closed).
+ */
+export class WorkerAuditWriter {
+  readonly #worker: Worker;
+  readonly #pending = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+  #next = 1;
+  #dead: Error | undefined;
+
+  constructor(data: AuditWorkerData) {
+    this.#worker = new Worker(new URL('./audit-worker.ts', import.meta.url), { workerData: data });
+    this.#worker.on('message', (reply: AuditWorkerReply) => {
+      for (const id of reply.ids) {
+        const p = this.#pending.get(id);
+        this.#pending.delete(id);
+        if (reply.error) p?.reject(new Error(`audit write failed: ${reply.error}`));
+        else p?.resolve();
+      }
+    });
+    const die = (err: Error) => {
+      this.#dead = err;
+      for (const p of this.#pending.values()) p.reject(err);
+      this.#pending.clear();
+    };
+    this.#worker.on('error', die);
+    this.#worker.on('exit', (code) => die(new Error(`audit writer thread exited (${code})`)));
+  }
+
+  write = (facts: readonly AuditFacts[]): Promise<void> => {
+    if (this.#dead) return Promise.reject(this.#dead);
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#worker.postMessage({ id, facts: [...facts] } satisfies AuditWorkerRequest);
+    });
+  };
+
+  async close(): Promise<void> {
+    if (this.#dead) return;
+    const exited = new Promise((r) => this.#worker.once('exit', r));
+    this.#worker.postMessage('close');
+    await exited;
+  }
+}

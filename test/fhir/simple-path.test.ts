@@ -1,0 +1,64 @@
+import { describe, expect, it } from 'vitest';
+import { buildAuditEvent } from '../../src/audit/audit-event.ts';
+import { parseScopes } from '../../src/auth/scopes.ts';
+import { loadFhirModel } from '../../src/fhir/definitions.ts';
+import { examples } from '../helpers/app.ts';
+
+const model = loadFhirModel({ updateCreate: false });
+
+const audits = [
+  buildAuditEvent({
+    requestId: 'a1',
+    recorded: new Date('2026-01-01T10:00:00Z'),
+    interaction: 'read',
+    resourceType: 'Patient',
+    status: 200,
+    principal: {
+      issuer: 'https://i',
+      subject: 's',
+      clientId: 'c',
+      fhirUser: 'Practitioner/1',
+      role: 'nurse',
+      purposeOfUse: ['TREAT'],
+      grants: parseScopes('user/*.rs'),
+      scopes: ['user/*.rs', 'openid'],
+      tokenId: 'j',
+      expiresAt: 1,
+    },
+    address: '10.0.0.1',
+    entities: [{ reference: 'Patient/p/_history/1', role: 'domain' }],
+    patients: ['Patient/p'],
+    server: { baseUrl: 'http://x/fhir', name: 'Hearth' },
+  }),
+  buildAuditEvent({
+    requestId: 'a2',
+    recorded: new Date('2026-01-01T10:00:00Z'),
+    interaction: 'search-type',
+    resourceType: 'Observation',
+    status: 401,
+    issueCode: 'login',
+    entities: [],
+    patients: [],
+    query: 'code=x',
+    server: { baseUrl: 'http://x/fhir', name: 'Hearth' },
+  }),
+];
+
+describe('the fast path for plain SearchParameter paths', () => {
+  const resources = [...examples('Patient'), ...examples('Observation')].map((e) => e.resource).concat(audits as any[]);
+  it.each([...model.types.values()].flatMap((t) => [...t.params.values()].map((p) => [t.type, p.code, p] as const)))(
+    '%s.%s gives what FHIRPath gives on every example',
+    (type, _code, def) => {
+      const run = (f: (r: unknown) => unknown[], r: unknown) => {
+        try {
+          return f(r);
+        } catch (err) {
+          return `throws ${(err as Error).message}`;
+        }
+      };
+      for (const r of resources.filter((x) => x.resourceType === type)) {
+        expect(run(def.evaluate, r)).toEqual(run(def.evaluateFhirPath, r));
+      }
+    },
+  );
+});
