@@ -2,7 +2,8 @@
 // Hearth as deployed (JWT verification, authorization, durable audit), Hearth with a verifier
 // that accepts any bearer as a system/*.cruds principal (the baseline for the cost of token
 // verification), Hearth whose audit facts go nowhere (the baseline for the cost of the audit
-// trail: building, indexing, chaining and durably committing each event), and a bare Fastify route serving the same bytes. Prints one JSON line when ready.
+// trail: building, indexing, chaining and durably committing each event), and a bare Fastify
+// route serving the same bytes. Prints one JSON line when ready.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
