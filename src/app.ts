@@ -18,7 +18,11 @@ import type { AuditStore } from './audit/audit-store.ts';
 import { AuditSink, type AuditWriter, storeWriter } from './audit/audit-sink.ts';
 import { checkpointSigner, loadSigningKey } from './audit/signing-key.ts';
 import { registerAuditHooks } from './http/audit-hook.ts';
+import { BlindIndex } from './crypto/blind-index.ts';
+import { type KeyProvider, KeyringError, LocalKeyring } from './crypto/keyring.ts';
+import { loadProtectionPolicy } from './crypto/protection.ts';
 import { publicRoutes } from './http/public-routes.ts';
+import { EncryptingStore } from './store/encrypting-store.ts';
 import type { ResourceStore } from './store/resource-store.ts';
 import { SqliteStore } from './store/sqlite/sqlite-store.ts';
 import { WorkerAuditWriter } from './store/sqlite/worker-audit-writer.ts';
@@ -27,6 +31,8 @@ export interface AppDeps {
   /** The store; the embedded SQLite store under config.dataDir when absent. */
   readonly store?: ResourceStore;
   readonly clock?: () => Date;
+  /** Key-encryption and blind-index keys; the configured keyring when absent. */
+  readonly keys?: KeyProvider;
   /** The audit trail; the store's own (SqliteStore.auditStore()) when absent. */
   readonly auditStore?: AuditStore;
   /**
@@ -62,12 +68,15 @@ export function loadDefinitions(updateCreate: boolean): Definitions {
 export async function buildApp(config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
   const clock = deps.clock ?? (() => new Date());
   const { model, validator } = loadDefinitions(config.updateCreate);
-  const store = deps.store ?? new SqliteStore({ dataDir: config.dataDir, clock });
-  const auditStore = deps.auditStore ?? (store as Partial<SqliteStore>).auditStore?.();
+  const raw = deps.store ?? new SqliteStore({ dataDir: config.dataDir, clock });
+  const keys = deps.keys ?? openKeyring(config, !((raw as Partial<SqliteStore>).hasResources?.() ?? true));
+  const protection = loadProtectionPolicy(model, config.protectionFile);
+  const store = new EncryptingStore(raw, keys, protection, new BlindIndex(keys.indexKey(), protection));
+  const auditStore = deps.auditStore ?? (raw as Partial<SqliteStore>).auditStore?.();
   if (!auditStore) throw new Error('the store offers no audit trail: pass deps.auditStore');
   // The signing key is created (or its permissions checked) at start, whichever thread signs.
   const signingKey = loadSigningKey(config.dataDir);
-  const storePath = (store as Partial<SqliteStore>).path;
+  const storePath = (raw as Partial<SqliteStore>).path;
   // A file-backed embedded store gets its audit commits on a thread of their own (see
   // audit-worker.ts); an in-memory store, or an injected audit store, is written in place.
   const worker =
@@ -165,6 +174,18 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     app.log.warn('no trusted token issuer is configured (HEARTH_AUTH_ISSUER/HEARTH_AUTH_JWKS): every FHIR request except metadata is refused with 401');
   }
   return app;
+}
+
+/** The keyring of the configuration; a keyring problem stops the start like a configuration mistake. */
+export function openKeyring(config: Config, mayCreate: boolean): LocalKeyring {
+  try {
+    return config.keyring.kind === 'env' ? LocalKeyring.fromJson(config.keyring.json) : LocalKeyring.open(config.keyring.path, mayCreate);
+  } catch (err) {
+    if (err instanceof KeyringError) {
+      throw new ConfigError([{ name: config.keyring.kind === 'env' ? 'HEARTH_KEYRING' : 'HEARTH_KEYRING_FILE', message: err.message }]);
+    }
+    throw err;
+  }
 }
 
 function buildPolicy(config: Config, model: FhirModel): Policy {

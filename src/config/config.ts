@@ -16,6 +16,10 @@ export interface Config {
   readonly updateCreate: boolean;
   readonly auth: AuthConfig;
   readonly audit: AuditConfig;
+  /** the keyring: a file (created on first start) or a JSON document from the environment */
+  readonly keyring: { readonly kind: 'file'; readonly path: string } | { readonly kind: 'env'; readonly json: string };
+  /** the protection policy: which elements are encrypted (default profiles/protection.json) */
+  readonly protectionFile?: string;
 }
 
 export interface AuditConfig {
@@ -121,6 +125,36 @@ export const SETTINGS = {
   HEARTH_SEARCH_DEFAULT_COUNT: { doc: 'page size when _count is absent (default 20)', parse: integer(1, 10000) },
   HEARTH_SEARCH_MAX_COUNT: { doc: 'largest _count honoured (default 500)', parse: integer(1, 10000) },
   HEARTH_UPDATE_CREATE: { doc: 'allow PUT to create a resource with a client id (default false)', parse: boolean },
+  HEARTH_KEYRING_FILE: {
+    doc: 'the keyring file (default <data dir>/keys/keyring.json; keep it off the data volume in production)',
+    parse: (raw: string) => (raw.trim() === '' ? { error: 'must not be empty' } : resolve(raw)),
+  },
+  HEARTH_PROTECTION_FILE: {
+    doc: 'the protection policy, which elements are encrypted (default profiles/protection.json)',
+    parse: (raw: string) => {
+      const path = resolve(raw);
+      try {
+        const p = JSON.parse(readFileSync(path, 'utf8')) as { protect?: unknown };
+        if (!p.protect || typeof p.protect !== 'object') return { error: `"${raw}" has no "protect" map` };
+        return path;
+      } catch {
+        return { error: `cannot read a protection policy from "${raw}"` };
+      }
+    },
+  },
+  HEARTH_KEYRING: {
+    doc: 'the keyring JSON itself, instead of a file (for secrets injected as environment variables)',
+    parse: (raw: string) => {
+      try {
+        const k = JSON.parse(raw) as { keks?: unknown; index?: unknown; current?: unknown };
+        return k && typeof k.keks === 'object' && typeof k.index === 'string' && typeof k.current === 'number'
+          ? raw
+          : { error: 'must be a keyring JSON document ({"version":1,"current":n,"keks":{...},"index":"..."})' };
+      } catch {
+        return { error: 'must be a keyring JSON document' };
+      }
+    },
+  },
   HEARTH_AUDIT_RETENTION_DAYS: {
     doc: 'days AuditEvents are kept before `hearth audit purge` may remove them (default 2192, six years)',
     parse: integer(1, 36500),
@@ -192,12 +226,21 @@ export function loadConfig(env: Env): Config {
   if (new Set(issuers.map((i) => i.issuer)).size !== issuers.length) {
     problems.push({ name: 'HEARTH_AUTH_ISSUERS', message: 'each issuer may be trusted only once' });
   }
+  if (values.HEARTH_KEYRING !== undefined && values.HEARTH_KEYRING_FILE !== undefined) {
+    problems.push({ name: 'HEARTH_KEYRING', message: 'give HEARTH_KEYRING or HEARTH_KEYRING_FILE, not both' });
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   const urlHost = host.includes(':') ? `[${host}]` : host;
+  const dataDir = (values.HEARTH_DATA_DIR as string | undefined) ?? resolve('data');
   return deepFreeze({
     host,
     port,
-    dataDir: (values.HEARTH_DATA_DIR as string | undefined) ?? resolve('data'),
+    dataDir,
+    protectionFile: values.HEARTH_PROTECTION_FILE as string | undefined,
+    keyring:
+      values.HEARTH_KEYRING !== undefined
+        ? { kind: 'env' as const, json: values.HEARTH_KEYRING as string }
+        : { kind: 'file' as const, path: (values.HEARTH_KEYRING_FILE as string | undefined) ?? resolve(dataDir, 'keys', 'keyring.json') },
     baseUrl: (values.HEARTH_BASE_URL as string | undefined) ?? `http://${urlHost}:${port}/fhir`,
     logLevel: (values.HEARTH_LOG_LEVEL as LogLevel | undefined) ?? 'info',
     bodyLimit: (values.HEARTH_BODY_LIMIT as number | undefined) ?? 2 * 1024 * 1024,

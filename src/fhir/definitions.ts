@@ -30,7 +30,7 @@ export interface SearchParamDef {
   /** the top-level elements the expression reads: what a role's element mask must allow */
   readonly elements: readonly string[];
   /** Composite parameters: each component's type and expression relative to each base node. */
-  readonly components?: readonly { readonly type: SearchParamType; readonly evaluate: Evaluator }[];
+  readonly components?: readonly { readonly type: SearchParamType; readonly expression: string; readonly evaluate: Evaluator }[];
 }
 
 export interface ElementInfo {
@@ -150,7 +150,7 @@ export function loadFhirModel(options: { updateCreate: boolean }): FhirModel {
         components = (sp.component ?? []).map((c) => {
           const def = byUrl.get(c.definition);
           if (!def) throw new Error(`composite ${sp.code}: unknown component ${c.definition}`);
-          return { type: def.type as SearchParamType, evaluate: compile(c.expression) };
+          return { type: def.type as SearchParamType, expression: c.expression, evaluate: compile(c.expression) };
         });
       }
       params.set(sp.code, {

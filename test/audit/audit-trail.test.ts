@@ -49,7 +49,7 @@ describe('one AuditEvent per request (IHE BALP)', () => {
 
   it('records writes as before/after references and searches as a base64 query with the ids returned', async () => {
     const t = await testApp();
-    const p = await create(t.app, { resourceType: 'Patient', name: [{ family: 'W' }] });
+    const p = await create(t.app, { resourceType: 'Patient', name: [{ family: 'Written' }] });
     const o = await create(t.app, { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${p.id}` } });
     const upd = await t.app.inject({ method: 'PUT', url: `/fhir/Observation/${o.id}`, headers: { 'content-type': 'application/fhir+json' }, payload: JSON.stringify({ ...o, status: 'amended' }) });
     const u = await audit(t, upd.headers['x-request-id'] as string);
@@ -63,12 +63,12 @@ describe('one AuditEvent per request (IHE BALP)', () => {
     const d = await audit(t, del.headers['x-request-id'] as string);
     expect(d.action).toBe('D');
     expect(d.entity.map((x: any) => x.what.reference)).toEqual([`Patient/${p.id}`, `Observation/${o.id}/_history/2`, `Observation/${o.id}/_history/3`]);
-    const search = await t.app.inject({ method: 'GET', url: '/fhir/Patient?family=w' });
+    const search = await t.app.inject({ method: 'GET', url: '/fhir/Patient?family=wri' });
     const s = await audit(t, search.headers['x-request-id'] as string);
     expect(s.action).toBe('E');
     expect(s.subtype[0].code).toBe('search-type');
     const query = s.entity.find((x: any) => x.role.code === '24');
-    expect(Buffer.from(query.query, 'base64').toString()).toBe('family=w');
+    expect(Buffer.from(query.query, 'base64').toString()).toBe('family=wri');
     expect(s.entity.filter((x: any) => x.role.code === '4').map((x: any) => x.what.reference)).toEqual([`Patient/${p.id}/_history/1`]);
   });
 

@@ -13,6 +13,8 @@ export const BASE = 'http://127.0.0.1:8080/fhir';
 export const FHIR_JSON = 'application/fhir+json';
 
 export const ISSUER = 'https://issuer.test/realms/hearth';
+/** A protection policy that encrypts nothing: the plain baseline. */
+export const PLAIN = { HEARTH_PROTECTION_FILE: new URL('../fixtures/protection-none.json', import.meta.url).pathname };
 
 /** One signing key per test process, published as a JWKS file the app is configured to trust. */
 const keys = await (async () => {

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BASE, create, ids, json, type TestApp, testApp } from '../helpers/app.ts';
+import { BASE, create, ids, json, PLAIN, type TestApp, testApp } from '../helpers/app.ts';
 
 const LOINC = 'http://loinc.org';
 const UCUM = 'http://unitsofmeasure.org';
@@ -16,7 +16,8 @@ describe('search', () => {
   const names = (...keys: string[]) => keys.map((k) => id[k]).sort();
 
   beforeAll(async () => {
-    t = await testApp();
+    // Search semantics on the plain store; the encrypted store is compared to it in test/crypto.
+    t = await testApp(PLAIN);
     const p = async (key: string, r: Record<string, unknown>) => {
       id[key] = (await create(t.app, { resourceType: 'Patient', ...r })).id;
     };
@@ -345,7 +346,7 @@ describe('search', () => {
 
 describe('paging', () => {
   it('walks 250 resources forward and back through next/previous links while data changes', async () => {
-    const t = await testApp();
+    const t = await testApp(PLAIN);
     const created: string[] = [];
     for (let i = 0; i < 250; i++) {
       const r = await create(t.app, {

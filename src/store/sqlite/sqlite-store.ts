@@ -80,6 +80,11 @@ export class SqliteStore implements ResourceStore {
     };
   }
 
+  /** Whether any resource (other than AuditEvents) is stored: decides whether a new keyring may be made. */
+  hasResources(): boolean {
+    return this.#db.prepare('SELECT 1 FROM resource_versions WHERE type <> \'AuditEvent\' LIMIT 1').get() !== undefined;
+  }
+
   /** The append-only audit trail in the same database file. */
   auditStore(): AuditStore {
     return new SqliteAuditStore(this.#db, (work) => this.#transaction(work));

@@ -1,0 +1,176 @@
+import { createHmac, type KeyObject } from 'node:crypto';
+import type { SearchParamType } from '../fhir/definitions.ts';
+import { FhirError } from '../fhir/errors.ts';
+import type { Clause, EntryPredicate, IndexEntry, SearchQuery } from '../store/resource-store.ts';
+import type { ProtectionPolicy } from './protection.ts';
+
+// Prefixes of protected strings are indexed from this length on; shorter searches are refused.
+export const MIN_PREFIX = 3;
+const MAX_PREFIX = 64;
+
+const FORMS: Partial<Record<SearchParamType, string>> = {
+  token: 'code, system|code, |code, system|, :not, :missing',
+  string: `a prefix of at least ${MIN_PREFIX} characters, :exact, :missing`,
+  date: 'a whole year, month or day without prefix (birthdate=1974-12), :missing',
+  reference: 'Type/id, :missing',
+  uri: 'the exact URI, :missing',
+};
+
+/**
+ * Keyed blind indexes (HMAC-SHA256 under the keyring's index key, truncated to 128 bits) for
+ * search parameters over encrypted elements: the same normalisation as plain search, then a
+ * keyed hash, so equality still works and the values do not rest in the clear.
+ */
+export class BlindIndex {
+  readonly #key: KeyObject;
+  readonly #policy: ProtectionPolicy;
+
+  constructor(key: KeyObject, policy: ProtectionPolicy) {
+    this.#key = key;
+    this.#policy = policy;
+  }
+
+  #h(kind: string, param: string, value: string): string {
+    return createHmac('sha256', this.#key).update(`${kind}\u0000${param}\u0000${value}`).digest().subarray(0, 16).toString('base64url');
+  }
+
+  /** Write side: blinds the entries of protected parameters; the rest pass unchanged. */
+  entries(type: string, entries: readonly IndexEntry[]): IndexEntry[] {
+    const blinded = this.#policy.blinded.get(type);
+    if (!blinded || blinded.size === 0) return [...entries];
+    const out: IndexEntry[] = [];
+    for (const e of entries) {
+      const kind = blinded.get(e.param);
+      if (!kind) {
+        out.push(e);
+        continue;
+      }
+      const base = { param: e.param, grp: e.grp };
+      switch (kind) {
+        case 'token':
+          // sys stays in clear (a code system, not a value); display text is not indexed.
+          if (e.code !== undefined) out.push({ ...base, sys: e.sys, code: this.#h('t', e.param, e.code) });
+          break;
+        case 'string': {
+          const norm = e.code ?? '';
+          for (let n = MIN_PREFIX; n <= Math.min(norm.length, MAX_PREFIX); n++) out.push({ ...base, code: this.#h('p', e.param, norm.slice(0, n)) });
+          if (norm.length < MIN_PREFIX || norm.length > MAX_PREFIX) out.push({ ...base, code: this.#h('p', e.param, norm) });
+          if (e.text !== undefined) out.push({ ...base, text: this.#h('x', e.param, e.text) });
+          break;
+        }
+        case 'date':
+          for (const s of dateStrings(e.lo, e.hi)) out.push({ ...base, code: this.#h('d', e.param, s) });
+          break;
+        case 'reference':
+        case 'uri':
+          if (e.code !== undefined) out.push({ ...base, code: this.#h('r', e.param, e.code) });
+          break;
+        default:
+          // numbers and quantities: presence only (for :missing); no value, no unit.
+          out.push({ ...base, code: this.#h('q', e.param, `${e.lo}|${e.sys}|${e.code}`) });
+      }
+    }
+    return out;
+  }
+
+  /** Read side: rewrites a query onto the blind indexes, or refuses what they cannot answer (400). */
+  query(q: SearchQuery): SearchQuery {
+    const blinded = this.#policy.blinded.get(q.type);
+    for (const k of q.sort) {
+      if (blinded?.has(k.param)) throw refuse(q.type, k.param, undefined, `cannot sort by ${k.param}: it reads elements encrypted at rest`);
+    }
+    return { ...q, where: q.where.map((c) => this.#clause(q.type, c)) };
+  }
+
+  #clause(type: string, c: Clause): Clause {
+    const blinded = this.#policy.blinded.get(type);
+    switch (c.kind) {
+      case 'exists': {
+        const kind = blinded?.get(c.param);
+        return kind ? { ...c, where: this.#predicates(type, c.param, kind, c.where) } : c;
+      }
+      case 'composite':
+        return {
+          ...c,
+          components: c.components.map((preds, i) => {
+            const kind = blinded?.get(`${c.param}$${i}`);
+            return kind ? this.#predicates(type, `${c.param}$${i}`, kind, preds) : preds;
+          }),
+        };
+      case 'chain':
+        return { ...c, where: c.where.map((w) => this.#clause(c.targetType, w)) };
+      case 'or':
+        return { ...c, any: c.any.map((w) => this.#clause(type, w)) };
+      case 'and':
+        return { ...c, all: c.all.map((w) => this.#clause(type, w)) };
+      case 'not':
+        return { ...c, clause: this.#clause(type, c.clause) };
+    }
+  }
+
+  #predicates(type: string, param: string, kind: SearchParamType, preds: readonly EntryPredicate[]): EntryPredicate[] {
+    if (preds.length === 0) return []; // :missing
+    const no = () => refuse(type, param, kind);
+    if (kind === 'date') {
+      const lo = preds.find((p) => p.field === 'lo' && p.op === 'ge');
+      const hi = preds.find((p) => p.field === 'hi' && p.op === 'le');
+      const s = preds.length === 2 && lo && hi ? dateStrings((lo as { value: number }).value, (hi as { value: number }).value) : [];
+      if (s.length === 0) throw no();
+      return [{ field: 'code', op: 'eq', value: this.#h('d', param, s[s.length - 1]) }];
+    }
+    return preds.map((p): EntryPredicate => {
+      if (p.field === 'sys' && (kind === 'token' || p.op === 'null')) return p;
+      if (p.op === 'null') return p;
+      const h = (k: string, v: string) => this.#h(k, param, v);
+      if (kind === 'token' && p.field === 'code') {
+        if (p.op === 'eq') return { field: 'code', op: 'eq', value: h('t', p.value as string) };
+        if (p.op === 'in') return { field: 'code', op: 'in', value: (p.value as string[]).map((v) => h('t', v)) };
+      }
+      if (kind === 'string') {
+        if (p.field === 'code' && p.op === 'prefix') {
+          const v = p.value as string;
+          if (v.length < MIN_PREFIX) throw refuse(type, param, kind, `${param}: a search of an encrypted element needs at least ${MIN_PREFIX} characters`);
+          return { field: 'code', op: 'eq', value: h('p', v) };
+        }
+        if (p.field === 'text' && p.op === 'eq') return { field: 'text', op: 'eq', value: h('x', p.value as string) };
+      }
+      if ((kind === 'reference' || kind === 'uri') && p.field === 'code') {
+        if (p.op === 'eq') return { field: 'code', op: 'eq', value: h('r', p.value as string) };
+        if (p.op === 'in') return { field: 'code', op: 'in', value: (p.value as string[]).map((v) => h('r', v)) };
+      }
+      throw no();
+    });
+  }
+}
+
+function refuse(type: string, param: string, kind?: SearchParamType, message?: string): FhirError {
+  const forms = kind ? (FORMS[kind] ?? ':missing only') : '';
+  return new FhirError(400, 'HEARTH_PROTECTED_SEARCH', {
+    code: 'not-supported',
+    diagnostics:
+      message ??
+      `${param} reads ${type} elements that are encrypted at rest; this form of search cannot be answered without decrypting every record. Supported: ${forms}`,
+  });
+}
+
+const pad = (n: number, w = 2) => String(n).padStart(w, '0');
+
+/**
+ * The calendar strings a date range stands for when it is a whole day, month or year: the
+ * write side indexes each enclosing precision ('1974', '1974-12', '1974-12-25'); a query names
+ * one. Ranges finer than a day (times, periods) yield none: they are not searchable when protected.
+ */
+export function dateStrings(lo: number | undefined, hi: number | undefined): string[] {
+  if (lo === undefined || hi === undefined) return [];
+  const d = new Date(lo);
+  if (d.getUTCHours() || d.getUTCMinutes() || d.getUTCSeconds() || d.getUTCMilliseconds()) return [];
+  const y = d.getUTCFullYear();
+  const m = d.getUTCMonth();
+  const day = d.getUTCDate();
+  const year = `${pad(y, 4)}`;
+  const month = `${year}-${pad(m + 1)}`;
+  if (hi === Date.UTC(y + 1, 0, 1) && m === 0 && day === 1) return [year];
+  if (hi === Date.UTC(y, m + 1, 1) && day === 1) return [year, month];
+  if (hi === Date.UTC(y, m, day + 1)) return [year, month, `${month}-${pad(day)}`];
+  return [];
+}

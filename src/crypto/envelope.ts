@@ -1,0 +1,135 @@
+import { createCipheriv, createDecipheriv, createSecretKey, randomBytes } from 'node:crypto';
+import { FhirError } from '../fhir/errors.ts';
+import type { KeyProvider } from './keyring.ts';
+
+/** Where a sealed resource keeps its envelope. The name cannot collide with a FHIR element. */
+export const ENVELOPE = '_hearthEnvelope';
+
+export interface Envelope {
+  readonly v: 1;
+  /** id of the KEK that wrapped the data key */
+  readonly kek: string;
+  /** the data key, wrapped: base64(nonce | ciphertext | tag) */
+  readonly dek: string;
+  /** protected element path → base64(nonce | ciphertext | tag) of its JSON */
+  readonly f: Record<string, string>;
+}
+
+type Json = Record<string, unknown>;
+
+/** Tampered, moved or undecryptable data: a server fault the client sees as a generic 500, recorded as a security issue. */
+export function integrityFailure(what: string): FhirError {
+  return new FhirError(500, 'HEARTH_INTEGRITY', { code: 'security', diagnostics: `integrity failure: ${what}` });
+}
+
+function seal(key: Parameters<typeof createCipheriv>[1], plaintext: Buffer, aad: string): string {
+  // AES-256-GCM with a fresh 96-bit nonce for every value. See: NIST SP 800-38D §8.2.2 (random IVs)
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  cipher.setAAD(Buffer.from(aad, 'utf8'));
+  const ct = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  return Buffer.concat([iv, ct, cipher.getAuthTag()]).toString('base64');
+}
+
+function open(key: Parameters<typeof createDecipheriv>[1], sealed: string, aad: string): Buffer {
+  const raw = Buffer.from(sealed, 'base64');
+  if (raw.length < 28) throw new Error('too short');
+  const decipher = createDecipheriv('aes-256-gcm', key, raw.subarray(0, 12));
+  decipher.setAAD(Buffer.from(aad, 'utf8'));
+  decipher.setAuthTag(raw.subarray(raw.length - 16));
+  return Buffer.concat([decipher.update(raw.subarray(12, raw.length - 16)), decipher.final()]);
+}
+
+/** The keys of `node` that a protected element name stands for: itself, its choice variants, their `_` twins. */
+function keysFor(node: Json, element: string): string[] {
+  return Object.keys(node).filter((k) => {
+    const bare = k.startsWith('_') ? k.slice(1) : k;
+    return bare === element || (bare.startsWith(element) && /^[A-Z]/.test(bare.slice(element.length)));
+  });
+}
+
+/** [path, parent, key] of every protected value in `resource` for the policy's paths. */
+function locate(resource: Json, paths: readonly string[]): [string, Json, string][] {
+  const out: [string, Json, string][] = [];
+  for (const p of paths) {
+    const [head, child] = p.split('.');
+    if (!child) {
+      for (const k of keysFor(resource, head)) out.push([k, resource, k]);
+      continue;
+    }
+    const list = resource[head];
+    if (!Array.isArray(list)) continue;
+    list.forEach((item, i) => {
+      if (item && typeof item === 'object') for (const k of keysFor(item as Json, child)) out.push([`${head}.${i}.${k}`, item as Json, k]);
+    });
+  }
+  return out;
+}
+
+/**
+ * Envelope encryption of one resource version: a fresh 256-bit data key, each protected element
+ * sealed under it with AAD binding type, id, version and element path (so ciphertext cannot be
+ * moved to another record or element), the data key wrapped by the current KEK with AAD binding
+ * the same version. Returns a new object; the input is not changed.
+ */
+export function sealResource(keys: KeyProvider, paths: readonly string[], type: string, id: string, version: number, resource: Json): Json {
+  const out: Json = structuredClone(resource);
+  const found = locate(out, paths);
+  if (found.length === 0) return out;
+  const dekRaw = randomBytes(32);
+  const dek = createSecretKey(dekRaw);
+  const where = `${type}/${id}/_history/${version}`;
+  const f: Record<string, string> = {};
+  for (const [path, parent, key] of found) {
+    f[path] = seal(dek, Buffer.from(JSON.stringify(parent[key]), 'utf8'), `${where}#${path}`);
+    delete parent[key];
+  }
+  const kek = keys.currentKekId();
+  const envelope: Envelope = { v: 1, kek, dek: seal(keys.kek(kek), dekRaw, `${where}#dek#${kek}`), f };
+  dekRaw.fill(0);
+  out[ENVELOPE] = envelope;
+  return out;
+}
+
+/** The inverse of sealResource; any failure (wrong key, tampered or moved ciphertext) is an integrity failure. */
+export function openResource(keys: KeyProvider, type: string, id: string, version: number, stored: Json): Json {
+  const envelope = stored[ENVELOPE] as Envelope | undefined;
+  if (!envelope) return stored;
+  const out: Json = { ...stored };
+  delete out[ENVELOPE];
+  const where = `${type}/${id}/_history/${version}`;
+  try {
+    if (envelope.v !== 1) throw new Error('unknown envelope version');
+    const dek = createSecretKey(open(keys.kek(envelope.kek), envelope.dek, `${where}#dek#${envelope.kek}`));
+    for (const [path, sealed] of Object.entries(envelope.f)) {
+      const value = JSON.parse(open(dek, sealed, `${where}#${path}`).toString('utf8'));
+      const parts = path.split('.');
+      if (parts.length === 1) out[parts[0]] = value;
+      else {
+        const list = (out[parts[0]] as Json[]).map((x) => ({ ...x }));
+        out[parts[0]] = list;
+        list[Number(parts[1])][parts[2]] = value;
+      }
+    }
+  } catch {
+    throw integrityFailure(`${type}/${id} version ${version} cannot be decrypted`);
+  }
+  return out;
+}
+
+/** Re-wraps the data key of a stored version under the current KEK; undefined when already current. */
+export function rewrapResource(keys: KeyProvider, type: string, id: string, version: number, stored: Json): Json | undefined {
+  const envelope = stored[ENVELOPE] as Envelope | undefined;
+  const current = keys.currentKekId();
+  if (!envelope || envelope.kek === current) return undefined;
+  const where = `${type}/${id}/_history/${version}`;
+  let dekRaw: Buffer;
+  try {
+    dekRaw = open(keys.kek(envelope.kek), envelope.dek, `${where}#dek#${envelope.kek}`);
+  } catch {
+    throw integrityFailure(`${type}/${id} version ${version}: data key cannot be unwrapped`);
+  }
+  const rewrapped: Envelope = { ...envelope, kek: current, dek: seal(keys.kek(current), dekRaw, `${where}#dek#${current}`) };
+  dekRaw.fill(0);
+  return { ...stored, [ENVELOPE]: rewrapped };
+}
