@@ -13,7 +13,16 @@ try {
   throw err;
 }
 
-const app = await buildApp(config);
+let app: Awaited<ReturnType<typeof buildApp>>;
+try {
+  app = await buildApp(config);
+} catch (err) {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`hearth: ${err.message}\n`);
+    process.exit(78);
+  }
+  throw err;
+}
 let closing = false;
 const shutdown = (signal: string) => {
   if (closing) return;

@@ -3,10 +3,15 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/config.ts';
 import { auditPurge, auditReportCli, auditVerify, CliError } from './audit.ts';
 import { checkScopes, DEV_ISSUER, devToken } from './dev-token.ts';
+import { keysList, keysRetire, keysRewrap, keysRotate } from './keys.ts';
 
 const USAGE = `usage: hearth <command> [options]
 
 commands:
+  keys list     the key-encryption key versions
+  keys rotate   a new key version for new writes (a running server picks it up)
+  keys rewrap   re-wrap existing data keys under the current version (resumable, with progress)
+  keys retire <version>   remove a version; refused while anything still uses it
   audit verify  walk the audit hash chain and signed checkpoints; exit 1 naming the first break
               --public-key <pem>   checkpoint public key (default <data dir>/keys/audit-signing-key.pub.pem)
   audit report  --from <date> --to <date> [--format md|json|html] [--top N]
@@ -40,7 +45,10 @@ try {
 
 function args(spec: Record<string, { type: 'string' | 'boolean'; default?: string }>): Record<string, string | undefined> {
   try {
-    return parseArgs({ args: rest.slice(command === 'audit' ? 1 : 0), strict: true, options: spec }).values as Record<string, string | undefined>;
+    return parseArgs({ args: rest.slice(command === 'audit' || command === 'keys' ? 1 : 0), strict: true, options: spec }).values as Record<
+      string,
+      string | undefined
+    >;
   } catch (err) {
     fail((err as Error).message);
   }
@@ -69,7 +77,32 @@ async function audit(sub: string | undefined): Promise<void> {
   }
 }
 
+async function keys(sub: string | undefined): Promise<void> {
+  try {
+    if (sub === 'list') process.stdout.write(keysList(config));
+    else if (sub === 'rotate') process.stdout.write(keysRotate(config));
+    else if (sub === 'rewrap') process.stdout.write(await keysRewrap(config, (line) => process.stderr.write(line)));
+    else if (sub === 'retire') {
+      if (rest.length > 2) fail('usage: hearth keys retire <version>');
+      process.stdout.write(await keysRetire(config, rest[1]));
+    } else fail(`unknown keys command "${sub ?? ''}": list, rotate, rewrap or retire`);
+  } catch (err) {
+    if (err instanceof CliError) {
+      process.stderr.write(`hearth: ${err.message}\n`);
+      process.exit(err.message.startsWith('no ') ? 66 : 64);
+    }
+    if (err instanceof ConfigError) {
+      process.stderr.write(`hearth: ${err.message}\n`);
+      process.exit(78);
+    }
+    throw err;
+  }
+}
+
 switch (command) {
+  case 'keys':
+    await keys(rest[0]);
+    break;
   case 'audit':
     await audit(rest[0]);
     break;

@@ -131,7 +131,9 @@ export class LocalKeyring implements KeyProvider {
 
   versions(): { version: number; current: boolean; retired: boolean }[] {
     const all = new Set([...Object.keys(this.#data.keks).map(Number), ...this.#data.retired]);
-    return [...all].sort((a, b) => a - b).map((v) => ({ version: v, current: v === this.#data.current, retired: this.#data.retired.includes(v) }));
+    return [...all]
+      .sort((a, b) => a - b)
+      .map((v) => ({ version: v, current: v === this.#data.current, retired: this.#data.retired.includes(v) }));
   }
 
   /** Adds a new KEK version and makes it current (new writes use it at once after a restart or reload). */

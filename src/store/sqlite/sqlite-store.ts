@@ -85,6 +85,48 @@ export class SqliteStore implements ResourceStore {
     return this.#db.prepare('SELECT 1 FROM resource_versions WHERE type <> \'AuditEvent\' LIMIT 1').get() !== undefined;
   }
 
+  /** Stored versions (not AuditEvents) whose envelope's KEK is `kekId`. */
+  countKeyUse(kekId: string): number {
+    const row = this.#db
+      .prepare('SELECT COUNT(*) AS n FROM resource_versions WHERE type <> \'AuditEvent\' AND json_extract(body, \'$._hearthEnvelope.kek\') = ?')
+      .get(kekId) as { n: number };
+    return row.n;
+  }
+
+  /**
+   * Rewrites, in batches of short transactions, the body of every stored version whose envelope
+   * is not under `currentKek` (key rotation's re-wrap: no new version, same data ciphertext).
+   * Resumable: what is done is no longer selected. Returns how many rows were rewritten.
+   */
+  rewrapAll(
+    currentKek: string,
+    rewrap: (type: string, id: string, version: number, body: Record<string, unknown>) => Record<string, unknown> | undefined,
+    progress: (done: number, total: number) => void,
+    batch = 200,
+  ): number {
+    const pending = 'type <> \'AuditEvent\' AND body IS NOT NULL AND json_extract(body, \'$._hearthEnvelope.kek\') <> ?';
+    const total = (this.#db.prepare(`SELECT COUNT(*) AS n FROM resource_versions WHERE ${pending}`).get(currentKek) as { n: number }).n;
+    const select = this.#db.prepare(`SELECT rid, type, id, version, body FROM resource_versions WHERE ${pending} AND rid > ? ORDER BY rid LIMIT ?`);
+    const write = this.#db.prepare('UPDATE resource_versions SET body = ? WHERE rid = ? AND body = ?');
+    let done = 0;
+    let after = 0;
+    progress(0, total);
+    for (;;) {
+      const rows = select.all(currentKek, after, batch) as { rid: number; type: string; id: string; version: number; body: string }[];
+      if (rows.length === 0) break;
+      this.#transaction(() => {
+        for (const r of rows) {
+          const next = rewrap(r.type, r.id, r.version, JSON.parse(r.body));
+          // Compare-and-set on the old body: a concurrent writer never loses its row.
+          if (next) done += Number(write.run(JSON.stringify(next), r.rid, r.body).changes);
+        }
+      });
+      after = rows[rows.length - 1].rid;
+      progress(done, total);
+    }
+    return done;
+  }
+
   /** The append-only audit trail in the same database file. */
   auditStore(): AuditStore {
     return new SqliteAuditStore(this.#db, (work) => this.#transaction(work));

@@ -1,0 +1,72 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { openKeyring } from '../app.ts';
+import type { Config } from '../config/config.ts';
+import { rewrapResource } from '../crypto/envelope.ts';
+import { SqliteStore } from '../store/sqlite/sqlite-store.ts';
+import { CliError } from './audit.ts';
+
+function keyring(config: Config) {
+  if (config.keyring.kind !== 'file') throw new CliError('the keyring comes from HEARTH_KEYRING: rotate it where that secret is kept');
+  const hasData = existsSync(join(config.dataDir, 'hearth.db'));
+  return openKeyring(config, !hasData);
+}
+
+function store(config: Config): SqliteStore {
+  if (!existsSync(join(config.dataDir, 'hearth.db'))) throw new CliError(`no Hearth database in ${config.dataDir} (HEARTH_DATA_DIR)`);
+  return new SqliteStore({ dataDir: config.dataDir });
+}
+
+/** `hearth keys rotate`: a new KEK version, current for new writes (a running server picks it up within a second). */
+export function keysRotate(config: Config): string {
+  const v = keyring(config).rotate();
+  return `key version ${v} is now current for new writes; run 'hearth keys rewrap' to move existing data keys to it\n`;
+}
+
+/** `hearth keys rewrap`: re-wraps every data key not under the current KEK, in small transactions, with progress. */
+export async function keysRewrap(config: Config, progress: (line: string) => void): Promise<string> {
+  const keys = keyring(config);
+  const s = store(config);
+  try {
+    const current = keys.currentKekId();
+    let last = -1;
+    const n = s.rewrapAll(
+      current,
+      (type, id, version, body) => rewrapResource(keys, type, id, version, body),
+      (done, total) => {
+        const pct = total === 0 ? 100 : Math.floor((done / total) * 100);
+        if (pct !== last) {
+          last = pct;
+          const bar = '#'.repeat(Math.floor(pct / 5)).padEnd(20, '.');
+          progress(`\rrewrap [${bar}] ${pct}% (${done}/${total})`);
+        }
+      },
+    );
+    progress('\n');
+    return `re-wrapped ${n} data keys under ${current}\n`;
+  } finally {
+    await s.close();
+  }
+}
+
+/** `hearth keys retire <version>`: refused while any stored version still uses it. */
+export async function keysRetire(config: Config, version: string | undefined): Promise<string> {
+  if (!version || !/^[1-9]\d{0,5}$/.test(version)) throw new CliError('usage: hearth keys retire <version>');
+  const keys = keyring(config);
+  const s = store(config);
+  try {
+    const used = s.countKeyUse(`local:${version}`);
+    if (used > 0) throw new CliError(`key version ${version} still wraps ${used} data keys: run 'hearth keys rewrap' first`);
+  } finally {
+    await s.close();
+  }
+  keys.retire(Number(version));
+  return `key version ${version} retired\n`;
+}
+
+export function keysList(config: Config): string {
+  return `${keyring(config)
+    .versions()
+    .map((v) => `${v.version}${v.current ? ' current' : ''}${v.retired ? ' retired' : ''}`)
+    .join('\n')}\n`;
+}

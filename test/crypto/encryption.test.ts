@@ -1,0 +1,246 @@
+import { execFile } from 'node:child_process';
+import { chmodSync, readFileSync, rmSync } from 'node:fs';
+import { DatabaseSync } from 'node:sqlite';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { create, ids, json, PLAIN, type TestApp, tempDir, testApp } from '../helpers/app.ts';
+
+const run = promisify(execFile);
+const cli = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+const hearth = (dataDir: string, ...args: string[]) =>
+  run(process.execPath, [cli, ...args], { env: { PATH: process.env.PATH ?? '', HEARTH_DATA_DIR: dataDir } }).then(
+    (r) => ({ code: 0, ...r }),
+    (e) => ({ code: e.code as number, stdout: e.stdout as string, stderr: e.stderr as string }),
+  );
+
+const CANARIES = ['Zqcanaryfam', 'Zqcanarygiv', '1933-03-03', 'ZQMRN98765', '555-7788-1234', 'Zq Canary Lane', 'Zqnarrative', 'Zqvaluestring', 'Zqnotetext', '987.654', 'Zqkinname'];
+const canaryPatient = {
+  resourceType: 'Patient',
+  text: { status: 'generated', div: '<div xmlns="http://www.w3.org/1999/xhtml">Zqnarrative</div>' },
+  identifier: [{ system: 'urn:mrn', value: 'ZQMRN98765' }],
+  name: [{ family: 'Zqcanaryfam', given: ['Zqcanarygiv'] }],
+  telecom: [{ system: 'phone', value: '555-7788-1234' }],
+  gender: 'female',
+  birthDate: '1933-03-03',
+  address: [{ line: ['Zq Canary Lane'] }],
+  contact: [{ name: { family: 'Zqkinname' } }],
+};
+
+describe('PHI canaries never rest in the clear', () => {
+  it('written through the API, they are absent from the database file and its WAL, and read back whole', async () => {
+    const dataDir = tempDir();
+    const t = await testApp({}, { dataDir });
+    const p = await create(t.app, canaryPatient);
+    const o = await create(t.app, {
+      resourceType: 'Observation',
+      status: 'final',
+      code: { text: 'panel' },
+      subject: { reference: `Patient/${p.id}` },
+      valueString: 'Zqvaluestring',
+      note: [{ text: 'Zqnotetext' }],
+      component: [{ code: { text: 'c' }, valueQuantity: { value: 987.654 } }],
+    });
+    await t.app.inject({ method: 'PUT', url: `/fhir/Patient/${p.id}`, headers: { 'content-type': 'application/fhir+json' }, payload: JSON.stringify({ ...p, gender: 'other' }) });
+    const raw = () => ['hearth.db', 'hearth.db-wal'].map((f) => {
+      try {
+        return readFileSync(join(dataDir, f)).toString('latin1');
+      } catch {
+        return '';
+      }
+    }).join('');
+    const walOpen = raw();
+    expect(walOpen.length).toBeGreaterThan(10_000);
+    for (const c of CANARIES) expect(walOpen, c).not.toContain(c);
+    // the API still gives everything back
+    const back = json(await t.app.inject({ method: 'GET', url: `/fhir/Patient/${p.id}` }));
+    expect(back).toMatchObject({ name: canaryPatient.name, birthDate: '1933-03-03', identifier: canaryPatient.identifier, text: canaryPatient.text });
+    const obs = json(await t.app.inject({ method: 'GET', url: `/fhir/Observation/${o.id}` }));
+    expect(obs.component[0].valueQuantity.value).toBe(987.654);
+    expect(obs.note[0].text).toBe('Zqnotetext');
+    await t.app.close();
+    const closed = raw();
+    for (const c of CANARIES) expect(closed, c).not.toContain(c);
+    // and it is genuinely there, encrypted: the envelope is in the file
+    expect(closed).toContain('_hearthEnvelope');
+  });
+});
+
+describe('tampering fails closed', () => {
+  it('ciphertext swapped between records, or one flipped byte, gives a generic 500 recorded as a security failure', async () => {
+    const dataDir = tempDir();
+    const t = await testApp({}, { dataDir });
+    const a = await create(t.app, { ...canaryPatient, name: [{ family: 'Aaaa' }] });
+    const b = await create(t.app, { ...canaryPatient, name: [{ family: 'Bbbb' }] });
+    const db = new DatabaseSync(join(dataDir, 'hearth.db'));
+    const body = (id: string) => JSON.parse((db.prepare('SELECT body FROM resource_versions WHERE id = ? AND current = 1').get(id) as { body: string }).body);
+    const setBody = (id: string, v: unknown) => db.prepare('UPDATE resource_versions SET body = ? WHERE id = ? AND current = 1').run(JSON.stringify(v), id);
+    const bodyA = body(a.id);
+    const bodyB = body(b.id);
+    const swapped = { ...bodyB._hearthEnvelope.f, name: bodyA._hearthEnvelope.f.name };
+    setBody(b.id, { ...bodyB, _hearthEnvelope: { ...bodyB._hearthEnvelope, f: swapped } });
+    const flipped = Buffer.from(bodyA._hearthEnvelope.f.birthDate, 'base64');
+    flipped[20] ^= 1;
+    setBody(a.id, { ...bodyA, _hearthEnvelope: { ...bodyA._hearthEnvelope, f: { ...bodyA._hearthEnvelope.f, birthDate: flipped.toString('base64') } } });
+    const c = await create(t.app, { ...canaryPatient, name: [{ family: 'Cccc' }] });
+    const bodyC = body(c.id);
+    setBody(c.id, { ...bodyC, _hearthEnvelope: { ...bodyC._hearthEnvelope, dek: bodyA._hearthEnvelope.dek } });
+    db.close();
+    for (const id of [a.id, b.id, c.id]) {
+      const res = await t.app.inject({ method: 'GET', url: `/fhir/Patient/${id}` });
+      expect(res.statusCode).toBe(500);
+      expect(json(res).issue).toEqual([{ severity: 'error', code: 'exception', diagnostics: `internal server error; request id ${res.headers['x-request-id']}` }]);
+      expect(res.body).not.toContain('Aaaa');
+      const audit = await t.store.read('AuditEvent', res.headers['x-request-id'] as string);
+      expect(audit?.resource).toMatchObject({ outcome: '8', outcomeDesc: '500 security' });
+    }
+    // searches that would return a damaged record fail closed too, never with partial data
+    const search = await t.app.inject({ method: 'GET', url: '/fhir/Patient?gender=female' });
+    expect(search.statusCode).toBe(500);
+    expect(search.body).not.toContain('Aaaa');
+  });
+});
+
+describe('keys', () => {
+  it('rotate, rewrap while reads and writes continue with zero errors, then retire; everything still reads', async () => {
+    const dataDir = tempDir();
+    const t = await testApp({}, { dataDir });
+    const made: string[] = [];
+    for (let i = 0; i < 30; i++) made.push((await create(t.app, { ...canaryPatient, name: [{ family: `Rot${i}` }] })).id);
+    let stop = false;
+    const failures: string[] = [];
+    const load = (async () => {
+      let i = 0;
+      while (!stop) {
+        const w = await t.app.inject({ method: 'POST', url: '/fhir/Patient', headers: { 'content-type': 'application/fhir+json' }, payload: JSON.stringify({ ...canaryPatient, name: [{ family: `Live${i}` }] }) });
+        if (w.statusCode !== 201) failures.push(`write ${w.statusCode}`);
+        else made.push(json(w).id);
+        const r = await t.app.inject({ method: 'GET', url: `/fhir/Patient/${made[i % made.length]}` });
+        if (r.statusCode !== 200) failures.push(`read ${r.statusCode}`);
+        const s = await t.app.inject({ method: 'GET', url: '/fhir/Patient?family=rot1&_count=3' });
+        if (s.statusCode !== 200) failures.push(`search ${s.statusCode}`);
+        i++;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    expect((await hearth(dataDir, 'keys', 'rotate')).stdout).toContain('key version 2 is now current');
+    const refused = await hearth(dataDir, 'keys', 'retire', '1');
+    expect(refused.code).toBe(64);
+    expect(refused.stderr).toMatch(/key version 1 still wraps \d+ data keys/);
+    await new Promise((r) => setTimeout(r, 1200)); // the server picks up the new version
+    const rewrap = await hearth(dataDir, 'keys', 'rewrap');
+    expect(rewrap.code).toBe(0);
+    expect(rewrap.stderr).toContain('100%');
+    stop = true;
+    await load;
+    expect(failures).toEqual([]);
+    await hearth(dataDir, 'keys', 'rewrap'); // resumable: catches anything written under version 1 meanwhile
+    const retired = await hearth(dataDir, 'keys', 'retire', '1');
+    expect(retired.stdout).toBe('key version 1 retired\n');
+    expect((await hearth(dataDir, 'keys', 'list')).stdout).toBe('1 retired\n2 current\n');
+    for (const id of made) expect((await t.app.inject({ method: 'GET', url: `/fhir/Patient/${id}` })).statusCode).toBe(200);
+    // old versions too
+    const h = json(await t.app.inject({ method: 'GET', url: `/fhir/Patient/_history?_count=500` }));
+    expect(h.entry.length).toBeGreaterThan(30);
+  });
+
+  it('refuses a keyring others can read, and a missing keyring when data exists', async () => {
+    const dataDir = tempDir();
+    const t = await testApp({}, { dataDir });
+    await create(t.app, canaryPatient);
+    await t.app.close();
+    const ring = join(dataDir, 'keys', 'keyring.json');
+    chmodSync(ring, 0o644);
+    await expect(testApp({}, { dataDir })).rejects.toThrow(/HEARTH_KEYRING_FILE: keyring .* is readable by others \(mode 644\); chmod 600 it/);
+    rmSync(ring);
+    await expect(testApp({}, { dataDir })).rejects.toThrow(/is missing but encrypted data exists/);
+  });
+
+  it('takes the keyring from HEARTH_KEYRING instead of a file', async () => {
+    const kek = Buffer.alloc(32, 7).toString('base64');
+    const keyring = JSON.stringify({ version: 1, current: 1, keks: { 1: kek }, retired: [], index: Buffer.alloc(32, 9).toString('base64') });
+    const t = await testApp({ HEARTH_KEYRING: keyring });
+    const p = await create(t.app, canaryPatient);
+    expect((await t.app.inject({ method: 'GET', url: `/fhir/Patient/${p.id}` })).statusCode).toBe(200);
+  });
+});
+
+describe('searching encrypted elements', () => {
+  let plain: TestApp;
+  let sealed: TestApp;
+  const idmap = new Map<string, string>(); // sealed id → plain id
+  beforeAll(async () => {
+    plain = await testApp(PLAIN);
+    sealed = await testApp();
+    const people = [
+      { identifier: [{ system: 'urn:mrn', value: 'M1' }], name: [{ family: 'Chalmers', given: ['Peter'] }], birthDate: '1974-12-25', telecom: [{ system: 'email', value: 'p@x.org' }], address: [{ city: 'Pleasantville', postalCode: '3999' }] },
+      { identifier: [{ system: 'urn:mrn', value: 'M2' }], name: [{ family: 'Müller', given: ['Anna'] }], birthDate: '1985-06', telecom: [{ system: 'phone', value: '555-1' }] },
+      { identifier: [{ system: 'urn:other', value: 'M1' }], name: [{ family: 'Chalmerson', given: ['Al'] }], birthDate: '1974' },
+    ];
+    for (const p of people) {
+      const a = await create(plain.app, { resourceType: 'Patient', ...p });
+      const b = await create(sealed.app, { resourceType: 'Patient', ...p });
+      idmap.set(b.id, a.id);
+      const obs = { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: 'Patient/ID' }, valueCodeableConcept: { coding: [{ system: 'urn:sct', code: p.identifier[0].value }] }, valueString: undefined };
+      const oa = await create(plain.app, { ...obs, subject: { reference: `Patient/${a.id}` } });
+      const ob = await create(sealed.app, { ...obs, subject: { reference: `Patient/${b.id}` } });
+      idmap.set(ob.id, oa.id);
+    }
+  });
+
+  it.each([
+    'Patient?family=chal',
+    'Patient?family=CHALMERS',
+    'Patient?family=chalmerso',
+    'Patient?name=mul',
+    'Patient?given=pet',
+    'Patient?family:exact=Chalmers',
+    'Patient?family:exact=chalmers',
+    'Patient?identifier=M1',
+    'Patient?identifier=urn:mrn|M1',
+    'Patient?identifier=urn:mrn|',
+    'Patient?identifier:not=M1',
+    'Patient?identifier:missing=true',
+    'Patient?birthdate=1974',
+    'Patient?birthdate=1974-12',
+    'Patient?birthdate=1974-12-25',
+    'Patient?birthdate=1985-06',
+    'Patient?birthdate=1985',
+    'Patient?email=p@x.org',
+    'Patient?phone=555-1',
+    'Patient?address-postalcode=3999',
+    'Patient?address-city=pleas',
+    'Observation?value-concept=urn:sct|M2',
+    'Observation?patient.family=chal',
+    'Observation?subject:Patient.identifier=urn:mrn|M2',
+  ])('%s gives the same results as the plain store', async (q) => {
+    const a = json(await plain.app.inject({ method: 'GET', url: `/fhir/${q}` }));
+    const res = await sealed.app.inject({ method: 'GET', url: `/fhir/${q}` });
+    expect(res.statusCode, res.body).toBe(200);
+    const b = json(res);
+    expect(ids(b).map((id) => idmap.get(id)).sort()).toEqual(ids(a).sort());
+    // every form finds something, but the two that must find nothing
+    if (!q.endsWith(':exact=chalmers') && !q.endsWith(':missing=true')) expect(ids(a).length, q).toBeGreaterThan(0);
+  });
+
+  it.each([
+    ['Patient?family=ch', 'at least 3 characters'],
+    ['Patient?family:contains=alm', 'Supported: a prefix of at least 3 characters, :exact, :missing'],
+    ['Patient?birthdate=gt1980', 'Supported: a whole year, month or day'],
+    ['Patient?birthdate=1974-12-25T10:00:00Z', 'Supported: a whole year, month or day'],
+    ['Patient?birthdate=ap1974', 'encrypted at rest'],
+    ['Patient?identifier:text=mrn', 'Supported: code, system|code'],
+    ['Patient?_sort=family', 'cannot sort by family'],
+    ['Patient?_sort=-birthdate', 'cannot sort by birthdate'],
+    ['Observation?value-quantity=5', 'Supported: :missing only'],
+    ['Observation?component-value-quantity=gt1', 'Supported: :missing only'],
+    ['Observation?code-value-quantity=x$5', 'Supported: :missing only'],
+    ['Observation?value-string:contains=abc', 'encrypted at rest'],
+    ['Observation?patient.birthdate=lt2000', 'encrypted at rest'],
+  ])('%s → 400: %s', async (q, message) => {
+    const res = await sealed.app.inject({ method: 'GET', url: `/fhir/${q}` });
+    expect(res.statusCode).toBe(400);
+    expect(json(res).issue[0].code).toBe('not-supported');
+    expect(json(res).issue[0].diagnostics).toContain(message);
+  });
+});
