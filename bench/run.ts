@@ -41,24 +41,26 @@ async function load(url: string, method: 'GET' | 'POST' = 'GET', body?: string, 
 const hearthPort = await freePort();
 const openPort = await freePort();
 const unauditedPort = await freePort();
+const plainPort = await freePort();
 const barePort = await freePort();
 const child: ChildProcess = spawn(
   process.execPath,
-  [new URL('./servers.ts', import.meta.url).pathname, String(hearthPort), String(openPort), String(unauditedPort), String(barePort)],
+  [new URL('./servers.ts', import.meta.url).pathname, String(hearthPort), String(openPort), String(unauditedPort), String(plainPort), String(barePort)],
   {
     stdio: ['ignore', 'pipe', 'inherit'],
   },
 );
 const [line] = await once(createInterface({ input: child.stdout! }), 'line');
-const { readId, searchUrl, createBody, token } = JSON.parse(line as string);
+const { readId, plainReadId, searchUrl, createBody, token } = JSON.parse(line as string);
 const H = `http://127.0.0.1:${hearthPort}`;
 const O = `http://127.0.0.1:${openPort}`;
 const U = `http://127.0.0.1:${unauditedPort}`;
+const P = `http://127.0.0.1:${plainPort}`;
 const B = `http://127.0.0.1:${barePort}`;
 
 // Each row: Hearth as deployed; without token verification; without the audit trail; bare Fastify.
 const scenarios: [string, (base: string, tok?: string) => Promise<Result>, () => Promise<Result>][] = [
-  ['read by id', (b, tok) => load(`${b}/fhir/Patient/${readId}`, 'GET', undefined, tok), () => load(`${B}/Patient/x`)],
+  ['read by id', (b, tok) => load(`${b}/fhir/Patient/${b === P ? plainReadId : readId}`, 'GET', undefined, tok), () => load(`${B}/Patient/x`)],
   ['search (family, _count=10, total)', (b, tok) => load(`${b}${searchUrl}`, 'GET', undefined, tok), () => load(`${B}/Patient`)],
   [
     'create (validate, index, durable commit)',
@@ -74,9 +76,11 @@ for (const [name, hearth, bare] of scenarios) {
   const b = await bare();
   const o = await hearth(O, 'unverified');
   const u = await hearth(U, token);
+  const p = await hearth(P, token);
   const h = await hearth(H, token);
+  const r = (x: Result) => (h.rps / x.rps).toFixed(2);
   rows.push(
-    `| ${name} | ${cell(h)} | ${cell(o)} | ${cell(u)} | ${cell(b)} | ${(h.rps / o.rps).toFixed(2)} | ${(h.rps / u.rps).toFixed(2)} | ${(h.rps / b.rps).toFixed(2)} | ${h.errors + o.errors + u.errors + b.errors} |`,
+    `| ${name} | ${cell(h)} | ${cell(p)} | ${cell(o)} | ${cell(u)} | ${cell(b)} | ${r(p)} | ${r(o)} | ${r(u)} | ${r(b)} | ${h.errors + p.errors + o.errors + u.errors + b.errors} |`,
   );
 }
 // Audit throughput: 50 concurrent clients reading; every response waits for its durable AuditEvent.
@@ -115,11 +119,11 @@ rmSync(`/tmp/hearth-bench-start-${process.pid}`, { recursive: true, force: true 
 
 process.stdout.write(
   [
-    `Hearth as deployed vs Hearth without token verification, without the audit trail, and bare Fastify serving the same JSON;`,
+    `Hearth as deployed vs Hearth without encryption at rest, without token verification, without the audit trail, and bare Fastify serving the same JSON;`,
     `${CONNECTIONS} connections, ${DURATION} s each, Node ${process.version}. req/s (p50/p99 ms).`,
     '',
-    '| scenario | Hearth | no token verification | no audit trail | bare Fastify | Hearth / no verification | Hearth / no audit | Hearth / bare | errors |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| scenario | Hearth | no encryption | no token verification | no audit trail | bare Fastify | ÷ no encryption | ÷ no verification | ÷ no audit | ÷ bare | errors |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows,
     '',
     `audit throughput, 50 concurrent clients reading: ${audit50.rps.toFixed(0)} audited requests/s (p50 ${audit50.p50} ms, p99 ${audit50.p99} ms), ${audit50.errors} errors`,

@@ -15,7 +15,7 @@ import { parseScopes } from '../src/auth/scopes.ts';
 import { loadConfig } from '../src/config/config.ts';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.ts';
 
-const [securedPort, openPort, unauditedPort, barePort] = process.argv.slice(2).map(Number);
+const [securedPort, openPort, unauditedPort, plainPort, barePort] = process.argv.slice(2).map(Number);
 const dir = mkdtempSync(join(tmpdir(), 'hearth-bench-'));
 const issuer = 'https://bench-issuer.local';
 const { publicKey, privateKey } = await generateKeyPair('ES256');
@@ -39,6 +39,11 @@ const principal: Principal = {
 };
 const open = await buildApp(config, { store, verifier: { verify: async () => principal } });
 const unaudited = await buildApp(config, { store, auditWriter: async () => {} });
+// The same server without encryption at rest: an empty protection policy, a store of its own.
+writeFileSync(join(dir, 'protection-none.json'), JSON.stringify({ protect: {} }));
+const plainConfig = loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, 'plain'), HEARTH_PROTECTION_FILE: join(dir, 'protection-none.json') });
+const plain = await buildApp(plainConfig);
+await plain.listen({ host: '127.0.0.1', port: plainPort });
 await secured.listen({ host: '127.0.0.1', port: securedPort });
 await open.listen({ host: '127.0.0.1', port: openPort });
 await unaudited.listen({ host: '127.0.0.1', port: unauditedPort });
@@ -63,6 +68,7 @@ const patient = (i: number) => ({
 });
 const auth = { authorization: `Bearer ${token}` };
 let readId = '';
+let plainReadId = '';
 for (let i = 0; i < 1000; i++) {
   const res = await secured.inject({
     method: 'POST',
@@ -70,7 +76,16 @@ for (let i = 0; i < 1000; i++) {
     headers: { 'content-type': 'application/fhir+json', ...auth },
     payload: JSON.stringify(patient(i)),
   });
-  if (i === 500) readId = JSON.parse(res.body).id;
+  const pres = await plain.inject({
+    method: 'POST',
+    url: '/fhir/Patient',
+    headers: { 'content-type': 'application/fhir+json', ...auth },
+    payload: JSON.stringify(patient(i)),
+  });
+  if (i === 500) {
+    readId = JSON.parse(res.body).id;
+    plainReadId = JSON.parse(pres.body).id;
+  }
 }
 const readBody = (await secured.inject({ method: 'GET', url: `/fhir/Patient/${readId}`, headers: auth })).body;
 const searchUrl = '/fhir/Patient?family=Family7&_count=10';
@@ -83,11 +98,12 @@ bare.get('/Patient', async (_req, reply) => reply.type('application/fhir+json').
 bare.post('/Patient', async (req, reply) => reply.code(201).send(req.body));
 await bare.listen({ host: '127.0.0.1', port: barePort });
 
-process.stdout.write(`${JSON.stringify({ readId, searchUrl, token, createBody: JSON.stringify(patient(5000)) })}\n`);
+process.stdout.write(`${JSON.stringify({ readId, plainReadId, searchUrl, token, createBody: JSON.stringify(patient(5000)) })}\n`);
 process.on('SIGTERM', async () => {
   await secured.close();
   await open.close();
   await unaudited.close();
+  await plain.close();
   await bare.close();
   rmSync(dir, { recursive: true, force: true });
   process.exit(0);

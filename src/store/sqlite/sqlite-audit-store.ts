@@ -3,6 +3,7 @@ import type { AuditEvent } from 'fhir/r4.js';
 import type { AuditAppend, AuditStore, ChainLink, Checkpoint, CheckpointSigner, PurgeRecord } from '../../audit/audit-store.ts';
 import { canonicalize } from '../../audit/canonical-json.ts';
 import { GENESIS, linkHashOfCanonical } from '../../audit/chain.ts';
+import { IndexWriter } from './index-writer.ts';
 
 /**
  * The AuditStore on the embedded database. Appends run in one IMMEDIATE transaction that reads
@@ -13,9 +14,11 @@ export class SqliteAuditStore implements AuditStore {
   readonly #db: DatabaseSync;
   readonly #transaction: <T>(work: () => T) => T;
   readonly #stmt: Record<string, StatementSync>;
+  readonly #index: IndexWriter;
 
   constructor(db: DatabaseSync, transaction: <T>(work: () => T) => T) {
     this.#db = db;
+    this.#index = new IndexWriter(db);
     this.#transaction = transaction;
     this.#stmt = {
       head: db.prepare('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1'),
@@ -45,7 +48,7 @@ export class SqliteAuditStore implements AuditStore {
         const body = JSON.stringify(canonicalize(e.resource));
         const hash = linkHashOfCanonical(head.hash, seq, body);
         const { rid } = this.#stmt.insertEvent.get(e.resource.id ?? '', e.resource.recorded, body) as { rid: number };
-        this.#insertIndex(rid, e.index);
+        this.#index.insert(rid, 'AuditEvent', e.index);
         this.#stmt.insertLink.run(seq, rid, e.resource.id ?? '', e.resource.recorded, head.hash, hash);
         head = { seq, hash };
       }
@@ -129,23 +132,6 @@ export class SqliteAuditStore implements AuditStore {
       this.#append([purgeEvent(count, throughSeq)], sign);
     });
     return record!;
-  }
-
-  // One multi-row INSERT per event: a statement call per row costs more than the row itself.
-  readonly #indexStatements = new Map<number, StatementSync>();
-  #insertIndex(rid: number, entries: AuditAppend['index']): void {
-    for (let start = 0; start < entries.length; start += 64) {
-      const chunk = entries.slice(start, start + 64);
-      let stmt = this.#indexStatements.get(chunk.length);
-      if (!stmt) {
-        const rows = Array.from({ length: chunk.length }, () => '(?, \'AuditEvent\', ?, ?, ?, ?, ?, ?, ?)').join(', ');
-        stmt = this.#db.prepare(`INSERT INTO search_index (rid, type, param, grp, sys, code, text, lo, hi) VALUES ${rows}`);
-        this.#indexStatements.set(chunk.length, stmt);
-      }
-      const params: (string | number | null)[] = [];
-      for (const i of chunk) params.push(rid, i.param, i.grp, i.sys ?? null, i.code ?? null, i.text ?? null, i.lo ?? null, i.hi ?? null);
-      stmt.run(...params);
-    }
   }
 
   #head(): { seq: number; hash: string } {

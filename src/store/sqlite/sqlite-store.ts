@@ -6,7 +6,6 @@ import { FhirError } from '../../fhir/errors.ts';
 import type {
   HistoryPage,
   HistoryQuery,
-  IndexEntry,
   Prepare,
   ResourceStore,
   SearchPage,
@@ -15,6 +14,7 @@ import type {
   WriteResult,
 } from '../resource-store.ts';
 import type { AuditStore } from '../../audit/audit-store.ts';
+import { IndexWriter } from './index-writer.ts';
 import { SqliteAuditStore } from './sqlite-audit-store.ts';
 import { countSql, type SqlValue, searchSql } from './sqlite-query.ts';
 import { SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
@@ -43,6 +43,7 @@ export class SqliteStore implements ResourceStore {
   readonly #db: DatabaseSync;
   readonly #clock: () => Date;
   readonly #stmt: Record<string, StatementSync>;
+  readonly #index: IndexWriter;
   /** the database file, or ':memory:' */
   readonly path: string;
 
@@ -62,6 +63,7 @@ export class SqliteStore implements ResourceStore {
     }
     this.#db.exec(SCHEMA);
     this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    this.#index = new IndexWriter(this.#db);
     this.#stmt = {
       current: this.#db.prepare(
         'SELECT rid, type, id, version, last_updated, deleted, body FROM resource_versions WHERE type = ? AND id = ? AND current = 1',
@@ -73,9 +75,6 @@ export class SqliteStore implements ResourceStore {
       unindex: this.#db.prepare('DELETE FROM search_index WHERE rid = ?'),
       insert: this.#db.prepare(
         'INSERT INTO resource_versions (type, id, version, last_updated, deleted, current, body) VALUES (?, ?, ?, ?, ?, 1, ?) RETURNING rid',
-      ),
-      index: this.#db.prepare(
-        'INSERT INTO search_index (rid, type, param, grp, sys, code, text, lo, hi) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
     };
   }
@@ -286,22 +285,8 @@ export class SqliteStore implements ResourceStore {
     }
     const body = JSON.stringify(resource);
     const { rid } = this.#stmt.insert.get(type, id, versionId, lastUpdated, 0, body) as { rid: number };
-    for (const e of index) this.#insertIndex(rid, type, e);
+    this.#index.insert(rid, type, index);
     return { type, id, versionId, lastUpdated, deleted: false, resource };
-  }
-
-  #insertIndex(rid: number, type: string, e: IndexEntry): void {
-    this.#stmt.index.run(
-      rid,
-      type,
-      e.param,
-      e.grp,
-      e.sys ?? null,
-      e.code ?? null,
-      e.text ?? null,
-      e.lo ?? null,
-      e.hi ?? null,
-    );
   }
 
   #transaction<T>(work: () => T): T {
