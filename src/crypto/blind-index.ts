@@ -4,13 +4,15 @@ import { FhirError } from '../fhir/errors.ts';
 import type { Clause, EntryPredicate, IndexEntry, SearchQuery } from '../store/resource-store.ts';
 import type { ProtectionPolicy } from './protection.ts';
 
-// Prefixes of protected strings are indexed from this length on; shorter searches are refused.
+// Prefixes of protected strings are indexed from MIN_PREFIX to MAX_PREFIX characters, and the
+// whole value: a search shorter than MIN_PREFIX is refused; one longer than MAX_PREFIX matches
+// whole values only. Every indexed prefix is one more keyed hash per write.
 export const MIN_PREFIX = 3;
-const MAX_PREFIX = 64;
+export const MAX_PREFIX = 24;
 
 const FORMS: Partial<Record<SearchParamType, string>> = {
   token: 'code, system|code, |code, system|, :not, :missing',
-  string: `a prefix of at least ${MIN_PREFIX} characters, :exact, :missing`,
+  string: `a prefix of ${MIN_PREFIX} to ${MAX_PREFIX} characters or a whole value, :exact, :missing`,
   date: 'a whole year, month or day without prefix (birthdate=1974-12), :missing',
   reference: 'Type/id, :missing',
   uri: 'the exact URI, :missing',
@@ -55,6 +57,7 @@ export class BlindIndex {
           const norm = e.code ?? '';
           for (let n = MIN_PREFIX; n <= Math.min(norm.length, MAX_PREFIX); n++) out.push({ ...base, code: this.#h('p', e.param, norm.slice(0, n)) });
           if (norm.length < MIN_PREFIX || norm.length > MAX_PREFIX) out.push({ ...base, code: this.#h('p', e.param, norm) });
+          // (a search longer than MAX_PREFIX is looked up as a whole value)
           if (e.text !== undefined) out.push({ ...base, text: this.#h('x', e.param, e.text) });
           break;
         }

@@ -210,6 +210,7 @@ describe('searching encrypted elements', () => {
     'Patient?phone=555-1',
     'Patient?address-postalcode=3999',
     'Patient?address-city=pleas',
+    'Patient?address=pleasantville',
     'Observation?value-concept=urn:sct|M2',
     'Observation?patient.family=chal',
     'Observation?subject:Patient.identifier=urn:mrn|M2',
@@ -225,7 +226,7 @@ describe('searching encrypted elements', () => {
 
   it.each([
     ['Patient?family=ch', 'at least 3 characters'],
-    ['Patient?family:contains=alm', 'Supported: a prefix of at least 3 characters, :exact, :missing'],
+    ['Patient?family:contains=alm', 'Supported: a prefix of 3 to 24 characters or a whole value, :exact, :missing'],
     ['Patient?birthdate=gt1980', 'Supported: a whole year, month or day'],
     ['Patient?birthdate=1974-12-25T10:00:00Z', 'Supported: a whole year, month or day'],
     ['Patient?birthdate=ap1974', 'encrypted at rest'],
