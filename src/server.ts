@@ -1,26 +1,14 @@
 import { buildApp } from './app.ts';
-import { ConfigError, loadConfig } from './config/config.ts';
+import { ConfigError, configOrExit, exitWithConfigError } from './config/config.ts';
 
 // Process entry: configuration from the environment (the only reader of process.env), then listen.
-let config: ReturnType<typeof loadConfig>;
-try {
-  config = loadConfig(process.env);
-} catch (err) {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`hearth: ${err.message}\n`);
-    process.exit(78); // EX_CONFIG
-  }
-  throw err;
-}
+const config = configOrExit(process.env);
 
 let app: Awaited<ReturnType<typeof buildApp>>;
 try {
   app = await buildApp(config);
 } catch (err) {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`hearth: ${err.message}\n`);
-    process.exit(78);
-  }
+  if (err instanceof ConfigError) exitWithConfigError(err);
   throw err;
 }
 let closing = false;

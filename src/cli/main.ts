@@ -1,6 +1,6 @@
 // hearth <command>: operator commands. Reads the same HEARTH_* configuration as the server.
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from '../config/config.ts';
+import { ConfigError, configOrExit, exitWithConfigError } from '../config/config.ts';
 import { auditPurge, auditReportCli, auditVerify, CliError } from './audit.ts';
 import { checkScopes, DEV_ISSUER, devToken } from './dev-token.ts';
 import { keysList, keysRetire, keysRewrap, keysRotate } from './keys.ts';
@@ -32,16 +32,7 @@ function fail(message: string): never {
 }
 
 const [command, ...rest] = process.argv.slice(2);
-let config: ReturnType<typeof loadConfig>;
-try {
-  config = loadConfig(process.env);
-} catch (err) {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`hearth: ${err.message}\n`);
-    process.exit(78);
-  }
-  throw err;
-}
+const config = configOrExit(process.env);
 
 function args(spec: Record<string, { type: 'string' | 'boolean'; default?: string }>): Record<string, string | undefined> {
   try {
@@ -91,10 +82,7 @@ async function keys(sub: string | undefined): Promise<void> {
       process.stderr.write(`hearth: ${err.message}\n`);
       process.exit(err.message.startsWith('no ') ? 66 : 64);
     }
-    if (err instanceof ConfigError) {
-      process.stderr.write(`hearth: ${err.message}\n`);
-      process.exit(78);
-    }
+    if (err instanceof ConfigError) exitWithConfigError(err);
     throw err;
   }
 }

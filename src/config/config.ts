@@ -345,3 +345,21 @@ function deepFreeze<T extends object>(value: T): T {
   for (const v of Object.values(value)) if (v && typeof v === 'object') deepFreeze(v);
   return Object.freeze(value);
 }
+
+/**
+ * For process entry points (server, CLI): the configuration, or a clear message naming every
+ * mistake and exit status 78 (EX_CONFIG). Never a stack trace.
+ */
+export function configOrExit(env: Env): Config {
+  try {
+    return loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) exitWithConfigError(err);
+    throw err;
+  }
+}
+
+export function exitWithConfigError(err: ConfigError): never {
+  process.stderr.write(`hearth: ${err.message}\n`);
+  process.exit(78);
+}

@@ -181,3 +181,8 @@ export function loadFhirModel(options: { updateCreate: boolean }): FhirModel {
   }
   return { types, capabilityStatement: capability };
 }
+
+/** The JSON names of an element: itself, or for a choice (`value[x]`) one per type (`valueQuantity`, ...). */
+export function choiceKeys(stem: string, info: ElementInfo): string[] {
+  return info.types.length > 1 ? info.types.map((t) => `${stem}${t[0].toUpperCase()}${t.slice(1)}`) : [stem];
+}

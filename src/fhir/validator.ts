@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import type { FhirModel } from './definitions.ts';
+import { choiceKeys, type FhirModel } from './definitions.ts';
 import { FhirError, type Issue } from './errors.ts';
 
 /** sha256 of the unmodified HL7 fhir.schema.json in profiles/ (see profiles/README.md). */
@@ -121,8 +121,7 @@ export class ResourceValidator {
     const issues: Issue[] = [];
     for (const [stem, info] of elements) {
       if (info.min < 1) continue;
-      const keys = info.types.length > 1 ? info.types.map((t) => `${stem}${t[0].toUpperCase()}${t.slice(1)}`) : [stem];
-      if (!keys.some((k) => k in resource || `_${k}` in resource)) {
+      if (!choiceKeys(stem, info).some((k) => k in resource || `_${k}` in resource)) {
         issues.push({
           code: 'required',
           diagnostics: `missing required element "${stem}"`,
@@ -140,9 +139,7 @@ export class ResourceValidator {
     const issues: Issue[] = [];
     for (const [stem, info] of elements) {
       if (info.types.length < 2) continue;
-      const present = info.types
-        .map((t) => `${stem}${t[0].toUpperCase()}${t.slice(1)}`)
-        .filter((k) => k in resource || `_${k}` in resource);
+      const present = choiceKeys(stem, info).filter((k) => k in resource || `_${k}` in resource);
       if (present.length > 1) {
         issues.push({
           code: 'structure',
