@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, configOrExit, exitWithConfigError } from '../config/config.ts';
 import { auditPurge, auditReportCli, auditVerify, CliError } from './audit.ts';
 import { checkScopes, DEV_ISSUER, devToken } from './dev-token.ts';
+import { KeyringError } from '../crypto/keyring.ts';
 import { keysList, keysRetire, keysRewrap, keysRotate } from './keys.ts';
 
 const USAGE = `usage: hearth <command> [options]
@@ -78,7 +79,7 @@ async function keys(sub: string | undefined): Promise<void> {
       process.stdout.write(await keysRetire(config, rest[1]));
     } else fail(`unknown keys command "${sub ?? ''}": list, rotate, rewrap or retire`);
   } catch (err) {
-    if (err instanceof CliError) {
+    if (err instanceof CliError || err instanceof KeyringError) {
       process.stderr.write(`hearth: ${err.message}\n`);
       process.exit(err.message.startsWith('no ') ? 66 : 64);
     }
