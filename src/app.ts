@@ -87,6 +87,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
           baseUrl: config.baseUrl,
           checkpointEvery: config.audit.checkpointEvery,
           checkpointSeconds: config.audit.checkpointSeconds,
+          keyring: config.keyring,
         })
       : undefined;
   const sink = new AuditSink(
@@ -96,6 +97,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       auditStore,
       model,
       config.baseUrl,
+      keys,
       checkpointSigner(signingKey, config.audit.checkpointEvery, config.audit.checkpointSeconds * 1000, clock),
     ),
   );

@@ -1,4 +1,6 @@
 import type { AuditEvent } from 'fhir/r4.js';
+import { sealResource } from '../crypto/envelope.ts';
+import { AUDIT_KEK, type KeyProvider } from '../crypto/keyring.ts';
 import type { FhirModel } from '../fhir/definitions.ts';
 import { extractIndex } from '../fhir/index-extractor.ts';
 import { type AuditFacts, buildAuditEvent } from './audit-event.ts';
@@ -9,14 +11,19 @@ const MAX_BATCH = 2000;
 /** Turns facts into chained, indexed AuditEvents and appends them durably, in order, as one batch. */
 export type AuditWriter = (facts: readonly AuditFacts[]) => Promise<void>;
 
-/** The writer on the calling thread: build, index, append. */
-export function storeWriter(store: AuditStore, model: FhirModel, baseUrl: string, sign?: CheckpointSigner): AuditWriter {
+// What a search asked for can name a patient (family=Smith): the query is encrypted at rest.
+const SEALED_AUDIT_PATHS = ['entity.query'];
+
+/** The writer on the calling thread: build, index, seal the query, append. */
+export function storeWriter(store: AuditStore, model: FhirModel, baseUrl: string, keys: KeyProvider, sign?: CheckpointSigner): AuditWriter {
   const auditModel = model.types.get('AuditEvent');
   if (!auditModel) throw new Error('capability-statement.json must serve AuditEvent');
   return async (facts) => {
     const events = facts.map((f) => {
-      const resource: AuditEvent = buildAuditEvent(f);
-      return { resource, index: extractIndex(auditModel, resource as unknown as Record<string, unknown>, baseUrl) };
+      const event = buildAuditEvent(f) as unknown as Record<string, unknown>;
+      const index = extractIndex(auditModel, event, baseUrl);
+      const resource = sealResource(keys, SEALED_AUDIT_PATHS, 'AuditEvent', f.requestId, 1, event, AUDIT_KEK) as unknown as AuditEvent;
+      return { resource, index };
     });
     await store.appendAudit(events, sign);
   };

@@ -72,7 +72,15 @@ function locate(resource: Json, paths: readonly string[]): [string, Json, string
  * moved to another record or element), the data key wrapped by the current KEK with AAD binding
  * the same version. Returns a new object; the input is not changed.
  */
-export function sealResource(keys: KeyProvider, paths: readonly string[], type: string, id: string, version: number, resource: Json): Json {
+export function sealResource(
+  keys: KeyProvider,
+  paths: readonly string[],
+  type: string,
+  id: string,
+  version: number,
+  resource: Json,
+  kekId?: string,
+): Json {
   const out: Json = structuredClone(resource);
   const found = locate(out, paths);
   if (found.length === 0) return out;
@@ -84,7 +92,7 @@ export function sealResource(keys: KeyProvider, paths: readonly string[], type: 
     f[path] = seal(dek, Buffer.from(JSON.stringify(parent[key]), 'utf8'), `${where}#${path}`);
     delete parent[key];
   }
-  const kek = keys.currentKekId();
+  const kek = kekId ?? keys.currentKekId();
   const envelope: Envelope = { v: 1, kek, dek: seal(keys.kek(kek), dekRaw, `${where}#dek#${kek}`), f };
   dekRaw.fill(0);
   out[ENVELOPE] = envelope;

@@ -1,4 +1,4 @@
-import { createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
+import { createSecretKey, hkdfSync, type KeyObject, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
@@ -15,6 +15,13 @@ export interface KeyProvider {
   /** the HMAC key of the blind indexes (never rotated by `keys rotate`) */
   indexKey(): KeyObject;
 }
+
+/**
+ * The KEK id of the audit trail's own key. AuditEvents are append-only and hash-chained, so their
+ * data keys can never be re-wrapped; they are wrapped by a key that `keys rotate` does not touch,
+ * derived from the index key (HKDF-SHA256, its own label), so there is no more material to keep.
+ */
+export const AUDIT_KEK = 'audit:1';
 
 interface KeyringFile {
   readonly version: 1;
@@ -33,6 +40,7 @@ export class LocalKeyring implements KeyProvider {
   #data: KeyringFile;
   #keks = new Map<string, KeyObject>();
   #index: KeyObject;
+  #auditKey: KeyObject;
   readonly path?: string;
   #mtime = 0;
   #checked = 0;
@@ -42,6 +50,7 @@ export class LocalKeyring implements KeyProvider {
     this.path = path;
     if (path) this.#mtime = statSync(path).mtimeMs;
     this.#index = this.#load(data);
+    this.#auditKey = createSecretKey(Buffer.from(hkdfSync('sha256', Buffer.from(data.index, 'base64'), Buffer.alloc(0), 'hearth audit query key', 32)));
   }
 
   #load(data: KeyringFile): KeyObject {
@@ -116,6 +125,7 @@ export class LocalKeyring implements KeyProvider {
   }
 
   kek(id: string): KeyObject {
+    if (id === AUDIT_KEK) return this.#auditKey;
     let k = this.#keks.get(id);
     if (!k) {
       this.#refresh(true);

@@ -42,6 +42,10 @@ describe('PHI canaries never rest in the clear', () => {
       component: [{ code: { text: 'c' }, valueQuantity: { value: 987.654 } }],
     });
     await t.app.inject({ method: 'PUT', url: `/fhir/Patient/${p.id}`, headers: { 'content-type': 'application/fhir+json' }, payload: JSON.stringify({ ...p, gender: 'other' }) });
+    // Searching by them leaves no trace in clear either: blind indexes, and a sealed audit query.
+    const found = json(await t.app.inject({ method: 'GET', url: '/fhir/Patient?family=Zqcanaryfam&identifier=ZQMRN98765' }));
+    expect(found.total).toBe(1);
+    const b64 = Buffer.from('family=Zqcanaryfam&identifier=ZQMRN98765').toString('base64');
     const raw = () => ['hearth.db', 'hearth.db-wal'].map((f) => {
       try {
         return readFileSync(join(dataDir, f)).toString('latin1');
@@ -51,7 +55,7 @@ describe('PHI canaries never rest in the clear', () => {
     }).join('');
     const walOpen = raw();
     expect(walOpen.length).toBeGreaterThan(10_000);
-    for (const c of CANARIES) expect(walOpen, c).not.toContain(c);
+    for (const c of [...CANARIES, b64]) expect(walOpen, c).not.toContain(c);
     // the API still gives everything back
     const back = json(await t.app.inject({ method: 'GET', url: `/fhir/Patient/${p.id}` }));
     expect(back).toMatchObject({ name: canaryPatient.name, birthDate: '1933-03-03', identifier: canaryPatient.identifier, text: canaryPatient.text });
@@ -60,7 +64,7 @@ describe('PHI canaries never rest in the clear', () => {
     expect(obs.note[0].text).toBe('Zqnotetext');
     await t.app.close();
     const closed = raw();
-    for (const c of CANARIES) expect(closed, c).not.toContain(c);
+    for (const c of [...CANARIES, b64]) expect(closed, c).not.toContain(c);
     // and it is genuinely there, encrypted: the envelope is in the file
     expect(closed).toContain('_hearthEnvelope');
   });

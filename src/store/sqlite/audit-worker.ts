@@ -6,6 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { AuditFacts } from '../../audit/audit-event.ts';
 import { storeWriter } from '../../audit/audit-sink.ts';
 import { checkpointSigner, loadSigningKey } from '../../audit/signing-key.ts';
+import { LocalKeyring } from '../../crypto/keyring.ts';
 import { loadFhirModel } from '../../fhir/definitions.ts';
 import { SqliteAuditStore } from './sqlite-audit-store.ts';
 
@@ -15,6 +16,7 @@ export interface AuditWorkerData {
   readonly baseUrl: string;
   readonly checkpointEvery: number;
   readonly checkpointSeconds: number;
+  readonly keyring: { readonly kind: 'file'; readonly path: string } | { readonly kind: 'env'; readonly json: string };
 }
 
 export interface AuditWorkerRequest {
@@ -42,6 +44,7 @@ const write = storeWriter(
   new SqliteAuditStore(db, transaction),
   loadFhirModel({ updateCreate: false }),
   data.baseUrl,
+  data.keyring.kind === 'file' ? LocalKeyring.open(data.keyring.path, false) : LocalKeyring.fromJson(data.keyring.json),
   checkpointSigner(loadSigningKey(data.dataDir), data.checkpointEvery, data.checkpointSeconds * 1000, () => new Date()),
 );
 
