@@ -126,23 +126,19 @@ export function json(res: { body: string }): any {
   return JSON.parse(res.body);
 }
 
-export async function post(app: FastifyInstance, url: string, body: unknown, headers: Record<string, string> = {}) {
-  return app.inject({
-    method: 'POST',
-    url,
-    headers: { 'content-type': FHIR_JSON, ...headers },
-    payload: typeof body === 'string' ? body : JSON.stringify(body),
-  } as InjectOptions);
+/** A FHIR JSON body sent with `method`; a string body goes as it is. */
+function send(method: 'POST' | 'PUT') {
+  return (app: FastifyInstance, url: string, body: unknown, headers: Record<string, string> = {}) =>
+    app.inject({
+      method,
+      url,
+      headers: { 'content-type': FHIR_JSON, ...headers },
+      payload: typeof body === 'string' ? body : JSON.stringify(body),
+    } as InjectOptions);
 }
 
-export async function put(app: FastifyInstance, url: string, body: unknown, headers: Record<string, string> = {}) {
-  return app.inject({
-    method: 'PUT',
-    url,
-    headers: { 'content-type': FHIR_JSON, ...headers },
-    payload: typeof body === 'string' ? body : JSON.stringify(body),
-  } as InjectOptions);
-}
+export const post = send('POST');
+export const put = send('PUT');
 
 /** Creates a resource and returns the stored representation. */
 export async function create(app: FastifyInstance, resource: Record<string, unknown>): Promise<any> {
