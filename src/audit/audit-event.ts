@@ -136,24 +136,31 @@ function clean(agent: AuditEventAgent): AuditEventAgent {
   return Object.fromEntries(Object.entries(agent).filter(([, v]) => v !== undefined)) as AuditEventAgent;
 }
 
-/** The AuditEvent that records a retention purge in the chain it shortens. */
-export function buildPurgeEvent(args: {
+/**
+ * An operator command's AuditEvent (retention purge, key rotation, reading the audit log from
+ * the command line): operators act on PHI protection too, and leave the same trail.
+ */
+export function buildOperatorEvent(args: {
   id: string;
   recorded: Date;
-  count: number;
-  throughSeq: number;
-  cutoff: string;
+  /** DICOM event type: 110101 Audit Log Used, 110137 User Security Attributes Changed, ... */
+  type: { code: string; display: string };
+  action: 'C' | 'R' | 'U' | 'D' | 'E';
   operator: string;
+  /** what was acted on, by name */
+  object: string;
+  description: string;
   baseUrl: string;
+  outcome?: '0' | '4' | '8';
 }): AuditEvent {
   return {
     resourceType: 'AuditEvent',
     id: args.id,
-    type: { system: DCM, code: '110101', display: 'Audit Log Used' },
-    subtype: [{ system: 'http://hl7.org/fhir/restful-interaction', code: 'delete' }],
-    action: 'D',
+    type: { system: DCM, code: args.type.code, display: args.type.display },
+    subtype: [{ system: 'urn:hearth:operator-command', code: args.object }],
+    action: args.action,
     recorded: args.recorded.toISOString(),
-    outcome: '0',
+    outcome: args.outcome ?? '0',
     agent: [
       {
         type: { coding: [{ system: DCM, code: '110153', display: 'Source Role ID' }] },
@@ -170,8 +177,8 @@ export function buildPurgeEvent(args: {
       {
         type: { system: ENTITY_TYPE, code: '2', display: 'System Object' },
         role: { system: OBJECT_ROLE, code: '13', display: 'Security Resource' },
-        name: 'audit log',
-        description: `retention purge of ${args.count} AuditEvents recorded before ${args.cutoff}, through chain seq ${args.throughSeq}`,
+        name: args.object,
+        description: args.description,
       },
     ],
   };

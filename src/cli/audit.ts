@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildPurgeEvent } from '../audit/audit-event.ts';
+import type { AuditEvent } from 'fhir/r4.js';
+import { buildOperatorEvent } from '../audit/audit-event.ts';
 import { verifyChain } from '../audit/chain.ts';
 import { auditReport } from '../audit/report.ts';
 import { checkpointSigner, loadPublicKey, loadSigningKey } from '../audit/signing-key.ts';
@@ -12,6 +13,17 @@ import { renderReport, reportOptions } from '../http/audit-report-route.ts';
 import { SqliteStore } from '../store/sqlite/sqlite-store.ts';
 
 export class CliError extends Error {}
+
+export const operator = (command: string) => `hearth ${command} (uid ${process.getuid?.() ?? '?'})`;
+
+/** Appends an operator command's AuditEvent to the chain (signed checkpoint included). */
+export async function recordOperatorEvent(config: Config, store: SqliteStore, event: AuditEvent): Promise<void> {
+  const auditModel = loadFhirModel({ updateCreate: false }).types.get('AuditEvent')!;
+  const index = extractIndex(auditModel, event as unknown as Record<string, unknown>, config.baseUrl);
+  const { checkpointEvery, checkpointSeconds } = config.audit;
+  const sign = checkpointSigner(loadSigningKey(config.dataDir), checkpointEvery, checkpointSeconds * 1000, () => new Date());
+  await store.auditStore().appendAudit([{ resource: event, index }], sign);
+}
 
 function openStore(config: Config): SqliteStore {
   if (!existsSync(join(config.dataDir, 'hearth.db'))) throw new CliError(`no Hearth database in ${config.dataDir} (HEARTH_DATA_DIR)`);
@@ -26,6 +38,18 @@ export async function auditVerify(config: Config, publicKeyPath?: string): Promi
   try {
     const r = verifyChain(store.auditStore(), loadPublicKey(keyPath));
     const head = r.head ? `head seq ${r.head.seq} ${r.head.hash}` : 'empty chain';
+    // Reading the audit log is recorded in it, after the walk (so a broken chain is not extended first).
+    await recordOperatorEvent(config, store, buildOperatorEvent({
+      id: randomUUID(),
+      recorded: new Date(),
+      type: { code: '110101', display: 'Audit Log Used' },
+      action: 'R',
+      operator: operator('audit verify'),
+      object: 'audit log',
+      description: r.ok ? `verified: ${r.events} events, ${r.checkpoints} checkpoints` : `verification failed at ${r.problem}`,
+      baseUrl: config.baseUrl,
+      outcome: r.ok ? '0' : '8',
+    }));
     return r.ok
       ? { ok: true, text: `audit chain intact: ${r.events} events, ${r.checkpoints} signed checkpoints verified, ${head}\n` }
       : { ok: false, text: `audit chain BROKEN at ${r.problem}\n(${r.events} events verified before it)\n` };
@@ -45,6 +69,16 @@ export async function auditReportCli(config: Config, args: { from?: string; to?:
   try {
     const { options, format } = parsed;
     const report = auditReport(store.auditStore().eventsBetween(options.from.toISOString(), options.to.toISOString()), options);
+    await recordOperatorEvent(config, store, buildOperatorEvent({
+      id: randomUUID(),
+      recorded: new Date(),
+      type: { code: '110101', display: 'Audit Log Used' },
+      action: 'R',
+      operator: operator('audit report'),
+      object: 'audit log',
+      description: `report ${options.from.toISOString()} to ${options.to.toISOString()} (${format})`,
+      baseUrl: config.baseUrl,
+    }));
     return renderReport(report, format).body;
   } finally {
     await store.close();
@@ -70,13 +104,14 @@ export async function auditPurge(config: Config, before: string | undefined, now
     const record = await store.auditStore().purgeAudit(
       cutoff.toISOString(),
       (count, throughSeq) => {
-        const resource = buildPurgeEvent({
+        const resource = buildOperatorEvent({
           id: randomUUID(),
           recorded: now,
-          count,
-          throughSeq,
-          cutoff: cutoff.toISOString(),
-          operator: `hearth audit purge (uid ${process.getuid?.() ?? '?'})`,
+          type: { code: '110101', display: 'Audit Log Used' },
+          action: 'D',
+          operator: operator('audit purge'),
+          object: 'audit log',
+          description: `retention purge of ${count} AuditEvents recorded before ${cutoff.toISOString()}, through chain seq ${throughSeq}`,
           baseUrl: config.baseUrl,
         });
         return { resource, index: extractIndex(auditModel, resource as unknown as Record<string, unknown>, config.baseUrl) };

@@ -1,10 +1,32 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { openKeyring } from '../app.ts';
 import type { Config } from '../config/config.ts';
 import { rewrapResource } from '../crypto/envelope.ts';
 import { SqliteStore } from '../store/sqlite/sqlite-store.ts';
-import { CliError } from './audit.ts';
+import { buildOperatorEvent } from '../audit/audit-event.ts';
+import { CliError, operator, recordOperatorEvent } from './audit.ts';
+
+/** Key changes are security events: each leaves an AuditEvent in the chain (when data exists). */
+async function auditKeyChange(config: Config, command: string, description: string): Promise<void> {
+  if (!existsSync(join(config.dataDir, 'hearth.db'))) return;
+  const s = new SqliteStore({ dataDir: config.dataDir });
+  try {
+    await recordOperatorEvent(config, s, buildOperatorEvent({
+      id: randomUUID(),
+      recorded: new Date(),
+      type: { code: '110137', display: 'User Security Attributes Changed' },
+      action: 'U',
+      operator: operator(command),
+      object: 'keyring',
+      description,
+      baseUrl: config.baseUrl,
+    }));
+  } finally {
+    await s.close();
+  }
+}
 
 function keyring(config: Config) {
   if (config.keyring.kind !== 'file') throw new CliError('the keyring comes from HEARTH_KEYRING: rotate it where that secret is kept');
@@ -18,8 +40,9 @@ function store(config: Config): SqliteStore {
 }
 
 /** `hearth keys rotate`: a new KEK version, current for new writes (a running server picks it up within a second). */
-export function keysRotate(config: Config): string {
+export async function keysRotate(config: Config): Promise<string> {
   const v = keyring(config).rotate();
+  await auditKeyChange(config, 'keys rotate', `key-encryption key version ${v} created and made current`);
   return `key version ${v} is now current for new writes; run 'hearth keys rewrap' to move existing data keys to it\n`;
 }
 
@@ -43,6 +66,7 @@ export async function keysRewrap(config: Config, progress: (line: string) => voi
       },
     );
     progress('\n');
+    await auditKeyChange(config, 'keys rewrap', `re-wrapped ${n} data keys under ${current}`);
     return `re-wrapped ${n} data keys under ${current}\n`;
   } finally {
     await s.close();
@@ -61,6 +85,7 @@ export async function keysRetire(config: Config, version: string | undefined): P
     await s.close();
   }
   keys.retire(Number(version));
+  await auditKeyChange(config, 'keys retire', `key-encryption key version ${version} retired`);
   return `key version ${version} retired\n`;
 }
 

@@ -72,7 +72,7 @@ async function audit(sub: string | undefined): Promise<void> {
 async function keys(sub: string | undefined): Promise<void> {
   try {
     if (sub === 'list') process.stdout.write(keysList(config));
-    else if (sub === 'rotate') process.stdout.write(keysRotate(config));
+    else if (sub === 'rotate') process.stdout.write(await keysRotate(config));
     else if (sub === 'rewrap') process.stdout.write(await keysRewrap(config, (line) => process.stderr.write(line)));
     else if (sub === 'retire') {
       if (rest.length > 2) fail('usage: hearth keys retire <version>');

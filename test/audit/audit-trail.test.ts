@@ -267,9 +267,14 @@ describe('retention', () => {
     // The two purge events (the one that removed nothing is kept: it is recent) remain, chained and signed.
     expect(v.stdout).toMatch(/^audit chain intact: 2 events, 2 signed checkpoints verified/);
     const store = new SqliteStore({ dataDir });
-    const remaining = await store.history({ type: 'AuditEvent', count: 10 });
-    expect(remaining.versions.map((x) => (x.resource as any).type.code)).toEqual(['110101', '110101']);
-    expect((remaining.versions[0].resource as any).entity[0].description).toContain('retention purge of 5 AuditEvents');
+    const remaining = (await store.history({ type: 'AuditEvent', count: 10 })).versions.map((x) => x.resource as any);
+    // newest first: the verification itself (reading the audit log is audited), then the two purges
+    expect(remaining.map((e) => [e.type.code, e.action, e.entity[0].description.split(':')[0].split(' of ')[0]])).toEqual([
+      ['110101', 'R', 'verified'],
+      ['110101', 'D', 'retention purge'],
+      ['110101', 'D', 'retention purge'],
+    ]);
+    expect(remaining[1].entity[0].description).toContain('retention purge of 5 AuditEvents');
     await store.close();
   });
 });

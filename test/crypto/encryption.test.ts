@@ -146,6 +146,14 @@ describe('keys', () => {
     // old versions too
     const h = json(await t.app.inject({ method: 'GET', url: `/fhir/Patient/_history?_count=500` }));
     expect(h.entry.length).toBeGreaterThan(30);
+    // every key change is in the audit trail, in order
+    const changes = json(await t.app.inject({ method: 'GET', url: '/fhir/AuditEvent?type=http://dicom.nema.org/resources/ontology/DCM|110137&_sort=date&_count=50' }));
+    expect(changes.entry.map((e: any) => e.resource.entity[0].description.replace(/^re-wrapped \d+/, 're-wrapped N'))).toEqual([
+      'key-encryption key version 2 created and made current',
+      're-wrapped N data keys under local:2',
+      're-wrapped N data keys under local:2',
+      'key-encryption key version 1 retired',
+    ]);
   });
 
   it('refuses a keyring others can read, and a missing keyring when data exists', async () => {
