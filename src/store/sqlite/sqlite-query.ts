@@ -9,22 +9,27 @@ export interface Sql {
 
 // The largest code point: `prefix || MAX_CHAR` bounds every string that starts with `prefix`.
 const MAX_CHAR = '\u{10FFFF}';
-let aliasCounter = 0;
-const alias = (p: string) => `${p}${aliasCounter++ % 1_000_000}`;
+type Alias = (prefix: string) => string;
+
+/** Table aliases numbered per statement, so that one query shape always gives the same SQL text. */
+function aliases(): Alias {
+  let n = 0;
+  return (prefix) => `${prefix}${n++}`;
+}
 
 /** Translates the store-agnostic query into SQL over resource_versions (alias `r`) and search_index. */
-export function whereSql(type: string, clauses: readonly Clause[], r = 'r'): Sql {
+function whereSql(type: string, clauses: readonly Clause[], alias: Alias, r = 'r'): Sql {
   const parts = [`${r}.type = ?`, `${r}.current = 1`, `${r}.deleted = 0`];
   const params: SqlValue[] = [type];
   for (const c of clauses) {
-    const s = clauseSql(type, c, r);
+    const s = clauseSql(type, c, alias, r);
     parts.push(s.text);
     params.push(...s.params);
   }
   return { text: parts.join(' AND '), params };
 }
 
-function clauseSql(type: string, clause: Clause, r: string): Sql {
+function clauseSql(type: string, clause: Clause, alias: Alias, r: string): Sql {
   switch (clause.kind) {
     case 'exists': {
       // An uncorrelated IN (...) is evaluated once from the index, then joined by rowid:
@@ -53,7 +58,7 @@ function clauseSql(type: string, clause: Clause, r: string): Sql {
     case 'chain': {
       const i = alias('i');
       const r2 = alias('t');
-      const inner = whereSql(clause.targetType, clause.where, r2);
+      const inner = whereSql(clause.targetType, clause.where, alias, r2);
       return {
         text: `${r}.rid IN (SELECT ${i}.rid FROM search_index ${i} WHERE ${i}.type = ? AND ${i}.param = ? AND ${i}.code IN (SELECT ? || ${r2}.id FROM resource_versions ${r2} WHERE ${inner.text}))`,
         params: [type, clause.param, `${clause.targetType}/`, ...inner.params],
@@ -61,16 +66,16 @@ function clauseSql(type: string, clause: Clause, r: string): Sql {
     }
     case 'or': {
       if (clause.any.length === 0) return { text: '0', params: [] };
-      const subs = clause.any.map((c) => clauseSql(type, c, r));
+      const subs = clause.any.map((c) => clauseSql(type, c, alias, r));
       return { text: `(${subs.map((s) => s.text).join(' OR ')})`, params: subs.flatMap((s) => s.params) };
     }
     case 'and': {
       if (clause.all.length === 0) return { text: '1', params: [] };
-      const subs = clause.all.map((c) => clauseSql(type, c, r));
+      const subs = clause.all.map((c) => clauseSql(type, c, alias, r));
       return { text: `(${subs.map((s) => s.text).join(' AND ')})`, params: subs.flatMap((s) => s.params) };
     }
     case 'not': {
-      const s = clauseSql(type, clause.clause, r);
+      const s = clauseSql(type, clause.clause, alias, r);
       return { text: `NOT (${s.text})`, params: s.params };
     }
   }
@@ -125,7 +130,7 @@ function predicatesSql(preds: readonly EntryPredicate[], i: string): Sql {
 
 /** SELECT of the matching page, ordered by the sort keys and then id, `count + 1` rows to detect a next page. */
 export function searchSql(query: SearchQuery): Sql {
-  const where = whereSql(query.type, query.where);
+  const where = whereSql(query.type, query.where, aliases());
   const keys = query.sort.map((k, n) => `${sortKeySql(k)} AS k${n}`);
   const params: SqlValue[] = [];
   for (const k of query.sort) params.push(query.type, k.param);
@@ -183,6 +188,6 @@ function keysetSql(sort: readonly SortKey[], cursor: Cursor): Sql {
 }
 
 export function countSql(query: SearchQuery): Sql {
-  const where = whereSql(query.type, query.where);
+  const where = whereSql(query.type, query.where, aliases());
   return { text: `SELECT COUNT(*) AS n FROM resource_versions r WHERE ${where.text}`, params: where.params };
 }
