@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AuditEvent } from 'fhir/r4.js';
 import { buildOperatorEvent } from '../audit/audit-event.ts';
+import type { AuditAppend } from '../audit/audit-store.ts';
 import { verifyChain } from '../audit/chain.ts';
 import { auditReport } from '../audit/report.ts';
 import { checkpointSigner, loadPublicKey, loadSigningKey } from '../audit/signing-key.ts';
@@ -14,16 +14,33 @@ import { SqliteStore } from '../store/sqlite/sqlite-store.ts';
 
 export class CliError extends Error {}
 
-export const operator = (command: string) => `hearth ${command} (uid ${process.getuid?.() ?? '?'})`;
+/** What differs between operator commands' AuditEvents; the rest is filled in by operatorEvent. */
+export type OperatorAct = Omit<Parameters<typeof buildOperatorEvent>[0], 'id' | 'recorded' | 'operator' | 'baseUrl'> & {
+  readonly command: string;
+};
+
+/** An operator command's AuditEvent, indexed, ready to append. */
+function operatorEvent(config: Config, act: OperatorAct, now = new Date()): AuditAppend {
+  const { command, ...rest } = act;
+  const resource = buildOperatorEvent({
+    ...rest,
+    id: randomUUID(),
+    recorded: now,
+    operator: `hearth ${command} (uid ${process.getuid?.() ?? '?'})`,
+    baseUrl: config.baseUrl,
+  });
+  const auditModel = loadFhirModel({ updateCreate: false }).types.get('AuditEvent')!;
+  return { resource, index: extractIndex(auditModel, resource as unknown as Record<string, unknown>, config.baseUrl) };
+}
 
 /** Appends an operator command's AuditEvent to the chain (signed checkpoint included). */
-export async function recordOperatorEvent(config: Config, store: SqliteStore, event: AuditEvent): Promise<void> {
-  const auditModel = loadFhirModel({ updateCreate: false }).types.get('AuditEvent')!;
-  const index = extractIndex(auditModel, event as unknown as Record<string, unknown>, config.baseUrl);
+export async function recordOperatorEvent(config: Config, store: SqliteStore, act: OperatorAct): Promise<void> {
   const { checkpointEvery, checkpointSeconds } = config.audit;
   const sign = checkpointSigner(loadSigningKey(config.dataDir), checkpointEvery, checkpointSeconds * 1000, () => new Date());
-  await store.auditStore().appendAudit([{ resource: event, index }], sign);
+  await store.auditStore().appendAudit([operatorEvent(config, act)], sign);
 }
+
+const AUDIT_LOG_USED = { code: '110101', display: 'Audit Log Used' };
 
 function openStore(config: Config): SqliteStore {
   if (!existsSync(join(config.dataDir, 'hearth.db'))) throw new CliError(`no Hearth database in ${config.dataDir} (HEARTH_DATA_DIR)`);
@@ -39,17 +56,14 @@ export async function auditVerify(config: Config, publicKeyPath?: string): Promi
     const r = verifyChain(store.auditStore(), loadPublicKey(keyPath));
     const head = r.head ? `head seq ${r.head.seq} ${r.head.hash}` : 'empty chain';
     // Reading the audit log is recorded in it, after the walk (so a broken chain is not extended first).
-    await recordOperatorEvent(config, store, buildOperatorEvent({
-      id: randomUUID(),
-      recorded: new Date(),
-      type: { code: '110101', display: 'Audit Log Used' },
+    await recordOperatorEvent(config, store, {
+      command: 'audit verify',
+      type: AUDIT_LOG_USED,
       action: 'R',
-      operator: operator('audit verify'),
       object: 'audit log',
       description: r.ok ? `verified: ${r.events} events, ${r.checkpoints} checkpoints` : `verification failed at ${r.problem}`,
-      baseUrl: config.baseUrl,
       outcome: r.ok ? '0' : '8',
-    }));
+    });
     return r.ok
       ? { ok: true, text: `audit chain intact: ${r.events} events, ${r.checkpoints} signed checkpoints verified, ${head}\n` }
       : { ok: false, text: `audit chain BROKEN at ${r.problem}\n(${r.events} events verified before it)\n` };
@@ -69,16 +83,13 @@ export async function auditReportCli(config: Config, args: { from?: string; to?:
   try {
     const { options, format } = parsed;
     const report = auditReport(store.auditStore().eventsBetween(options.from.toISOString(), options.to.toISOString()), options);
-    await recordOperatorEvent(config, store, buildOperatorEvent({
-      id: randomUUID(),
-      recorded: new Date(),
-      type: { code: '110101', display: 'Audit Log Used' },
+    await recordOperatorEvent(config, store, {
+      command: 'audit report',
+      type: AUDIT_LOG_USED,
       action: 'R',
-      operator: operator('audit report'),
       object: 'audit log',
       description: `report ${options.from.toISOString()} to ${options.to.toISOString()} (${format})`,
-      baseUrl: config.baseUrl,
-    }));
+    });
     return renderReport(report, format).body;
   } finally {
     await store.close();
@@ -99,23 +110,20 @@ export async function auditPurge(config: Config, before: string | undefined, now
   }
   const store = openStore(config);
   try {
-    const model = loadFhirModel({ updateCreate: false });
-    const auditModel = model.types.get('AuditEvent')!;
     const record = await store.auditStore().purgeAudit(
       cutoff.toISOString(),
-      (count, throughSeq) => {
-        const resource = buildOperatorEvent({
-          id: randomUUID(),
-          recorded: now,
-          type: { code: '110101', display: 'Audit Log Used' },
-          action: 'D',
-          operator: operator('audit purge'),
-          object: 'audit log',
-          description: `retention purge of ${count} AuditEvents recorded before ${cutoff.toISOString()}, through chain seq ${throughSeq}`,
-          baseUrl: config.baseUrl,
-        });
-        return { resource, index: extractIndex(auditModel, resource as unknown as Record<string, unknown>, config.baseUrl) };
-      },
+      (count, throughSeq) =>
+        operatorEvent(
+          config,
+          {
+            command: 'audit purge',
+            type: AUDIT_LOG_USED,
+            action: 'D',
+            object: 'audit log',
+            description: `retention purge of ${count} AuditEvents recorded before ${cutoff.toISOString()}, through chain seq ${throughSeq}`,
+          },
+          now,
+        ),
       now.toISOString(),
       // A checkpoint right after the purge: the new anchor is signed too.
       checkpointSigner(loadSigningKey(config.dataDir), 1, 0, () => now),

@@ -1,28 +1,23 @@
-import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { openKeyring } from '../app.ts';
 import type { Config } from '../config/config.ts';
 import { rewrapResource } from '../crypto/envelope.ts';
 import { SqliteStore } from '../store/sqlite/sqlite-store.ts';
-import { buildOperatorEvent } from '../audit/audit-event.ts';
-import { CliError, operator, recordOperatorEvent } from './audit.ts';
+import { CliError, recordOperatorEvent } from './audit.ts';
 
 /** Key changes are security events: each leaves an AuditEvent in the chain (when data exists). */
 async function auditKeyChange(config: Config, command: string, description: string): Promise<void> {
   if (!existsSync(join(config.dataDir, 'hearth.db'))) return;
   const s = new SqliteStore({ dataDir: config.dataDir });
   try {
-    await recordOperatorEvent(config, s, buildOperatorEvent({
-      id: randomUUID(),
-      recorded: new Date(),
+    await recordOperatorEvent(config, s, {
+      command,
       type: { code: '110137', display: 'User Security Attributes Changed' },
       action: 'U',
-      operator: operator(command),
       object: 'keyring',
       description,
-      baseUrl: config.baseUrl,
-    }));
+    });
   } finally {
     await s.close();
   }
