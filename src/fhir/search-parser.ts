@@ -31,7 +31,51 @@ export interface SearchOptions {
 // See: https://hl7.org/fhir/R4/search.html#Summary (search result parameters)
 const SHAPING = new Set(['_elements', '_summary', '_format', '_pretty']);
 const MAX_CHAIN_DEPTH = 3;
-const MAX_VALUES = 100;
+
+/**
+ * What one search may ask for, checked before anything is parsed or reaches a store, whatever the
+ * `Prefer: handling`. Within these, no search costs the store more than a bounded query.
+ */
+export const SEARCH_LIMITS = {
+  /** search parameters (criteria, `_sort`, `_include`, ...; not `_format`, `_elements`, `_summary`) */
+  parameters: 40,
+  /** values ORed in one parameter (`code=a,b,c`) */
+  values: 100,
+  /** `_sort` keys */
+  sortKeys: 8,
+  /** `_include` and `_revinclude` entries together */
+  includes: 16,
+  /** characters of one parameter value */
+  valueLength: 4096,
+  /** bytes of a POST `_search` form body */
+  formBytes: 64 * 1024,
+} as const;
+const MAX_VALUES = SEARCH_LIMITS.values;
+
+const tooMany = (diagnostics: string, expression?: string) => badRequest('HEARTH_SEARCH_LIMIT', diagnostics, expression, 'too-costly');
+
+/** Refuses a search over the limits before any of it is parsed. */
+export function checkSearchLimits(params: readonly (readonly [string, string])[]): void {
+  let parameters = 0;
+  let includes = 0;
+  for (const [name, value] of params) {
+    if (SHAPING.has(name)) continue;
+    parameters++;
+    if (name === '_include' || name === '_revinclude') includes++;
+    if (value.length > SEARCH_LIMITS.valueLength) {
+      throw tooMany(`the value of ${name.slice(0, 64)} is ${value.length} characters; the limit is ${SEARCH_LIMITS.valueLength}`);
+    }
+    if (name === '_sort' && value.split(',').length > SEARCH_LIMITS.sortKeys) {
+      throw tooMany(`_sort has ${value.split(',').length} keys; the limit is ${SEARCH_LIMITS.sortKeys}`);
+    }
+  }
+  if (parameters > SEARCH_LIMITS.parameters) {
+    throw tooMany(`the search has ${parameters} parameters; the limit is ${SEARCH_LIMITS.parameters}`);
+  }
+  if (includes > SEARCH_LIMITS.includes) {
+    throw tooMany(`the search has ${includes} _include and _revinclude entries; the limit is ${SEARCH_LIMITS.includes}`);
+  }
+}
 
 const fail = (diagnostics: string, expression?: string) => badRequest('HEARTH_SEARCH_PARAM', diagnostics, expression);
 
@@ -44,6 +88,7 @@ export function parseSearch(
 ): ParsedSearch {
   const typeModel = model.types.get(type);
   if (!typeModel) throw fail(`unknown resource type ${type}`);
+  checkSearchLimits(params);
   const where: Clause[] = [];
   const includes: IncludeSpec[] = [];
   const revIncludes: IncludeSpec[] = [];
@@ -102,7 +147,7 @@ export function parseSearch(
       where.push(parseCriterion(model, typeModel, name, value, options, 0));
       linkParams.push([name, value]);
     } catch (err) {
-      if (options.strict) throw err;
+      if (options.strict || (err as { code?: string }).code === 'HEARTH_SEARCH_LIMIT') throw err;
       ignored.push({
         code: 'not-supported',
         severity: 'warning',
@@ -238,7 +283,7 @@ export function splitValues(raw: string): string[] {
     } else cur += c;
   }
   out.push(cur);
-  if (out.length > MAX_VALUES) throw fail(`at most ${MAX_VALUES} values may be ORed in one parameter`);
+  if (out.length > MAX_VALUES) throw tooMany(`at most ${MAX_VALUES} values may be ORed in one parameter`);
   if (out.some((v) => v === '')) throw fail(`empty value in "${raw}"`);
   return out;
 }

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { FhirError } from '../fhir/errors.ts';
+import { SEARCH_LIMITS } from '../fhir/search-parser.ts';
 import { parseStrictJson } from './strict-json.ts';
 
 /** A form-encoded body (POST _search), kept apart so that no handler mistakes it for a resource. */
@@ -31,6 +32,16 @@ export function registerBodyParsers(app: FastifyInstance, maxDepth: number): voi
   };
   app.addContentTypeParser(['application/fhir+json', 'application/json'], { parseAs: 'string' }, json);
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
+    const bytes = Buffer.byteLength(body as string);
+    if (bytes > SEARCH_LIMITS.formBytes) {
+      done(
+        new FhirError(400, 'HEARTH_SEARCH_LIMIT', {
+          code: 'too-costly',
+          diagnostics: `the form body of the search is ${bytes} bytes; the limit is ${SEARCH_LIMITS.formBytes}`,
+        }),
+      );
+      return;
+    }
     try {
       done(null, new FormBody([...new URLSearchParams(body as string)]));
     } catch {
