@@ -55,3 +55,18 @@ export function checkScopes(scope: string): string | undefined {
   const bad = scope.split(' ').filter((s) => s && !parseScope(s) && !/^(openid|fhirUser|launch(\/\w+)?|offline_access|online_access)$/.test(s));
   return bad.length ? `not a SMART scope: ${bad.join(', ')}` : undefined;
 }
+
+/**
+ * With a patient context, system/ and user/ scopes still reach every patient: a token that looks
+ * patient-restricted would not be. Named so that the caller can refuse it.
+ */
+export function widerThanPatient(scope: string): string | undefined {
+  const wider = scope.split(' ').filter((s) => {
+    const g = parseScope(s);
+    return g !== undefined && g.context !== 'patient';
+  });
+  return wider.length
+    ? `--patient with ${wider.join(', ')}: those scopes reach every patient, not only this one; ` +
+    'use patient/ scopes, or add --allow-wider-scopes if that is what you mean'
+    : undefined;
+}

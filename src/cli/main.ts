@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, configOrExit, exitWithConfigError } from '../config/config.ts';
 import { auditPurge, auditReportCli, auditVerify, CliError } from './audit.ts';
-import { checkScopes, DEV_ISSUER, devToken } from './dev-token.ts';
+import { checkScopes, DEV_ISSUER, devToken, widerThanPatient } from './dev-token.ts';
 import { KeyringError } from '../crypto/keyring.ts';
 import { keysList, keysRetire, keysRewrap, keysRotate } from './keys.ts';
 
@@ -19,8 +19,11 @@ commands:
   audit purge   remove AuditEvents older than HEARTH_AUDIT_RETENTION_DAYS (or --before <date>,
               which must be older still); the purge is recorded in the chain
   dev-token   print an access token from a local development issuer
-              --scope "<scopes>"   SMART scopes (default "system/*.cruds")
-              --patient <id>       patient launch context
+              --scope "<scopes>"   SMART scopes (default "system/*.cruds"; with --patient,
+                                   "patient/*.cruds launch/patient")
+              --patient <id>       patient launch context; refuses system/ and user/ scopes,
+                                   which would reach every patient, unless also given
+              --allow-wider-scopes
               --role <role>        a role from profiles/roles.json
               --fhir-user <ref>    e.g. Practitioner/123
               --subject <sub>      (default "developer")
@@ -96,37 +99,42 @@ switch (command) {
     await audit(rest[0]);
     break;
   case 'dev-token': {
-    let values: Record<string, string | undefined>;
+    let values: Record<string, string | boolean | undefined>;
     try {
       ({ values } = parseArgs({
         args: rest,
         strict: true,
         options: {
-          scope: { type: 'string', default: 'system/*.cruds' },
+          scope: { type: 'string' },
           patient: { type: 'string' },
+          'allow-wider-scopes': { type: 'boolean' },
           role: { type: 'string' },
           'fhir-user': { type: 'string' },
           subject: { type: 'string', default: 'developer' },
           lifetime: { type: 'string', default: '900' },
         },
-      }) as { values: Record<string, string | undefined> });
+      }) as { values: Record<string, string | boolean | undefined> });
     } catch (err) {
       fail((err as Error).message);
     }
-    const scopeProblem = checkScopes(values.scope ?? '');
+    const patient = values.patient as string | undefined;
+    const scope = (values.scope as string | undefined) ?? (patient === undefined ? 'system/*.cruds' : 'patient/*.cruds launch/patient');
+    const scopeProblem = checkScopes(scope) ?? (patient === undefined || values['allow-wider-scopes'] ? undefined : widerThanPatient(scope));
     if (scopeProblem) fail(scopeProblem);
     const lifetime = Number(values.lifetime);
     if (!Number.isInteger(lifetime) || lifetime < 60 || lifetime > 3600) fail('--lifetime must be a whole number of seconds from 60 to 3600');
-    if (values.patient !== undefined && !/^[A-Za-z0-9\-.]{1,64}$/.test(values.patient)) fail('--patient must be a FHIR id');
-    if (values['fhir-user'] !== undefined && !/^[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64}$/.test(values['fhir-user'])) {
+    if (patient !== undefined && !/^[A-Za-z0-9\-.]{1,64}$/.test(patient)) fail('--patient must be a FHIR id');
+    const fhirUser = values['fhir-user'] as string | undefined;
+    if (fhirUser !== undefined && !/^[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64}$/.test(fhirUser)) {
       fail('--fhir-user must be Type/id, e.g. Practitioner/123');
     }
+    if (values['allow-wider-scopes'] && patient === undefined) fail('--allow-wider-scopes goes with --patient');
     const { token, jwksPath } = await devToken(config, {
-      scope: values.scope ?? 'system/*.cruds',
-      patient: values.patient,
-      role: values.role,
-      fhirUser: values['fhir-user'],
-      subject: values.subject ?? 'developer',
+      scope,
+      patient,
+      role: values.role as string | undefined,
+      fhirUser,
+      subject: (values.subject as string | undefined) ?? 'developer',
       lifetimeSeconds: lifetime,
     });
     process.stdout.write(`${token}\n`);

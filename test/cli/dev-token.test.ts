@@ -31,7 +31,26 @@ describe('hearth dev-token', () => {
     expect(write.statusCode).toBe(403);
   });
 
+  it('with --patient alone, issues a patient-restricted token (patient/*.cruds launch/patient), not system/*', () => {
+    const out = run(['dev-token', '--patient', 'p1'], { HEARTH_DATA_DIR: tempDir() });
+    expect(out.status).toBe(0);
+    const claims = JSON.parse(Buffer.from(out.stdout.trim().split('.')[1], 'base64url').toString());
+    expect(claims).toMatchObject({ scope: 'patient/*.cruds launch/patient', patient: 'p1' });
+    const plain = run(['dev-token'], { HEARTH_DATA_DIR: tempDir() });
+    expect(JSON.parse(Buffer.from(plain.stdout.trim().split('.')[1], 'base64url').toString()).scope).toBe('system/*.cruds');
+  });
+
+  it('issues system/ or user/ scopes with --patient only when told explicitly', () => {
+    const out = run(['dev-token', '--patient', 'p1', '--scope', 'patient/*.rs user/Observation.rs', '--allow-wider-scopes'], { HEARTH_DATA_DIR: tempDir() });
+    expect(out.status).toBe(0);
+    const claims = JSON.parse(Buffer.from(out.stdout.trim().split('.')[1], 'base64url').toString());
+    expect(claims.scope).toBe('patient/*.rs user/Observation.rs');
+  });
+
   it.each([
+    [['dev-token', '--patient', 'p1', '--scope', 'system/*.cruds'], '--patient with system/*.cruds: those scopes reach every patient'],
+    [['dev-token', '--patient', 'p1', '--scope', 'patient/*.rs user/Patient.r'], '--patient with user/Patient.r: those scopes reach every patient'],
+    [['dev-token', '--allow-wider-scopes'], '--allow-wider-scopes goes with --patient'],
     [['dev-token', '--scope', 'user/Patient.rx'], 'not a SMART scope: user/Patient.rx'],
     [['dev-token', '--lifetime', '99999'], '--lifetime must be a whole number of seconds from 60 to 3600'],
     [['dev-token', '--patient', 'a b'], '--patient must be a FHIR id'],
