@@ -13,7 +13,8 @@ import { negotiate, queryPairs } from './http/negotiation.ts';
 import { sendResource } from './http/respond.ts';
 import { loadCompartments, type Policy } from './auth/authorize.ts';
 import { loadRoles } from './auth/roles.ts';
-import { bearerToken, InvalidTokenError, JwtVerifier, type TokenVerifier } from './auth/token-verifier.ts';
+import { JwtVerifier, type TokenVerifier } from './auth/token-verifier.ts';
+import { registerAuthentication, registerAuthorization } from './http/authorization.ts';
 import type { AuditStore } from './audit/audit-store.ts';
 import { AuditSink, type AuditWriter, storeWriter } from './audit/audit-sink.ts';
 import { checkpointSigner, loadSigningKey } from './audit/signing-key.ts';
@@ -102,15 +103,16 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     ),
   );
 
+  const verifier = deps.verifier ?? new JwtVerifier(config.auth, config.baseUrl, clock);
+  const policy = buildPolicy(config, model);
   const repository = new FhirRepository({
     model,
     validator,
     store,
     baseUrl: config.baseUrl,
     maxIncludes: config.search.maxCount,
+    compartments: policy.compartments,
   });
-  const verifier = deps.verifier ?? new JwtVerifier(config.auth, config.baseUrl, clock);
-  const policy = buildPolicy(config, model);
 
   const app = Fastify({
     ...(deps.loggerInstance ? { loggerInstance: deps.loggerInstance } : { logger: loggerOptions(config) }),
@@ -128,6 +130,12 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       return new FhirError(400, 'HEARTH_BAD_REQUEST', { code: 'invalid', diagnostics: `invalid ${what}${rule}` });
     },
   });
+  // Every route the server registers, as Fastify saw it: what the route-by-token policy test walks.
+  const routes: FastifyInstance['registeredRoutes'][number][] = [];
+  app.addHook('onRoute', (r) => {
+    for (const method of [r.method].flat()) routes.push({ method, url: r.url, fhir: r.config?.fhir });
+  });
+  app.decorate('registeredRoutes', routes);
   app.decorateRequest('fhirQuery', null as unknown as [string, string][]);
   app.decorateRequest('fhirFormat', undefined);
   app.decorateRequest('auditIssue', undefined);
@@ -160,15 +168,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       api.decorateRequest('auditNotes', null as never);
       // First, so that refusals by the hooks below are audited too.
       registerAuditHooks(api, { sink, model, compartments: policy.compartments, config, clock });
-      api.addHook('onRequest', async (request) => {
-        try {
-          request.principal = await verifier.verify(bearerToken(request.headers.authorization));
-        } catch (err) {
-          if (err instanceof InvalidTokenError) request.log.info({ reason: err.reason }, 'access token refused');
-          throw err;
-        }
-      });
-      await api.register(fhirRoutes, { config, model, repository, clock, policy, auditStore });
+      registerAuthentication(api, verifier);
+      registerAuthorization(api, { model, policy });
+      await api.register(fhirRoutes, { config, model, repository, clock, auditStore });
     },
     { prefix: '/fhir' },
   );

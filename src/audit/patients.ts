@@ -1,5 +1,5 @@
 import type { FhirModel } from '../fhir/definitions.ts';
-import { valuesOf } from '../fhir/index-extractor.ts';
+import { compartmentLinks } from '../fhir/compartment.ts';
 import type { StoredVersion } from '../store/resource-store.ts';
 
 /**
@@ -13,21 +13,7 @@ export function patientsOf(
   baseUrl: string,
 ): string[] {
   if (v.type === 'Patient') return [`Patient/${v.id}`];
-  if (!v.resource) return [];
   const typeModel = model.types.get(v.type);
-  const out = new Set<string>();
-  for (const code of compartments.get(v.type) ?? []) {
-    const def = typeModel?.params.get(code);
-    if (!def) continue;
-    let nodes: unknown[];
-    try {
-      nodes = def.evaluate(v.resource);
-    } catch {
-      continue;
-    }
-    for (const n of nodes) {
-      for (const f of valuesOf('reference', n, baseUrl)) if (f.code?.startsWith('Patient/')) out.add(f.code);
-    }
-  }
-  return [...out];
+  if (!v.resource || !typeModel) return [];
+  return [...new Set(compartmentLinks(typeModel, compartments.get(v.type) ?? [], v.resource, baseUrl).map((l) => l.patient))];
 }

@@ -32,6 +32,16 @@ export interface Policy {
 }
 
 /**
+ * Which patients a write may link its resource to, through the references that place it in a
+ * Patient compartment: the patient of the launch context, or patients that satisfy `assigned`
+ * (the clinician relationship). Undefined: the token may link to any patient.
+ */
+export interface LinkRule {
+  readonly patient?: string;
+  readonly assigned?: Clause;
+}
+
+/**
  * What a request may touch. `restriction` is undefined when the permission is not granted for the
  * type, null when every resource of the type is reachable, and otherwise the clause each
  * reachable resource satisfies (compartment, relationship, granular filters).
@@ -41,6 +51,15 @@ export interface Access {
   restriction(type: string, permission: Permission): Clause | null | undefined;
   /** the only top-level elements of `type` the role may see; undefined = unmasked */
   mask(type: string): ReadonlySet<string> | undefined;
+  /** for writes of `type` with `permission`: the patients its compartment links may name */
+  links(type: string, permission: Permission): LinkRule | undefined;
+  /**
+   * `Patient/id` when resources of `type` reach this token only as that patient's accounting of
+   * disclosures (AuditEvents about the patient, reduced to who, when, what and why).
+   */
+  disclosureFor(type: string): string | undefined;
+  /** whether `param` may be searched, sorted or included on for `type` (masks and views hide elements) */
+  searchable(type: string, param: string): boolean;
 }
 
 export type Decision =
@@ -97,23 +116,92 @@ export function authorize(
   return { allowed: true, access };
 }
 
+// What a patient may search its accounting of disclosures by: only elements the view keeps, so
+// that a filter cannot reveal what the view leaves out (an address, a token id, another patient).
+const DISCLOSURE_PARAMS: ReadonlySet<string> = new Set([
+  '_id', '_lastUpdated', 'date', 'type', 'subtype', 'action', 'outcome', 'agent', 'agent-name', 'agent-role',
+]);
+
+interface Restriction {
+  readonly clause: Clause | null | undefined;
+  readonly links: LinkRule | undefined;
+  /** some alternative reaches the type only through the patient's accounting of disclosures */
+  readonly disclosure: boolean;
+}
+
+/**
+ * Operations: what each needs. A report over the whole trail (`$report`) needs unrestricted
+ * search on AuditEvent: no compartment, relationship or granular filter may apply, since the
+ * report counts every patient and user. An operation not listed here is refused.
+ */
+const OPERATIONS: Record<string, { readonly type: string; readonly permissions: readonly Permission[]; readonly unrestricted: boolean }> = {
+  $report: { type: 'AuditEvent', permissions: ['s'], unrestricted: true },
+};
+
+/** The decision for an operation: the same access as an interaction, plus what the operation demands of it. */
+export function authorizeOperation(principal: Principal, operation: string, type: string, policy: Policy): Decision {
+  const op = OPERATIONS[operation];
+  if (!op || op.type !== type) {
+    return { allowed: false, reason: `${type}/${operation} is not an operation this server authorizes`, scopeNeeded: `system/${type}.s` };
+  }
+  const access = accessFor(principal, policy);
+  for (const p of op.permissions) {
+    const r = access.restriction(type, p);
+    if (r === undefined || (op.unrestricted && r !== null)) {
+      return {
+        allowed: false,
+        reason:
+          r === undefined
+            ? `the token does not grant ${operation} on ${type}`
+            : `${operation} covers every patient and user, so it needs unrestricted ${p} on ${type} (a system/ scope or an auditing role); ` +
+              'a patient sees who accessed their record through AuditEvent search',
+        scopeNeeded: `system/${type}.${p}`,
+      };
+    }
+  }
+  return { allowed: true, access };
+}
+
 export function accessFor(principal: Principal, policy: Policy): Access {
   let grants: readonly Grant[] = principal.grants;
   let mask: ReadonlyMap<string, ReadonlySet<string>> = new Map();
+  let audits = false;
   if (principal.role !== undefined) {
     const role = policy.roles.get(principal.role);
     // An unknown role grants nothing: fail closed.
     grants = role ? applyCeiling(grants, role) : [];
     mask = role?.elements ?? mask;
+    audits = role?.audit ?? false;
   }
-  const cache = new Map<string, Clause | null | undefined>();
+  const cache = new Map<string, Restriction>();
+  const of = (type: string, permission: Permission): Restriction => {
+    const key = `${type}.${permission}`;
+    let r = cache.get(key);
+    if (!r) {
+      r = restrictionFor(principal, grants, type, permission, policy, audits);
+      cache.set(key, r);
+    }
+    return r;
+  };
+  const disclosureFor = (type: string): string | undefined => {
+    if (type !== 'AuditEvent' || !principal.patient) return undefined;
+    const r = of(type, 'r');
+    const s = of(type, 's');
+    return (r.clause && r.disclosure) || (s.clause && s.disclosure) ? `Patient/${principal.patient}` : undefined;
+  };
   return {
     principal,
     mask: (type) => mask.get(type),
-    restriction(type, permission) {
-      const key = `${type}.${permission}`;
-      if (!cache.has(key)) cache.set(key, restrictionFor(principal, grants, type, permission, policy));
-      return cache.get(key);
+    restriction: (type, permission) => of(type, permission).clause,
+    links: (type, permission) => of(type, permission).links,
+    disclosureFor,
+    searchable(type, param) {
+      const code = param.split(/[:$.]/)[0];
+      if (disclosureFor(type) && !DISCLOSURE_PARAMS.has(code)) return false;
+      const m = mask.get(type);
+      if (!m) return true;
+      const def = policy.model.types.get(type)?.params.get(code);
+      return (def?.elements ?? []).every((e) => e === 'id' || e === 'meta' || m.has(e));
     },
   };
 }
@@ -124,25 +212,40 @@ function restrictionFor(
   type: string,
   permission: Permission,
   policy: Policy,
-): Clause | null | undefined {
+  audits: boolean,
+): Restriction {
+  const none: Restriction = { clause: undefined, links: undefined, disclosure: false };
   const typeModel = policy.model.types.get(type);
-  if (!typeModel) return undefined;
+  if (!typeModel) return none;
   const alternatives: Clause[] = [];
+  let patientLinks: string | undefined;
+  let assignedLinks: Clause | undefined;
+  let disclosure = false;
+  let anyLinksFree = false;
   for (const g of grants) {
     if ((g.type !== type && g.type !== '*') || !g.permissions.has(permission)) continue;
     const all: Clause[] = [];
+    let linksFree = true;
     if (g.context === 'patient') {
       // See: scopes-and-launch-context.html (patient/ scopes: only the current patient's compartment)
       if (!principal.patient) continue;
-      const c = compartmentClause(type, principal.patient, policy);
+      const c = type === 'AuditEvent' ? disclosureClause(principal.patient) : compartmentClause(type, principal.patient, policy);
       if (!c) continue;
       all.push(c);
-    } else if (g.context === 'user' && policy.relationship && type !== 'AuditEvent') {
+      patientLinks = principal.patient;
+      linksFree = false;
+      if (type === 'AuditEvent') disclosure = true;
+    } else if (g.context === 'user' && policy.relationship && type === 'AuditEvent') {
+      // A clinician limited to assigned patients reads the trail of everyone only in a role that audits.
+      if (!audits) continue;
+    } else if (g.context === 'user' && policy.relationship) {
       const practitioner = principal.fhirUser;
       if (!practitioner || !/^Practitioner\/[A-Za-z0-9\-.]{1,64}$/.test(practitioner)) continue;
       const c = relationshipClause(type, practitioner, policy);
       if (!c) continue;
       all.push(c);
+      assignedLinks = assignedClause(practitioner, policy);
+      linksFree = false;
     }
     if (g.filter) {
       try {
@@ -161,11 +264,13 @@ function restrictionFor(
         continue; // a granular scope this server cannot read grants nothing
       }
     }
-    if (all.length === 0) return null;
+    if (all.length === 0) return { clause: null, links: undefined, disclosure: false };
     alternatives.push(all.length === 1 ? all[0] : { kind: 'and', all });
+    anyLinksFree ||= linksFree;
   }
-  if (alternatives.length === 0) return undefined;
-  return alternatives.length === 1 ? alternatives[0] : { kind: 'or', any: alternatives };
+  if (alternatives.length === 0) return none;
+  const clause = alternatives.length === 1 ? alternatives[0] : { kind: 'or' as const, any: alternatives };
+  return { clause, links: anyLinksFree ? undefined : { patient: patientLinks, assigned: assignedLinks }, disclosure };
 }
 
 /** Resources of `type` in the compartment of Patient/`patient` (R4 CompartmentDefinition). */
@@ -179,9 +284,22 @@ export function compartmentClause(type: string, patient: string, policy: Policy)
   return any.length === 1 ? any[0] : { kind: 'or', any };
 }
 
+/**
+ * The AuditEvents a patient may see: those that name the patient as an entity (whose data was
+ * touched), not those where the patient merely acted — the R4 compartment's `patient` parameter
+ * would include both.
+ */
+function disclosureClause(patient: string): Clause {
+  return { kind: 'exists', param: 'entity', where: [{ field: 'code', op: 'eq', value: `Patient/${patient}` }] };
+}
+
+/** Patients assigned to the practitioner under the relationship policy. */
+function assignedClause(practitioner: string, policy: Policy): Clause {
+  return { kind: 'exists', param: policy.relationship!.param, where: [{ field: 'code', op: 'eq', value: practitioner }] };
+}
+
 function relationshipClause(type: string, practitioner: string, policy: Policy): Clause | undefined {
-  const rel = policy.relationship!;
-  const assigned: Clause = { kind: 'exists', param: rel.param, where: [{ field: 'code', op: 'eq', value: practitioner }] };
+  const assigned = assignedClause(practitioner, policy);
   if (type === 'Patient') return assigned;
   const params = policy.compartments.get(type);
   if (!params || params.length === 0) return undefined;

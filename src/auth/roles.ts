@@ -6,6 +6,8 @@ export interface Role {
   readonly ceiling: readonly Grant[];
   /** per type, the top-level elements this role may see; absent type = unmasked */
   readonly elements: ReadonlyMap<string, ReadonlySet<string>>;
+  /** may read the whole audit trail and its reports even where clinical access is restricted */
+  readonly audit: boolean;
 }
 
 export type Roles = ReadonlyMap<string, Role>;
@@ -13,7 +15,7 @@ export type Roles = ReadonlyMap<string, Role>;
 /** Loads profiles/roles.json; a malformed ceiling scope stops the server rather than widening anything. */
 export function loadRoles(path = new URL('../../profiles/roles.json', import.meta.url)): Roles {
   const raw = JSON.parse(readFileSync(path, 'utf8')) as {
-    roles: Record<string, { ceiling: string[]; elements?: Record<string, string[]> }>;
+    roles: Record<string, { ceiling: string[]; elements?: Record<string, string[]>; audit?: boolean }>;
   };
   const roles = new Map<string, Role>();
   for (const [name, r] of Object.entries(raw.roles)) {
@@ -23,7 +25,8 @@ export function loadRoles(path = new URL('../../profiles/roles.json', import.met
       return g;
     });
     const elements = new Map(Object.entries(r.elements ?? {}).map(([t, list]) => [t, new Set(list)]));
-    roles.set(name, { name, ceiling, elements });
+    if (r.audit !== undefined && typeof r.audit !== 'boolean') throw new Error(`profiles/roles.json: role ${name} has a non-boolean audit`);
+    roles.set(name, { name, ceiling, elements, audit: r.audit ?? false });
   }
   return roles;
 }

@@ -1,6 +1,7 @@
 import type { Access } from '../auth/authorize.ts';
 import type { Permission } from '../auth/scopes.ts';
-import type { Clause, IndexEntry, ResourceStore, SearchQuery, StoredVersion, WriteResult } from '../store/resource-store.ts';
+import type { Clause, IndexEntry, Prepare, ResourceStore, SearchQuery, StoredVersion, WriteResult } from '../store/resource-store.ts';
+import { compartmentLinks } from './compartment.ts';
 import type { FhirModel, TypeModel } from './definitions.ts';
 import { FhirError, notFound } from './errors.ts';
 import { extractIndex } from './index-extractor.ts';
@@ -31,6 +32,7 @@ export class FhirRepository {
   readonly #store: ResourceStore;
   readonly #baseUrl: string;
   readonly #maxIncludes: number;
+  readonly #compartments: ReadonlyMap<string, readonly string[]>;
 
   constructor(deps: {
     model: FhirModel;
@@ -38,7 +40,10 @@ export class FhirRepository {
     store: ResourceStore;
     baseUrl: string;
     maxIncludes: number;
+    /** the R4 Patient CompartmentDefinition: per type, the parameters that place it in a compartment */
+    compartments: ReadonlyMap<string, readonly string[]>;
   }) {
+    this.#compartments = deps.compartments;
     this.#model = deps.model;
     this.#validator = deps.validator;
     this.#store = deps.store;
@@ -80,6 +85,7 @@ export class FhirRepository {
         const current = await this.#store.read(type, target.id);
         if (current && !current.deleted) {
           if (!(await this.#reachable(current, restriction))) throw hidden(type, target.id);
+          await this.#checkLinks(current, access, 'u', 'replaced');
           if (ifMatch !== undefined && ifMatch !== current.versionId) throw conflict(type, target.id, ifMatch);
           ifMatch = current.versionId;
         } else if (current?.deleted) throw hidden(type, target.id);
@@ -87,18 +93,30 @@ export class FhirRepository {
     }
     const query = 'query' in target ? this.#restrictQuery(target.query, access, 'u') : undefined;
     const prepare = this.#prepare(type, body);
-    return this.#store.update(
-      type,
-      query ? { query } : target,
-      (v) => {
-        // See: https://hl7.org/fhir/R4/http.html#cond-update (a body id must match the one resource found)
-        if (body.id !== undefined && body.id !== v.id && query) {
-          throw mismatch(type, `resource id "${String(body.id)}" does not match the resource found (${v.id})`);
-        }
-        return prepare(v);
-      },
-      { ...options, ifMatch },
-    );
+    const prepareChecked: Prepare = (v) => {
+      // See: https://hl7.org/fhir/R4/http.html#cond-update (a body id must match the one resource found)
+      if (body.id !== undefined && body.id !== v.id && query) {
+        throw mismatch(type, `resource id "${String(body.id)}" does not match the resource found (${v.id})`);
+      }
+      return prepare(v);
+    };
+    if (query && access.links(type, 'u')) {
+      // A token whose writes must stay in given compartments checks the version it would replace
+      // too; find it first, then write by id pinned to that version, or create only if still none.
+      const found = await this.#store.search({ ...query, count: 2, sort: [], cursor: undefined, total: 'none' });
+      if (found.matches.length === 1) {
+        const current = found.matches[0];
+        await this.#checkLinks(current, access, 'u', 'replaced');
+        if (ifMatch !== undefined && ifMatch !== current.versionId) throw conflict(type, current.id, ifMatch);
+        return this.#store.update(type, { id: current.id }, prepareChecked, { ...options, ifMatch: current.versionId });
+      }
+      if (found.matches.length === 0 && ifMatch === undefined) {
+        const created = await this.#store.create(type, prepareChecked, query);
+        if (created.outcome === 'exists') throw raced(type);
+        return created;
+      }
+    }
+    return this.#store.update(type, query ? { query } : target, prepareChecked, { ...options, ifMatch });
   }
 
   /** Current, non-deleted, reachable version or a 404/410 FhirError. */
@@ -130,6 +148,7 @@ export class FhirRepository {
       const current = await this.#store.read(type, id);
       if (!current || current.deleted) return undefined;
       if (!(await this.#reachable(current, restriction))) throw hidden(type, id);
+      await this.#checkLinks(current, access, 'd', 'replaced');
       ifMatch = current.versionId;
     }
     return this.#store.delete(type, id, ifMatch);
@@ -219,9 +238,40 @@ export class FhirRepository {
   async #mayWrite(type: string, body: Json, access: Access, permission: Permission): Promise<void> {
     const restriction = access.restriction(type, permission);
     if (restriction === undefined) throw forbidden(`the token does not grant ${permission} on ${type}`);
-    if (restriction && !(await this.#reachable({ type, id: '', versionId: 0, lastUpdated: '', deleted: false, resource: body }, restriction))) {
+    const draft: StoredVersion = { type, id: '', versionId: 0, lastUpdated: '', deleted: false, resource: body };
+    if (restriction && !(await this.#reachable(draft, restriction))) {
       throw forbidden(`the token may not write this ${type}: it would fall outside the patient compartment or granted scope`);
     }
+    await this.#checkLinks(draft, access, permission, 'new');
+  }
+
+  /**
+   * Writes stay in the writer's compartments on every link: each reference that places the
+   * resource in a Patient compartment (R4 Patient CompartmentDefinition) must name the token's
+   * patient, or under the relationship policy a patient assigned to the clinician — in the new
+   * content, and in the version a write replaces or deletes. Being in the writer's compartment
+   * is not enough: the resource must not enter, or already sit in, anyone else's.
+   */
+  async #checkLinks(v: StoredVersion, access: Access, permission: Permission, which: 'new' | 'replaced'): Promise<void> {
+    const rule = access.links(v.type, permission);
+    if (!rule || !v.resource) return;
+    for (const link of compartmentLinks(this.typeModel(v.type), this.#compartments.get(v.type) ?? [], v.resource, this.#baseUrl)) {
+      if (rule.patient !== undefined && link.patient === `Patient/${rule.patient}`) continue;
+      if (rule.assigned && (await this.#assigned(link.patient, rule.assigned))) continue;
+      if (which === 'replaced') {
+        throw forbidden(`the current version of ${v.type}/${v.id} also belongs to another patient's record (${link.expression}), which this token may not change`);
+      }
+      throw new FhirError(403, 'HEARTH_FORBIDDEN', {
+        code: 'forbidden',
+        diagnostics: `${link.expression} references ${link.patient}, which is outside the patients this token may write for`,
+        expression: link.expression,
+      });
+    }
+  }
+
+  async #assigned(patient: string, assigned: Clause): Promise<boolean> {
+    const target = await this.#store.read('Patient', patient.slice('Patient/'.length));
+    return !!target && !target.deleted && (await this.#reachable(target, assigned));
   }
 
   async #reachable(v: StoredVersion, restriction: Clause): Promise<boolean> {
@@ -287,6 +337,13 @@ function hidden(type: string, id: string): FhirError {
 
 export function forbidden(diagnostics: string): FhirError {
   return new FhirError(403, 'HEARTH_FORBIDDEN', { code: 'forbidden', diagnostics });
+}
+
+function raced(type: string): FhirError {
+  return new FhirError(412, 'HEARTH_VERSION_CONFLICT', {
+    code: 'conflict',
+    diagnostics: `a ${type} matching the conditional update was written concurrently; retry the request`,
+  });
 }
 
 function conflict(type: string, id: string, ifMatch: number): FhirError {

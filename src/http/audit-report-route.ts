@@ -37,8 +37,9 @@ export function renderReport(report: ReturnType<typeof auditReport>, format: key
 }
 
 /**
- * GET /fhir/AuditEvent/$report?start=&end=: the periodic report for auditors. Routed like any
- * AuditEvent search, so the one authorization decision (search on AuditEvent) and the audit hook apply.
+ * GET /fhir/AuditEvent/$report?start=&end=: the periodic report for auditors. Declared as an
+ * operation, so the one authorization decision applies (authorizeOperation: unrestricted search on
+ * AuditEvent, since the report covers every patient and user) and the audit hook records it.
  */
 export function registerReportRoute(app: FastifyInstance, auditStore: AuditStore): void {
   app.get(

@@ -1,5 +1,4 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
-import { authorize, type Policy, permissionsFor } from '../auth/authorize.ts';
 import type { Config } from '../config/config.ts';
 import type { FhirModel, Interaction } from '../fhir/definitions.ts';
 import { badRequest, FhirError, notFound, operationOutcome } from '../fhir/errors.ts';
@@ -31,7 +30,6 @@ export interface FhirRoutesOptions {
   readonly model: FhirModel;
   readonly repository: FhirRepository;
   readonly clock: () => Date;
-  readonly policy: Policy;
 }
 
 const ID = { type: 'string', pattern: '^[A-Za-z0-9\\-.]{1,64}$' } as const;
@@ -58,11 +56,12 @@ const ROUTES: { method: RouteOptions['method']; url: string; interaction: RouteI
 
 /**
  * The protected FHIR API: every interaction of every type in capability-statement.json, each
- * route saying what it is (`config.fhir`). One preHandler decides whether it is offered (405) and
- * whether the token may do it (403) before any handler or store access.
+ * route saying what it is (`config.fhir`), from which the one decision (./authorization.ts)
+ * decides whether it is offered (405) and whether the token may do it (403) before any handler
+ * or store access.
  */
 export async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesOptions): Promise<void> {
-  const { config, model, repository, clock, policy, auditStore } = opts;
+  const { config, model, repository, clock, auditStore } = opts;
   const base = config.baseUrl;
   const ctx = { config, model, repository, clock };
 
@@ -201,36 +200,17 @@ export async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesOptions):
     }
   }
   registerReportRoute(app, auditStore);
-  app.route({
-    method: 'DELETE',
-    url: '/:type',
-    handler: async (request) => {
-      throw notSupported('conditional delete', (request.params as { type: string }).type.slice(0, 64));
-    },
-  });
-
-  app.addHook('preHandler', async (request) => {
-    const fhir = request.routeOptions.config.fhir;
-    if (!fhir) return;
-    const interaction = fhir.interaction === 'conditional-update' ? 'update' : fhir.interaction;
-    if (interaction === 'capabilities' || !model.types.get(fhir.type)?.interactions.has(interaction)) {
-      // See: https://hl7.org/fhir/R4/http.html#general (405 for an interaction the type does not support)
-      throw notSupported(fhir.interaction, fhir.type);
-    }
-    const asked =
-      fhir.interaction === 'create' && request.headers['if-none-exist'] !== undefined ? 'conditional-create' : fhir.interaction;
-    const decision = authorize(request.principal, asked as Parameters<typeof permissionsFor>[0], fhir.type, policy);
-    if (!decision.allowed) {
-      // See: https://www.rfc-editor.org/rfc/rfc6750#section-3.1 (insufficient_scope)
-      throw new FhirError(
-        403,
-        'HEARTH_FORBIDDEN',
-        { code: 'forbidden', diagnostics: decision.reason },
-        { 'www-authenticate': `Bearer realm="hearth", error="insufficient_scope", scope="${decision.scopeNeeded}"` },
-      );
-    }
-    request.access = decision.access;
-  });
+  // See: https://hl7.org/fhir/R4/http.html#cdelete (not offered: a 405 from the same decision path)
+  for (const type of model.types.keys()) {
+    app.route({
+      method: 'DELETE',
+      url: `/${type}`,
+      config: { fhir: { type, interaction: 'conditional-delete' } },
+      handler: async () => {
+        throw notSupported('conditional delete', type);
+      },
+    });
+  }
 }
 
 /** `If-None-Exist: Patient?identifier=x` or `identifier=x` → the query part. */

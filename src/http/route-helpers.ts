@@ -1,4 +1,6 @@
+import type { AuditEvent } from 'fhir/r4.js';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { disclosureView } from '../audit/disclosure.ts';
 import type { Access } from '../auth/authorize.ts';
 import type { FhirModel } from '../fhir/definitions.ts';
 import { badRequest, FhirError } from '../fhir/errors.ts';
@@ -8,6 +10,8 @@ import { applySubset, type Subset } from '../fhir/subsetting.ts';
 import type { Clause, StoredVersion } from '../store/resource-store.ts';
 import { FormBody } from './body-parsers.ts';
 import { etag, httpDate } from './headers.ts';
+
+type Json = Record<string, unknown>;
 
 export const READ_PARAMS: ReadonlySet<string> = new Set(['_format', '_pretty', '_elements', '_summary']);
 
@@ -53,32 +57,40 @@ export function notSupported(what: string, type: string) {
   });
 }
 
-/** The client's subset, then the role's element mask, which `_elements` can only narrow. */
+/**
+ * What the token may see of a resource: a patient's view of an AuditEvent (its accounting of
+ * disclosures), then the client's subset, then the role's element mask, which `_elements` can
+ * only narrow.
+ */
 export function shaper(repository: FhirRepository, request: FastifyRequest, type: string, subset: Subset) {
   const typeModel = repository.typeModel(type);
   const mask = request.access.mask(type);
+  const disclosure = request.access.disclosureFor(type);
   return (v: StoredVersion) => {
-    const shaped = applySubset(typeModel, v.resource ?? {}, subset);
+    const resource: unknown = v.resource ?? {};
+    const visible = (disclosure && v.resource ? disclosureView(resource as AuditEvent, disclosure) : resource) as Json;
+    const shaped = applySubset(typeModel, visible, subset);
     return mask ? applySubset(typeModel, shaped, { kind: 'elements', names: mask }) : shaped;
   };
 }
 
 /**
- * A role's element mask also bounds what may be searched, sorted and included on, so that a
- * masked element cannot be inferred through filters (billing cannot search value-quantity).
+ * What a token may not see it may not search, sort or include on either, so that a hidden element
+ * cannot be inferred through filters (billing cannot search value-quantity; a patient cannot
+ * filter its accounting of disclosures by address or token).
  */
 export function checkMaskedParams(access: Access, model: FhirModel, search: ParsedSearch): void {
   const check = (type: string, code: string) => {
+    if (access.searchable(type, code)) return;
+    const def = model.types.get(type)?.params.get(code.split(/[:$.]/)[0]);
     const mask = access.mask(type);
-    if (!mask) return;
-    const def = model.types.get(type)?.params.get(code.split(/[:$]/)[0]);
-    const hidden = (def?.elements ?? []).filter((e) => e !== 'id' && e !== 'meta' && !mask.has(e));
-    if (hidden.length > 0) {
-      throw new FhirError(403, 'HEARTH_MASKED_PARAMETER', {
-        code: 'forbidden',
-        diagnostics: `search parameter ${code} reads ${type}.${hidden[0]}, which this role may not see`,
-      });
-    }
+    const hidden = mask ? (def?.elements ?? []).find((e) => e !== 'id' && e !== 'meta' && !mask.has(e)) : undefined;
+    throw new FhirError(403, 'HEARTH_MASKED_PARAMETER', {
+      code: 'forbidden',
+      diagnostics: hidden
+        ? `search parameter ${code} reads ${type}.${hidden}, which this role may not see`
+        : `search parameter ${code} reads ${type} elements that this token's view leaves out`,
+    });
   };
   const walk = (type: string, c: Clause): void => {
     switch (c.kind) {

@@ -6,7 +6,11 @@ import type { AuditNotes } from '../http/audit-hook.ts';
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** What a FHIR route is: the one hook that decides whether reads this, never the handler. */
-    fhir?: { type: string; interaction: Interaction | 'capabilities' | 'conditional-update'; operation?: string };
+    fhir?: { type: string; interaction: Interaction | 'capabilities' | 'conditional-update' | 'conditional-delete'; operation?: string };
+  }
+  interface FastifyInstance {
+    /** every route registered, with its declared FHIR interaction (see app.ts) */
+    readonly registeredRoutes: readonly { readonly method: string; readonly url: string; readonly fhir?: FastifyContextConfig['fhir'] }[];
   }
   interface FastifyRequest {
     /** Query string as ordered name/value pairs (repeats kept, as FHIR search needs). */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type Access, authorize, loadCompartments, type Policy, type Principal } from '../../src/auth/authorize.ts';
+import { type Access, authorize, authorizeOperation, loadCompartments, type Policy, type Principal } from '../../src/auth/authorize.ts';
 import { loadRoles } from '../../src/auth/roles.ts';
 import { parseScopes } from '../../src/auth/scopes.ts';
 import { loadFhirModel } from '../../src/fhir/definitions.ts';
@@ -127,9 +127,66 @@ describe('authorize (pure)', () => {
       where: [{ field: 'code', op: 'eq', value: 'Practitioner/dr1' }],
     });
     expect((a.restriction('Observation', 's') as { kind: string }).kind).toBe('or');
-    expect(a.restriction('AuditEvent', 's')).toBeNull();
+    // A clinician limited to assigned patients reads the whole trail only in a role that audits.
+    expect(a.restriction('AuditEvent', 's')).toBeUndefined();
+    const auditor = access(principal('user/*.rs', { fhirUser: 'Practitioner/dr1', role: 'auditor' }), 'search-type', 'AuditEvent', withRelationship);
+    expect(auditor.restriction('AuditEvent', 's')).toBeNull();
     expect(authorize(principal('user/*.rs'), 'read', 'Patient', withRelationship).allowed).toBe(false);
     expect(authorize(principal('user/*.rs', { fhirUser: 'Patient/x' }), 'read', 'Patient', withRelationship).allowed).toBe(false);
     expect(authorize(principal('system/*.rs'), 'read', 'Patient', withRelationship).allowed).toBe(true);
+  });
+});
+
+describe('the policy beyond the scope decision (pure)', () => {
+  it.each<[string, string, Partial<Principal>, Policy, boolean, string | undefined]>([
+    ['system token', 'system/*.cruds', {}, policy, true, undefined],
+    ['unrestricted user token', 'user/AuditEvent.rs', {}, policy, true, undefined],
+    ['auditor role', 'user/AuditEvent.rs', { role: 'auditor' }, policy, true, undefined],
+    ['administrator role under the relationship policy', 'user/*.cruds', { role: 'administrator', fhirUser: 'Practitioner/a' }, withRelationship, true, undefined],
+    ['auditor under the relationship policy', 'user/AuditEvent.rs', { role: 'auditor', fhirUser: 'Practitioner/a' }, withRelationship, true, undefined],
+    ['clinician under the relationship policy', 'user/*.cruds', { fhirUser: 'Practitioner/a' }, withRelationship, false, 'the token does not grant $report on AuditEvent'],
+    ['patient token', 'patient/*.cruds', { patient: 'p1' }, policy, false, '$report covers every patient and user'],
+    ['patient token with AuditEvent search alone', 'patient/AuditEvent.s', { patient: 'p1' }, policy, false, '$report covers every patient and user'],
+    ['granular AuditEvent scope', 'user/AuditEvent.rs?action=R', {}, policy, false, '$report covers every patient and user'],
+    ['no AuditEvent scope', 'user/Patient.rs', {}, policy, false, 'the token does not grant $report on AuditEvent'],
+    ['nurse role', 'user/*.cruds', { role: 'nurse' }, policy, false, 'the token does not grant $report on AuditEvent'],
+  ])('$report for a %s', (_name, scope, extra, pol, allowed, reason) => {
+    const d = authorizeOperation(principal(scope, extra), '$report', 'AuditEvent', pol);
+    expect(d.allowed).toBe(allowed);
+    if (!d.allowed) {
+      expect(d.reason.startsWith(reason!)).toBe(true);
+      expect(d.scopeNeeded).toBe('system/AuditEvent.s');
+    }
+  });
+
+  it('refuses an operation it does not know, or on another type', () => {
+    expect(authorizeOperation(principal('system/*.cruds'), '$purge', 'AuditEvent', policy).allowed).toBe(false);
+    expect(authorizeOperation(principal('system/*.cruds'), '$report', 'Patient', policy).allowed).toBe(false);
+  });
+
+  it('shows a patient its AuditEvents as an accounting of disclosures: events naming it as an entity', () => {
+    const a = access(principal('patient/*.rs', { patient: 'p1' }), 'search-type', 'AuditEvent');
+    expect(a.restriction('AuditEvent', 's')).toEqual({ kind: 'exists', param: 'entity', where: [{ field: 'code', op: 'eq', value: 'Patient/p1' }] });
+    expect(a.disclosureFor('AuditEvent')).toBe('Patient/p1');
+    expect(a.disclosureFor('Observation')).toBeUndefined();
+    for (const ok of ['date', 'action', 'outcome', 'agent', 'agent-name', 'subtype', '_id']) expect(a.searchable('AuditEvent', ok), ok).toBe(true);
+    for (const no of ['address', 'policy', 'entity', 'patient', 'entity-name', 'entity-type', 'altid', 'site']) {
+      expect(a.searchable('AuditEvent', no), no).toBe(false);
+    }
+    expect(access(principal('system/*.rs', { patient: 'p1' }), 'read', 'AuditEvent').disclosureFor('AuditEvent')).toBeUndefined();
+  });
+
+  it('says which patients a write may link to', () => {
+    const pat = access(principal('patient/*.cruds', { patient: 'p1' }), 'create', 'Observation');
+    expect(pat.links('Observation', 'c')).toEqual({ patient: 'p1', assigned: undefined });
+    const clin = access(principal('user/*.cruds', { fhirUser: 'Practitioner/dr1' }), 'create', 'Observation', withRelationship);
+    expect(clin.links('Observation', 'c')).toEqual({
+      patient: undefined,
+      assigned: { kind: 'exists', param: 'general-practitioner', where: [{ field: 'code', op: 'eq', value: 'Practitioner/dr1' }] },
+    });
+    // Any grant without a compartment leaves links free: the token reaches every patient anyway.
+    expect(access(principal('system/*.cruds'), 'create', 'Observation').links('Observation', 'c')).toBeUndefined();
+    expect(access(principal('patient/*.cruds user/Observation.c', { patient: 'p1' }), 'create', 'Observation').links('Observation', 'c')).toBeUndefined();
+    expect(access(principal('user/Observation.c?category=laboratory'), 'create', 'Observation').links('Observation', 'c')).toBeUndefined();
   });
 });

@@ -91,6 +91,36 @@ describe('token verification: every failure is a 401 that says no more than RFC 
     expect(cs.rest[0].security.service[0].coding[0].code).toBe('SMART-on-FHIR');
   });
 
+  it('refuses two Authorization headers, a valid one first, with 400 — in process and on the wire — and audits it', async () => {
+    const good = `Bearer ${await t.token({ scope: 'system/*.rs' })}`;
+    for (const pair of [[good, good], [good, 'Bearer x.y.z'], [good, '']]) {
+      const res = await t.raw.inject({ method: 'GET', url: '/fhir/Patient', headers: { authorization: pair as unknown as string } });
+      expect(res.statusCode).toBe(400);
+      expect(json(res).issue[0]).toEqual({ severity: 'error', code: 'invalid', diagnostics: 'Authorization may appear only once' });
+      const event = await t.store.read('AuditEvent', res.headers['x-request-id'] as string);
+      expect(event?.resource).toMatchObject({ outcome: '4', outcomeDesc: '400 invalid' });
+    }
+    const { connect } = await import('node:net');
+    await t.raw.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const port = (t.raw.server.address() as { port: number }).port;
+      const reply = await new Promise<string>((resolve, reject) => {
+        let got = '';
+        const socket = connect(port, '127.0.0.1', () =>
+          socket.write(`GET /fhir/Patient HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${good}\r\nAuthorization: ${good}\r\nConnection: close\r\n\r\n`));
+        socket.on('data', (d) => {
+          got += d;
+        });
+        socket.on('end', () => resolve(got));
+        socket.on('error', reject);
+      });
+      expect(reply.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+      expect(reply).toContain('Authorization may appear only once');
+    } finally {
+      await t.raw.close();
+    }
+  });
+
   it('refuses everything but metadata when no issuer is configured', async () => {
     const none = await testApp({ HEARTH_AUTH_ISSUER: '', HEARTH_AUTH_JWKS: '' }).catch((e) => e);
     expect(String(none)).toContain('HEARTH_AUTH_ISSUER');

@@ -1,0 +1,85 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { authorize, authorizeOperation, type Decision, type Policy } from '../auth/authorize.ts';
+import { bearerToken, InvalidTokenError, type TokenVerifier } from '../auth/token-verifier.ts';
+import type { FhirModel } from '../fhir/definitions.ts';
+import { badRequest, FhirError } from '../fhir/errors.ts';
+import { notSupported } from './route-helpers.ts';
+
+/**
+ * Authentication for the protected API: exactly one Authorization header, carrying a bearer token
+ * the verifier accepts. Node keeps only the first of repeated Authorization headers in
+ * `request.headers`, so the raw header list is counted: a second credential must not hide behind
+ * the first.
+ */
+export function registerAuthentication(api: FastifyInstance, verifier: TokenVerifier): void {
+  api.addHook('onRequest', async (request) => {
+    if (countHeader(request, 'authorization') > 1) {
+      throw badRequest('HEARTH_BAD_HEADER', 'Authorization may appear only once');
+    }
+    try {
+      request.principal = await verifier.verify(bearerToken(request.headers.authorization));
+    } catch (err) {
+      if (err instanceof InvalidTokenError) request.log.info({ reason: err.reason }, 'access token refused');
+      throw err;
+    }
+  });
+}
+
+function countHeader(request: FastifyRequest, name: string): number {
+  const raw = request.raw.rawHeaders;
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].length === name.length && raw[i].toLowerCase() === name) n++;
+  return n;
+}
+
+/**
+ * The one authorization decision of the protected API. Every route registered in its scope must
+ * say what it is (`config.fhir`: type, interaction, operation); a route that does not is refused at
+ * start-up, so that no handler can be reached without a decision. Before any handler runs, the
+ * decision either sets `request.access` — what the request may touch, which every interaction
+ * carries into the store — or refuses: 405 for what the type does not offer, 403 for what the
+ * token does not grant.
+ */
+export function registerAuthorization(api: FastifyInstance, opts: { model: FhirModel; policy: Policy }): void {
+  const { model, policy } = opts;
+  api.addHook('onRoute', (route) => {
+    if (!route.config?.fhir) {
+      throw new Error(`${String(route.method)} ${route.url} declares no FHIR interaction, so no authorization decision would apply to it`);
+    }
+  });
+  api.addHook('preHandler', async (request) => {
+    const fhir = request.routeOptions.config.fhir;
+    if (!fhir) throw new Error('a protected route without a declared interaction');
+    const type = model.types.get(fhir.type);
+    if (fhir.operation === undefined) {
+      const interaction = fhir.interaction === 'conditional-update' ? 'update' : fhir.interaction;
+      // See: https://hl7.org/fhir/R4/http.html#general (405 for an interaction the type does not support)
+      if (interaction === 'capabilities' || interaction === 'conditional-delete' || !type?.interactions.has(interaction)) {
+        throw notSupported(fhir.interaction, fhir.type);
+      }
+    }
+    const decision = decide(request, policy);
+    if (!decision.allowed) {
+      // See: https://www.rfc-editor.org/rfc/rfc6750#section-3.1 (insufficient_scope)
+      throw new FhirError(
+        403,
+        'HEARTH_FORBIDDEN',
+        { code: 'forbidden', diagnostics: decision.reason },
+        { 'www-authenticate': `Bearer realm="hearth", error="insufficient_scope", scope="${decision.scopeNeeded}"` },
+      );
+    }
+    request.access = decision.access;
+  });
+}
+
+function decide(request: FastifyRequest, policy: Policy): Decision {
+  const fhir = request.routeOptions.config.fhir!;
+  if (fhir.operation !== undefined) return authorizeOperation(request.principal, fhir.operation, fhir.type, policy);
+  const interaction = fhir.interaction;
+  if (interaction === 'capabilities' || interaction === 'conditional-delete') {
+    return { allowed: false, reason: `${interaction} is not offered`, scopeNeeded: `system/${fhir.type}.d` };
+  }
+  // See: https://hl7.org/fhir/R4/http.html#ccreate (a conditional create also searches)
+  const asked = interaction === 'create' && request.headers['if-none-exist'] !== undefined ? 'conditional-create' : interaction;
+  return authorize(request.principal, asked, fhir.type, policy);
+}
