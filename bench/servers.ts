@@ -29,7 +29,7 @@ const env = {
 };
 const config = loadConfig(env);
 const store = new SqliteStore({ dataDir: config.dataDir });
-const secured = await buildApp(config, { store });
+const secured = await buildApp(config, { storage: store.storage() });
 const principal: Principal = {
   issuer,
   subject: 'bench',
@@ -37,8 +37,8 @@ const principal: Principal = {
   scopes: ['system/*.cruds'],
   expiresAt: 4_000_000_000,
 };
-const open = await buildApp(config, { store, verifier: { verify: async () => principal } });
-const unaudited = await buildApp(config, { store, auditWriter: async () => {} });
+const open = await buildApp(config, { storage: store.storage(), verifier: { verify: async () => principal } });
+const unaudited = await buildApp(config, { storage: store.storage(), auditWriter: async () => {} });
 // The same server without encryption at rest: an empty protection policy, a store of its own.
 writeFileSync(join(dir, 'protection-none.json'), JSON.stringify({ protect: {} }));
 const plainConfig = loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, 'plain'), HEARTH_PROTECTION_FILE: join(dir, 'protection-none.json') });

@@ -1,5 +1,5 @@
 import type { AuditEvent } from 'fhir/r4.js';
-import type { IndexEntry } from '../store/resource-store.ts';
+import type { IndexEntry } from '../fhir/query.ts';
 
 // The AuditStore port: append-only, hash-chained, durable. It has no update and no delete; the
 // only removal is a retention purge, which is itself recorded in the chain.

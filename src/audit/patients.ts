@@ -1,6 +1,6 @@
 import type { FhirModel } from '../fhir/definitions.ts';
 import { compartmentLinks } from '../fhir/compartment.ts';
-import type { StoredVersion } from '../store/resource-store.ts';
+import type { StoredVersion } from '../fhir/query.ts';
 
 /**
  * The patients whose data a resource is: the patient itself, or the Patient references of the

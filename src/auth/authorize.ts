@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { FhirModel, Interaction } from '../fhir/definitions.ts';
 import { parseCriterion } from '../fhir/search-parser.ts';
-import type { Clause } from '../store/resource-store.ts';
+import type { Clause } from '../fhir/query.ts';
 import { applyCeiling, type Roles } from './roles.ts';
 import type { Grant, Permission } from './scopes.ts';
 

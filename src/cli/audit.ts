@@ -9,8 +9,9 @@ import { checkpointSigner, loadPublicKey, loadSigningKey } from '../audit/signin
 import type { Config } from '../config/config.ts';
 import { loadFhirModel } from '../fhir/definitions.ts';
 import { extractIndex } from '../fhir/index-extractor.ts';
-import { renderReport, reportOptions } from '../http/audit-report-route.ts';
-import { SqliteStore } from '../store/sqlite/sqlite-store.ts';
+import { renderReport, reportOptions } from '../audit/report-request.ts';
+import { existingStorage } from '../compose.ts';
+import type { Storage } from '../store/port.ts';
 
 export class CliError extends Error {}
 
@@ -34,17 +35,18 @@ function operatorEvent(config: Config, act: OperatorAct, now = new Date()): Audi
 }
 
 /** Appends an operator command's AuditEvent to the chain (signed checkpoint included). */
-export async function recordOperatorEvent(config: Config, store: SqliteStore, act: OperatorAct): Promise<void> {
+export async function recordOperatorEvent(config: Config, storage: Storage, act: OperatorAct): Promise<void> {
   const { checkpointEvery, checkpointSeconds } = config.audit;
   const sign = checkpointSigner(loadSigningKey(config.dataDir), checkpointEvery, checkpointSeconds * 1000, () => new Date());
-  await store.auditStore().appendAudit([operatorEvent(config, act)], sign);
+  await storage.audit.appendAudit([operatorEvent(config, act)], sign);
 }
 
 const AUDIT_LOG_USED = { code: '110101', display: 'Audit Log Used' };
 
-function openStore(config: Config): SqliteStore {
-  if (!existsSync(join(config.dataDir, 'hearth.db'))) throw new CliError(`no Hearth database in ${config.dataDir} (HEARTH_DATA_DIR)`);
-  return new SqliteStore({ dataDir: config.dataDir });
+export function openStore(config: Config): Storage {
+  const storage = existingStorage(config);
+  if (!storage) throw new CliError(`no Hearth database in ${config.dataDir} (HEARTH_DATA_DIR)`);
+  return storage;
 }
 
 /** `hearth audit verify`: exit 0 and a summary when intact; exit 1 naming the first broken place. */
@@ -53,7 +55,7 @@ export async function auditVerify(config: Config, publicKeyPath?: string): Promi
   if (!existsSync(keyPath)) throw new CliError(`no checkpoint public key at ${keyPath} (--public-key)`);
   const store = openStore(config);
   try {
-    const r = verifyChain(store.auditStore(), loadPublicKey(keyPath));
+    const r = verifyChain(store.audit, loadPublicKey(keyPath));
     const head = r.head ? `head seq ${r.head.seq} ${r.head.hash}` : 'empty chain';
     // Reading the audit log is recorded in it, after the walk (so a broken chain is not extended first).
     await recordOperatorEvent(config, store, {
@@ -82,7 +84,7 @@ export async function auditReportCli(config: Config, args: { from?: string; to?:
   const store = openStore(config);
   try {
     const { options, format } = parsed;
-    const report = auditReport(store.auditStore().eventsBetween(options.from.toISOString(), options.to.toISOString()), options);
+    const report = auditReport(store.audit.eventsBetween(options.from.toISOString(), options.to.toISOString()), options);
     await recordOperatorEvent(config, store, {
       command: 'audit report',
       type: AUDIT_LOG_USED,
@@ -110,7 +112,7 @@ export async function auditPurge(config: Config, before: string | undefined, now
   }
   const store = openStore(config);
   try {
-    const record = await store.auditStore().purgeAudit(
+    const record = await store.audit.purgeAudit(
       cutoff.toISOString(),
       (count, throughSeq) =>
         operatorEvent(

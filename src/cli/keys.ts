@@ -1,15 +1,15 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { openKeyring } from '../app.ts';
+import { openKeyring } from '../compose.ts';
 import type { Config } from '../config/config.ts';
 import { rewrapResource } from '../crypto/envelope.ts';
-import { SqliteStore } from '../store/sqlite/sqlite-store.ts';
-import { CliError, recordOperatorEvent } from './audit.ts';
+import { existingStorage } from '../compose.ts';
+import { CliError, openStore, recordOperatorEvent } from './audit.ts';
 
 /** Key changes are security events: each leaves an AuditEvent in the chain (when data exists). */
 async function auditKeyChange(config: Config, command: string, description: string): Promise<void> {
-  if (!existsSync(join(config.dataDir, 'hearth.db'))) return;
-  const s = new SqliteStore({ dataDir: config.dataDir });
+  const s = existingStorage(config);
+  if (!s) return;
   try {
     await recordOperatorEvent(config, s, {
       command,
@@ -29,11 +29,6 @@ function keyring(config: Config) {
   return openKeyring(config, !hasData);
 }
 
-function store(config: Config): SqliteStore {
-  if (!existsSync(join(config.dataDir, 'hearth.db'))) throw new CliError(`no Hearth database in ${config.dataDir} (HEARTH_DATA_DIR)`);
-  return new SqliteStore({ dataDir: config.dataDir });
-}
-
 /** `hearth keys rotate`: a new KEK version, current for new writes (a running server picks it up within a second). */
 export async function keysRotate(config: Config): Promise<string> {
   const v = keyring(config).rotate();
@@ -44,11 +39,11 @@ export async function keysRotate(config: Config): Promise<string> {
 /** `hearth keys rewrap`: re-wraps every data key not under the current KEK, in small transactions, with progress. */
 export async function keysRewrap(config: Config, progress: (line: string) => void): Promise<string> {
   const keys = keyring(config);
-  const s = store(config);
+  const s = openStore(config);
   try {
     const current = keys.currentKekId();
     let last = -1;
-    const n = s.rewrapAll(
+    const n = s.keys.rewrapAll(
       current,
       (type, id, version, body) => rewrapResource(keys, type, id, version, body),
       (done, total) => {
@@ -72,9 +67,9 @@ export async function keysRewrap(config: Config, progress: (line: string) => voi
 export async function keysRetire(config: Config, version: string | undefined): Promise<string> {
   if (!version || !/^[1-9]\d{0,5}$/.test(version)) throw new CliError('usage: hearth keys retire <version>');
   const keys = keyring(config);
-  const s = store(config);
+  const s = openStore(config);
   try {
-    const used = s.countKeyUse(`local:${version}`);
+    const used = s.keys.countKeyUse(`local:${version}`);
     if (used > 0) throw new CliError(`key version ${version} still wraps ${used} data keys: run 'hearth keys rewrap' first`);
   } finally {
     await s.close();

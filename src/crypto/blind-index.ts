@@ -1,7 +1,7 @@
 import { createHmac, type KeyObject } from 'node:crypto';
 import type { SearchParamType } from '../fhir/definitions.ts';
 import { FhirError } from '../fhir/errors.ts';
-import type { Clause, EntryPredicate, IndexEntry, SearchQuery } from '../store/resource-store.ts';
+import type { Clause, EntryPredicate, IndexEntry, SearchQuery } from '../fhir/query.ts';
 import type { ProtectionPolicy } from './protection.ts';
 
 // Prefixes of protected strings are indexed from MIN_PREFIX to MAX_PREFIX characters, and the

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Bundle, BundleEntry, BundleLink, FhirResource } from 'fhir/r4.js';
-import type { StoredVersion } from '../store/resource-store.ts';
+import type { StoredVersion } from './query.ts';
 import type { Issue } from './errors.ts';
 import { operationOutcome } from './errors.ts';
 

@@ -1,4 +1,4 @@
-import type { IndexEntry } from '../store/resource-store.ts';
+import type { IndexEntry } from './query.ts';
 import type { SearchParamDef, SearchParamType, TypeModel } from './definitions.ts';
 import { dateRange, MAX_TIME, MIN_TIME, normalizeReference, normalizeString } from './search-values.ts';
 

@@ -1,4 +1,4 @@
-import type { Clause, EntryPredicate, IndexEntry } from '../store/resource-store.ts';
+import type { Clause, EntryPredicate, IndexEntry } from './query.ts';
 import type { FhirModel } from './definitions.ts';
 import { extractIndex } from './index-extractor.ts';
 

@@ -1,4 +1,4 @@
-import type { Clause, Cursor, SearchQuery, SortKey } from '../store/resource-store.ts';
+import type { Clause, Cursor, SearchQuery, SortKey } from './query.ts';
 import type { FhirModel, SearchParamDef, SearchParamType, TypeModel } from './definitions.ts';
 import { badRequest, type Issue } from './errors.ts';
 import { splitEscaped, tokenPredicates, valuePredicates } from './search-predicates.ts';

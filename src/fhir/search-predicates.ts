@@ -1,4 +1,4 @@
-import type { EntryPredicate } from '../store/resource-store.ts';
+import type { EntryPredicate } from './query.ts';
 import type { SearchParamDef, SearchParamType } from './definitions.ts';
 import { badRequest } from './errors.ts';
 import { dateRange, normalizeReference, normalizeString, numberRange } from './search-values.ts';

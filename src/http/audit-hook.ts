@@ -5,7 +5,7 @@ import { patientsOf } from '../audit/patients.ts';
 import type { Config } from '../config/config.ts';
 import type { FhirModel } from '../fhir/definitions.ts';
 import { operationOutcome } from '../fhir/errors.ts';
-import type { StoredVersion } from '../store/resource-store.ts';
+import type { StoredVersion } from '../fhir/query.ts';
 
 export type EntityRole = 'domain' | 'before' | 'after';
 

@@ -2,10 +2,11 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from
 import type { Config } from '../config/config.ts';
 import type { FhirModel, Interaction } from '../fhir/definitions.ts';
 import { badRequest, FhirError, notFound, operationOutcome } from '../fhir/errors.ts';
-import type { FhirRepository } from '../fhir/repository.ts';
+import type { FhirRepository } from '../rest/repository.ts';
 import { parseSearch } from '../fhir/search-parser.ts';
 import { parseSubset } from '../fhir/subsetting.ts';
-import type { SearchQuery, WriteResult } from '../store/resource-store.ts';
+import type { SearchQuery } from '../fhir/query.ts';
+import type { WriteResult } from '../store/resource-store.ts';
 import type { AuditStore } from '../audit/audit-store.ts';
 import { noteRef, noteVersion } from './audit-hook.ts';
 import { registerReportRoute } from './audit-report-route.ts';

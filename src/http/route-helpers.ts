@@ -4,10 +4,10 @@ import { disclosureView } from '../audit/disclosure.ts';
 import type { Access } from '../auth/authorize.ts';
 import type { FhirModel } from '../fhir/definitions.ts';
 import { badRequest, FhirError } from '../fhir/errors.ts';
-import type { FhirRepository } from '../fhir/repository.ts';
+import type { FhirRepository } from '../rest/repository.ts';
 import type { ParsedSearch } from '../fhir/search-parser.ts';
 import { applySubset, type Subset } from '../fhir/subsetting.ts';
-import type { Clause, StoredVersion } from '../store/resource-store.ts';
+import type { Clause, StoredVersion } from '../fhir/query.ts';
 import { FormBody } from './body-parsers.ts';
 import { etag, httpDate } from './headers.ts';
 

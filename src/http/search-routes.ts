@@ -4,7 +4,7 @@ import type { Config } from '../config/config.ts';
 import { historyBundle, searchsetBundle } from '../fhir/bundles.ts';
 import type { FhirModel } from '../fhir/definitions.ts';
 import { badRequest, FhirError } from '../fhir/errors.ts';
-import type { FhirRepository } from '../fhir/repository.ts';
+import type { FhirRepository } from '../rest/repository.ts';
 import { encodeCursor, parseSearch } from '../fhir/search-parser.ts';
 import { dateRange } from '../fhir/search-values.ts';
 import { parseSubset } from '../fhir/subsetting.ts';

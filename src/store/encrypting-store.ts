@@ -2,16 +2,8 @@ import type { BlindIndex } from '../crypto/blind-index.ts';
 import { openResource, sealResource } from '../crypto/envelope.ts';
 import type { KeyProvider } from '../crypto/keyring.ts';
 import type { ProtectionPolicy } from '../crypto/protection.ts';
-import type {
-  HistoryPage,
-  HistoryQuery,
-  Prepare,
-  ResourceStore,
-  SearchPage,
-  SearchQuery,
-  StoredVersion,
-  WriteResult,
-} from './resource-store.ts';
+import type { SearchQuery, StoredVersion } from '../fhir/query.ts';
+import type { HistoryPage, HistoryQuery, Prepare, ResourceStore, SearchPage, WriteResult } from './resource-store.ts';
 
 /**
  * The encryption boundary, as a decorator over any ResourceStore adapter: protected elements are

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { verifyChain } from '../../src/audit/chain.ts';
 import { loadPublicKey } from '../../src/audit/signing-key.ts';
-import { loadDefinitions } from '../../src/app.ts';
+import { loadDefinitions } from '../../src/compose.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { create, json, post, type TestApp, tempDir, testApp } from '../helpers/app.ts';
 

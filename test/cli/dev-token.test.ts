@@ -23,7 +23,7 @@ describe('hearth dev-token', () => {
       HEARTH_AUTH_ISSUER: 'https://dev-issuer.hearth.invalid',
       HEARTH_AUTH_JWKS: join(dataDir, 'dev-issuer', 'jwks.json'),
     });
-    const t = { app: await buildApp(config, { store: new SqliteStore({ dataDir: ':memory:' }) }) };
+    const t = { app: await buildApp(config, { storage: new SqliteStore({ dataDir: ':memory:' }).storage() }) };
     const read = await t.app.inject({ method: 'GET', url: '/fhir/Observation', headers: { authorization: `Bearer ${token}` } });
     expect(read.statusCode).toBe(200);
     expect(json(read).total).toBe(0);

@@ -86,8 +86,9 @@ export async function testApp(
       return new Date(t);
     },
   });
-  const auditStore = options.wrapAudit ? options.wrapAudit(store.auditStore()) : undefined;
-  const raw = await buildApp(config, { store, clock, auditStore });
+  const storage = store.storage();
+  const wrapped = options.wrapAudit ? { ...storage, audit: options.wrapAudit(storage.audit) } : storage;
+  const raw = await buildApp(config, { storage: wrapped, clock, auditInPlace: options.wrapAudit !== undefined });
   const token = (claims: JWTPayload, o: TokenOptions = {}) =>
     signToken(claims, { audience: config.baseUrl, now: clock(), lifetime: 3600, ...o });
   const adminToken = await token({ sub: 'test-system', client_id: 'test-client', scope: 'system/*.cruds' });

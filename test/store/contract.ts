@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { IndexEntry, Prepare, ResourceStore, SearchQuery } from '../../src/store/resource-store.ts';
+import type { IndexEntry, SearchQuery } from '../../src/fhir/query.ts';
+import type { Prepare, ResourceStore } from '../../src/store/resource-store.ts';
 
 /**
  * The ResourceStore contract: every adapter runs these tests unchanged. Index entries are written

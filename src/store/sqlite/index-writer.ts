@@ -1,5 +1,5 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import type { IndexEntry } from '../resource-store.ts';
+import type { IndexEntry } from '../../fhir/query.ts';
 
 const CHUNK = 64;
 

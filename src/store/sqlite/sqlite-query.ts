@@ -1,4 +1,4 @@
-import type { Clause, Cursor, EntryPredicate, SearchQuery, SortKey } from '../resource-store.ts';
+import type { Clause, Cursor, EntryPredicate, SearchQuery, SortKey } from '../../fhir/query.ts';
 
 export type SqlValue = string | number | null;
 

@@ -3,17 +3,10 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { FhirError } from '../../fhir/errors.ts';
-import type {
-  HistoryPage,
-  HistoryQuery,
-  Prepare,
-  ResourceStore,
-  SearchPage,
-  SearchQuery,
-  StoredVersion,
-  WriteResult,
-} from '../resource-store.ts';
+import type { SearchQuery, StoredVersion } from '../../fhir/query.ts';
+import type { HistoryPage, HistoryQuery, Prepare, ResourceStore, SearchPage, WriteResult } from '../resource-store.ts';
 import type { AuditStore } from '../../audit/audit-store.ts';
+import type { KeyMaintenance, Storage } from '../port.ts';
 import { IndexWriter } from './index-writer.ts';
 import { SqliteAuditStore } from './sqlite-audit-store.ts';
 import { countSql, type SqlValue, searchSql } from './sqlite-query.ts';
@@ -39,7 +32,7 @@ export interface SqliteStoreOptions {
  * The embedded ResourceStore on node:sqlite: one file under the data directory, WAL journal,
  * `synchronous=FULL` so that a commit is on disk before the call returns.
  */
-export class SqliteStore implements ResourceStore {
+export class SqliteStore implements ResourceStore, KeyMaintenance {
   readonly #db: DatabaseSync;
   readonly #clock: () => Date;
   readonly #stmt: Record<string, StatementSync>;
@@ -129,6 +122,18 @@ export class SqliteStore implements ResourceStore {
   /** The append-only audit trail in the same database file. */
   auditStore(): AuditStore {
     return new SqliteAuditStore(this.#db, (work) => this.#transaction(work));
+  }
+
+  /** This adapter as the whole storage port. */
+  storage(): Storage {
+    return {
+      resources: this,
+      audit: this.auditStore(),
+      keys: this,
+      capabilities: { adapter: 'sqlite', file: this.path === ':memory:' ? undefined : this.path },
+      hasResources: () => this.hasResources(),
+      close: () => this.close(),
+    };
   }
 
   async create(type: string, prepare: Prepare, ifNoneExist?: SearchQuery): Promise<WriteResult> {

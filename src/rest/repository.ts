@@ -1,13 +1,14 @@
 import type { Access } from '../auth/authorize.ts';
 import type { Permission } from '../auth/scopes.ts';
-import type { Clause, IndexEntry, Prepare, ResourceStore, SearchQuery, StoredVersion, WriteResult } from '../store/resource-store.ts';
-import { compartmentLinks } from './compartment.ts';
-import type { FhirModel, TypeModel } from './definitions.ts';
-import { FhirError, notFound } from './errors.ts';
-import { extractIndex } from './index-extractor.ts';
-import { matches } from './match.ts';
-import type { IncludeSpec, ParsedSearch } from './search-parser.ts';
-import type { ResourceValidator } from './validator.ts';
+import type { Clause, IndexEntry, SearchQuery, StoredVersion } from '../fhir/query.ts';
+import type { Prepare, ResourceStore, WriteResult } from '../store/resource-store.ts';
+import { compartmentLinks } from '../fhir/compartment.ts';
+import type { FhirModel, TypeModel } from '../fhir/definitions.ts';
+import { FhirError, notFound } from '../fhir/errors.ts';
+import { extractIndex } from '../fhir/index-extractor.ts';
+import { matches } from '../fhir/match.ts';
+import type { IncludeSpec, ParsedSearch } from '../fhir/search-parser.ts';
+import type { ResourceValidator } from '../fhir/validator.ts';
 
 type Json = Record<string, unknown>;
 

@@ -1,0 +1,74 @@
+// The store-agnostic model of what is stored and how it is searched: index entries computed by
+// the FHIR layer from the official SearchParameter expressions, stored versions, and search
+// queries (clauses, sort keys, cursors). Store adapters translate queries into their own query
+// language; nothing here knows any of them.
+
+/** One search index value of one resource version. Which fields are used depends on the parameter type. */
+export interface IndexEntry {
+  /** Search parameter code; composite components are `code$0`, `code$1`, reference identifiers `code:identifier`. */
+  readonly param: string;
+  /** Composite group: entries of one composite value share it; 0 otherwise. */
+  readonly grp: number;
+  /** token/identifier system, quantity unit system */
+  readonly sys?: string;
+  /** token code, normalised string, reference `Type/id`, uri, quantity unit code */
+  readonly code?: string;
+  /** display/text for :text, the exact string for :exact, quantity unit */
+  readonly text?: string;
+  /** dates: [lo, hi) in epoch ms; numbers and quantities: lo = hi = value */
+  readonly lo?: number;
+  readonly hi?: number;
+}
+
+export interface StoredVersion {
+  readonly type: string;
+  readonly id: string;
+  readonly versionId: number;
+  /** ISO 8601 instant with milliseconds */
+  readonly lastUpdated: string;
+  readonly deleted: boolean;
+  /** The resource as stored, meta included; absent for a delete tombstone. */
+  readonly resource?: Record<string, unknown>;
+}
+
+export type TextOp = 'eq' | 'prefix' | 'contains' | 'in' | 'below';
+export type NumOp = 'lt' | 'le' | 'gt' | 'ge' | 'eq' | 'ne';
+
+export type EntryPredicate =
+  | { readonly field: 'sys' | 'code' | 'text'; readonly op: TextOp; readonly value: string | readonly string[] }
+  | { readonly field: 'sys' | 'code' | 'text'; readonly op: 'null' }
+  | { readonly field: 'lo' | 'hi'; readonly op: NumOp; readonly value: number };
+
+export type Clause =
+  /** some index entry of `param` satisfies every predicate */
+  | { readonly kind: 'exists'; readonly param: string; readonly where: readonly EntryPredicate[] }
+  /** some composite group has, for each component i, an entry `param$i` satisfying components[i] */
+  | { readonly kind: 'composite'; readonly param: string; readonly components: readonly (readonly EntryPredicate[])[] }
+  /** some reference of `param` points at a `targetType` resource that satisfies `where` */
+  | { readonly kind: 'chain'; readonly param: string; readonly targetType: string; readonly where: readonly Clause[] }
+  | { readonly kind: 'or'; readonly any: readonly Clause[] }
+  | { readonly kind: 'and'; readonly all: readonly Clause[] }
+  | { readonly kind: 'not'; readonly clause: Clause };
+
+export interface SortKey {
+  readonly param: string;
+  readonly descending: boolean;
+  /** which index field orders this parameter: dates and numbers by lo, the rest by code */
+  readonly field: 'code' | 'lo';
+}
+
+/** Keyset position: the sort values and id of the last (or, going back, first) row seen. */
+export interface Cursor {
+  readonly values: readonly (string | number | null)[];
+  readonly id: string;
+  readonly direction: 'next' | 'previous';
+}
+
+export interface SearchQuery {
+  readonly type: string;
+  readonly where: readonly Clause[];
+  readonly sort: readonly SortKey[];
+  readonly count: number;
+  readonly cursor?: Cursor;
+  readonly total: 'none' | 'estimate' | 'accurate';
+}
