@@ -3,13 +3,13 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { createServices, type ServiceDeps } from './compose.ts';
 import type { Config } from './config/config.ts';
 import { FhirError, operationOutcome } from './fhir/errors.ts';
-import { registerAuditHooks } from './http/audit-hook.ts';
-import { registerAuthentication, registerAuthorization } from './http/authorization.ts';
+import { auditPlugin } from './http/audit-hook.ts';
+import { authenticationPlugin, authorizationPlugin } from './http/authorization.ts';
 import { registerBodyParsers } from './http/body-parsers.ts';
 import { errorHandler } from './http/error-handler.ts';
 import { fhirRoutes } from './http/fhir-routes.ts';
 import { loggerOptions } from './http/logger.ts';
-import { negotiate, queryPairs } from './http/negotiation.ts';
+import { negotiationPlugin } from './http/negotiation.ts';
 import { publicRoutes } from './http/public-routes.ts';
 import { sendResource } from './http/respond.ts';
 
@@ -45,14 +45,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     for (const method of [r.method].flat()) routes.push({ method, url: r.url, fhir: r.config?.fhir });
   });
   app.decorate('registeredRoutes', routes);
-  app.decorateRequest('fhirQuery', null as unknown as [string, string][]);
-  app.decorateRequest('fhirFormat', undefined);
   app.decorateRequest('auditIssue', undefined);
-  app.addHook('onRequest', async (request, reply) => {
-    reply.header('x-request-id', request.id);
-    request.fhirQuery = queryPairs(request.url);
-    negotiate(request);
-  });
+  await app.register(negotiationPlugin);
   app.addHook('onClose', async () => {
     await services.close();
   });
@@ -70,13 +64,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   // Everything else under /fhir needs a verified bearer token: its own plugin scope, not a URL allow-list.
   await app.register(
     async (api) => {
-      api.decorateRequest('principal', null as never);
-      api.decorateRequest('access', null as never);
-      api.decorateRequest('auditNotes', null as never);
-      // First, so that refusals by the hooks below are audited too.
-      registerAuditHooks(api, { sink, model, compartments: policy.compartments, config, clock });
-      registerAuthentication(api, verifier);
-      registerAuthorization(api, { model, policy });
+      // Named plugins, each declaring what it needs before it: audit first, so that refusals by
+      // authentication and authorization are audited too.
+      await api.register(auditPlugin, { sink, model, compartments: policy.compartments, config, clock });
+      await api.register(authenticationPlugin, { verifier });
+      await api.register(authorizationPlugin, { model, policy });
       await api.register(fhirRoutes, { config, model, repository, clock, auditStore: storage.audit });
     },
     { prefix: '/fhir' },

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
 import type { AuditFacts } from '../audit/audit-event.ts';
 import type { AuditSink } from '../audit/audit-sink.ts';
 import { patientsOf } from '../audit/patients.ts';
@@ -31,11 +32,22 @@ const RESOURCE_HEADERS = ['etag', 'last-modified', 'location', 'content-location
  * Every response of the protected API, refusals and faults included, waits for its AuditEvent
  * to be durably committed. If that fails, the response becomes a 503 with no resource content.
  */
-export function registerAuditHooks(
-  api: FastifyInstance,
-  deps: { sink: AuditSink; model: FhirModel; compartments: ReadonlyMap<string, readonly string[]>; config: Config; clock: () => Date },
-): void {
+export const auditPlugin = fp(
+  async (api: FastifyInstance, deps: AuditDeps) => registerAuditHooks(api, deps),
+  { name: 'hearth-audit' },
+);
+
+interface AuditDeps {
+  readonly sink: AuditSink;
+  readonly model: FhirModel;
+  readonly compartments: ReadonlyMap<string, readonly string[]>;
+  readonly config: Config;
+  readonly clock: () => Date;
+}
+
+function registerAuditHooks(api: FastifyInstance, deps: AuditDeps): void {
   const { sink, model, compartments, config, clock } = deps;
+  api.decorateRequest('auditNotes', null as never);
   api.addHook('onRequest', async (request) => {
     request.auditNotes = { touched: [] };
   });

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
 import { authorize, authorizeOperation, type Decision, type Policy } from '../auth/authorize.ts';
 import { bearerToken, InvalidTokenError, type TokenVerifier } from '../auth/token-verifier.ts';
 import type { FhirModel } from '../fhir/definitions.ts';
@@ -11,7 +12,13 @@ import { notSupported } from './route-helpers.ts';
  * `request.headers`, so the raw header list is counted: a second credential must not hide behind
  * the first.
  */
-export function registerAuthentication(api: FastifyInstance, verifier: TokenVerifier): void {
+export const authenticationPlugin = fp(
+  async (api: FastifyInstance, opts: { verifier: TokenVerifier }) => registerAuthentication(api, opts.verifier),
+  { name: 'hearth-authentication', dependencies: ['hearth-audit'] },
+);
+
+function registerAuthentication(api: FastifyInstance, verifier: TokenVerifier): void {
+  api.decorateRequest('principal', null as never);
   api.addHook('onRequest', async (request) => {
     if (countHeader(request, 'authorization') > 1) {
       throw badRequest('HEARTH_BAD_HEADER', 'Authorization may appear only once');
@@ -40,8 +47,14 @@ function countHeader(request: FastifyRequest, name: string): number {
  * carries into the store — or refuses: 405 for what the type does not offer, 403 for what the
  * token does not grant.
  */
+export const authorizationPlugin = fp(
+  async (api: FastifyInstance, opts: { model: FhirModel; policy: Policy }) => registerAuthorization(api, opts),
+  { name: 'hearth-authorization', dependencies: ['hearth-authentication'] },
+);
+
 export function registerAuthorization(api: FastifyInstance, opts: { model: FhirModel; policy: Policy }): void {
   const { model, policy } = opts;
+  if (!api.hasRequestDecorator('access')) api.decorateRequest('access', null as never);
   api.addHook('onRoute', (route) => {
     if (!route.config?.fhir) {
       throw new Error(`${String(route.method)} ${route.url} declares no FHIR interaction, so no authorization decision would apply to it`);

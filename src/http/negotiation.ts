@@ -1,4 +1,5 @@
-import type { FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
 import { FhirError } from '../fhir/errors.ts';
 
 const XML = /\b(application\/fhir\+xml|application\/xml|text\/xml|xml)\b/;
@@ -48,3 +49,20 @@ export function negotiate(request: FastifyRequest): void {
 function notAcceptable(diagnostics: string): FhirError {
   return new FhirError(406, 'HEARTH_NOT_ACCEPTABLE', { code: 'not-supported', diagnostics });
 }
+
+/**
+ * Every request, public or protected: its request id echoed, its query string as ordered pairs,
+ * and the response format it may have (406 otherwise), before anything else looks at it.
+ */
+export const negotiationPlugin = fp(
+  async (app: FastifyInstance) => {
+    app.decorateRequest('fhirQuery', null as unknown as [string, string][]);
+    app.decorateRequest('fhirFormat', undefined);
+    app.addHook('onRequest', async (request, reply) => {
+      reply.header('x-request-id', request.id);
+      request.fhirQuery = queryPairs(request.url);
+      negotiate(request);
+    });
+  },
+  { name: 'hearth-negotiation' },
+);
