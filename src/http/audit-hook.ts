@@ -6,24 +6,6 @@ import { patientsOf } from '../audit/patients.ts';
 import type { Config } from '../config/config.ts';
 import type { FhirModel } from '../fhir/definitions.ts';
 import { operationOutcome } from '../fhir/errors.ts';
-import type { StoredVersion } from '../fhir/query.ts';
-
-export type EntityRole = 'domain' | 'before' | 'after';
-
-/** What a handler touched, noted for the request's AuditEvent. */
-export interface AuditNotes {
-  /** in the order touched; `v` when the version's content is at hand (it names the patients) */
-  touched: { reference: string; role: EntityRole; v?: StoredVersion }[];
-  query?: string;
-}
-
-export function noteVersion(request: FastifyRequest, v: StoredVersion, role: EntityRole = 'domain'): void {
-  request.auditNotes?.touched.push({ reference: `${v.type}/${v.id}/_history/${v.versionId}`, role, v });
-}
-
-export function noteRef(request: FastifyRequest, reference: string, role: EntityRole): void {
-  request.auditNotes?.touched.push({ reference, role });
-}
 
 // Headers that describe a resource: none may go out with a response whose audit failed.
 const RESOURCE_HEADERS = ['etag', 'last-modified', 'location', 'content-location'];

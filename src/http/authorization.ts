@@ -4,7 +4,7 @@ import { authorize, authorizeOperation, type Decision, type Policy } from '../au
 import { bearerToken, InvalidTokenError, type TokenVerifier } from '../auth/token-verifier.ts';
 import type { FhirModel } from '../fhir/definitions.ts';
 import { badRequest, FhirError } from '../fhir/errors.ts';
-import { notSupported } from './route-helpers.ts';
+import { notSupported } from '../rest/params.ts';
 
 /**
  * Authentication for the protected API: exactly one Authorization header, carrying a bearer token

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Config } from '../config/config.ts';
 import type { FhirModel } from '../fhir/definitions.ts';
 import { sendResource } from './respond.ts';
-import { onlyParams, READ_PARAMS } from './route-helpers.ts';
+import { onlyParams, READ_PARAMS } from '../rest/params.ts';
 
 /**
  * The only FHIR-side routes that need no token, in a plugin scope of their own: the capability
@@ -28,7 +28,7 @@ export async function publicRoutes(app: FastifyInstance, opts: { config: Config;
   };
 
   app.get('/metadata', async (request, reply) => {
-    onlyParams(request, READ_PARAMS);
+    onlyParams({ query: request.fhirQuery }, READ_PARAMS);
     return sendResource(request, reply, 200, capabilityStatement);
   });
 
@@ -61,7 +61,7 @@ export async function publicRoutes(app: FastifyInstance, opts: { config: Config;
     'hearth:trusted_issuers': config.auth.issuers.map((i) => i.issuer),
   };
   app.get('/.well-known/smart-configuration', async (request, reply) => {
-    onlyParams(request, new Set());
+    onlyParams({ query: request.fhirQuery }, new Set());
     reply.header('content-type', 'application/json; charset=utf-8');
     return reply.code(200).send(JSON.stringify(smartConfiguration));
   });

@@ -1,7 +1,7 @@
 import 'fastify';
 import type { Access, Principal } from '../auth/authorize.ts';
 import type { Interaction } from '../fhir/definitions.ts';
-import type { AuditNotes } from '../http/audit-hook.ts';
+import type { AuditNotes } from '../rest/request.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {

@@ -1,61 +1,40 @@
 import type { BundleLink } from 'fhir/r4.js';
-import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Config } from '../config/config.ts';
 import { historyBundle, searchsetBundle } from '../fhir/bundles.ts';
-import type { FhirModel } from '../fhir/definitions.ts';
-import { badRequest, FhirError } from '../fhir/errors.ts';
-import type { FhirRepository } from '../rest/repository.ts';
+import { badRequest } from '../fhir/errors.ts';
 import { encodeCursor, parseSearch } from '../fhir/search-parser.ts';
 import { dateRange } from '../fhir/search-values.ts';
 import { parseSubset } from '../fhir/subsetting.ts';
-import { noteVersion } from './audit-hook.ts';
-import { FormBody } from './body-parsers.ts';
 import { parsePrefer } from './headers.ts';
-import { sendResource } from './respond.ts';
-import { checkMaskedParams, fhirOf, onlyParams, shaper } from './route-helpers.ts';
-
-export interface SearchContext {
-  readonly config: Config;
-  readonly model: FhirModel;
-  readonly repository: FhirRepository;
-  readonly clock: () => Date;
-}
+import { checkSearchable, onlyParams } from './params.ts';
+import { type Interaction, noteVersion, type RestContext, type RestRequest, type RestResult } from './request.ts';
+import { shaper } from './shape.ts';
 
 const HISTORY_PARAMS = new Set(['_count', '_since', '_cursor', '_format', '_pretty', '_elements', '_summary']);
 
 /** See: https://hl7.org/fhir/R4/http.html#search (GET, and POST _search with a form body) */
-export async function searchType(ctx: SearchContext, request: FastifyRequest, reply: FastifyReply) {
-  const { config, model, repository, clock } = ctx;
-  const base = config.baseUrl;
-  const { type } = fhirOf(request);
+export const search: Interaction = async (ctx, req) => {
+  const { model, repository, clock } = ctx;
+  const base = ctx.baseUrl;
+  const type = req.type;
   const typeModel = repository.typeModel(type);
-  let pairs = request.fhirQuery;
-  if (request.method === 'POST') {
-    if (request.body !== undefined && !(request.body instanceof FormBody)) {
-      throw new FhirError(415, 'HEARTH_MEDIA_TYPE', {
-        code: 'not-supported',
-        diagnostics: 'POST _search takes application/x-www-form-urlencoded parameters',
-      });
-    }
-    pairs = [...pairs, ...((request.body as FormBody | undefined)?.pairs ?? [])];
-  }
+  const pairs = [...req.query, ...req.form()];
   const subset = parseSubset(typeModel, pairs);
-  const prefer = parsePrefer(request.headers.prefer);
+  const prefer = parsePrefer(req.header('prefer'));
   const search = parseSearch(model, type, pairs, {
-    defaultCount: config.search.defaultCount,
-    maxCount: config.search.maxCount,
+    defaultCount: ctx.search.defaultCount,
+    maxCount: ctx.search.maxCount,
     strict: prefer.handling === 'strict',
     baseUrl: base,
     clock,
   });
-  checkMaskedParams(request.access, model, search);
+  checkSearchable(req.access, model, search);
   const countOnly = subset.kind === 'summary' && subset.mode === 'count';
   const query = countOnly ? { ...search.query, count: 0, total: 'accurate' as const } : search.query;
-  const result = await repository.search({ ...search, query }, request.access);
+  const result = await repository.search({ ...search, query }, req.access);
   // See: BALP Query — the query as received (URL and form parameters) and what it returned.
-  request.auditNotes.query = new URLSearchParams(pairs).toString();
-  for (const v of result.matches) noteVersion(request, v);
-  for (const v of result.included) noteVersion(request, v);
+  req.audit.query = new URLSearchParams(pairs).toString();
+  for (const v of result.matches) noteVersion(req.audit, v);
+  for (const v of result.included) noteVersion(req.audit, v);
   const links: BundleLink[] = [];
   const self = new URLSearchParams(search.linkParams as [string, string][]);
   self.set('_count', String(query.count));
@@ -82,24 +61,26 @@ export async function searchType(ctx: SearchContext, request: FastifyRequest, re
     links,
     total: result.total,
     warnings: search.ignored,
-    shape: shaper(repository, request, type, subset),
-    includeShape: (v) => shaper(repository, request, v.type, { kind: 'none' })(v),
+    shape: shaper(repository, req.access, type, subset),
+    includeShape: (v) => shaper(repository, req.access, v.type, { kind: 'none' })(v),
     now: clock(),
     omitEntries: countOnly,
   });
-  return sendResource(request, reply, 200, bundle);
-}
+  return { status: 200, resource: bundle };
+};
 
 /** See: https://hl7.org/fhir/R4/http.html#history (instance and type history, _since, _count) */
-export async function history(ctx: SearchContext, request: FastifyRequest, reply: FastifyReply, id: string | undefined) {
-  const { config, repository, clock } = ctx;
-  const base = config.baseUrl;
-  const { type } = fhirOf(request);
+export const history: Interaction = async (ctx, req) => historyOf(ctx, req, req.id);
+
+async function historyOf(ctx: RestContext, req: RestRequest, id: string | undefined): Promise<RestResult> {
+  const { repository, clock } = ctx;
+  const base = ctx.baseUrl;
+  const type = req.type;
   const typeModel = repository.typeModel(type);
-  onlyParams(request, HISTORY_PARAMS);
-  const subset = parseSubset(typeModel, request.fhirQuery);
+  onlyParams(req, HISTORY_PARAMS);
+  const subset = parseSubset(typeModel, req.query);
   const one = (name: string) => {
-    const values = request.fhirQuery.filter(([k]) => k === name).map(([, v]) => v);
+    const values = req.query.filter(([k]) => k === name).map(([, v]) => v);
     if (values.length > 1) throw badRequest('HEARTH_HISTORY_PARAM', `${name} may appear only once`);
     return values[0];
   };
@@ -107,7 +88,7 @@ export async function history(ctx: SearchContext, request: FastifyRequest, reply
   if (countRaw !== undefined && !/^[0-9]{1,9}$/.test(countRaw)) {
     throw badRequest('HEARTH_HISTORY_PARAM', `_count must be a non-negative whole number, got "${countRaw}"`);
   }
-  const count = Math.min(countRaw === undefined ? config.search.defaultCount : Number(countRaw), config.search.maxCount);
+  const count = Math.min(countRaw === undefined ? ctx.search.defaultCount : Number(countRaw), ctx.search.maxCount);
   const since = one('_since');
   // _since is an instant: a time zone is required.
   if (since !== undefined && (!/T.*(Z|[+-]\d\d:\d\d)$/.test(since) || !dateRange(since))) {
@@ -125,13 +106,13 @@ export async function history(ctx: SearchContext, request: FastifyRequest, reply
       count,
       after: cursor === undefined ? undefined : Number(cursor),
     },
-    request.access,
+    req.access,
   );
-  for (const v of page.versions) noteVersion(request, v);
+  for (const v of page.versions) noteVersion(req.audit, v);
   const path = `${base}/${type}${id ? `/${id}` : ''}/_history`;
-  const params = new URLSearchParams(request.fhirQuery.filter(([k]) => k !== '_cursor'));
+  const params = new URLSearchParams(req.query.filter(([k]) => k !== '_cursor'));
   params.set('_count', String(count));
-  const links: BundleLink[] = [{ relation: 'self', url: `${path}?${new URLSearchParams(request.fhirQuery).toString()}` }];
+  const links: BundleLink[] = [{ relation: 'self', url: `${path}?${new URLSearchParams(req.query).toString()}` }];
   if (page.next !== undefined) {
     params.set('_cursor', String(page.next));
     links.push({ relation: 'next', url: `${path}?${params.toString()}` });
@@ -141,8 +122,8 @@ export async function history(ctx: SearchContext, request: FastifyRequest, reply
     versions: page.versions,
     links,
     total: page.total,
-    shape: shaper(repository, request, type, subset),
+    shape: shaper(repository, req.access, type, subset),
     now: clock(),
   });
-  return sendResource(request, reply, 200, bundle);
+  return { status: 200, resource: bundle };
 }

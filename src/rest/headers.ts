@@ -1,3 +1,4 @@
+// The FHIR readings of the request headers an interaction honours.
 import { FhirError } from '../fhir/errors.ts';
 
 export interface Preferences {
@@ -40,6 +41,3 @@ export function parseIfMatch(header: string | undefined): number | undefined {
   if (!m) throw badHeader(`If-Match must be an ETag such as W/"1", got "${header.slice(0, 40)}"`);
   return Number(m[1]);
 }
-
-export const etag = (versionId: number) => `W/"${versionId}"`;
-export const httpDate = (iso: string) => new Date(iso).toUTCString();

@@ -1,0 +1,28 @@
+import { FhirError, notFound } from '../fhir/errors.ts';
+import { parseIfMatch } from './headers.ts';
+import { onlyParams } from './params.ts';
+import { type Interaction, noteRef, noteVersion } from './request.ts';
+
+/** See: https://hl7.org/fhir/R4/http.html#delete (deleting an already deleted resource succeeds) */
+export const remove: Interaction = async ({ repository }, req) => {
+  const { type, access } = req;
+  const id = req.id!;
+  onlyParams(req, new Set());
+  const ifMatch = parseIfMatch(req.header('if-match'));
+  if (ifMatch !== undefined && (await repository.read(type, id, access)).versionId !== ifMatch) {
+    throw new FhirError(412, 'HEARTH_VERSION_CONFLICT', {
+      code: 'conflict',
+      diagnostics: `If-Match version ${ifMatch} is not the current version of ${type}/${id}`,
+    });
+  }
+  const tombstone = await repository.delete(type, id, access);
+  const latest = tombstone ?? (await repository.latest(type, id, access));
+  if (!latest) throw notFound(`${type}/${id} does not exist`);
+  if (tombstone) {
+    // Before and after, as references; the version before names the patients touched.
+    const before = await repository.vread(type, id, tombstone.versionId - 1, access).catch(() => undefined);
+    if (before) noteVersion(req.audit, before, 'before');
+    noteRef(req.audit, `${type}/${id}/_history/${tombstone.versionId}`, 'after');
+  }
+  return { status: 204, etag: latest.versionId };
+};
