@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { createServices, type ServiceDeps } from './compose.ts';
 import type { Config } from './config/config.ts';
-import { FhirError, operationOutcome } from './fhir/errors.ts';
+import { FhirError } from './fhir/errors.ts';
 import { auditPlugin } from './http/audit-hook.ts';
 import { authenticationPlugin, authorizationPlugin } from './http/authorization.ts';
 import { registerBodyParsers } from './http/body-parsers.ts';
@@ -11,7 +11,6 @@ import { fhirRoutes } from './http/fhir-routes.ts';
 import { loggerOptions } from './http/logger.ts';
 import { negotiationPlugin } from './http/negotiation.ts';
 import { publicRoutes } from './http/public-routes.ts';
-import { sendResource } from './http/respond.ts';
 
 export interface AppDeps extends ServiceDeps {
   /** A pino-compatible logger instance for tests that read the log. */
@@ -36,7 +35,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       const what = where === 'id' ? 'resource id' : where === 'vid' ? 'version id' : `${context} ${where}`;
       const rule =
         where === 'id' ? ' (1-64 letters, digits, "-" or ".")' : where === 'vid' ? ' (a positive whole number)' : '';
-      return new FhirError(400, 'HEARTH_BAD_REQUEST', { code: 'invalid', diagnostics: `invalid ${what}${rule}` });
+      return new FhirError('HEARTH_BAD_REQUEST', { code: 'invalid', diagnostics: `invalid ${what}${rule}` });
     },
   });
   // Every route the server registers, as Fastify saw it: what the route-by-token policy test walks.
@@ -58,7 +57,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       m && !model.types.has(m[1]) && m[1] !== 'metadata'
         ? `resource type ${m[1].slice(0, 64)} is not served here`
         : `no FHIR interaction at ${request.method} ${request.url.split('?')[0].slice(0, 200)}`;
-    sendResource(request, reply, 404, operationOutcome([{ code: 'not-found', diagnostics }]));
+    errorHandler(new FhirError('HEARTH_NOT_FOUND', diagnostics), request, reply);
   });
   await app.register(publicRoutes, { prefix: '/fhir', config, model });
   // Everything else under /fhir needs a verified bearer token: its own plugin scope, not a URL allow-list.

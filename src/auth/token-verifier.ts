@@ -27,7 +27,6 @@ export class InvalidTokenError extends FhirError {
   constructor(reason: string, missing = false) {
     // See: https://www.rfc-editor.org/rfc/rfc6750#section-3 (no error code when no credentials were sent)
     super(
-      401,
       'HEARTH_INVALID_TOKEN',
       { code: 'login', diagnostics: missing ? 'a bearer access token is required' : 'the access token is invalid or expired' },
       { 'www-authenticate': missing ? 'Bearer realm="hearth"' : 'Bearer realm="hearth", error="invalid_token"' },

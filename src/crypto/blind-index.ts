@@ -148,7 +148,7 @@ export class BlindIndex {
 
 function refuse(type: string, param: string, kind?: SearchParamType, message?: string): FhirError {
   const forms = kind ? (FORMS[kind] ?? ':missing only') : '';
-  return new FhirError(400, 'HEARTH_PROTECTED_SEARCH', {
+  return new FhirError('HEARTH_PROTECTED_SEARCH', {
     code: 'not-supported',
     diagnostics:
       message ??

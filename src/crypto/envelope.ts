@@ -19,7 +19,7 @@ type Json = Record<string, unknown>;
 
 /** Tampered, moved or undecryptable data: a server fault the client sees as a generic 500, recorded as a security issue. */
 export function integrityFailure(what: string): FhirError {
-  return new FhirError(500, 'HEARTH_INTEGRITY', { code: 'security', diagnostics: `integrity failure: ${what}` });
+  return new FhirError('HEARTH_INTEGRITY', { code: 'security', diagnostics: `integrity failure: ${what}` });
 }
 
 function seal(key: Parameters<typeof createCipheriv>[1], plaintext: Buffer, aad: string): string {

@@ -33,31 +33,88 @@ export interface Issue {
 }
 
 /**
- * The one error type of the FHIR layer. `code` is a stable machine-readable name (HEARTH_*),
- * `issues` become the OperationOutcome; the message is shown to clients only below 500.
+ * The error catalogue: every refusal and fault the server answers with, by its stable code — the
+ * HTTP status and the OperationOutcome issue type it always has. The diagnostics say which
+ * element, parameter or limit.
+ * See: https://hl7.org/fhir/R4/operationoutcome.html and https://hl7.org/fhir/R4/http.html
+ */
+export const ERRORS = {
+  HEARTH_BAD_REQUEST: { status: 400, issue: 'invalid' },
+  HEARTH_BAD_HEADER: { status: 400, issue: 'invalid' },
+  HEARTH_BAD_QUERY: { status: 400, issue: 'invalid' },
+  HEARTH_BAD_FORM: { status: 400, issue: 'structure' },
+  HEARTH_EMPTY_BODY: { status: 400, issue: 'structure' },
+  HEARTH_NO_BODY: { status: 400, issue: 'required' },
+  HEARTH_MALFORMED_JSON: { status: 400, issue: 'structure' },
+  HEARTH_JSON_TOO_DEEP: { status: 400, issue: 'structure' },
+  HEARTH_FORBIDDEN_KEY: { status: 400, issue: 'structure' },
+  HEARTH_DUPLICATE_KEY: { status: 400, issue: 'structure' },
+  HEARTH_NUMBER_RANGE: { status: 400, issue: 'value' },
+  HEARTH_NUMBER_PRECISION: { status: 400, issue: 'value' },
+  HEARTH_INVALID_RESOURCE: { status: 400, issue: 'invalid' },
+  HEARTH_ID_MISMATCH: { status: 400, issue: 'invalid' },
+  HEARTH_UNKNOWN_PARAM: { status: 400, issue: 'invalid' },
+  HEARTH_SEARCH_PARAM: { status: 400, issue: 'invalid' },
+  HEARTH_SEARCH_LIMIT: { status: 400, issue: 'too-costly' },
+  HEARTH_PROTECTED_SEARCH: { status: 400, issue: 'not-supported' },
+  HEARTH_HISTORY_PARAM: { status: 400, issue: 'invalid' },
+  HEARTH_REPORT_PARAM: { status: 400, issue: 'invalid' },
+  HEARTH_SUBSET: { status: 400, issue: 'invalid' },
+  HEARTH_BAD_CRITERIA: { status: 400, issue: 'invalid' },
+  HEARTH_NO_CRITERIA: { status: 400, issue: 'invalid' },
+  HEARTH_INVALID_TOKEN: { status: 401, issue: 'login' },
+  HEARTH_FORBIDDEN: { status: 403, issue: 'forbidden' },
+  HEARTH_MASKED_PARAMETER: { status: 403, issue: 'forbidden' },
+  HEARTH_NOT_FOUND: { status: 404, issue: 'not-found' },
+  HEARTH_NOT_ALLOWED: { status: 405, issue: 'not-supported' },
+  HEARTH_NOT_ACCEPTABLE: { status: 406, issue: 'not-supported' },
+  HEARTH_GONE: { status: 410, issue: 'deleted' },
+  HEARTH_VERSION_CONFLICT: { status: 412, issue: 'conflict' },
+  HEARTH_MULTIPLE_MATCHES: { status: 412, issue: 'multiple-matches' },
+  HEARTH_BODY_TOO_LARGE: { status: 413, issue: 'too-long' },
+  HEARTH_MEDIA_TYPE: { status: 415, issue: 'not-supported' },
+  HEARTH_INTEGRITY: { status: 500, issue: 'security' },
+  HEARTH_INTERNAL: { status: 500, issue: 'exception' },
+  HEARTH_AUDIT_UNAVAILABLE: { status: 503, issue: 'transient' },
+} as const satisfies Record<string, { status: number; issue: IssueCode }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** An issue of an error; its type defaults to the catalogue's for the error's code. */
+export type IssueInput = Omit<Issue, 'code'> & { code?: IssueCode };
+
+/**
+ * The one error type of every layer: a catalogue entry (`code`, which fixes the status) with
+ * issues that become the OperationOutcome; the message is shown to clients only below 500.
  */
 export class FhirError extends Error {
   readonly status: number;
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly issues: Issue[];
   readonly headers: Record<string, string>;
 
-  constructor(status: number, code: string, issues: Issue | Issue[], headers: Record<string, string> = {}) {
-    const list = Array.isArray(issues) ? issues : [issues];
+  constructor(code: ErrorCode, issues: string | IssueInput | IssueInput[], headers: Record<string, string> = {}) {
+    const entry = ERRORS[code];
+    const list = (typeof issues === 'string' ? [{ diagnostics: issues }] : Array.isArray(issues) ? issues : [issues]).map(
+      (i): Issue => ({ ...i, code: i.code ?? entry.issue }),
+    );
     super(list.map((i) => i.diagnostics).join('; '));
     this.name = 'FhirError';
-    this.status = status;
+    this.status = entry.status;
     this.code = code;
     this.issues = list;
     this.headers = headers;
   }
 }
 
-export const badRequest = (code: string, diagnostics: string, expression?: string, issueCode: IssueCode = 'invalid') =>
-  new FhirError(400, code, { code: issueCode, diagnostics, expression });
+export const badRequest = (code: ErrorCode, diagnostics: string, expression?: string, issueCode?: IssueCode) =>
+  new FhirError(code, { code: issueCode, diagnostics, expression });
 
-export const notFound = (diagnostics: string) =>
-  new FhirError(404, 'HEARTH_NOT_FOUND', { code: 'not-found', diagnostics });
+export const notFound = (diagnostics: string) => new FhirError('HEARTH_NOT_FOUND', diagnostics);
+
+/** See: https://hl7.org/fhir/R4/http.html#concurrency (412 when If-Match names another version) */
+export const versionConflict = (type: string, id: string, ifMatch: number) =>
+  new FhirError('HEARTH_VERSION_CONFLICT', `If-Match version ${ifMatch} is not the current version of ${type}/${id}`);
 
 export function operationOutcome(issues: Issue[]): OperationOutcome {
   return {

@@ -178,7 +178,7 @@ function patchIntegers(node: unknown): void {
 }
 
 function invalid(issues: Issue[]): FhirError {
-  return new FhirError(400, 'HEARTH_INVALID_RESOURCE', issues);
+  return new FhirError('HEARTH_INVALID_RESOURCE', issues);
 }
 
 function checkReferences(node: unknown, path: string): Issue[] {

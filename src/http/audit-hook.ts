@@ -5,7 +5,7 @@ import type { AuditSink } from '../audit/audit-sink.ts';
 import { patientsOf } from '../audit/patients.ts';
 import type { Config } from '../config/config.ts';
 import type { FhirModel } from '../fhir/definitions.ts';
-import { operationOutcome } from '../fhir/errors.ts';
+import { FhirError, operationOutcome } from '../fhir/errors.ts';
 
 // Headers that describe a resource: none may go out with a response whose audit failed.
 const RESOURCE_HEADERS = ['etag', 'last-modified', 'location', 'content-location'];
@@ -41,12 +41,10 @@ function registerAuditHooks(api: FastifyInstance, deps: AuditDeps): void {
     } catch (err) {
       request.log.error({ err: { type: (err as Error).name, code: (err as { code?: string }).code } }, 'audit write failed: response withheld');
       for (const h of RESOURCE_HEADERS) reply.removeHeader(h);
-      reply.code(503).header('content-type', 'application/fhir+json; charset=utf-8').header('retry-after', '5');
-      return JSON.stringify(
-        operationOutcome([
-          { code: 'transient', diagnostics: `the audit trail is unavailable, so nothing was returned; request id ${request.id}` },
-        ]),
-      );
+      // Not through the error handler: this is the last hook of a response already on its way.
+      const e = new FhirError('HEARTH_AUDIT_UNAVAILABLE', `the audit trail is unavailable, so nothing was returned; request id ${request.id}`);
+      reply.code(e.status).header('content-type', 'application/fhir+json; charset=utf-8').header('retry-after', '5');
+      return JSON.stringify(operationOutcome(e.issues));
     }
   });
 

@@ -74,10 +74,7 @@ export function registerAuthorization(api: FastifyInstance, opts: { model: FhirM
     const decision = decide(request, policy);
     if (!decision.allowed) {
       // See: https://www.rfc-editor.org/rfc/rfc6750#section-3.1 (insufficient_scope)
-      throw new FhirError(
-        403,
-        'HEARTH_FORBIDDEN',
-        { code: 'forbidden', diagnostics: decision.reason },
+      throw new FhirError('HEARTH_FORBIDDEN', { code: 'forbidden', diagnostics: decision.reason },
         { 'www-authenticate': `Bearer realm="hearth", error="insufficient_scope", scope="${decision.scopeNeeded}"` },
       );
     }

@@ -22,7 +22,7 @@ export function registerBodyParsers(app: FastifyInstance, maxDepth: number): voi
     try {
       const text = typeof body === 'string' ? body : body.toString('utf8');
       if (text.trim() === '') {
-        done(new FhirError(400, 'HEARTH_EMPTY_BODY', { code: 'structure', diagnostics: 'the request body is empty' }));
+        done(new FhirError('HEARTH_EMPTY_BODY', { code: 'structure', diagnostics: 'the request body is empty' }));
         return;
       }
       done(null, parseStrictJson(text, maxDepth));
@@ -35,7 +35,7 @@ export function registerBodyParsers(app: FastifyInstance, maxDepth: number): voi
     const bytes = Buffer.byteLength(body as string);
     if (bytes > SEARCH_LIMITS.formBytes) {
       done(
-        new FhirError(400, 'HEARTH_SEARCH_LIMIT', {
+        new FhirError('HEARTH_SEARCH_LIMIT', {
           code: 'too-costly',
           diagnostics: `the form body of the search is ${bytes} bytes; the limit is ${SEARCH_LIMITS.formBytes}`,
         }),
@@ -45,7 +45,7 @@ export function registerBodyParsers(app: FastifyInstance, maxDepth: number): voi
     try {
       done(null, new FormBody([...new URLSearchParams(body as string)]));
     } catch {
-      done(new FhirError(400, 'HEARTH_BAD_FORM', { code: 'structure', diagnostics: 'the form body is malformed' }));
+      done(new FhirError('HEARTH_BAD_FORM', { code: 'structure', diagnostics: 'the form body is malformed' }));
     }
   });
 }

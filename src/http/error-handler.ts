@@ -1,72 +1,48 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { FhirError, operationOutcome } from '../fhir/errors.ts';
+import { type ErrorCode, FhirError, type IssueCode, operationOutcome } from '../fhir/errors.ts';
+import { fromStoreFailure } from '../rest/store-errors.ts';
+import { StoreError } from '../store/resource-store.ts';
 import { sendResource } from './respond.ts';
 
-// Fastify's own errors that are the client's fault, and how each reads as an OperationOutcome.
-const FRAMEWORK_ERRORS: Record<string, { status: number; code: FhirError['issues'][number]['code']; text: string }> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: 'too-long', text: 'request body is larger than the limit' },
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: {
-    status: 415,
-    code: 'not-supported',
-    text: 'Content-Type must be application/fhir+json or application/json',
-  },
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: {
-    status: 400,
-    code: 'structure',
-    text: 'Content-Length does not match the body',
-  },
-  FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, code: 'structure', text: 'the request body is empty' },
-  FST_ERR_CTP_INVALID_TYPE: { status: 415, code: 'not-supported', text: 'Content-Type is malformed' },
+// Fastify's own errors that are the client's fault, as catalogue entries.
+const FRAMEWORK_ERRORS: Record<string, { code: ErrorCode; issue?: IssueCode; text: string }> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: { code: 'HEARTH_BODY_TOO_LARGE', text: 'request body is larger than the limit' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'HEARTH_MEDIA_TYPE', text: 'Content-Type must be application/fhir+json or application/json' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'HEARTH_BAD_REQUEST', issue: 'structure', text: 'Content-Length does not match the body' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'HEARTH_BAD_REQUEST', issue: 'structure', text: 'the request body is empty' },
+  FST_ERR_CTP_INVALID_TYPE: { code: 'HEARTH_MEDIA_TYPE', text: 'Content-Type is malformed' },
 };
 
-/** The only place an error becomes an HTTP response. 5xx bodies are generic and carry the request id. */
-export function errorHandler(error: FastifyError | FhirError, request: FastifyRequest, reply: FastifyReply): void {
-  if (error instanceof FhirError) {
-    request.auditIssue = error.issues[0]?.code;
-    if (error.status >= 500) logFault(request, error);
-    else request.log.info({ code: error.code, status: error.status }, 'request refused');
-    reply.headers(error.headers);
-    sendResource(request, reply, error.status, operationOutcome(error.status >= 500 ? generic(request) : error.issues));
-    return;
-  }
-  const known = FRAMEWORK_ERRORS[(error as FastifyError).code ?? ''];
-  if (known) {
-    request.auditIssue = known.code;
-    request.log.info({ code: (error as FastifyError).code, status: known.status }, 'request refused');
-    sendResource(request, reply, known.status, operationOutcome([{ code: known.code, diagnostics: known.text }]));
-    return;
-  }
-  if ((error as FastifyError).validation) {
-    const v = (error as FastifyError).validation?.[0];
+/**
+ * The one mapper: whatever was thrown — a catalogue error, a storage adapter's failure, one of
+ * Fastify's refusals, or an unknown fault — as a catalogue error. Unknown faults are 500.
+ */
+export function toFhirError(error: unknown): FhirError {
+  if (error instanceof FhirError) return error;
+  if (error instanceof StoreError) return fromStoreFailure(error.failure);
+  const e = error as FastifyError;
+  const known = FRAMEWORK_ERRORS[e.code ?? ''];
+  if (known) return new FhirError(known.code, { code: known.issue, diagnostics: known.text });
+  if (e.validation) {
+    const v = e.validation[0];
     const where = v?.instancePath?.replace(/^\//, '') || v?.params?.missingProperty || 'request';
-    request.log.info({ code: 'FST_ERR_VALIDATION', status: 400 }, 'request refused');
-    sendResource(
-      request,
-      reply,
-      400,
-      operationOutcome([
-        {
-          code: 'invalid',
-          diagnostics: `invalid ${(error as FastifyError).validationContext ?? 'request'} ${where}: ${v?.message ?? 'invalid'}`,
-        },
-      ]),
-    );
-    return;
+    return new FhirError('HEARTH_BAD_REQUEST', `invalid ${e.validationContext ?? 'request'} ${where}: ${v?.message ?? 'invalid'}`);
   }
-  const status = (error as FastifyError).statusCode;
-  if (status && status >= 400 && status < 500) {
-    request.log.info({ code: (error as FastifyError).code, status }, 'request refused');
-    sendResource(
-      request,
-      reply,
-      status,
-      operationOutcome([{ code: 'invalid', diagnostics: 'the request is malformed' }]),
-    );
-    return;
+  if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
+    // Fastify's other refusals (a malformed URL, ...) keep the status Fastify chose.
+    return Object.assign(new FhirError('HEARTH_BAD_REQUEST', 'the request is malformed'), { status: e.statusCode });
   }
-  logFault(request, error);
-  request.auditIssue = 'exception';
-  sendResource(request, reply, 500, operationOutcome(generic(request)));
+  return new FhirError('HEARTH_INTERNAL', 'internal server error');
+}
+
+/** The only place an error becomes an HTTP response. 5xx bodies are generic and carry the request id. */
+export function errorHandler(error: unknown, request: FastifyRequest, reply: FastifyReply): void {
+  const e = toFhirError(error);
+  request.auditIssue = e.issues[0]?.code;
+  if (e.status >= 500) logFault(request, error as Error);
+  else request.log.info({ code: (error as FastifyError).code ?? e.code, status: e.status }, 'request refused');
+  reply.headers(e.headers);
+  sendResource(request, reply, e.status, operationOutcome(e.status >= 500 ? generic(request) : e.issues));
 }
 
 function generic(request: FastifyRequest) {

@@ -90,7 +90,7 @@ function restRequest(request: FastifyRequest): RestRequest {
     form: () => {
       if (request.method !== 'POST') return [];
       if (request.body !== undefined && !(request.body instanceof FormBody)) {
-        throw new FhirError(415, 'HEARTH_MEDIA_TYPE', {
+        throw new FhirError('HEARTH_MEDIA_TYPE', {
           code: 'not-supported',
           diagnostics: 'POST _search takes application/x-www-form-urlencoded parameters',
         });

@@ -17,7 +17,7 @@ export function queryPairs(url: string): [string, string][] {
   try {
     return [...new URLSearchParams(url.slice(q + 1))];
   } catch {
-    throw new FhirError(400, 'HEARTH_BAD_QUERY', { code: 'invalid', diagnostics: 'the query string is malformed' });
+    throw new FhirError('HEARTH_BAD_QUERY', { code: 'invalid', diagnostics: 'the query string is malformed' });
   }
 }
 
@@ -47,7 +47,7 @@ export function negotiate(request: FastifyRequest): void {
 }
 
 function notAcceptable(diagnostics: string): FhirError {
-  return new FhirError(406, 'HEARTH_NOT_ACCEPTABLE', { code: 'not-supported', diagnostics });
+  return new FhirError('HEARTH_NOT_ACCEPTABLE', { code: 'not-supported', diagnostics });
 }
 
 /**

@@ -16,7 +16,7 @@ export function header(request: FastifyRequest, name: string): string | undefine
 
 export function jsonBody(request: FastifyRequest): unknown {
   if (request.body instanceof FormBody) {
-    throw new FhirError(415, 'HEARTH_MEDIA_TYPE', {
+    throw new FhirError('HEARTH_MEDIA_TYPE', {
       code: 'not-supported',
       diagnostics: 'Content-Type must be application/fhir+json or application/json',
     });

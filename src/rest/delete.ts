@@ -1,4 +1,4 @@
-import { FhirError, notFound } from '../fhir/errors.ts';
+import { notFound, versionConflict } from '../fhir/errors.ts';
 import { parseIfMatch } from './headers.ts';
 import { onlyParams } from './params.ts';
 import { type Interaction, noteRef, noteVersion } from './request.ts';
@@ -10,10 +10,7 @@ export const remove: Interaction = async ({ repository }, req) => {
   onlyParams(req, new Set());
   const ifMatch = parseIfMatch(req.header('if-match'));
   if (ifMatch !== undefined && (await repository.read(type, id, access)).versionId !== ifMatch) {
-    throw new FhirError(412, 'HEARTH_VERSION_CONFLICT', {
-      code: 'conflict',
-      diagnostics: `If-Match version ${ifMatch} is not the current version of ${type}/${id}`,
-    });
+    throw versionConflict(type, id, ifMatch);
   }
   const tombstone = await repository.delete(type, id, access);
   const latest = tombstone ?? (await repository.latest(type, id, access));

@@ -6,7 +6,7 @@ export interface Preferences {
   readonly handling: 'strict' | 'lenient';
 }
 
-const badHeader = (diagnostics: string) => new FhirError(400, 'HEARTH_BAD_HEADER', { code: 'invalid', diagnostics });
+const badHeader = (diagnostics: string) => new FhirError('HEARTH_BAD_HEADER', { code: 'invalid', diagnostics });
 
 /**
  * See: https://hl7.org/fhir/R4/http.html#ops (Prefer: return) and https://hl7.org/fhir/R4/search.html#errors

@@ -13,7 +13,7 @@ export function onlyParams(req: Pick<RestRequest, 'query'>, allowed: ReadonlySet
 }
 
 export function notSupported(what: string, type: string): FhirError {
-  return new FhirError(405, 'HEARTH_NOT_ALLOWED', {
+  return new FhirError('HEARTH_NOT_ALLOWED', {
     code: 'not-supported',
     diagnostics: `${what} is not supported for ${type}`,
   });
@@ -40,7 +40,7 @@ export function checkSearchable(access: Access, model: FhirModel, search: Parsed
     const def = model.types.get(type)?.params.get(code.split(/[:$.]/)[0]);
     const mask = access.mask(type);
     const hidden = mask ? (def?.elements ?? []).find((e) => e !== 'id' && e !== 'meta' && !mask.has(e)) : undefined;
-    throw new FhirError(403, 'HEARTH_MASKED_PARAMETER', {
+    throw new FhirError('HEARTH_MASKED_PARAMETER', {
       code: 'forbidden',
       diagnostics: hidden
         ? `search parameter ${code} reads ${type}.${hidden}, which this role may not see`

@@ -4,7 +4,7 @@ import type { Clause, IndexEntry, SearchQuery, StoredVersion } from '../fhir/que
 import type { Prepare, ResourceStore, WriteResult } from '../store/resource-store.ts';
 import { compartmentLinks } from '../fhir/compartment.ts';
 import type { FhirModel, TypeModel } from '../fhir/definitions.ts';
-import { FhirError, notFound } from '../fhir/errors.ts';
+import { FhirError, notFound, versionConflict } from '../fhir/errors.ts';
 import { extractIndex } from '../fhir/index-extractor.ts';
 import { matches } from '../fhir/match.ts';
 import type { IncludeSpec, ParsedSearch } from '../fhir/search-parser.ts';
@@ -87,7 +87,7 @@ export class FhirRepository {
         if (current && !current.deleted) {
           if (!(await this.#reachable(current, restriction))) throw hidden(type, target.id);
           await this.#checkLinks(current, access, 'u', 'replaced');
-          if (ifMatch !== undefined && ifMatch !== current.versionId) throw conflict(type, target.id, ifMatch);
+          if (ifMatch !== undefined && ifMatch !== current.versionId) throw versionConflict(type, target.id, ifMatch);
           ifMatch = current.versionId;
         } else if (current?.deleted) throw hidden(type, target.id);
       }
@@ -108,7 +108,7 @@ export class FhirRepository {
       if (found.matches.length === 1) {
         const current = found.matches[0];
         await this.#checkLinks(current, access, 'u', 'replaced');
-        if (ifMatch !== undefined && ifMatch !== current.versionId) throw conflict(type, current.id, ifMatch);
+        if (ifMatch !== undefined && ifMatch !== current.versionId) throw versionConflict(type, current.id, ifMatch);
         return this.#store.update(type, { id: current.id }, prepareChecked, { ...options, ifMatch: current.versionId });
       }
       if (found.matches.length === 0 && ifMatch === undefined) {
@@ -262,7 +262,7 @@ export class FhirRepository {
       if (which === 'replaced') {
         throw forbidden(`the current version of ${v.type}/${v.id} also belongs to another patient's record (${link.expression}), which this token may not change`);
       }
-      throw new FhirError(403, 'HEARTH_FORBIDDEN', {
+      throw new FhirError('HEARTH_FORBIDDEN', {
         code: 'forbidden',
         diagnostics: `${link.expression} references ${link.patient}, which is outside the patients this token may write for`,
         expression: link.expression,
@@ -296,7 +296,7 @@ export class FhirRepository {
       return v;
     }
     // See: https://hl7.org/fhir/R4/http.html#read (a deleted resource reads as 410 Gone)
-    if (v.deleted) throw new FhirError(410, 'HEARTH_GONE', { code: 'deleted', diagnostics: `${type}/${id} was deleted` });
+    if (v.deleted) throw new FhirError('HEARTH_GONE', { code: 'deleted', diagnostics: `${type}/${id} was deleted` });
     return v;
   }
 
@@ -329,7 +329,7 @@ export class FhirRepository {
 }
 
 function mismatch(type: string, diagnostics: string): FhirError {
-  return new FhirError(400, 'HEARTH_ID_MISMATCH', { code: 'invalid', diagnostics, expression: `${type}.id` });
+  return new FhirError('HEARTH_ID_MISMATCH', { code: 'invalid', diagnostics, expression: `${type}.id` });
 }
 
 function hidden(type: string, id: string): FhirError {
@@ -337,19 +337,12 @@ function hidden(type: string, id: string): FhirError {
 }
 
 export function forbidden(diagnostics: string): FhirError {
-  return new FhirError(403, 'HEARTH_FORBIDDEN', { code: 'forbidden', diagnostics });
+  return new FhirError('HEARTH_FORBIDDEN', { code: 'forbidden', diagnostics });
 }
 
 function raced(type: string): FhirError {
-  return new FhirError(412, 'HEARTH_VERSION_CONFLICT', {
+  return new FhirError('HEARTH_VERSION_CONFLICT', {
     code: 'conflict',
     diagnostics: `a ${type} matching the conditional update was written concurrently; retry the request`,
-  });
-}
-
-function conflict(type: string, id: string, ifMatch: number): FhirError {
-  return new FhirError(412, 'HEARTH_VERSION_CONFLICT', {
-    code: 'conflict',
-    diagnostics: `If-Match version ${ifMatch} is not the current version of ${type}/${id}`,
   });
 }

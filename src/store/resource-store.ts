@@ -67,3 +67,24 @@ export interface ResourceStore {
   search(query: SearchQuery): Promise<SearchPage>;
   close(): Promise<void>;
 }
+
+/**
+ * What an adapter reports when a write cannot be done as asked. Adapters throw these, never HTTP
+ * statuses; the interaction layer's mapper (rest/store-errors.ts) turns them into the catalogue.
+ */
+export type StoreFailure =
+  /** `ifMatch` named a version that is not the current one */
+  | { readonly kind: 'version-conflict'; readonly type: string; readonly id: string; readonly ifMatch: number }
+  /** an update of an id that does not exist, where creating it was not allowed */
+  | { readonly kind: 'not-found'; readonly type: string; readonly id: string }
+  /** conditional criteria matched more than one resource */
+  | { readonly kind: 'multiple-matches'; readonly type: string; readonly what: string };
+
+export class StoreError extends Error {
+  readonly failure: StoreFailure;
+  constructor(failure: StoreFailure) {
+    super(`store: ${failure.kind} on ${failure.type}`);
+    this.name = 'StoreError';
+    this.failure = failure;
+  }
+}

@@ -77,12 +77,13 @@ export function storeContract(
       expect((await store.search(q([fam('jones')]))).matches.map((m) => m.id)).toEqual([version.id]);
     });
 
-    it('refuses a stale If-Match with 412 and writes nothing', async () => {
+    // Adapters report storage-level failures (StoreError), which one mapper turns into 412/404.
+    it('refuses a stale If-Match as a version conflict and writes nothing', async () => {
       const { version } = await store.create('Patient', family('Smith'));
       await expect(
         store.update('Patient', { id: version.id }, family('Jones'), { ifMatch: 2, allowCreate: false }),
       ).rejects.toMatchObject({
-        status: 412,
+        failure: { kind: 'version-conflict', type: 'Patient', id: version.id, ifMatch: 2 },
       });
       expect((await store.read('Patient', version.id))?.versionId).toBe(1);
       const ok = await store.update('Patient', { id: version.id }, family('Jones'), { ifMatch: 1, allowCreate: false });
@@ -92,7 +93,7 @@ export function storeContract(
     it('creates with a client id only when allowed', async () => {
       await expect(
         store.update('Patient', { id: 'client-1' }, family('A'), { allowCreate: false }),
-      ).rejects.toMatchObject({ status: 404 });
+      ).rejects.toMatchObject({ failure: { kind: 'not-found', type: 'Patient', id: 'client-1' } });
       const r = await store.update('Patient', { id: 'client-1' }, family('A'), { allowCreate: true });
       expect(r.outcome).toBe('created');
       expect(r.version.id).toBe('client-1');
@@ -147,7 +148,7 @@ export function storeContract(
       expect(again.outcome).toBe('exists');
       expect(again.version.id).toBe(a.version.id);
       await store.create('Patient', family('Smith'));
-      await expect(store.create('Patient', family('Smith'), q([fam('smith')]))).rejects.toMatchObject({ status: 412 });
+      await expect(store.create('Patient', family('Smith'), q([fam('smith')]))).rejects.toMatchObject({ failure: { kind: 'multiple-matches' } });
       expect((await store.search(q([fam('smith')]))).total).toBe(2);
     });
 
@@ -159,9 +160,7 @@ export function storeContract(
       await store.create('Patient', family('X'));
       await expect(
         store.update('Patient', { query: q([fam('x')]) }, family('X'), { allowCreate: true }),
-      ).rejects.toMatchObject({
-        status: 412,
-      });
+      ).rejects.toMatchObject({ failure: { kind: 'multiple-matches' } });
     });
 
     it('answers every clause kind', async () => {

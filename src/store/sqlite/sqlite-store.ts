@@ -2,9 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import { FhirError } from '../../fhir/errors.ts';
 import type { SearchQuery, StoredVersion } from '../../fhir/query.ts';
-import type { HistoryPage, HistoryQuery, Prepare, ResourceStore, SearchPage, WriteResult } from '../resource-store.ts';
+import { type HistoryPage, type HistoryQuery, type Prepare, type ResourceStore, type SearchPage, StoreError, type WriteResult } from '../resource-store.ts';
 import type { AuditStore } from '../../audit/audit-store.ts';
 import type { KeyMaintenance, Storage } from '../port.ts';
 import { IndexWriter } from './index-writer.ts';
@@ -171,10 +170,7 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
         throw versionConflict(type, id, options.ifMatch);
       }
       if (!current && !options.allowCreate) {
-        throw new FhirError(404, 'HEARTH_NOT_FOUND', {
-          code: 'not-found',
-          diagnostics: `${type}/${id} does not exist and this server does not create resources with client-assigned ids`,
-        });
+        throw new StoreError({ kind: 'not-found', type, id });
       }
       const outcome = current && !current.deleted ? 'updated' : 'created';
       return { outcome, version: this.#write(type, id, current, prepare) };
@@ -272,10 +268,7 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
     const page = this.#search({ ...query, count: 2, cursor: undefined, total: 'none' });
     if (page.matches.length > 1) {
       // See: https://hl7.org/fhir/R4/http.html#ccreate (multiple matches: 412 Precondition Failed)
-      throw new FhirError(412, 'HEARTH_MULTIPLE_MATCHES', {
-        code: 'multiple-matches',
-        diagnostics: `${what} criteria match more than one resource`,
-      });
+      throw new StoreError({ kind: 'multiple-matches', type: query.type, what });
     }
     return page.matches[0];
   }
@@ -313,11 +306,8 @@ function refuseAudit(type: string): void {
 }
 
 // See: https://hl7.org/fhir/R4/http.html#concurrency
-function versionConflict(type: string, id: string, ifMatch: number): FhirError {
-  return new FhirError(412, 'HEARTH_VERSION_CONFLICT', {
-    code: 'conflict',
-    diagnostics: `If-Match version ${ifMatch} is not the current version of ${type}/${id}`,
-  });
+function versionConflict(type: string, id: string, ifMatch: number): StoreError {
+  return new StoreError({ kind: 'version-conflict', type, id, ifMatch });
 }
 
 function toVersion(row: VersionRow): StoredVersion {

@@ -1,0 +1,15 @@
+import { FhirError, notFound, versionConflict } from '../fhir/errors.ts';
+import type { StoreFailure } from '../store/resource-store.ts';
+
+/** The one mapping from what a storage adapter reports to the error catalogue. */
+export function fromStoreFailure(f: StoreFailure): FhirError {
+  switch (f.kind) {
+    case 'version-conflict':
+      return versionConflict(f.type, f.id, f.ifMatch);
+    case 'not-found':
+      return notFound(`${f.type}/${f.id} does not exist and this server does not create resources with client-assigned ids`);
+    case 'multiple-matches':
+      // See: https://hl7.org/fhir/R4/http.html#cond-update (several matches: 412)
+      return new FhirError('HEARTH_MULTIPLE_MATCHES', `${f.what} criteria match more than one resource`);
+  }
+}
