@@ -4,6 +4,8 @@ import type { KeyProvider } from './keyring.ts';
 
 /** Where a sealed resource keeps its envelope. The name cannot collide with a FHIR element. */
 export const ENVELOPE = '_hearthEnvelope';
+/** Where a stored body names the key-encryption key of its data key: what key maintenance selects on. */
+export const KEK_ID_PATH = [ENVELOPE, 'kek'] as const;
 
 export interface Envelope {
   readonly v: 1;

@@ -5,11 +5,15 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { SearchQuery, StoredVersion } from '../../fhir/query.ts';
 import { type HistoryPage, type HistoryQuery, type Prepare, type ResourceStore, type SearchPage, StoreError, type WriteResult } from '../resource-store.ts';
 import type { AuditStore } from '../../audit/audit-store.ts';
+import { KEK_ID_PATH } from '../../crypto/envelope.ts';
 import type { KeyMaintenance, Storage } from '../port.ts';
 import { IndexWriter } from './index-writer.ts';
 import { SqliteAuditStore } from './sqlite-audit-store.ts';
 import { countSql, type SqlValue, searchSql } from './sqlite-query.ts';
 import { SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
+
+// The envelope format is the encrypting decorator's; the adapter only needs where its key id sits.
+const KEK_JSON_PATH = `$.${KEK_ID_PATH.join('.')}`;
 
 interface VersionRow {
   rid: number;
@@ -79,7 +83,7 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
   /** Stored versions (not AuditEvents) whose envelope's KEK is `kekId`. */
   countKeyUse(kekId: string): number {
     const row = this.#db
-      .prepare('SELECT COUNT(*) AS n FROM resource_versions WHERE type <> \'AuditEvent\' AND json_extract(body, \'$._hearthEnvelope.kek\') = ?')
+      .prepare(`SELECT COUNT(*) AS n FROM resource_versions WHERE type <> 'AuditEvent' AND json_extract(body, '${KEK_JSON_PATH}') = ?`)
       .get(kekId) as { n: number };
     return row.n;
   }
@@ -95,7 +99,7 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
     progress: (done: number, total: number) => void,
     batch = 200,
   ): number {
-    const pending = 'type <> \'AuditEvent\' AND body IS NOT NULL AND json_extract(body, \'$._hearthEnvelope.kek\') <> ?';
+    const pending = `type <> 'AuditEvent' AND body IS NOT NULL AND json_extract(body, '${KEK_JSON_PATH}') <> ?`;
     const total = (this.#db.prepare(`SELECT COUNT(*) AS n FROM resource_versions WHERE ${pending}`).get(currentKek) as { n: number }).n;
     const select = this.#db.prepare(`SELECT rid, type, id, version, body FROM resource_versions WHERE ${pending} AND rid > ? ORDER BY rid LIMIT ?`);
     const write = this.#db.prepare('UPDATE resource_versions SET body = ? WHERE rid = ? AND body = ?');

@@ -1,0 +1,122 @@
+import { generateKeyPairSync } from 'node:crypto';
+import type { AuditEvent } from 'fhir/r4.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { AuditAppend, AuditStore, CheckpointSigner } from '../../src/audit/audit-store.ts';
+import { GENESIS, verifyChain } from '../../src/audit/chain.ts';
+import { checkpointSigner } from '../../src/audit/signing-key.ts';
+
+export interface AuditSubject {
+  readonly audit: AuditStore;
+  /** the same trail opened anew, for adapters whose data outlives the process */
+  readonly reopen?: () => Promise<AuditSubject>;
+  close(): Promise<void>;
+}
+
+const event = (n: number, recorded = `2026-01-01T00:00:0${n - 1}.000Z`): AuditEvent => ({
+  resourceType: 'AuditEvent',
+  id: `kat-${n}`,
+  recorded,
+  type: { code: 'rest' },
+  action: 'R',
+  agent: [{ requestor: true, name: 'kat' }],
+  source: { observer: { display: 'Hearth' } },
+});
+const append = (e: AuditEvent): AuditAppend => ({ resource: e, index: [{ param: 'action', grp: 0, code: e.action }] });
+
+/**
+ * The AuditStore port's contract: append-only, one hash chain from genesis, atomic batches,
+ * signed checkpoints, time-bounded reads, and a retention purge that is itself in the chain.
+ * Every adapter runs it.
+ */
+export function auditContract(name: string, open: () => Promise<AuditSubject>): void {
+  describe(`AuditStore contract: ${name}`, () => {
+    const opened: AuditSubject[] = [];
+    const fresh = async () => {
+      const s = await open();
+      opened.push(s);
+      return s;
+    };
+    afterEach(async () => {
+      for (const s of opened.splice(0)) await s.close();
+    });
+
+    it('chains events from genesis: SHA-256 over the predecessor hash, the sequence number and the canonical JSON (known answer)', async () => {
+      const { audit } = await fresh();
+      await audit.appendAudit([append(event(1)), append(event(2))]);
+      const links = [...audit.chain()];
+      // Computed independently: sha256("000…0\n1\n" + canonical JSON of kat-1), then chained.
+      expect(links.map(({ seq, id, prevHash, hash }) => ({ seq, id, prevHash, hash }))).toEqual([
+        { seq: 1, id: 'kat-1', prevHash: GENESIS, hash: '1d5f6f6b1168d000ed155d0007e94684e1e3ac5b61f5565a5db918e328b1f6d6' },
+        {
+          seq: 2,
+          id: 'kat-2',
+          prevHash: '1d5f6f6b1168d000ed155d0007e94684e1e3ac5b61f5565a5db918e328b1f6d6',
+          hash: 'dc97427f14c083e43a9c2f3982eb70b1a8637a132b9c38e602c2dc3ad82307e6',
+        },
+      ]);
+      expect(JSON.parse(links[0].body!)).toEqual(event(1));
+      expect(audit.unchainedEvents()).toBe(0);
+    });
+
+    it('appends a batch as one transaction: a failure keeps none of it', async () => {
+      const { audit } = await fresh();
+      await audit.appendAudit([append(event(1))]);
+      const failing: CheckpointSigner = () => {
+        throw new Error('signer down');
+      };
+      await expect(audit.appendAudit([append(event(2)), append(event(3))], failing)).rejects.toThrow('signer down');
+      expect([...audit.chain()].map((l) => l.id)).toEqual(['kat-1']);
+      await audit.appendAudit([append(event(2))]);
+      expect([...audit.chain()].map((l) => l.seq)).toEqual([1, 2]);
+    });
+
+    it('stores the checkpoints its signer makes, and they verify against the public key', async () => {
+      const { audit } = await fresh();
+      const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+      const sign = checkpointSigner({ privateKey, publicKey, keyId: 'k1' }, 2, 3_600_000, () => new Date('2026-01-01T00:00:00Z'));
+      for (const n of [1, 2, 3]) await audit.appendAudit([append(event(n))], sign);
+      // The first head is signed, then every second event.
+      expect(audit.checkpoints().map((c) => [c.seq, c.keyId])).toEqual([[1, 'k1'], [3, 'k1']]);
+      expect(verifyChain(audit, publicKey)).toMatchObject({ ok: true, events: 3, checkpoints: 2 });
+      expect(verifyChain(audit, generateKeyPairSync('ed25519').publicKey)).toMatchObject({ ok: false, problem: 'checkpoint at seq 1: bad signature' });
+    });
+
+    it('reads the events recorded in [from, to), in chain order', async () => {
+      const { audit } = await fresh();
+      await audit.appendAudit([1, 2, 3, 4].map((n) => append(event(n))));
+      const ids = [...audit.eventsBetween('2026-01-01T00:00:01.000Z', '2026-01-01T00:00:03.000Z')].map((e) => e.id);
+      expect(ids).toEqual(['kat-2', 'kat-3']);
+    });
+
+    it('purges only events before the cutoff, anchors the rest, and chains the purge itself', async () => {
+      const { audit } = await fresh();
+      await audit.appendAudit([1, 2, 3].map((n) => append(event(n))));
+      const before = [...audit.chain()];
+      const record = await audit.purgeAudit(
+        '2026-01-01T00:00:02.000Z',
+        (count, throughSeq) => append({ ...event(9, '2026-01-02T00:00:00.000Z'), id: `purge-${count}-${throughSeq}` }),
+        '2026-01-02T00:00:00.000Z',
+      );
+      expect(record).toMatchObject({ throughSeq: 2, lastHash: before[1].hash, count: 2, cutoff: '2026-01-01T00:00:02.000Z' });
+      expect(audit.purges()).toEqual([record]);
+      expect([...audit.chain()].map((l) => [l.seq, l.id])).toEqual([[3, 'kat-3'], [4, 'purge-2-2']]);
+      expect(verifyChain(audit, undefined)).toMatchObject({ ok: true, events: 2 });
+    });
+
+    it('offers no way to change or remove an event', async () => {
+      const { audit } = await fresh();
+      for (const m of ['update', 'delete', 'updateAudit', 'deleteAudit', 'write']) expect((audit as unknown as Record<string, unknown>)[m], m).toBeUndefined();
+    });
+
+    it('keeps what it acknowledged when opened anew', async () => {
+      const s = await fresh();
+      if (!s.reopen) return;
+      await s.audit.appendAudit([append(event(1))]);
+      await s.close();
+      opened.splice(opened.indexOf(s), 1);
+      const again = await s.reopen();
+      opened.push(again);
+      expect([...again.audit.chain()].map((l) => l.hash)).toEqual(['1d5f6f6b1168d000ed155d0007e94684e1e3ac5b61f5565a5db918e328b1f6d6']);
+    });
+  });
+}
