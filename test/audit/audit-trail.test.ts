@@ -97,9 +97,7 @@ describe('one AuditEvent per request (IHE BALP)', () => {
     expect(unauth.agent[0]).toMatchObject({ name: 'unauthenticated', requestor: true });
     const denied = await audit(t, (await cases[3][0]()).headers['x-request-id']);
     expect(denied.entity[0].what.reference).toBe(`Patient/${other.id}`);
-    t.store.read = async () => {
-      throw new Error('disk on fire');
-    };
+    t.store.failWith('read', new Error('disk on fire'));
     const fault = await t.raw.inject({ method: 'GET', url: '/fhir/Observation/x', headers: { authorization: `Bearer ${t.adminToken}` } });
     expect(fault.statusCode).toBe(500);
     const history = await t.store.history({ type: 'AuditEvent', count: 1 });

@@ -1,13 +1,14 @@
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { exportJWK, generateKeyPair, type JWTPayload, SignJWT } from 'jose';
+import { afterAll } from 'vitest';
 import { buildApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import type { AuditStore } from '../../src/audit/audit-store.ts';
-import type { ResourceStore } from '../../src/store/resource-store.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { RecordingStore } from './recording-store.ts';
 
 export const BASE = 'http://127.0.0.1:8080/fhir';
 export const FHIR_JSON = 'application/fhir+json';
@@ -59,7 +60,8 @@ export interface TestApp {
   /** A token for this app (its audience and clock). */
   token: (claims: JWTPayload, o?: TokenOptions) => Promise<string>;
   adminToken: string;
-  store: ResourceStore;
+  /** the app's resource store (the raw adapter, recorded): what reached it, and faults to inject */
+  store: RecordingStore;
   /** Moves the injected clock forward. */
   tick: (ms: number) => void;
   now: () => Date;
@@ -87,8 +89,10 @@ export async function testApp(
     },
   });
   const storage = store.storage();
-  const wrapped = options.wrapAudit ? { ...storage, audit: options.wrapAudit(storage.audit) } : storage;
+  const recording = new RecordingStore(storage.resources);
+  const wrapped = { ...storage, resources: recording, audit: options.wrapAudit ? options.wrapAudit(storage.audit) : storage.audit };
   const raw = await buildApp(config, { storage: wrapped, clock, auditInPlace: options.wrapAudit !== undefined });
+  opened.add(raw);
   const token = (claims: JWTPayload, o: TokenOptions = {}) =>
     signToken(claims, { audience: config.baseUrl, now: clock(), lifetime: 3600, ...o });
   const adminToken = await token({ sub: 'test-system', client_id: 'test-client', scope: 'system/*.cruds' });
@@ -111,7 +115,7 @@ export async function testApp(
     raw,
     token,
     adminToken,
-    store,
+    store: recording,
     tick: (ms) => {
       t += ms;
     },
@@ -120,8 +124,21 @@ export async function testApp(
 }
 
 export function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), 'hearth-test-'));
+  const dir = mkdtempSync(join(tmpdir(), 'hearth-test-'));
+  made.add(dir);
+  return dir;
 }
+
+// What the helpers open, they close: every app built and every directory made in a test file
+// is closed and removed when the file's tests are done.
+const opened = new Set<FastifyInstance>();
+const made = new Set<string>();
+afterAll(async () => {
+  for (const app of opened) await app.close().catch(() => undefined);
+  opened.clear();
+  for (const dir of made) rmSync(dir, { recursive: true, force: true });
+  made.clear();
+});
 
 export function json(res: { body: string }): any {
   return JSON.parse(res.body);

@@ -214,9 +214,7 @@ describe('FHIR REST interactions', () => {
   });
 
   it('answers server faults with a generic 500 carrying the request id and nothing else', async () => {
-    t.store.read = async () => {
-      throw new Error('secret internal detail: Patient Chalmers');
-    };
+    t.store.failWith('read', new Error('secret internal detail: Patient Chalmers'));
     const res = await t.app.inject({ method: 'GET', url: '/fhir/Patient/x' });
     expect(res.statusCode).toBe(500);
     const body = json(res);
