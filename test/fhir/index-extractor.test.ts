@@ -1,0 +1,31 @@
+import { describe, expect, it } from 'vitest';
+import { loadFhirModel } from '../../src/fhir/definitions.ts';
+import { extractIndex } from '../../src/fhir/index-extractor.ts';
+
+const model = loadFhirModel({ updateCreate: false });
+const entries = (type: string, resource: Record<string, unknown>, params: string[]) =>
+  extractIndex(model.types.get(type)!, resource, 'http://x/fhir').filter((e) => params.includes(e.param));
+
+// What the official SearchParameter expressions index, one row a parameter type.
+describe('index extraction', () => {
+  it.each<[string, string, Record<string, unknown>, string[], unknown[]]>([
+    ['string: folded code, exact text', 'Patient', { name: [{ family: 'Smith', given: ['Ann'] }] }, ['family', 'given'], [
+      { param: 'family', grp: 0, code: 'smith', text: 'Smith' },
+      { param: 'given', grp: 0, code: 'ann', text: 'Ann' },
+    ]],
+    ['token with system', 'Patient', { identifier: [{ system: 'urn:x', value: '1' }] }, ['identifier'], [{ param: 'identifier', grp: 0, sys: 'urn:x', code: '1' }]],
+    ['a partial date as its range', 'Patient', { birthDate: '1970-03' }, ['birthdate'], [{ param: 'birthdate', grp: 0, lo: Date.UTC(1970, 2, 1), hi: Date.UTC(1970, 3, 1) }]],
+    ['an absolute reference to this server, version dropped', 'Patient', { generalPractitioner: [{ reference: 'http://x/fhir/Practitioner/9/_history/2' }] }, ['general-practitioner'], [
+      { param: 'general-practitioner', grp: 0, code: 'Practitioner/9' },
+    ]],
+    ['quantity with unit', 'Observation', { status: 'final', code: { text: 'x' }, valueQuantity: { value: 7.5, system: 'http://unitsofmeasure.org', code: 'mg' } }, ['value-quantity'], [
+      { param: 'value-quantity', grp: 0, lo: 7.5, hi: 7.5, sys: 'http://unitsofmeasure.org', code: 'mg' },
+    ]],
+    ['composite components share a group', 'Observation', { status: 'final', code: { coding: [{ system: 'http://loinc.org', code: '1' }] }, valueQuantity: { value: 2 } }, ['code-value-quantity$0', 'code-value-quantity$1'], [
+      { param: 'code-value-quantity$0', grp: 1, sys: 'http://loinc.org', code: '1' },
+      { param: 'code-value-quantity$1', grp: 1, lo: 2, hi: 2 },
+    ]],
+  ])('%s', (_name, type, resource, params, expected) => {
+    expect(entries(type, { resourceType: type, id: 'r1', ...resource }, params)).toEqual(expected);
+  });
+});

@@ -1,0 +1,60 @@
+import { describe, expect, it } from 'vitest';
+import { loadFhirModel } from '../../src/fhir/definitions.ts';
+import { parseSearch } from '../../src/fhir/search-parser.ts';
+
+const model = loadFhirModel({ updateCreate: false });
+const options = { defaultCount: 10, maxCount: 100, strict: true, baseUrl: 'http://x/fhir', clock: () => new Date('2026-01-15T00:00:00Z') };
+const Y1970 = 0;
+const Y1971 = Date.UTC(1971, 0, 1);
+const eq = (param: string, field: 'code' | 'text' | 'sys', value: string) => ({ kind: 'exists', param, where: [{ field, op: 'eq', value }] });
+
+// The search grammar, one row a form: what each becomes in the store-agnostic query model.
+// See: https://hl7.org/fhir/R4/search.html
+describe('search grammar → query model', () => {
+  it.each<[string, string, [string, string], unknown]>([
+    ['string: prefix, case-folded', 'Patient', ['family', 'Smith'], [{ kind: 'exists', param: 'family', where: [{ field: 'code', op: 'prefix', value: 'smith' }] }]],
+    ['string :exact', 'Patient', ['family:exact', 'Smith'], [eq('family', 'text', 'Smith')]],
+    ['token system|code', 'Patient', ['identifier', 'urn:x|1'], [{ kind: 'exists', param: 'identifier', where: [{ field: 'sys', op: 'eq', value: 'urn:x' }, { field: 'code', op: 'eq', value: '1' }] }]],
+    ['OR by comma', 'Patient', ['_id', 'a,b'], [{ kind: 'or', any: [eq('_id', 'code', 'a'), eq('_id', 'code', 'b')] }]],
+    ['token :not', 'Patient', ['gender:not', 'male'], [{ kind: 'not', clause: eq('gender', 'code', 'male') }]],
+    ['reference', 'Patient', ['general-practitioner', 'Practitioner/1'], [{ kind: 'exists', param: 'general-practitioner', where: [{ field: 'code', op: 'in', value: ['Practitioner/1'] }] }]],
+    [':missing=true', 'Patient', ['name:missing', 'true'], [{ kind: 'not', clause: { kind: 'exists', param: 'name', where: [] } }]],
+    // ge: the target range overlaps what lies above the value, or lies within the value's range.
+    ['date ge a year', 'Patient', ['birthdate', 'ge1970'], [{ kind: 'or', any: [
+      { kind: 'exists', param: 'birthdate', where: [{ field: 'hi', op: 'gt', value: Y1971 }] },
+      { kind: 'exists', param: 'birthdate', where: [{ field: 'lo', op: 'ge', value: Y1970 }, { field: 'hi', op: 'le', value: Y1971 }] },
+    ] }]],
+    ['date eq a month: within it', 'Observation', ['date', '2026-01'], [{ kind: 'exists', param: 'date', where: [{ field: 'lo', op: 'ge', value: Date.UTC(2026, 0, 1) }, { field: 'hi', op: 'le', value: Date.UTC(2026, 1, 1) }] }]],
+    ['quantity gt', 'Observation', ['value-quantity', 'gt7'], [{ kind: 'exists', param: 'value-quantity', where: [{ field: 'lo', op: 'gt', value: 7 }] }]],
+    // eq on a number is the range of its precision: 5 means [4.5, 5.5).
+    ['composite token$quantity', 'Observation', ['code-value-quantity', 'http://loinc.org|1$5'], [{ kind: 'composite', param: 'code-value-quantity', components: [
+      [{ field: 'sys', op: 'eq', value: 'http://loinc.org' }, { field: 'code', op: 'eq', value: '1' }],
+      [{ field: 'lo', op: 'ge', value: 4.5 }, { field: 'lo', op: 'lt', value: 5.5 }],
+    ] }]],
+    ['chain', 'Observation', ['subject:Patient.family', 'x'], [{ kind: 'chain', param: 'subject', targetType: 'Patient', where: [{ kind: 'exists', param: 'family', where: [{ field: 'code', op: 'prefix', value: 'x' }] }] }]],
+  ])('%s', (_name, type, pair, where) => {
+    expect(parseSearch(model, type, [pair], options).query.where).toEqual(where);
+  });
+
+  it('reads _sort keys, _count capped, _total', () => {
+    const q = parseSearch(model, 'Patient', [['_sort', '-birthdate,family'], ['_count', '500'], ['_total', 'none']], options).query;
+    expect(q.sort).toEqual([{ param: 'birthdate', descending: true, field: 'lo' }, { param: 'family', descending: false, field: 'code' }]);
+    expect(q.count).toBe(100);
+    expect(q.total).toBe('none');
+  });
+
+  it.each<[string, [string, string][], string]>([
+    ['unknown parameter', [['shoe', '1']], 'unknown search parameter "shoe" for Observation'],
+    ['bad _count', [['_count', 'x']], '_count must be a non-negative whole number, got "x"'],
+    ['_count twice', [['_count', '1'], ['_count', '2']], '_count may appear only once'],
+    ['chain on a token', [['status.x', '1']], 'Observation.status is not a reference and cannot be chained'],
+  ])('refuses %s under strict handling', (_name, pairs, message) => {
+    expect(() => parseSearch(model, 'Observation', pairs, options)).toThrow(message);
+  });
+
+  it('ignores what it cannot read under lenient handling, and says so', () => {
+    const s = parseSearch(model, 'Observation', [['shoe', '1'], ['status', 'final']], { ...options, strict: false });
+    expect(s.query.where).toEqual([eq('status', 'code', 'final')]);
+    expect(s.ignored).toEqual([{ code: 'not-supported', severity: 'warning', diagnostics: 'ignored search parameter shoe: unknown search parameter "shoe" for Observation' }]);
+  });
+});
