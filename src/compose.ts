@@ -3,6 +3,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { AuditSink, type AuditWriter, storeWriter } from './audit/audit-sink.ts';
+import type { CheckpointSigner } from './audit/audit-store.ts';
 import { checkpointSigner, loadSigningKey } from './audit/signing-key.ts';
 import { loadCompartments, type Policy } from './auth/authorize.ts';
 import { loadRoles } from './auth/roles.ts';
@@ -93,6 +94,19 @@ export function openKeyring(config: Config, mayCreate: boolean): LocalKeyring {
   }
 }
 
+/**
+ * The signer of audit checkpoints: the configured signing key (created on first use), signing
+ * every `every` events and at least every `seconds`; by default as configured.
+ */
+export function auditSigner(
+  config: Config,
+  clock: () => Date,
+  every = config.audit.checkpointEvery,
+  seconds = config.audit.checkpointSeconds,
+): CheckpointSigner {
+  return checkpointSigner(loadSigningKey(config.dataDir), every, seconds * 1000, clock);
+}
+
 export function createServices(config: Config, deps: ServiceDeps = {}): Services {
   const clock = deps.clock ?? (() => new Date());
   const { model, validator } = loadDefinitions(config.updateCreate);
@@ -101,7 +115,7 @@ export function createServices(config: Config, deps: ServiceDeps = {}): Services
   const protection = loadProtectionPolicy(model, config.protectionFile);
   const store = new EncryptingStore(storage.resources, keys, protection, new BlindIndex(keys.indexKey(), protection));
   // The signing key is created (or its permissions checked) at start, whichever thread signs.
-  const signingKey = loadSigningKey(config.dataDir);
+  const sign = auditSigner(config, clock);
   // A file-backed embedded store gets its audit commits on a thread of their own (see
   // audit-worker.ts); an in-memory store is written in place.
   const file = storage.capabilities.adapter === 'sqlite' ? storage.capabilities.file : undefined;
@@ -124,7 +138,7 @@ export function createServices(config: Config, deps: ServiceDeps = {}): Services
       model,
       config.baseUrl,
       keys,
-      checkpointSigner(signingKey, config.audit.checkpointEvery, config.audit.checkpointSeconds * 1000, clock),
+      sign,
     ),
   );
   const verifier = deps.verifier ?? new JwtVerifier(config.auth, config.baseUrl, clock);

@@ -5,12 +5,12 @@ import { buildOperatorEvent } from '../audit/audit-event.ts';
 import type { AuditAppend } from '../audit/audit-store.ts';
 import { verifyChain } from '../audit/chain.ts';
 import { auditReport } from '../audit/report.ts';
-import { checkpointSigner, loadPublicKey, loadSigningKey } from '../audit/signing-key.ts';
+import { loadPublicKey } from '../audit/signing-key.ts';
 import type { Config } from '../config/config.ts';
 import { loadFhirModel } from '../fhir/definitions.ts';
 import { extractIndex } from '../fhir/index-extractor.ts';
 import { renderReport, reportOptions } from '../audit/report-request.ts';
-import { existingStorage } from '../compose.ts';
+import { auditSigner, existingStorage } from '../compose.ts';
 import type { Storage } from '../store/port.ts';
 
 export class CliError extends Error {}
@@ -36,8 +36,7 @@ function operatorEvent(config: Config, act: OperatorAct, now = new Date()): Audi
 
 /** Appends an operator command's AuditEvent to the chain (signed checkpoint included). */
 export async function recordOperatorEvent(config: Config, storage: Storage, act: OperatorAct): Promise<void> {
-  const { checkpointEvery, checkpointSeconds } = config.audit;
-  const sign = checkpointSigner(loadSigningKey(config.dataDir), checkpointEvery, checkpointSeconds * 1000, () => new Date());
+  const sign = auditSigner(config, () => new Date());
   await storage.audit.appendAudit([operatorEvent(config, act)], sign);
 }
 
@@ -128,7 +127,7 @@ export async function auditPurge(config: Config, before: string | undefined, now
         ),
       now.toISOString(),
       // A checkpoint right after the purge: the new anchor is signed too.
-      checkpointSigner(loadSigningKey(config.dataDir), 1, 0, () => now),
+      auditSigner(config, () => now, 1, 0),
     );
     return `purged ${record.count} AuditEvents recorded before ${record.cutoff} (through seq ${record.throughSeq}); the purge is recorded in the chain\n`;
   } finally {

@@ -31,6 +31,7 @@ function files(dir: string): string[] {
 }
 
 const layerOf = (rel: string) => (rel.includes('/') ? rel.split('/')[0] : '(root)');
+const name = (layer: string) => (layer === '(root)' ? 'root' : layer);
 
 function imports(file: string): string[] {
   const text = readFileSync(file, 'utf8');
@@ -69,6 +70,21 @@ describe('layer directions', () => {
   it('the interaction layer knows nothing of Fastify', () => {
     const wrong = all.filter(({ rel, file }) => rel.startsWith('rest/') && /from\s+'fastify'|from\s+'@fastify\//.test(readFileSync(file, 'utf8')));
     expect(wrong.map((w) => w.rel)).toEqual([]);
+  });
+
+  it('draws docs/architecture.md\'s layer diagram from the imports as they are', () => {
+    const actual = new Set<string>();
+    for (const { file, rel } of all) {
+      const from = layerOf(rel);
+      for (const target of imports(file)) {
+        const to = layerOf(target);
+        if (to !== from && to !== 'fhir' && to !== 'config' && from !== 'types') actual.add(`${name(from)} --> ${name(to)}`);
+      }
+    }
+    const doc = readFileSync(new URL('../../docs/architecture.md', import.meta.url), 'utf8');
+    const block = /```mermaid\n([\s\S]*?)```/.exec(doc)?.[1] ?? '';
+    const drawn = new Set([...block.matchAll(/^\s+(\w+) --> (\w+)$/gm)].map((m) => `${m[1]} --> ${m[2]}`));
+    expect([...drawn].sort()).toEqual([...actual].sort());
   });
 
   it('knows every layer it meets', () => {
