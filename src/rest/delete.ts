@@ -1,4 +1,3 @@
-import { notFound, versionConflict } from '../fhir/errors.ts';
 import { parseIfMatch } from './headers.ts';
 import { onlyParams } from './params.ts';
 import { type Interaction, noteRef, noteVersion } from './request.ts';
@@ -9,15 +8,9 @@ export const remove: Interaction = async ({ repository }, req) => {
   const id = req.id!;
   onlyParams(req, new Set());
   const ifMatch = parseIfMatch(req.header('if-match'));
-  if (ifMatch !== undefined && (await repository.read(type, id, access)).versionId !== ifMatch) {
-    throw versionConflict(type, id, ifMatch);
-  }
-  const tombstone = await repository.delete(type, id, access);
-  const latest = tombstone ?? (await repository.latest(type, id, access));
-  if (!latest) throw notFound(`${type}/${id} does not exist`);
+  const { tombstone, before, latest } = await repository.delete(type, id, access, ifMatch);
   if (tombstone) {
     // Before and after, as references; the version before names the patients touched.
-    const before = await repository.vread(type, id, tombstone.versionId - 1, access).catch(() => undefined);
     if (before) noteVersion(req.audit, before, 'before');
     noteRef(req.audit, `${type}/${id}/_history/${tombstone.versionId}`, 'after');
   }

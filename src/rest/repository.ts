@@ -126,14 +126,6 @@ export class FhirRepository {
     return this.#visible(await this.#store.read(type, id), type, id, access);
   }
 
-  /** The newest version, tombstones included, if reachable; undefined when the resource never existed. */
-  async latest(type: string, id: string, access: Access): Promise<StoredVersion | undefined> {
-    this.typeModel(type);
-    const v = await this.#store.read(type, id);
-    if (v && access.restriction(type, 'd') !== null && v.deleted) return undefined;
-    return v;
-  }
-
   async vread(type: string, id: string, versionId: number, access: Access): Promise<StoredVersion> {
     this.typeModel(type);
     const v = await this.#store.vread(type, id, versionId);
@@ -141,18 +133,44 @@ export class FhirRepository {
     return this.#visible(v, type, id, access);
   }
 
-  async delete(type: string, id: string, access: Access): Promise<StoredVersion | undefined> {
+  /**
+   * Deletes with one read of the current version: the If-Match check (on what the token may read),
+   * the restriction and compartment links checked on it, and the delete pinned to it.
+   * `tombstone` is the new version (undefined when there was nothing current: deleting a deleted
+   * resource succeeds), `before` the version it replaced, `latest` the newest version after.
+   * See: https://hl7.org/fhir/R4/http.html#delete
+   */
+  async delete(
+    type: string,
+    id: string,
+    access: Access,
+    ifMatch?: number,
+  ): Promise<{ tombstone?: StoredVersion; before?: StoredVersion; latest: StoredVersion }> {
     this.typeModel(type);
     const restriction = access.restriction(type, 'd');
-    let ifMatch: number | undefined;
-    if (restriction) {
-      const current = await this.#store.read(type, id);
-      if (!current || current.deleted) return undefined;
-      if (!(await this.#reachable(current, restriction))) throw hidden(type, id);
-      await this.#checkLinks(current, access, 'd', 'replaced');
-      ifMatch = current.versionId;
+    if (restriction === undefined) throw forbidden(`the token does not grant d on ${type}`);
+    const current = await this.#store.read(type, id);
+    if (ifMatch !== undefined) {
+      const visible = await this.#visible(current, type, id, access);
+      if (visible.versionId !== ifMatch) throw versionConflict(type, id, ifMatch);
     }
-    return this.#store.delete(type, id, ifMatch);
+    let tombstone: StoredVersion | undefined;
+    if (current && !current.deleted) {
+      if (restriction) {
+        if (!(await this.#reachable(current, restriction))) throw hidden(type, id);
+        await this.#checkLinks(current, access, 'd', 'replaced');
+      }
+      // Pinned to what was checked: the token's restriction, or the client's If-Match.
+      const pin = restriction || ifMatch !== undefined ? current.versionId : undefined;
+      tombstone = await this.#store.delete(type, id, pin);
+    }
+    // A restricted token learns nothing of a deleted resource: as if it never existed.
+    const latest = tombstone ?? (restriction && current?.deleted ? undefined : current);
+    if (!latest) throw notFound(`${type}/${id} does not exist`);
+    if (!tombstone) return { latest };
+    // Unpinned, another write may have come between the read and the delete.
+    const before = current?.versionId === tombstone.versionId - 1 ? current : await this.#store.vread(type, id, tombstone.versionId - 1);
+    return { tombstone, before, latest };
   }
 
   async history(type: string, id: string | undefined, options: { since?: string; count: number; after?: number }, access: Access) {

@@ -19,7 +19,7 @@ const ALLOWED: Record<string, readonly string[]> = {
 };
 // Adapters are named only by the composition root (and by their own folder).
 const ADAPTER = /^store\/sqlite\//;
-const MAY_NAME_ADAPTERS = new Set(['app.ts', 'compose.ts']);
+const MAY_NAME_ADAPTERS = new Set(['compose.ts']);
 
 const SRC = resolve(new URL('../../src', import.meta.url).pathname);
 

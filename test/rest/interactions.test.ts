@@ -8,12 +8,14 @@ import { INTERACTIONS } from '../../src/rest/interactions.ts';
 import type { AuditNotes, RestContext, RestRequest } from '../../src/rest/request.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { tempDir } from '../helpers/app.ts';
+import { RecordingStore } from '../helpers/recording-store.ts';
 
 // The interactions are plain functions over a transport-free request: what a transaction Bundle
 // will loop over. Driven here with no Fastify at all.
 describe('interactions without a transport', async () => {
   const config = loadConfig({ HEARTH_LOG_LEVEL: 'silent', HEARTH_DATA_DIR: tempDir() });
-  const services = createServices(config, { storage: new SqliteStore({ dataDir: ':memory:' }).storage(), auditInPlace: true });
+  const storage = new SqliteStore({ dataDir: ':memory:' }).storage();
+  const services = createServices(config, { storage, auditInPlace: true });
   afterAll(() => services.close());
   const ctx: RestContext = {
     baseUrl: config.baseUrl,
@@ -48,6 +50,18 @@ describe('interactions without a transport', async () => {
     expect((found.resource as { total: number }).total).toBe(1);
     const del = await INTERACTIONS.delete(ctx, request({ type: 'Patient', id }));
     expect(del).toEqual({ status: 204, etag: 2 });
+  });
+
+  it('deletes with one read of the store, and notes the version it replaced', async () => {
+    const recorder = new RecordingStore(storage.resources);
+    const { repository } = createServices(config, { storage: { ...storage, resources: recorder }, auditInPlace: true });
+    const created = await INTERACTIONS.create({ ...ctx, repository }, request({ type: 'Patient', body: () => ({ resourceType: 'Patient' }) }));
+    const id = (created.resource as { id: string }).id;
+    recorder.calls.length = 0;
+    const req = request({ type: 'Patient', id, header: (name) => (name === 'if-match' ? 'W/"1"' : undefined) });
+    expect(await INTERACTIONS.delete({ ...ctx, repository }, req)).toEqual({ status: 204, etag: 2 });
+    expect(recorder.calls).toEqual(['read', 'delete']);
+    expect(req.audit.touched.map((t) => [t.reference, t.role])).toEqual([[`Patient/${id}/_history/1`, 'before'], [`Patient/${id}/_history/2`, 'after']]);
   });
 
   it('holds a patient-context access to its compartment, whoever calls it', async () => {
