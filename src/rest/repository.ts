@@ -1,7 +1,7 @@
 import type { Access } from '../auth/authorize.ts';
 import type { Permission } from '../auth/scopes.ts';
 import type { Clause, IndexEntry, SearchQuery, StoredVersion } from '../fhir/query.ts';
-import type { Prepare, ResourceStore, WriteResult } from '../store/resource-store.ts';
+import type { Prepare, ResourceStore, SearchPage, WriteResult } from '../store/resource-store.ts';
 import { compartmentLinks } from '../fhir/compartment.ts';
 import type { FhirModel, TypeModel } from '../fhir/definitions.ts';
 import { FhirError, notFound, versionConflict } from '../fhir/errors.ts';
@@ -12,13 +12,9 @@ import type { ResourceValidator } from '../fhir/validator.ts';
 
 type Json = Record<string, unknown>;
 
-export interface SearchResult {
-  readonly matches: readonly StoredVersion[];
+/** A page of matches, with what `_include` and `_revinclude` added to it. */
+export interface SearchResult extends SearchPage {
   readonly included: readonly StoredVersion[];
-  readonly keys: readonly (readonly (string | number | null)[])[];
-  readonly hasNext: boolean;
-  readonly hasPrevious: boolean;
-  readonly total?: number;
 }
 
 /**
