@@ -20,6 +20,7 @@ describe('hearth dev-token', () => {
     // A server on the real clock (the token was issued now), trusting the dev issuer.
     const config = loadConfig({
       HEARTH_LOG_LEVEL: 'silent',
+      HEARTH_DATA_DIR: tempDir(),
       HEARTH_AUTH_ISSUER: 'https://dev-issuer.hearth.invalid',
       HEARTH_AUTH_JWKS: join(dataDir, 'dev-issuer', 'jwks.json'),
     });
