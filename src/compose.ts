@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { AuditSink, type AuditWriter, storeWriter } from './audit/audit-sink.ts';
 import type { CheckpointSigner } from './audit/audit-store.ts';
 import { checkpointSigner, loadSigningKey } from './audit/signing-key.ts';
+import { openWitness } from './audit/witness.ts';
 import { loadCompartments, type Policy } from './auth/authorize.ts';
 import { loadRoles } from './auth/roles.ts';
 import { JwtVerifier, type TokenVerifier } from './auth/token-verifier.ts';
@@ -94,17 +95,9 @@ export function openKeyring(config: Config, mayCreate: boolean): LocalKeyring {
   }
 }
 
-/**
- * The signer of audit checkpoints: the configured signing key (created on first use), signing
- * every `every` events and at least every `seconds`; by default as configured.
- */
-export function auditSigner(
-  config: Config,
-  clock: () => Date,
-  every = config.audit.checkpointEvery,
-  seconds = config.audit.checkpointSeconds,
-): CheckpointSigner {
-  return checkpointSigner(loadSigningKey(config.dataDir), every, seconds * 1000, clock);
+/** The signer of the audit chain's heads: the configured signing key (created on first use). */
+export function auditSigner(config: Config, clock: () => Date): CheckpointSigner {
+  return checkpointSigner(loadSigningKey(config.audit.signingKey), clock);
 }
 
 export function createServices(config: Config, deps: ServiceDeps = {}): Services {
@@ -125,22 +118,13 @@ export function createServices(config: Config, deps: ServiceDeps = {}): Services
           dbPath: file,
           dataDir: config.dataDir,
           baseUrl: config.baseUrl,
-          checkpointEvery: config.audit.checkpointEvery,
-          checkpointSeconds: config.audit.checkpointSeconds,
+          audit: config.audit,
           keyring: config.keyring,
         })
       : undefined;
-  const sink = new AuditSink(
-    deps.auditWriter ??
-    worker?.write ??
-    storeWriter(
-      storage.audit,
-      model,
-      config.baseUrl,
-      keys,
-      sign,
-    ),
-  );
+  // In place (no writer thread), the heads are published from here.
+  const witness = worker || deps.auditWriter ? undefined : openWitness(config.audit.witness);
+  const sink = new AuditSink(deps.auditWriter ?? worker?.write ?? storeWriter(storage.audit, model, config.baseUrl, keys, sign, witness));
   const verifier = deps.verifier ?? new JwtVerifier(config.auth, config.baseUrl, clock);
   const policy = buildPolicy(config, model);
   const repository = new FhirRepository({
@@ -165,6 +149,7 @@ export function createServices(config: Config, deps: ServiceDeps = {}): Services
     async close() {
       await sink.drain();
       await worker?.close();
+      witness?.close();
       await store.close();
     },
   };

@@ -5,6 +5,7 @@ import type { FhirModel } from '../fhir/definitions.ts';
 import { extractIndex } from '../fhir/index-extractor.ts';
 import { type AuditFacts, buildAuditEvent } from './audit-event.ts';
 import type { AuditStore, CheckpointSigner } from './audit-store.ts';
+import { type Witness, witnessed } from './witness.ts';
 
 const MAX_BATCH = 2000;
 
@@ -15,7 +16,14 @@ export type AuditWriter = (facts: readonly AuditFacts[]) => Promise<void>;
 const SEALED_AUDIT_PATHS = ['entity.query'];
 
 /** The writer on the calling thread: build, index, seal the query, append. */
-export function storeWriter(store: AuditStore, model: FhirModel, baseUrl: string, keys: KeyProvider, sign?: CheckpointSigner): AuditWriter {
+export function storeWriter(
+  store: AuditStore,
+  model: FhirModel,
+  baseUrl: string,
+  keys: KeyProvider,
+  sign?: CheckpointSigner,
+  witness?: Witness,
+): AuditWriter {
   const auditModel = model.types.get('AuditEvent');
   if (!auditModel) throw new Error('capability-statement.json must serve AuditEvent');
   return async (facts) => {
@@ -25,7 +33,11 @@ export function storeWriter(store: AuditStore, model: FhirModel, baseUrl: string
       const resource = sealResource(keys, SEALED_AUDIT_PATHS, 'AuditEvent', f.requestId, 1, event, AUDIT_KEK) as unknown as AuditEvent;
       return { resource, index };
     });
-    await store.appendAudit(events, sign);
+    if (!sign) return store.appendAudit(events);
+    // The head of the batch is signed in its transaction and published once it has committed.
+    const w = witnessed(sign, witness);
+    await store.appendAudit(events, w.sign);
+    w.published();
   };
 }
 

@@ -1,6 +1,6 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname } from 'node:path';
 import type { Checkpoint, CheckpointSigner } from './audit-store.ts';
 import { checkpointMessage } from './chain.ts';
 
@@ -10,18 +10,20 @@ export interface SigningKey {
   readonly keyId: string;
 }
 
+/** `…/audit-signing-key.pem` → `…/audit-signing-key.pub.pem` */
+export const publicKeyPath = (privatePath: string) => privatePath.replace(/\.pem$/, '.pub.pem');
+
 /**
- * The Ed25519 key that signs audit checkpoints, its own key (not the data keys): created on first
- * start under <data dir>/keys with owner-only permissions; refused when the permissions are open.
- * Keep a copy of the public key (audit-signing-key.pub.pem) elsewhere: verification against a
- * public key an attacker could also replace proves less.
+ * The Ed25519 key that signs audit heads, its own key (not the data keys): created on first
+ * start at HEARTH_AUDIT_SIGNING_KEY (default <data dir>/keys) with owner-only permissions;
+ * refused when the permissions are open. Keep it off the volume whose data it protects, and a
+ * copy of the public key elsewhere: whoever can rewrite the data and the key together can
+ * re-sign a forged chain.
  */
-export function loadSigningKey(dataDir: string): SigningKey {
-  const dir = join(dataDir, 'keys');
-  const privatePath = join(dir, 'audit-signing-key.pem');
-  const publicPath = join(dir, 'audit-signing-key.pub.pem');
+export function loadSigningKey(privatePath: string): SigningKey {
+  const publicPath = publicKeyPath(privatePath);
   if (!existsSync(privatePath)) {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    mkdirSync(dirname(privatePath), { recursive: true, mode: 0o700 });
     const { privateKey, publicKey } = generateKeyPairSync('ed25519');
     writeFileSync(privatePath, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' });
     chmodSync(privatePath, 0o600);
@@ -45,13 +47,15 @@ export function keyIdOf(publicKey: KeyObject): string {
   return createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('hex').slice(0, 16);
 }
 
-/** Signs a checkpoint every `every` events, and whenever `maxAgeMs` passed since the last one. */
-export function checkpointSigner(key: SigningKey, every: number, maxAgeMs: number, clock: () => Date): CheckpointSigner {
+/**
+ * Signs the head of every committed batch (Ed25519, tens of microseconds: cheap at batch
+ * granularity), so that no acknowledged event lies beyond the last signed head.
+ */
+export function checkpointSigner(key: SigningKey, clock: () => Date): CheckpointSigner {
   return (head, last) => {
-    const now = clock();
-    const due = !last || head.seq - last.seq >= every || now.getTime() - Date.parse(last.signedAt) >= maxAgeMs;
-    if (!due || (last && last.seq === head.seq)) return undefined;
-    const signedAt = now.toISOString();
+    // Nothing new to sign; and never over a signed head beyond this one (a cut chain is not re-signed).
+    if (last && last.seq >= head.seq) return undefined;
+    const signedAt = clock().toISOString();
     const signature = sign(null, checkpointMessage(head.seq, head.hash, signedAt), key.privateKey).toString('base64');
     const cp: Checkpoint = { seq: head.seq, hash: head.hash, signedAt, keyId: key.keyId, signature };
     return cp;

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { buildOperatorEvent } from '../audit/audit-event.ts';
-import type { AuditAppend } from '../audit/audit-store.ts';
+import type { AuditAppend, CheckpointSigner } from '../audit/audit-store.ts';
 import { verifyChain } from '../audit/chain.ts';
 import { auditReport } from '../audit/report.ts';
-import { loadPublicKey } from '../audit/signing-key.ts';
+import { loadPublicKey, publicKeyPath as publicKeyOf } from '../audit/signing-key.ts';
+import { openWitness, readWitness, verifyWitness, witnessed } from '../audit/witness.ts';
 import type { Config } from '../config/config.ts';
 import { loadFhirModel } from '../fhir/definitions.ts';
 import { extractIndex } from '../fhir/index-extractor.ts';
@@ -36,8 +36,20 @@ function operatorEvent(config: Config, act: OperatorAct, now = new Date()): Audi
 
 /** Appends an operator command's AuditEvent to the chain (signed checkpoint included). */
 export async function recordOperatorEvent(config: Config, storage: Storage, act: OperatorAct): Promise<void> {
-  const sign = auditSigner(config, () => new Date());
-  await storage.audit.appendAudit([operatorEvent(config, act)], sign);
+  await signedWrite(config, () => new Date(), (sign) => storage.audit.appendAudit([operatorEvent(config, act)], sign));
+}
+
+/** An append to the chain whose new head is signed, and published to the witness once committed. */
+async function signedWrite<T>(config: Config, clock: () => Date, write: (sign: CheckpointSigner) => Promise<T>): Promise<T> {
+  const witness = openWitness(config.audit.witness);
+  try {
+    const w = witnessed(auditSigner(config, clock), witness);
+    const result = await write(w.sign);
+    w.published();
+    return result;
+  } finally {
+    witness?.close();
+  }
 }
 
 const AUDIT_LOG_USED = { code: '110101', display: 'Audit Log Used' };
@@ -49,12 +61,16 @@ export function openStore(config: Config): Storage {
 }
 
 /** `hearth audit verify`: exit 0 and a summary when intact; exit 1 naming the first broken place. */
-export async function auditVerify(config: Config, publicKeyPath?: string): Promise<{ ok: boolean; text: string }> {
-  const keyPath = publicKeyPath ?? join(config.dataDir, 'keys', 'audit-signing-key.pub.pem');
+export async function auditVerify(config: Config, publicKeyPath?: string, witnessPath?: string): Promise<{ ok: boolean; text: string }> {
+  const keyPath = publicKeyPath ?? publicKeyOf(config.audit.signingKey);
   if (!existsSync(keyPath)) throw new CliError(`no checkpoint public key at ${keyPath} (--public-key)`);
+  if (witnessPath !== undefined && !existsSync(witnessPath)) throw new CliError(`no witness file at ${witnessPath} (--witness)`);
   const store = openStore(config);
   try {
-    const r = verifyChain(store.audit, loadPublicKey(keyPath));
+    const publicKey = loadPublicKey(keyPath);
+    const chain = verifyChain(store.audit, publicKey);
+    const seen = witnessPath === undefined || !chain.ok ? undefined : verifyWitness(store.audit, readWitness(readFileSync(witnessPath, 'utf8')), publicKey);
+    const r = seen && !seen.ok ? { ...chain, ok: false, problem: seen.problem } : chain;
     const head = r.head ? `head seq ${r.head.seq} ${r.head.hash}` : 'empty chain';
     // Reading the audit log is recorded in it, after the walk (so a broken chain is not extended first).
     await recordOperatorEvent(config, store, {
@@ -65,8 +81,9 @@ export async function auditVerify(config: Config, publicKeyPath?: string): Promi
       description: r.ok ? `verified: ${r.events} events, ${r.checkpoints} checkpoints` : `verification failed at ${r.problem}`,
       outcome: r.ok ? '0' : '8',
     });
+    const witnessed = seen ? `, ${seen.heads} witnessed heads matched` : '';
     return r.ok
-      ? { ok: true, text: `audit chain intact: ${r.events} events, ${r.checkpoints} signed checkpoints verified, ${head}\n` }
+      ? { ok: true, text: `audit chain intact: ${r.events} events, ${r.checkpoints} signed checkpoints verified${witnessed}, ${head}\n` }
       : { ok: false, text: `audit chain BROKEN at ${r.problem}\n(${r.events} events verified before it)\n` };
   } finally {
     await store.close();
@@ -111,7 +128,7 @@ export async function auditPurge(config: Config, before: string | undefined, now
   }
   const store = openStore(config);
   try {
-    const record = await store.audit.purgeAudit(
+    const record = await signedWrite(config, () => now, (sign) => store.audit.purgeAudit(
       cutoff.toISOString(),
       (count, throughSeq) =>
         operatorEvent(
@@ -126,9 +143,9 @@ export async function auditPurge(config: Config, before: string | undefined, now
           now,
         ),
       now.toISOString(),
-      // A checkpoint right after the purge: the new anchor is signed too.
-      auditSigner(config, () => now, 1, 0),
-    );
+      // The head right after the purge is signed too: the new anchor is covered.
+      sign,
+    ));
     return `purged ${record.count} AuditEvents recorded before ${record.cutoff} (through seq ${record.throughSeq}); the purge is recorded in the chain\n`;
   } finally {
     await store.close();

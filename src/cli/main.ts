@@ -14,7 +14,9 @@ commands:
   keys rewrap   re-wrap existing data keys under the current version (resumable, with progress)
   keys retire <version>   remove a version; refused while anything still uses it
   audit verify  walk the audit hash chain and signed checkpoints; exit 1 naming the first break
-              --public-key <pem>   checkpoint public key (default <data dir>/keys/audit-signing-key.pub.pem)
+              --public-key <pem>   the signing key's public key (default beside HEARTH_AUDIT_SIGNING_KEY)
+              --witness <file>     the signed heads published to HEARTH_AUDIT_WITNESS: detects a
+                                   cut tail, a rollback to an older copy, a replaced log
   audit report  --from <date> --to <date> [--format md|json|html] [--top N]
   audit purge   remove AuditEvents older than HEARTH_AUDIT_RETENTION_DAYS (or --before <date>,
               which must be older still); the purge is recorded in the chain
@@ -52,7 +54,8 @@ function args(spec: Record<string, { type: 'string' | 'boolean'; default?: strin
 async function audit(sub: string | undefined): Promise<void> {
   try {
     if (sub === 'verify') {
-      const r = await auditVerify(config, args({ 'public-key': { type: 'string' } })['public-key']);
+      const a = args({ 'public-key': { type: 'string' }, witness: { type: 'string' } });
+      const r = await auditVerify(config, a['public-key'], a.witness);
       process.stdout.write(r.text);
       process.exit(r.ok ? 0 : 1);
     } else if (sub === 'report') {

@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -25,10 +25,10 @@ export interface Config {
 export interface AuditConfig {
   /** events older than this may be purged (by command only) */
   readonly retentionDays: number;
-  /** sign a checkpoint of the chain head every this many events... */
-  readonly checkpointEvery: number;
-  /** ...and at least this often while events are written */
-  readonly checkpointSeconds: number;
+  /** the Ed25519 private key (PEM) that signs the head of every committed batch; its public key beside it (.pub.pem) */
+  readonly signingKey: string;
+  /** where signed heads are published as they are made: a file (appended) or standard output; none when absent */
+  readonly witness?: { readonly kind: 'file'; readonly path: string } | { readonly kind: 'stdout' };
 }
 
 export interface TrustedIssuer {
@@ -159,8 +159,22 @@ export const SETTINGS = {
     doc: 'days AuditEvents are kept before `hearth audit purge` may remove them (default 2192, six years)',
     parse: integer(1, 36500),
   },
-  HEARTH_AUDIT_CHECKPOINT_EVERY: { doc: 'events between two signed checkpoints of the audit chain (default 1000)', parse: integer(1, 1_000_000) },
-  HEARTH_AUDIT_CHECKPOINT_SECONDS: { doc: 'longest time between two signed checkpoints while writing (default 60)', parse: integer(1, 86400) },
+  HEARTH_AUDIT_SIGNING_KEY: {
+    doc: 'the audit signing key (Ed25519 PEM), created there on first start; keep it off the data volume (default <data dir>/keys/audit-signing-key.pem)',
+    parse: (raw: string) => {
+      const path = resolve(raw);
+      if (!raw.endsWith('.pem')) return { error: `must be a path ending in .pem, got "${raw}"` };
+      return existsSync(dirname(path)) ? path : { error: `the directory ${dirname(path)} does not exist` };
+    },
+  },
+  HEARTH_AUDIT_WITNESS: {
+    doc: 'where each signed audit head is published: a file on another volume (appended), or - for standard output',
+    parse: (raw: string) => {
+      if (raw === '-') return { kind: 'stdout' };
+      const path = resolve(raw);
+      return existsSync(dirname(path)) ? { kind: 'file', path } : { error: `the directory ${dirname(path)} does not exist` };
+    },
+  },
   HEARTH_AUTH_ISSUER: { doc: 'the trusted token issuer (iss), with HEARTH_AUTH_JWKS', parse: (raw: string) => parseIssuerUrl(raw) },
   HEARTH_AUTH_JWKS: { doc: 'that issuer\'s keys: a JWKS file path or an https URL', parse: parseJwks },
   HEARTH_AUTH_ISSUERS: {
@@ -249,8 +263,8 @@ export function loadConfig(env: Env): Config {
     updateCreate: (values.HEARTH_UPDATE_CREATE as boolean | undefined) ?? false,
     audit: {
       retentionDays: (values.HEARTH_AUDIT_RETENTION_DAYS as number | undefined) ?? 2192,
-      checkpointEvery: (values.HEARTH_AUDIT_CHECKPOINT_EVERY as number | undefined) ?? 1000,
-      checkpointSeconds: (values.HEARTH_AUDIT_CHECKPOINT_SECONDS as number | undefined) ?? 60,
+      signingKey: (values.HEARTH_AUDIT_SIGNING_KEY as string | undefined) ?? resolve(dataDir, 'keys', 'audit-signing-key.pem'),
+      witness: values.HEARTH_AUDIT_WITNESS as AuditConfig['witness'],
     },
     auth: {
       issuers,

@@ -1,12 +1,16 @@
 import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { DatabaseSync } from 'node:sqlite';
-import { join } from 'node:path';
+import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { verifyChain } from '../../src/audit/chain.ts';
 import { loadPublicKey } from '../../src/audit/signing-key.ts';
+import { readWitness, verifyWitness } from '../../src/audit/witness.ts';
 import { loadDefinitions } from '../../src/compose.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { create, json, post, type TestApp, tempDir, testApp } from '../helpers/app.ts';
+import { startServer } from '../helpers/server.ts';
 
 const cli = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 const audit = (t: TestApp, requestId: string) => t.store.read('AuditEvent', requestId).then((v) => v?.resource as any);
@@ -181,15 +185,19 @@ describe('append-only', () => {
 });
 
 describe('tamper evidence: hearth audit verify names the first broken place', () => {
-  async function trail(n: number) {
-    const dataDir = tempDir();
-    const t = await testApp({ HEARTH_AUDIT_CHECKPOINT_EVERY: '4' }, { dataDir });
+  // The witness lives outside the data directory, as it should in a deployment.
+  const witnessOf = new Map<string, string>();
+  async function trail(n: number, dataDir = tempDir()) {
+    const witness = witnessOf.get(dataDir) ?? join(tempDir(), 'witness.log');
+    witnessOf.set(dataDir, witness);
+    const t = await testApp({ HEARTH_AUDIT_WITNESS: witness }, { dataDir });
     for (let i = 0; i < n; i++) await t.app.inject({ method: 'GET', url: `/fhir/Patient?_count=${i}` });
     await t.app.close();
     return dataDir;
   }
-  const verify = (dataDir: string) => {
-    const out = spawnSync(process.execPath, [cli, 'audit', 'verify'], { env: { PATH: process.env.PATH ?? '', HEARTH_DATA_DIR: dataDir }, encoding: 'utf8' });
+  const verify = (dataDir: string, ...args: string[]) => {
+    const env = { PATH: process.env.PATH ?? '', HEARTH_DATA_DIR: dataDir, HEARTH_AUDIT_WITNESS: witnessOf.get(dataDir) ?? '-' };
+    const out = spawnSync(process.execPath, [cli, 'audit', 'verify', ...args], { env, encoding: 'utf8' });
     return { code: out.status, text: out.stdout + out.stderr };
   };
   /** What an attacker with the database file can do: drop the triggers, then edit. */
@@ -206,7 +214,53 @@ describe('tamper evidence: hearth audit verify names the first broken place', ()
     const dataDir = await trail(10);
     const r = verify(dataDir);
     expect(r.code).toBe(0);
-    expect(r.text).toMatch(/^audit chain intact: 10 events, [23] signed checkpoints verified, head seq 10 [0-9a-f]{64}\n$/);
+    // The head of every batch is signed: each request here was a batch of its own.
+    expect(r.text).toMatch(/^audit chain intact: 10 events, 10 signed checkpoints verified, head seq 10 [0-9a-f]{64}\n$/);
+    const w = verify(dataDir, '--witness', witnessOf.get(dataDir)!);
+    // The first verify appended its own event (seq 11) and published that head too.
+    expect(w.text).toMatch(/^audit chain intact: 11 events, 11 signed checkpoints verified, 11 witnessed heads matched, head seq 11 [0-9a-f]{64}\n$/);
+  });
+
+  const cutTail = 'DELETE FROM resource_versions WHERE rid IN (SELECT rid FROM audit_log WHERE seq > 8); DELETE FROM audit_log WHERE seq > 8; DELETE FROM audit_checkpoints WHERE seq > 8';
+  const dbFiles = (dir: string) => ['hearth.db', 'hearth.db-wal', 'hearth.db-shm'].map((f) => join(dir, f));
+
+  it('a tail cut together with its signed heads passes the database alone, and fails against the witness', async () => {
+    const dataDir = await trail(10);
+    tamper(dataDir, cutTail);
+    const r = verify(dataDir, '--witness', witnessOf.get(dataDir)!);
+    expect(r.code).toBe(1);
+    expect(r.text).toContain('audit chain BROKEN at the witness saw seq 9 but the chain ends at seq 8: its tail was cut or it was rolled back');
+    // What the database alone can show: nothing (that verification appended seq 9 anew).
+    expect(verify(dataDir).text).toMatch(/^audit chain intact: 9 events/);
+  });
+
+  it('a rollback to an older copy of the database is named by the witness', async () => {
+    const dataDir = await trail(5);
+    const backup = tempDir();
+    for (const f of dbFiles(dataDir)) if (existsSync(f)) copyFileSync(f, join(backup, basename(f)));
+    expect(verify(dataDir).code).toBe(0);
+    expect(verify(dataDir).code).toBe(0);
+    for (const f of dbFiles(dataDir)) rmSync(f, { force: true });
+    for (const f of dbFiles(backup)) if (existsSync(f)) copyFileSync(f, join(dataDir, basename(f)));
+    const r = verify(dataDir, '--witness', witnessOf.get(dataDir)!);
+    expect(r.code).toBe(1);
+    expect(r.text).toContain('the witness saw seq 6 but the chain ends at seq 5');
+  });
+
+  it('a log replaced by another, signed with the same key, is named by the witness', async () => {
+    const dataDir = await trail(3);
+    for (const f of dbFiles(dataDir)) rmSync(f, { force: true });
+    await trail(3, dataDir);
+    const r = verify(dataDir, '--witness', witnessOf.get(dataDir)!);
+    expect(r.code).toBe(1);
+    expect(r.text).toContain('seq 1: the chain differs from what the witness saw: rolled back to another copy or replaced');
+  });
+
+  it('a witness head with a forged signature is refused', async () => {
+    const dataDir = await trail(2);
+    const file = witnessOf.get(dataDir)!;
+    writeFileSync(file, readFileSync(file, 'utf8').replace(/"signature":"[^"]+"/, '"signature":"AAAA"'));
+    expect(verify(dataDir, '--witness', file).text).toContain('witness head at seq 1: bad signature');
   });
 
   it.each<[string, string | ((db: DatabaseSync) => void), string]>([
@@ -235,6 +289,7 @@ describe('tamper evidence: hearth audit verify names the first broken place', ()
     const dataDir = await trail(3);
     const store = new SqliteStore({ dataDir });
     const r = verifyChain(store.auditStore(), loadPublicKey(join(dataDir, 'keys', 'audit-signing-key.pub.pem')));
+    expect(verifyWitness(store.auditStore(), readWitness(readFileSync(witnessOf.get(dataDir)!, 'utf8')), loadPublicKey(join(dataDir, 'keys', 'audit-signing-key.pub.pem')))).toEqual({ ok: true, heads: 3 });
     expect(r).toMatchObject({ ok: true, events: 3 });
     await store.close();
   });
@@ -274,5 +329,47 @@ describe('retention', () => {
     ]);
     expect(remaining[1].entity[0].description).toContain('retention purge of 5 AuditEvents');
     await store.close();
+  });
+});
+
+describe('the signing key and the witness, apart from the data', () => {
+  it('creates the signing key where HEARTH_AUDIT_SIGNING_KEY says, not in the data directory, and verify finds its public key', async () => {
+    const dataDir = tempDir();
+    const keyPath = join(tempDir(), 'audit-key.pem');
+    const t = await testApp({ HEARTH_AUDIT_SIGNING_KEY: keyPath }, { dataDir });
+    await t.app.inject({ method: 'GET', url: '/fhir/Patient' });
+    await t.app.close();
+    expect(existsSync(keyPath)).toBe(true);
+    expect(existsSync(keyPath.replace(/\.pem$/, '.pub.pem'))).toBe(true);
+    expect(existsSync(join(dataDir, 'keys', 'audit-signing-key.pem'))).toBe(false);
+    const out = spawnSync(process.execPath, [cli, 'audit', 'verify'], {
+      env: { PATH: process.env.PATH ?? '', HEARTH_DATA_DIR: dataDir, HEARTH_AUDIT_SIGNING_KEY: keyPath },
+      encoding: 'utf8',
+    });
+    expect(out.stdout).toMatch(/^audit chain intact: 1 events, 1 signed checkpoints verified/);
+  });
+
+  it('publishes each signed head on standard output for a log collector, from the writer thread', async () => {
+    const dataDir = tempDir();
+    const server = await startServer({ HEARTH_DATA_DIR: dataDir, HEARTH_AUDIT_WITNESS: '-', HEARTH_LOG_LEVEL: 'warn' });
+    try {
+      for (let i = 0; i < 3; i++) await fetch(`${server.base}/Patient`, { headers: { authorization: `Bearer ${server.token}` } });
+    } finally {
+      server.child.kill('SIGTERM');
+      await once(server.child, 'exit');
+    }
+    const heads = readWitness(server.output());
+    expect(heads.map((h) => h.seq)).toEqual([1, 2, 3]);
+    const store = new SqliteStore({ dataDir });
+    expect(verifyWitness(store.auditStore(), heads, loadPublicKey(join(dataDir, 'keys', 'audit-signing-key.pub.pem')))).toEqual({ ok: true, heads: 3 });
+    await store.close();
+  });
+
+  it.each([
+    ['HEARTH_AUDIT_SIGNING_KEY', '/no/such/dir/key.pem', 'the directory /no/such/dir does not exist'],
+    ['HEARTH_AUDIT_SIGNING_KEY', 'key.txt', 'must be a path ending in .pem'],
+    ['HEARTH_AUDIT_WITNESS', '/no/such/dir/witness.log', 'the directory /no/such/dir does not exist'],
+  ])('refuses %s=%s', async (name, value, message) => {
+    await expect(testApp({ [name]: value })).rejects.toThrow(message);
   });
 });

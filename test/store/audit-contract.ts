@@ -73,9 +73,10 @@ export function auditContract(name: string, open: () => Promise<AuditSubject>): 
     it('stores the checkpoints its signer makes, and they verify against the public key', async () => {
       const { audit } = await fresh();
       const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-      const sign = checkpointSigner({ privateKey, publicKey, keyId: 'k1' }, 2, 3_600_000, () => new Date('2026-01-01T00:00:00Z'));
-      for (const n of [1, 2, 3]) await audit.appendAudit([append(event(n))], sign);
-      // The first head is signed, then every second event.
+      const sign = checkpointSigner({ privateKey, publicKey, keyId: 'k1' }, () => new Date('2026-01-01T00:00:00Z'));
+      await audit.appendAudit([append(event(1))], sign);
+      await audit.appendAudit([append(event(2)), append(event(3))], sign);
+      // The head of every batch is signed.
       expect(audit.checkpoints().map((c) => [c.seq, c.keyId])).toEqual([[1, 'k1'], [3, 'k1']]);
       expect(verifyChain(audit, publicKey)).toMatchObject({ ok: true, events: 3, checkpoints: 2 });
       expect(verifyChain(audit, generateKeyPairSync('ed25519').publicKey)).toMatchObject({ ok: false, problem: 'checkpoint at seq 1: bad signature' });

@@ -6,6 +6,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { AuditFacts } from '../../audit/audit-event.ts';
 import { storeWriter } from '../../audit/audit-sink.ts';
 import { checkpointSigner, loadSigningKey } from '../../audit/signing-key.ts';
+import { openWitness } from '../../audit/witness.ts';
+import type { AuditConfig } from '../../config/config.ts';
 import { LocalKeyring } from '../../crypto/keyring.ts';
 import { loadFhirModel } from '../../fhir/definitions.ts';
 import { SqliteAuditStore } from './sqlite-audit-store.ts';
@@ -14,8 +16,7 @@ export interface AuditWorkerData {
   readonly dbPath: string;
   readonly dataDir: string;
   readonly baseUrl: string;
-  readonly checkpointEvery: number;
-  readonly checkpointSeconds: number;
+  readonly audit: AuditConfig;
   readonly keyring: { readonly kind: 'file'; readonly path: string } | { readonly kind: 'env'; readonly json: string };
 }
 
@@ -45,7 +46,8 @@ const write = storeWriter(
   loadFhirModel({ updateCreate: false }),
   data.baseUrl,
   data.keyring.kind === 'file' ? LocalKeyring.open(data.keyring.path, false) : LocalKeyring.fromJson(data.keyring.json),
-  checkpointSigner(loadSigningKey(data.dataDir), data.checkpointEvery, data.checkpointSeconds * 1000, () => new Date()),
+  checkpointSigner(loadSigningKey(data.audit.signingKey), () => new Date()),
+  openWitness(data.audit.witness),
 );
 
 let queue: AuditWorkerRequest[] = [];
