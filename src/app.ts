@@ -20,6 +20,8 @@ export interface AppDeps extends ServiceDeps {
 /** Builds the application over the services of the composition root; never listens (server.ts does). */
 export async function buildApp(config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
   const services = createServices(config, deps);
+  // Before any request: what a crash left between a write-ahead attempt and its outcome.
+  const recovered = await services.recover();
   const { clock, model, sink, verifier, policy, repository, storage } = services;
 
   const app = Fastify({
@@ -72,6 +74,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     },
     { prefix: '/fhir' },
   );
+  if (recovered > 0) app.log.warn({ recovered }, 'recorded the outcome of writes interrupted by a crash');
   if (config.auth.issuers.length === 0) {
     app.log.warn('no trusted token issuer is configured (HEARTH_AUTH_ISSUER/HEARTH_AUTH_JWKS): every FHIR request except metadata is refused with 401');
   }

@@ -2,10 +2,11 @@
 // commands need, built from the configuration. The only module that names a storage adapter.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { AuditSink, type AuditWriter, storeWriter } from './audit/audit-sink.ts';
+import { AuditSink, type AuditWriter, auditAppendOf, storeWriter } from './audit/audit-sink.ts';
+import { recoverAttempts } from './audit/recovery.ts';
 import type { CheckpointSigner } from './audit/audit-store.ts';
 import { checkpointSigner, loadSigningKey } from './audit/signing-key.ts';
-import { openWitness } from './audit/witness.ts';
+import { openWitness, witnessed } from './audit/witness.ts';
 import { loadCompartments, type Policy } from './auth/authorize.ts';
 import { loadRoles } from './auth/roles.ts';
 import { JwtVerifier, type TokenVerifier } from './auth/token-verifier.ts';
@@ -51,6 +52,8 @@ export interface Services {
   readonly verifier: TokenVerifier;
   readonly policy: Policy;
   readonly repository: FhirRepository;
+  /** Start-up recovery: an outcome for every write-ahead attempt a crash left without one. */
+  recover(): Promise<number>;
   /** Drains the audit sink, stops the audit writer thread, closes the storage. */
   close(): Promise<void>;
 }
@@ -146,6 +149,25 @@ export function createServices(config: Config, deps: ServiceDeps = {}): Services
     verifier,
     policy,
     repository,
+    async recover() {
+      const appendOf = auditAppendOf(model, config.baseUrl, keys);
+      return recoverAttempts({
+        audit: storage.audit,
+        writtenBy: (id) => storage.resources.writtenBy(id),
+        append: async (events) => {
+          // With a writer thread, the witness is the thread's; recovery publishes through its own.
+          const own = witness ? undefined : openWitness(config.audit.witness);
+          try {
+            const w = witnessed(sign, witness ?? own);
+            await storage.audit.appendAudit(events.map((e) => appendOf(e)), w.sign);
+            w.published();
+          } finally {
+            own?.close();
+          }
+        },
+        clock,
+      });
+    },
     async close() {
       await sink.drain();
       await worker?.close();

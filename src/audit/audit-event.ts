@@ -1,5 +1,6 @@
 import type { AuditEvent, AuditEventAgent, AuditEventEntity, Coding } from 'fhir/r4.js';
 import type { Principal } from '../auth/authorize.ts';
+import { attemptId } from './audit-store.ts';
 
 /** What one request did, as the HTTP layer saw it: the only input the pure builder needs. */
 export interface AuditFacts {
@@ -21,7 +22,15 @@ export interface AuditFacts {
   /** the search or history query string, for query events */
   readonly query?: string;
   readonly server: { readonly baseUrl: string; readonly name: string };
+  /**
+   * 'attempt': the write-ahead event of a create, update or delete, made durable before the data
+   * commits; it has no outcome yet, and its request's own event follows it.
+   */
+  readonly phase?: 'attempt';
 }
+
+/** Marks a write-ahead attempt, and an outcome that start-up recovery made for one. */
+export const PHASE_SYSTEM = 'urn:hearth:audit-phase';
 
 const DCM = 'http://dicom.nema.org/resources/ontology/DCM';
 const ENTITY_TYPE = 'http://terminology.hl7.org/CodeSystem/audit-entity-type';
@@ -110,14 +119,15 @@ export function buildAuditEvent(f: AuditFacts): AuditEvent {
       query: Buffer.from(f.query, 'utf8').toString('base64'),
     });
   }
+  const attempt = f.phase === 'attempt';
   const event: AuditEvent = {
     resourceType: 'AuditEvent',
-    id: f.requestId,
+    id: attempt ? attemptId(f.requestId) : f.requestId,
     type: { system: 'http://terminology.hl7.org/CodeSystem/audit-event-type', code: 'rest', display: 'RESTful Operation' },
-    subtype: [subtype],
+    subtype: attempt ? [subtype, { system: PHASE_SYSTEM, code: 'attempt', display: 'write attempted; its outcome follows' }] : [subtype],
     action: ACTIONS[f.interaction] ?? 'E',
     recorded: f.recorded.toISOString(),
-    outcome,
+    outcome: attempt ? undefined : outcome,
     agent: agents.map(clean),
     source: {
       site: f.server.baseUrl,
@@ -126,7 +136,8 @@ export function buildAuditEvent(f: AuditFacts): AuditEvent {
     },
   };
   if (f.interaction === 'login') event.type = { system: DCM, code: '110114', display: 'User Authentication' };
-  if (outcome !== '0') event.outcomeDesc = `${f.status}${f.issueCode ? ` ${f.issueCode}` : ''}`;
+  if (attempt) delete event.outcome;
+  else if (outcome !== '0') event.outcomeDesc = `${f.status}${f.issueCode ? ` ${f.issueCode}` : ''}`;
   if (p?.purposeOfUse?.length) event.purposeOfEvent = p.purposeOfUse.map((code) => ({ coding: [{ code }] }));
   if (entity.length) event.entity = entity;
   return event;

@@ -4,7 +4,7 @@ import { AUDIT_KEK, type KeyProvider } from '../crypto/keyring.ts';
 import type { FhirModel } from '../fhir/definitions.ts';
 import { extractIndex } from '../fhir/index-extractor.ts';
 import { type AuditFacts, buildAuditEvent } from './audit-event.ts';
-import type { AuditStore, CheckpointSigner } from './audit-store.ts';
+import type { AuditAppend, AuditStore, CheckpointSigner } from './audit-store.ts';
 import { type Witness, witnessed } from './witness.ts';
 
 const MAX_BATCH = 2000;
@@ -16,6 +16,18 @@ export type AuditWriter = (facts: readonly AuditFacts[]) => Promise<void>;
 const SEALED_AUDIT_PATHS = ['entity.query'];
 
 /** The writer on the calling thread: build, index, seal the query, append. */
+/** An AuditEvent as the audit store takes it: indexed, and its query sealed under the audit key. */
+export function auditAppendOf(model: FhirModel, baseUrl: string, keys: KeyProvider) {
+  const auditModel = model.types.get('AuditEvent');
+  if (!auditModel) throw new Error('capability-statement.json must serve AuditEvent');
+  return (built: AuditEvent, searchable = true): AuditAppend => {
+    const event = built as unknown as Record<string, unknown>;
+    const index = extractIndex(auditModel, event, baseUrl);
+    const resource = sealResource(keys, SEALED_AUDIT_PATHS, 'AuditEvent', built.id ?? '', 1, event, AUDIT_KEK) as unknown as AuditEvent;
+    return { resource, index, searchable };
+  };
+}
+
 export function storeWriter(
   store: AuditStore,
   model: FhirModel,
@@ -24,15 +36,9 @@ export function storeWriter(
   sign?: CheckpointSigner,
   witness?: Witness,
 ): AuditWriter {
-  const auditModel = model.types.get('AuditEvent');
-  if (!auditModel) throw new Error('capability-statement.json must serve AuditEvent');
+  const appendOf = auditAppendOf(model, baseUrl, keys);
   return async (facts) => {
-    const events = facts.map((f) => {
-      const event = buildAuditEvent(f) as unknown as Record<string, unknown>;
-      const index = extractIndex(auditModel, event, baseUrl);
-      const resource = sealResource(keys, SEALED_AUDIT_PATHS, 'AuditEvent', f.requestId, 1, event, AUDIT_KEK) as unknown as AuditEvent;
-      return { resource, index };
-    });
+    const events = facts.map((f) => appendOf(buildAuditEvent(f), f.phase !== 'attempt'));
     if (!sign) return store.appendAudit(events);
     // The head of the batch is signed in its transaction and published once it has committed.
     const w = witnessed(sign, witness);

@@ -7,7 +7,22 @@ import type { IndexEntry } from '../fhir/query.ts';
 export interface AuditAppend {
   readonly resource: AuditEvent;
   readonly index: readonly IndexEntry[];
+  /**
+   * false for a write-ahead attempt: in the chain, but not among the AuditEvents auditors read
+   * and search (the event that follows it, or the one recovery makes for it, is).
+   */
+  readonly searchable?: boolean;
 }
+
+/** A write's write-ahead AuditEvent with no event after it yet: what start-up recovery resolves. */
+export interface OpenAttempt {
+  /** the request's id, which its final AuditEvent takes */
+  readonly requestId: string;
+  readonly attempt: AuditEvent;
+}
+
+/** The id of a request's write-ahead AuditEvent. */
+export const attemptId = (requestId: string) => `${requestId}.attempt`;
 
 export interface ChainLink {
   readonly seq: number;
@@ -46,8 +61,10 @@ export interface AuditStore {
   /** AuditEvent rows that no chain link points at (inserted behind the chain's back). */
   unchainedEvents(): number;
   checkpoints(): Checkpoint[];
-  /** The stored AuditEvents recorded in [from, to), in chain order. */
+  /** The stored AuditEvents recorded in [from, to), in chain order (write-ahead attempts included). */
   eventsBetween(from: string, to: string): Iterable<AuditEvent>;
+  /** Write-ahead attempts whose request has no AuditEvent of its own in the chain. */
+  openAttempts(): OpenAttempt[];
   purges(): PurgeRecord[];
   /**
    * Removes events recorded before `cutoff` (ISO instant) and records the purge in the same

@@ -1,4 +1,5 @@
 import type { AuditEvent } from 'fhir/r4.js';
+import { PHASE_SYSTEM } from './audit-event.ts';
 
 export interface ReportOptions {
   readonly from: Date;
@@ -59,6 +60,8 @@ export function auditReport(events: Iterable<AuditEvent>, o: ReportOptions): Aud
   let outside = 0;
   const refusals = { unauthenticated: 0, forbidden: 0, throttled: 0 };
   for (const e of events) {
+    // A write-ahead attempt is reported through the event that follows it (its request's own).
+    if (e.subtype?.some((c) => c.system === PHASE_SYSTEM && c.code === 'attempt')) continue;
     total++;
     inc(byAction, ACTION_NAMES[e.action ?? 'E'] ?? String(e.action));
     inc(byOutcome, OUTCOME_NAMES[e.outcome ?? '0'] ?? String(e.outcome));

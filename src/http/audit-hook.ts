@@ -30,8 +30,11 @@ interface AuditDeps {
 function registerAuditHooks(api: FastifyInstance, deps: AuditDeps): void {
   const { sink, model, compartments, config, clock } = deps;
   api.decorateRequest('auditNotes', null as never);
-  api.addHook('onRequest', async (request) => {
+  api.decorateRequest('auditAttempt', null as never);
+  api.addHook('onRequest', async (request, reply) => {
     request.auditNotes = { touched: [] };
+    // The write-ahead event: who is about to write what, durable before the data commits.
+    request.auditAttempt = () => sink.recordFacts({ ...factsOf(request, reply), phase: 'attempt' });
   });
   api.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
     const facts = factsOf(request, reply);

@@ -107,6 +107,8 @@ function restRequest(request: FastifyRequest): RestRequest {
     },
     access: request.access,
     audit: request.auditNotes,
+    // See: the write-ahead audit — a write's attempt is durable before its data commits.
+    writeAhead: { id: request.id, record: () => request.auditAttempt() },
   };
 }
 

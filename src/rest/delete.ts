@@ -8,7 +8,7 @@ export const remove: Interaction = async ({ repository }, req) => {
   const id = req.id!;
   onlyParams(req, new Set());
   const ifMatch = parseIfMatch(req.header('if-match'));
-  const { tombstone, before, latest } = await repository.delete(type, id, access, ifMatch);
+  const { tombstone, before, latest } = await repository.delete(type, id, access, ifMatch, req.writeAhead);
   if (tombstone) {
     // Before and after, as references; the version before names the patients touched.
     if (before) noteVersion(req.audit, before, 'before');

@@ -1,6 +1,6 @@
 import type { Access } from '../auth/authorize.ts';
 import type { Permission } from '../auth/scopes.ts';
-import type { Clause, IndexEntry, SearchQuery, StoredVersion } from '../fhir/query.ts';
+import type { Clause, SearchQuery, StoredVersion } from '../fhir/query.ts';
 import type { Prepare, ResourceStore, SearchPage, WriteResult } from '../store/resource-store.ts';
 import { compartmentLinks } from '../fhir/compartment.ts';
 import type { FhirModel, TypeModel } from '../fhir/definitions.ts';
@@ -15,6 +15,16 @@ type Json = Record<string, unknown>;
 /** A page of matches, with what `_include` and `_revinclude` added to it. */
 export interface SearchResult extends SearchPage {
   readonly included: readonly StoredVersion[];
+}
+
+/**
+ * The write-ahead audit of one write: `record` makes its attempt durable in the audit log, and is
+ * called right before the write goes to the store; `id` (the request's) is stored with the
+ * version, so that recovery can tell whether the write committed.
+ */
+export interface WriteAhead {
+  readonly id: string;
+  record(): Promise<void>;
 }
 
 /**
@@ -54,12 +64,13 @@ export class FhirRepository {
     return m;
   }
 
-  async create(type: string, body: unknown, access: Access, ifNoneExist?: SearchQuery): Promise<WriteResult> {
+  async create(type: string, body: unknown, access: Access, ifNoneExist?: SearchQuery, writeAhead?: WriteAhead): Promise<WriteResult> {
     this.#validator.validate(body, type);
     await this.#mayWrite(type, body, access, 'c');
     const condition = ifNoneExist && this.#restrictQuery(ifNoneExist, access);
+    await writeAhead?.record();
     // See: https://hl7.org/fhir/R4/http.html#create (a client-supplied id is ignored)
-    return this.#store.create(type, this.#prepare(type, body), condition);
+    return this.#store.create(type, this.#prepare(type, body, writeAhead?.id), condition);
   }
 
   async update(
@@ -68,6 +79,7 @@ export class FhirRepository {
     body: unknown,
     options: { ifMatch?: number; allowCreate: boolean },
     access: Access,
+    writeAhead?: WriteAhead,
   ): Promise<WriteResult> {
     this.#validator.validate(body, type);
     await this.#mayWrite(type, body, access, 'u');
@@ -89,7 +101,7 @@ export class FhirRepository {
       }
     }
     const query = 'query' in target ? this.#restrictQuery(target.query, access, 'u') : undefined;
-    const prepare = this.#prepare(type, body);
+    const prepare = this.#prepare(type, body, writeAhead?.id);
     const prepareChecked: Prepare = (v) => {
       // See: https://hl7.org/fhir/R4/http.html#cond-update (a body id must match the one resource found)
       if (body.id !== undefined && body.id !== v.id && query) {
@@ -105,14 +117,17 @@ export class FhirRepository {
         const current = found.matches[0];
         await this.#checkLinks(current, access, 'u', 'replaced');
         if (ifMatch !== undefined && ifMatch !== current.versionId) throw versionConflict(type, current.id, ifMatch);
+        await writeAhead?.record();
         return this.#store.update(type, { id: current.id }, prepareChecked, { ...options, ifMatch: current.versionId });
       }
       if (found.matches.length === 0 && ifMatch === undefined) {
+        await writeAhead?.record();
         const created = await this.#store.create(type, prepareChecked, query);
         if (created.outcome === 'exists') throw raced(type);
         return created;
       }
     }
+    await writeAhead?.record();
     return this.#store.update(type, query ? { query } : target, prepareChecked, { ...options, ifMatch });
   }
 
@@ -141,6 +156,7 @@ export class FhirRepository {
     id: string,
     access: Access,
     ifMatch?: number,
+    writeAhead?: WriteAhead,
   ): Promise<{ tombstone?: StoredVersion; before?: StoredVersion; latest: StoredVersion }> {
     this.typeModel(type);
     const restriction = access.restriction(type, 'd');
@@ -158,7 +174,8 @@ export class FhirRepository {
       }
       // Pinned to what was checked: the token's restriction, or the client's If-Match.
       const pin = restriction || ifMatch !== undefined ? current.versionId : undefined;
-      tombstone = await this.#store.delete(type, id, pin);
+      await writeAhead?.record();
+      tombstone = await this.#store.delete(type, id, pin, writeAhead?.id);
     }
     // A restricted token learns nothing of a deleted resource: as if it never existed.
     const latest = tombstone ?? (restriction && current?.deleted ? undefined : current);
@@ -329,15 +346,15 @@ export class FhirRepository {
   }
 
   /** What the store calls inside its transaction once id, version and time are fixed. */
-  #prepare(type: string, body: Json) {
+  #prepare(type: string, body: Json, writeId?: string): Prepare {
     const model = this.typeModel(type);
-    return (v: { id: string; versionId: number; lastUpdated: string }): { resource: Json; index: IndexEntry[] } => {
+    return (v) => {
       // Server-managed meta: client versionId and lastUpdated are always replaced.
       // See: https://hl7.org/fhir/R4/resource.html#Meta
       const meta = { ...((body.meta as Json | undefined) ?? {}), versionId: String(v.versionId), lastUpdated: v.lastUpdated };
       const resource: Json = { resourceType: type, id: v.id, ...body, meta };
       resource.id = v.id;
-      return { resource, index: extractIndex(model, resource, this.#baseUrl) };
+      return { resource, index: extractIndex(model, resource, this.#baseUrl), writeId };
     };
   }
 }

@@ -2,7 +2,7 @@ import type { Access } from '../auth/authorize.ts';
 import type { AuditStore } from '../audit/audit-store.ts';
 import type { FhirModel } from '../fhir/definitions.ts';
 import type { StoredVersion } from '../fhir/query.ts';
-import type { FhirRepository } from './repository.ts';
+import type { FhirRepository, WriteAhead } from './repository.ts';
 
 // The interaction layer's request and result: what a transport (HTTP today, a Bundle entry
 // tomorrow) hands an interaction, and what it gets back. No Fastify here.
@@ -45,6 +45,8 @@ export interface RestRequest {
   readonly access: Access;
   /** filled in as the interaction goes, for its AuditEvent */
   readonly audit: AuditNotes;
+  /** for writes: the write-ahead audit the transport provides */
+  readonly writeAhead?: WriteAhead;
 }
 
 export interface RestResult {

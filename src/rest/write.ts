@@ -20,7 +20,7 @@ export const create: Interaction = async (ctx, req) => {
     if (pairs.length === 0) throw badRequest('HEARTH_BAD_HEADER', 'If-None-Exist has no search criteria');
     condition = criteriaFromPairs(ctx, req, pairs, 'If-None-Exist');
   }
-  const result = await repository.create(req.type, body, req.access, condition);
+  const result = await repository.create(req.type, body, req.access, condition, req.writeAhead);
   return writeResult(ctx, req, result, prefer.return);
 };
 
@@ -31,7 +31,7 @@ export const update: Interaction = async (ctx, req) => {
   const ifMatch = parseIfMatch(req.header('if-match'));
   const body = req.body();
   const options = { ifMatch, allowCreate: ctx.updateCreate };
-  const result = await ctx.repository.update(req.type, { id: req.id! }, body, options, req.access);
+  const result = await ctx.repository.update(req.type, { id: req.id! }, body, options, req.access, req.writeAhead);
   return writeResult(ctx, req, result, prefer.return);
 };
 
@@ -44,7 +44,7 @@ export const conditionalUpdate: Interaction = async (ctx, req) => {
   if (pairs.length === 0) throw badRequest('HEARTH_NO_CRITERIA', 'conditional update needs search criteria in the URL');
   const query = criteriaFromPairs(ctx, req, pairs, 'conditional update');
   const body = req.body();
-  const result = await ctx.repository.update(req.type, { query }, body, { ifMatch, allowCreate: true }, req.access);
+  const result = await ctx.repository.update(req.type, { query }, body, { ifMatch, allowCreate: true }, req.access, req.writeAhead);
   return writeResult(ctx, req, result, prefer.return);
 };
 

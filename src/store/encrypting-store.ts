@@ -3,7 +3,7 @@ import { openResource, sealResource } from '../crypto/envelope.ts';
 import type { KeyProvider } from '../crypto/keyring.ts';
 import type { ProtectionPolicy } from '../crypto/protection.ts';
 import type { SearchQuery, StoredVersion } from '../fhir/query.ts';
-import type { HistoryPage, HistoryQuery, Prepare, ResourceStore, SearchPage, WriteResult } from './resource-store.ts';
+import type { HistoryPage, HistoryQuery, Prepare, ResourceStore, SearchPage, WriteResult, WrittenVersion } from './resource-store.ts';
 
 /**
  * The encryption boundary, as a decorator over any ResourceStore adapter: protected elements are
@@ -27,8 +27,9 @@ export class EncryptingStore implements ResourceStore {
   #seal(type: string, prepare: Prepare): Prepare {
     const paths = this.#policy.paths.get(type) ?? [];
     return (v) => {
-      const { resource, index } = prepare(v);
-      return { resource: sealResource(this.#keys, paths, type, v.id, v.versionId, resource), index: this.#blind.entries(type, index) };
+      const { resource, index, writeId } = prepare(v);
+      const sealed = sealResource(this.#keys, paths, type, v.id, v.versionId, resource);
+      return { resource: sealed, index: this.#blind.entries(type, index), writeId };
     };
   }
 
@@ -55,8 +56,12 @@ export class EncryptingStore implements ResourceStore {
     return { ...r, version: this.#open(r.version) };
   }
 
-  delete(type: string, id: string, ifMatch?: number): Promise<StoredVersion | undefined> {
-    return this.#inner.delete(type, id, ifMatch);
+  delete(type: string, id: string, ifMatch?: number, writeId?: string): Promise<StoredVersion | undefined> {
+    return this.#inner.delete(type, id, ifMatch, writeId);
+  }
+
+  writtenBy(writeId: string): Promise<WrittenVersion[]> {
+    return this.#inner.writtenBy(writeId);
   }
 
   async read(type: string, id: string): Promise<StoredVersion | undefined> {

@@ -3,11 +3,24 @@
 // FHIR layer; adapters persist and query them and never interpret FHIR themselves.
 import type { IndexEntry, SearchQuery, StoredVersion } from '../fhir/query.ts';
 
-/** Called by the store inside its write transaction, once the id, version and time are fixed. */
+/**
+ * Called by the store inside its write transaction, once the id, version and time are fixed.
+ * `writeId` names the request that writes the version (its write-ahead AuditEvent), stored
+ * with it, so that after a crash the store can say what that request committed.
+ */
 export type Prepare = (version: { id: string; versionId: number; lastUpdated: string }) => {
   resource: Record<string, unknown>;
   index: IndexEntry[];
+  writeId?: string;
 };
+
+/** A version by its address, as written by one request. */
+export interface WrittenVersion {
+  readonly type: string;
+  readonly id: string;
+  readonly versionId: number;
+  readonly deleted: boolean;
+}
 
 export type WriteOutcome = 'created' | 'updated' | 'exists';
 
@@ -57,9 +70,11 @@ export interface ResourceStore {
   ): Promise<WriteResult>;
   /**
    * Records a deletion as a new tombstone version; undefined when there is nothing current to delete.
-   * `ifMatch` guards the current version (412 when it moved on).
+   * `ifMatch` guards the current version (412 when it moved on); `writeId` as in Prepare.
    */
-  delete(type: string, id: string, ifMatch?: number): Promise<StoredVersion | undefined>;
+  delete(type: string, id: string, ifMatch?: number, writeId?: string): Promise<StoredVersion | undefined>;
+  /** The versions the request `writeId` committed (none when its transaction never committed). */
+  writtenBy(writeId: string): Promise<WrittenVersion[]>;
   /** The newest version, which may be a tombstone. */
   read(type: string, id: string): Promise<StoredVersion | undefined>;
   vread(type: string, id: string, versionId: number): Promise<StoredVersion | undefined>;

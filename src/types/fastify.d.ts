@@ -23,6 +23,8 @@ declare module 'fastify' {
     access: Access;
     /** What the handler touched, for the request's AuditEvent. */
     auditNotes: AuditNotes;
+    /** Makes this request's write-ahead AuditEvent durable (set by the audit plugin). */
+    auditAttempt: () => Promise<void>;
     /** The FHIR issue code of the error response, if any (set by the error handler). */
     auditIssue?: string;
   }

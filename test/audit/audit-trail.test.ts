@@ -7,7 +7,9 @@ import { describe, expect, it } from 'vitest';
 import { verifyChain } from '../../src/audit/chain.ts';
 import { loadPublicKey } from '../../src/audit/signing-key.ts';
 import { readWitness, verifyWitness } from '../../src/audit/witness.ts';
-import { loadDefinitions } from '../../src/compose.ts';
+import { buildAuditEvent } from '../../src/audit/audit-event.ts';
+import { auditAppendOf } from '../../src/audit/audit-sink.ts';
+import { loadDefinitions, openKeyring } from '../../src/compose.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { create, json, post, type TestApp, tempDir, testApp } from '../helpers/app.ts';
 import { startServer } from '../helpers/server.ts';
@@ -371,5 +373,54 @@ describe('the signing key and the witness, apart from the data', () => {
     ['HEARTH_AUDIT_WITNESS', '/no/such/dir/witness.log', 'the directory /no/such/dir does not exist'],
   ])('refuses %s=%s', async (name, value, message) => {
     await expect(testApp({ [name]: value })).rejects.toThrow(message);
+  });
+});
+
+describe('write-ahead audit of writes', () => {
+  it('records the attempt before the store is called: a write that fails in the store still names its writer', async () => {
+    const t = await testApp();
+    t.store.failWith('create', new Error('disk full'));
+    const res = await post(t.app, '/fhir/Patient', { resourceType: 'Patient' });
+    expect(res.statusCode).toBe(500);
+    const id = res.headers['x-request-id'] as string;
+    const chain = [...t.storage.audit.chain()].map((l) => l.id);
+    expect(chain.slice(-2)).toEqual([`${id}.attempt`, id]);
+    const attempt = JSON.parse([...t.storage.audit.chain()].at(-2)!.body!);
+    expect(attempt).toMatchObject({ action: 'C', subtype: [{ code: 'create' }, { system: 'urn:hearth:audit-phase', code: 'attempt' }] });
+    expect(attempt.agent[0].name).toBe('test-system');
+    expect(attempt.outcome).toBeUndefined();
+    // The attempt is in the chain, not among the AuditEvents auditors read and search.
+    expect((await t.app.inject({ method: 'GET', url: `/fhir/AuditEvent/${id}.attempt` })).statusCode).toBe(404);
+    expect(json(await t.app.inject({ method: 'GET', url: `/fhir/AuditEvent?_id=${id}.attempt` })).total).toBe(0);
+    expect(await audit(t, id)).toMatchObject({ outcome: '8' });
+  });
+
+  it('reads and searches leave no attempt; a create leaves its attempt, then its event, and the version names the request', async () => {
+    const t = await testApp();
+    await t.app.inject({ method: 'GET', url: '/fhir/Patient' });
+    const res = await post(t.app, '/fhir/Patient', { resourceType: 'Patient' });
+    const id = res.headers['x-request-id'] as string;
+    expect([...t.storage.audit.chain()].map((l) => l.id).filter((x) => x.endsWith('.attempt'))).toEqual([`${id}.attempt`]);
+    expect(await t.storage.resources.writtenBy(id)).toEqual([{ type: 'Patient', id: json(res).id, versionId: 1, deleted: false }]);
+  });
+
+  it('recovery at start-up records the outcome of open attempts from what the store holds', async () => {
+    const dataDir = tempDir();
+    const t = await testApp({}, { dataDir });
+    // What a crash leaves: two attempts durable, one write committed, neither request's own event.
+    const writer = auditAppendOf(loadDefinitions(false).model, t.config.baseUrl, openKeyring(t.config, false));
+    const attempt = (requestId: string) =>
+      writer(buildAuditEvent({ requestId, recorded: t.now(), interaction: 'create', resourceType: 'Patient', status: 0, entities: [], patients: [], server: { baseUrl: t.config.baseUrl, name: 'Hearth' }, principal: { issuer: 'i', subject: 'nurse-9', grants: [], scopes: [], expiresAt: 0 }, phase: 'attempt' }), false);
+    await t.storage.audit.appendAudit([attempt('crash-committed'), attempt('crash-lost')]);
+    await t.storage.resources.create('Patient', (v) => ({ resource: { resourceType: 'Patient', id: v.id, meta: { versionId: '1', lastUpdated: v.lastUpdated } }, index: [], writeId: 'crash-committed' }));
+    expect(t.storage.audit.openAttempts().map((o) => o.requestId)).toEqual(['crash-committed', 'crash-lost']);
+    await t.app.close();
+    const again = await testApp({}, { dataDir });
+    expect(again.storage.audit.openAttempts()).toEqual([]);
+    const committed = await audit(again, 'crash-committed');
+    const [written] = await again.storage.resources.writtenBy('crash-committed');
+    expect(committed).toMatchObject({ action: 'C', outcome: '0', agent: [{ name: 'nurse-9' }], subtype: [{ code: 'create' }, { system: 'urn:hearth:audit-phase', code: 'recovered' }] });
+    expect(committed.entity.map((e: any) => e.what.reference)).toEqual([`Patient/${written.id}/_history/1`]);
+    expect(await audit(again, 'crash-lost')).toMatchObject({ outcome: '8', agent: [{ name: 'nurse-9' }] });
   });
 });

@@ -1,4 +1,6 @@
 import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/app.ts';
 import { startServer, stopServer } from '../helpers/server.ts';
@@ -63,7 +65,8 @@ describe('the audit trail under load and crash', () => {
     expect(await stopServer(server)).toBe(0);
     const v = verify(dataDir);
     expect(v.status).toBe(0);
-    expect(v.stdout).toContain(`audit chain intact: ${N + 1 + N / 10} events`);
+    // N events, the count request, the N/10 reads of events, and the write-ahead attempts of the N/6 valid creates.
+    expect(v.stdout).toContain(`audit chain intact: ${N + 1 + N / 10 + N / 6} events`);
   });
 
   it('killed with SIGKILL mid-load: every response a client received has its AuditEvent, and the chain verifies', async () => {
@@ -105,5 +108,59 @@ describe('the audit trail under load and crash', () => {
     const v = verify(dataDir);
     expect(v.stdout + v.stderr).toMatch(/^audit chain intact/);
     expect(v.status).toBe(0);
+  });
+});
+
+describe('write-ahead audit: no committed write without the AuditEvent of who made it', () => {
+  it('killed with SIGKILL during writes, then restarted: every stored version has an AuditEvent naming its writer', async () => {
+    const dataDir = tempDir();
+    const server = await startServer({ HEARTH_DATA_DIR: dataDir, HEARTH_LOG_LEVEL: 'warn' });
+    const json = { authorization: `Bearer ${server.token}`, 'content-type': 'application/fhir+json' };
+    let stop = false;
+    const acknowledged: string[] = [];
+    const workers = Array.from({ length: 20 }, async (_, w) => {
+      for (let i = 0; !stop; i++) {
+        try {
+          const res = await fetch(`${server.base}/Patient`, { method: 'POST', headers: json, body: JSON.stringify({ resourceType: 'Patient', name: [{ family: `Crash${w}x${i}` }] }) });
+          await res.text();
+          if (res.status === 201) acknowledged.push(res.headers.get('x-request-id')!);
+        } catch {
+          return;
+        }
+      }
+    });
+    await new Promise((r) => setTimeout(r, 1000));
+    server.child.kill('SIGKILL');
+    stop = true;
+    await Promise.all(workers);
+    expect(acknowledged.length).toBeGreaterThan(20);
+
+    // The restart resolves what the crash left open, before it takes requests.
+    const again = await startServer({ HEARTH_DATA_DIR: dataDir, HEARTH_LOG_LEVEL: 'warn' });
+    expect(await stopServer(again)).toBe(0);
+    const db = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
+    const versions = db.prepare('SELECT id, version, write_id FROM resource_versions WHERE type = \'Patient\'').all() as { id: string; version: number; write_id: string | null }[];
+    expect(versions.length).toBeGreaterThanOrEqual(acknowledged.length);
+    const eventOf = db.prepare('SELECT body FROM resource_versions WHERE type = \'AuditEvent\' AND id = ? AND current = 1');
+    const unnamed: string[] = [];
+    for (const v of versions) {
+      const row = v.write_id ? (eventOf.get(v.write_id) as { body: string } | undefined) : undefined;
+      const event = row && JSON.parse(row.body);
+      const names = event?.agent?.[0]?.name === 'ops' && event.action === 'C' && event.outcome === '0';
+      const version = JSON.stringify(event?.entity ?? []).includes(`Patient/${v.id}/_history/${v.version}`);
+      if (!names || !version) unnamed.push(`Patient/${v.id}/_history/${v.version} (${v.write_id})`);
+    }
+    expect(unnamed).toEqual([]);
+    // Every acknowledged create has its own event, and no attempt is left without one.
+    for (const id of acknowledged) expect(eventOf.get(id), id).toBeDefined();
+    const open = db
+      .prepare('SELECT COUNT(*) AS n FROM audit_log a WHERE a.id LIKE \'%.attempt\' AND NOT EXISTS (SELECT 1 FROM audit_log f WHERE f.id = substr(a.id, 1, length(a.id) - 8))')
+      .get() as { n: number };
+    expect(open.n).toBe(0);
+    // With 20 writers in flight at the kill, some attempts were open: recovery resolved them.
+    const recovered = db.prepare('SELECT COUNT(*) AS n FROM resource_versions WHERE type = \'AuditEvent\' AND current = 1 AND body LIKE \'%"code":"recovered"%\'').get() as { n: number };
+    expect(recovered.n).toBeGreaterThan(0);
+    db.close();
+    expect(verify(dataDir).status).toBe(0);
   });
 });

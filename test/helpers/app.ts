@@ -5,7 +5,8 @@ import type { FastifyInstance, InjectOptions } from 'fastify';
 import { exportJWK, generateKeyPair, type JWTPayload, SignJWT } from 'jose';
 import { afterAll } from 'vitest';
 import { buildApp } from '../../src/app.ts';
-import { loadConfig } from '../../src/config/config.ts';
+import { type Config, loadConfig } from '../../src/config/config.ts';
+import type { Storage } from '../../src/store/port.ts';
 import type { AuditStore } from '../../src/audit/audit-store.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { RecordingStore } from './recording-store.ts';
@@ -62,6 +63,9 @@ export interface TestApp {
   adminToken: string;
   /** the app's resource store (the raw adapter, recorded): what reached it, and faults to inject */
   store: RecordingStore;
+  /** the whole storage port under the app (resources unrecorded), and the configuration */
+  storage: Storage;
+  config: Config;
   /** Moves the injected clock forward. */
   tick: (ms: number) => void;
   now: () => Date;
@@ -116,6 +120,8 @@ export async function testApp(
     token,
     adminToken,
     store: recording,
+    storage,
+    config,
     tick: (ms) => {
       t += ms;
     },

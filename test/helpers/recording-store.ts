@@ -1,7 +1,7 @@
 import type { SearchQuery, StoredVersion } from '../../src/fhir/query.ts';
-import type { HistoryPage, HistoryQuery, Prepare, ResourceStore, SearchPage, WriteResult } from '../../src/store/resource-store.ts';
+import type { HistoryPage, HistoryQuery, Prepare, ResourceStore, SearchPage, WriteResult, WrittenVersion } from '../../src/store/resource-store.ts';
 
-type Method = 'create' | 'update' | 'delete' | 'read' | 'vread' | 'history' | 'search';
+type Method = 'create' | 'update' | 'delete' | 'read' | 'vread' | 'history' | 'search' | 'writtenBy';
 
 /**
  * A ResourceStore decorator for tests: records which methods were called (so a test can assert
@@ -47,9 +47,14 @@ export class RecordingStore implements ResourceStore {
     return this.#inner.update(type, target, prepare, options);
   }
 
-  async delete(type: string, id: string, ifMatch?: number): Promise<StoredVersion | undefined> {
+  async delete(type: string, id: string, ifMatch?: number, writeId?: string): Promise<StoredVersion | undefined> {
     this.#enter('delete');
-    return this.#inner.delete(type, id, ifMatch);
+    return this.#inner.delete(type, id, ifMatch, writeId);
+  }
+
+  async writtenBy(writeId: string): Promise<WrittenVersion[]> {
+    this.#enter('writtenBy');
+    return this.#inner.writtenBy(writeId);
   }
 
   async read(type: string, id: string): Promise<StoredVersion | undefined> {

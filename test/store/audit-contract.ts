@@ -104,6 +104,17 @@ export function auditContract(name: string, open: () => Promise<AuditSubject>): 
       expect(verifyChain(audit, undefined)).toMatchObject({ ok: true, events: 2 });
     });
 
+    it('keeps a write-ahead attempt in the chain but out of reads, and lists it open until its request has an event', async () => {
+      const { audit } = await fresh();
+      const attempt = { ...append({ ...event(1), id: 'req-9.attempt' }), searchable: false };
+      await audit.appendAudit([attempt]);
+      expect([...audit.chain()].map((l) => l.id)).toEqual(['req-9.attempt']);
+      expect(audit.openAttempts()).toEqual([{ requestId: 'req-9', attempt: { ...event(1), id: 'req-9.attempt' } }]);
+      expect(audit.unchainedEvents()).toBe(0);
+      await audit.appendAudit([append({ ...event(2), id: 'req-9' })]);
+      expect(audit.openAttempts()).toEqual([]);
+    });
+
     it('offers no way to change or remove an event', async () => {
       const { audit } = await fresh();
       for (const m of ['update', 'delete', 'updateAudit', 'deleteAudit', 'write']) expect((audit as unknown as Record<string, unknown>)[m], m).toBeUndefined();

@@ -99,6 +99,20 @@ export function storeContract(
       expect(r.version.id).toBe('client-1');
     });
 
+    it('remembers which request wrote each version, tombstones included, and only what committed', async () => {
+      const tagged = (writeId: string, prepare: Prepare): Prepare => (v) => ({ ...prepare(v), writeId });
+      const c = await store.create('Patient', tagged('req-1', family('A')));
+      await store.update('Patient', { id: c.version.id }, tagged('req-2', family('B')), { allowCreate: false });
+      await store.delete('Patient', c.version.id, undefined, 'req-3');
+      await expect(store.create('Patient', tagged('req-4', () => {
+        throw new Error('prepare failed');
+      }))).rejects.toThrow('prepare failed');
+      expect(await store.writtenBy('req-1')).toEqual([{ type: 'Patient', id: c.version.id, versionId: 1, deleted: false }]);
+      expect(await store.writtenBy('req-2')).toEqual([{ type: 'Patient', id: c.version.id, versionId: 2, deleted: false }]);
+      expect(await store.writtenBy('req-3')).toEqual([{ type: 'Patient', id: c.version.id, versionId: 3, deleted: true }]);
+      expect(await store.writtenBy('req-4')).toEqual([]);
+    });
+
     it('rolls back when prepare throws', async () => {
       const { version } = await store.create('Patient', family('Smith'));
       const boom: Prepare = () => {

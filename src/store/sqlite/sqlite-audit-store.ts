@@ -1,6 +1,6 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { AuditEvent } from 'fhir/r4.js';
-import type { AuditAppend, AuditStore, ChainLink, Checkpoint, CheckpointSigner, PurgeRecord } from '../../audit/audit-store.ts';
+import type { AuditAppend, AuditStore, ChainLink, Checkpoint, CheckpointSigner, OpenAttempt, PurgeRecord } from '../../audit/audit-store.ts';
 import { canonicalize } from '../../audit/canonical-json.ts';
 import { GENESIS, linkHashOfCanonical } from '../../audit/chain.ts';
 import { IndexWriter } from './index-writer.ts';
@@ -24,7 +24,7 @@ export class SqliteAuditStore implements AuditStore {
       head: db.prepare('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1'),
       anchor: db.prepare('SELECT through_seq AS seq, last_hash AS hash FROM audit_purges ORDER BY through_seq DESC LIMIT 1'),
       insertEvent: db.prepare(
-        'INSERT INTO resource_versions (type, id, version, last_updated, deleted, current, body) VALUES (\'AuditEvent\', ?, 1, ?, 0, 1, ?) RETURNING rid',
+        'INSERT INTO resource_versions (type, id, version, last_updated, deleted, current, body) VALUES (\'AuditEvent\', ?, 1, ?, 0, ?, ?) RETURNING rid',
       ),
       insertIndex: db.prepare(
         'INSERT INTO search_index (rid, type, param, grp, sys, code, text, lo, hi) VALUES (?, \'AuditEvent\', ?, ?, ?, ?, ?, ?, ?)',
@@ -47,8 +47,10 @@ export class SqliteAuditStore implements AuditStore {
         // Stored in canonical form, so the stored body is exactly what was hashed.
         const body = JSON.stringify(canonicalize(e.resource));
         const hash = linkHashOfCanonical(head.hash, seq, body);
-        const { rid } = this.#stmt.insertEvent.get(e.resource.id ?? '', e.resource.recorded, body) as { rid: number };
-        this.#index.insert(rid, 'AuditEvent', e.index);
+        // An attempt is not current: in the chain, out of reads and searches.
+        const searchable = e.searchable !== false;
+        const { rid } = this.#stmt.insertEvent.get(e.resource.id ?? '', e.resource.recorded, searchable ? 1 : 0, body) as { rid: number };
+        if (searchable) this.#index.insert(rid, 'AuditEvent', e.index);
         this.#stmt.insertLink.run(seq, rid, e.resource.id ?? '', e.resource.recorded, head.hash, hash);
         head = { seq, hash };
       }
@@ -75,6 +77,17 @@ export class SqliteAuditStore implements AuditStore {
       )
       .iterate(from, to) as Iterable<{ body: string }>;
     for (const r of rows) yield JSON.parse(r.body) as AuditEvent;
+  }
+
+  openAttempts(): OpenAttempt[] {
+    const rows = this.#db
+      .prepare(
+        `SELECT a.id, r.body FROM audit_log a JOIN resource_versions r ON r.rid = a.rid
+         WHERE a.id LIKE '%.attempt' AND NOT EXISTS (SELECT 1 FROM audit_log f WHERE f.id = substr(a.id, 1, length(a.id) - 8))
+         ORDER BY a.seq`,
+      )
+      .all() as { id: string; body: string }[];
+    return rows.map((r) => ({ requestId: r.id.slice(0, -'.attempt'.length), attempt: JSON.parse(r.body) as AuditEvent }));
   }
 
   unchainedEvents(): number {

@@ -3,7 +3,11 @@
 // that the one search engine answers auditors), chained by audit_log, and refused any UPDATE or
 // DELETE by trigger; the only exception is a retention purge, which opens audit_purge_window
 // inside its own transaction.
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
+
+/** Version 2: each resource version names the request that wrote it (write-ahead audit). */
+export const MIGRATE_TO_2 = 'ALTER TABLE resource_versions ADD COLUMN write_id TEXT';
+export const WRITE_ID_INDEX = 'CREATE INDEX IF NOT EXISTS resource_write ON resource_versions (write_id) WHERE write_id IS NOT NULL';
 
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS resource_versions (
@@ -15,6 +19,7 @@ CREATE TABLE IF NOT EXISTS resource_versions (
   deleted INTEGER NOT NULL,
   current INTEGER NOT NULL,
   body TEXT,
+  write_id TEXT,
   UNIQUE (type, id, version)
 ) STRICT;
 CREATE INDEX IF NOT EXISTS resource_current ON resource_versions (type, id) WHERE current = 1;
@@ -43,6 +48,7 @@ CREATE TABLE IF NOT EXISTS audit_log (
   hash TEXT NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS audit_recorded ON audit_log (recorded);
+CREATE INDEX IF NOT EXISTS audit_id ON audit_log (id);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
   seq INTEGER PRIMARY KEY,
   hash TEXT NOT NULL,

@@ -3,14 +3,23 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { SearchQuery, StoredVersion } from '../../fhir/query.ts';
-import { type HistoryPage, type HistoryQuery, type Prepare, type ResourceStore, type SearchPage, StoreError, type WriteResult } from '../resource-store.ts';
+import {
+  type HistoryPage,
+  type HistoryQuery,
+  type Prepare,
+  type ResourceStore,
+  type SearchPage,
+  StoreError,
+  type WriteResult,
+  type WrittenVersion,
+} from '../resource-store.ts';
 import type { AuditStore } from '../../audit/audit-store.ts';
 import { KEK_ID_PATH } from '../../crypto/envelope.ts';
 import type { KeyMaintenance, Storage } from '../port.ts';
 import { IndexWriter } from './index-writer.ts';
 import { SqliteAuditStore } from './sqlite-audit-store.ts';
 import { countSql, type SqlValue, searchSql } from './sqlite-query.ts';
-import { SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
+import { MIGRATE_TO_2, SCHEMA, SCHEMA_VERSION, WRITE_ID_INDEX } from './sqlite-schema.ts';
 
 // The envelope format is the encrypting decorator's; the adapter only needs where its key id sits.
 const KEK_JSON_PATH = `$.${KEK_ID_PATH.join('.')}`;
@@ -58,6 +67,9 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
       throw new Error(`database schema version ${user_version} is newer than this Hearth (${SCHEMA_VERSION})`);
     }
     this.#db.exec(SCHEMA);
+    const columns = this.#db.prepare('PRAGMA table_info(resource_versions)').all() as { name: string }[];
+    if (!columns.some((c) => c.name === 'write_id')) this.#db.exec(MIGRATE_TO_2);
+    this.#db.exec(WRITE_ID_INDEX);
     this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
     this.#index = new IndexWriter(this.#db);
     this.#stmt = {
@@ -70,8 +82,9 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
       retire: this.#db.prepare('UPDATE resource_versions SET current = 0 WHERE rid = ?'),
       unindex: this.#db.prepare('DELETE FROM search_index WHERE rid = ?'),
       insert: this.#db.prepare(
-        'INSERT INTO resource_versions (type, id, version, last_updated, deleted, current, body) VALUES (?, ?, ?, ?, ?, 1, ?) RETURNING rid',
+        'INSERT INTO resource_versions (type, id, version, last_updated, deleted, current, body, write_id) VALUES (?, ?, ?, ?, ?, 1, ?, ?) RETURNING rid',
       ),
+      writtenBy: this.#db.prepare('SELECT type, id, version, deleted FROM resource_versions WHERE write_id = ? ORDER BY rid'),
     };
   }
 
@@ -181,7 +194,7 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
     });
   }
 
-  async delete(type: string, id: string, ifMatch?: number): Promise<StoredVersion | undefined> {
+  async delete(type: string, id: string, ifMatch?: number, writeId?: string): Promise<StoredVersion | undefined> {
     refuseAudit(type);
     return this.#transaction(() => {
       const current = this.#stmt.current.get(type, id) as unknown as VersionRow | undefined;
@@ -190,9 +203,14 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
       this.#stmt.retire.run(current.rid);
       this.#stmt.unindex.run(current.rid);
       const lastUpdated = this.#clock().toISOString();
-      this.#stmt.insert.run(type, id, current.version + 1, lastUpdated, 1, null);
+      this.#stmt.insert.run(type, id, current.version + 1, lastUpdated, 1, null, writeId ?? null);
       return { type, id, versionId: current.version + 1, lastUpdated, deleted: true };
     });
+  }
+
+  async writtenBy(writeId: string): Promise<WrittenVersion[]> {
+    const rows = this.#stmt.writtenBy.all(writeId) as { type: string; id: string; version: number; deleted: number }[];
+    return rows.map((r) => ({ type: r.type, id: r.id, versionId: r.version, deleted: r.deleted === 1 }));
   }
 
   async read(type: string, id: string): Promise<StoredVersion | undefined> {
@@ -280,13 +298,13 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
   #write(type: string, id: string, current: VersionRow | undefined, prepare: Prepare): StoredVersion {
     const versionId = (current?.version ?? 0) + 1;
     const lastUpdated = this.#clock().toISOString();
-    const { resource, index } = prepare({ id, versionId, lastUpdated });
+    const { resource, index, writeId } = prepare({ id, versionId, lastUpdated });
     if (current) {
       this.#stmt.retire.run(current.rid);
       this.#stmt.unindex.run(current.rid);
     }
     const body = JSON.stringify(resource);
-    const { rid } = this.#stmt.insert.get(type, id, versionId, lastUpdated, 0, body) as { rid: number };
+    const { rid } = this.#stmt.insert.get(type, id, versionId, lastUpdated, 0, body, writeId ?? null) as { rid: number };
     this.#index.insert(rid, type, index);
     return { type, id, versionId, lastUpdated, deleted: false, resource };
   }
