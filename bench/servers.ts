@@ -7,6 +7,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Session } from 'node:inspector/promises';
 import Fastify from 'fastify';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { buildApp } from '../src/app.ts';
@@ -98,8 +99,17 @@ bare.get('/Patient', async (_req, reply) => reply.type('application/fhir+json').
 bare.post('/Patient', async (req, reply) => reply.code(201).send(req.body));
 await bare.listen({ host: '127.0.0.1', port: barePort });
 
+// With BENCH_PROFILE=<file> (bench/profile.ts), the request thread is profiled from here on: after
+// seeding, so that the profile shows requests only.
+const profiler = process.env.BENCH_PROFILE ? new Session() : undefined;
+if (profiler) {
+  profiler.connect();
+  await profiler.post('Profiler.enable');
+  await profiler.post('Profiler.start');
+}
 process.stdout.write(`${JSON.stringify({ readId, plainReadId, searchUrl, token, createBody: JSON.stringify(patient(5000)) })}\n`);
 process.on('SIGTERM', async () => {
+  if (profiler) writeFileSync(process.env.BENCH_PROFILE!, JSON.stringify((await profiler.post('Profiler.stop')).profile));
   await secured.close();
   await open.close();
   await unaudited.close();
