@@ -5,23 +5,18 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { freePort } from './free-port.ts';
 
 const MINUTES = Number(process.env.SOAK_MINUTES ?? 2);
 const RATE = Number(process.env.SOAK_RATE ?? 200);
 const STEP_SECONDS = Number(process.env.SOAK_STEP_SECONDS ?? 60);
 const CONNECTIONS = 20;
 
-const port = await new Promise<number>((resolve) => {
-  const s = createServer().listen(0, '127.0.0.1', () => {
-    const { port } = s.address() as { port: number };
-    s.close(() => resolve(port));
-  });
-});
+const port = await freePort();
 const dir = mkdtempSync(join(tmpdir(), 'hearth-soak-'));
 const dataDir = join(dir, 'data');
 const issuer = 'https://soak-issuer.local';
