@@ -107,7 +107,7 @@ function restRequest(request: FastifyRequest): RestRequest {
     },
     access: request.access,
     audit: request.auditNotes,
-    // See: the write-ahead audit — a write's attempt is durable before its data commits.
+    // Write-ahead audit: a write's attempt is durable before its data commits (FhirRepository).
     writeAhead: { id: request.id, record: () => request.auditAttempt() },
   };
 }
