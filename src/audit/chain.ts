@@ -25,14 +25,19 @@ export interface VerifyResult {
   readonly head?: { seq: number; hash: string };
   /** the first problem found, naming its place */
   readonly problem?: string;
+  /** witnessed heads found in the chain, when heads from a witness were given */
+  readonly witnessed?: number;
 }
 
 /**
  * Walks the whole chain from its anchor (genesis, or the last retention purge) and every signed
  * checkpoint. Any edit, deletion, insertion or reordering of an event breaks a link; removing
- * events from the end is caught by the next checkpoint above the new head.
+ * events from the end is caught by the next checkpoint above the new head. With the heads an
+ * outside witness saw, each (signature checked) must still be in the chain with the same hash,
+ * which catches a tail cut together with its checkpoints, a rollback, a replaced log — in the
+ * same walk.
  */
-export function verifyChain(store: AuditStore, publicKey: KeyObject | undefined): VerifyResult {
+export function verifyChain(store: AuditStore, publicKey: KeyObject | undefined, witnessHeads?: readonly Checkpoint[]): VerifyResult {
   const purges = store.purges();
   const anchor = purges.reduce((a, p) => (p.throughSeq > a.seq ? { seq: p.throughSeq, hash: p.lastHash } : a), {
     seq: 0,
@@ -70,13 +75,38 @@ export function verifyChain(store: AuditStore, publicKey: KeyObject | undefined)
     if (problem) return { ...fail(problem), checkpoints: checked };
     checked++;
   }
-  return { ok: true, events, checkpoints: checked, head: prev.seq ? prev : undefined };
+  const head = prev.seq ? prev : undefined;
+  if (!witnessHeads) return { ok: true, events, checkpoints: checked, head };
+  let witnessed = 0;
+  for (const w of witnessHeads) {
+    const problem = checkWitnessed(w, hashAt, anchor.seq, prev.seq, publicKey);
+    if (problem) return { ok: false, events, checkpoints: checked, head, problem, witnessed };
+    if (w.seq > anchor.seq) witnessed++;
+  }
+  return { ok: true, events, checkpoints: checked, head, witnessed };
+}
+
+function signedBy(cp: Checkpoint, publicKey: KeyObject): boolean {
+  return verifySignature(null, checkpointMessage(cp.seq, cp.hash, cp.signedAt), publicKey, Buffer.from(cp.signature, 'base64'));
+}
+
+function checkWitnessed(
+  w: Checkpoint,
+  hashAt: Map<number, string>,
+  anchor: number,
+  head: number,
+  publicKey: KeyObject | undefined,
+): string | undefined {
+  if (!publicKey || !signedBy(w, publicKey)) return `witness head at seq ${w.seq}: bad signature`;
+  if (w.seq <= anchor) return undefined;
+  if (w.seq > head) return `the witness saw seq ${w.seq} but the chain ends at seq ${head}: its tail was cut or it was rolled back`;
+  if (hashAt.get(w.seq) !== w.hash) return `seq ${w.seq}: the chain differs from what the witness saw: rolled back to another copy or replaced`;
+  return undefined;
 }
 
 function checkCheckpoint(cp: Checkpoint, hashAt: Map<number, string>, head: number, publicKey: KeyObject | undefined): string | undefined {
   if (cp.seq > head) return `checkpoint at seq ${cp.seq}: beyond the head (seq ${head}): events were removed from the end`;
   if (hashAt.get(cp.seq) !== cp.hash) return `checkpoint at seq ${cp.seq}: hash does not match the chain`;
   if (!publicKey) return `checkpoint at seq ${cp.seq}: no public key to check its signature`;
-  const ok = verifySignature(null, checkpointMessage(cp.seq, cp.hash, cp.signedAt), publicKey, Buffer.from(cp.signature, 'base64'));
-  return ok ? undefined : `checkpoint at seq ${cp.seq}: bad signature`;
+  return signedBy(cp, publicKey) ? undefined : `checkpoint at seq ${cp.seq}: bad signature`;
 }

@@ -5,7 +5,7 @@ import type { AuditAppend, CheckpointSigner } from '../audit/audit-store.ts';
 import { verifyChain } from '../audit/chain.ts';
 import { auditReport } from '../audit/report.ts';
 import { loadPublicKey, publicKeyPath as publicKeyOf } from '../audit/signing-key.ts';
-import { openWitness, readWitness, verifyWitness, witnessed } from '../audit/witness.ts';
+import { openWitness, readWitness, witnessed } from '../audit/witness.ts';
 import type { Config } from '../config/config.ts';
 import { loadFhirModel } from '../fhir/definitions.ts';
 import { extractIndex } from '../fhir/index-extractor.ts';
@@ -67,10 +67,8 @@ export async function auditVerify(config: Config, publicKeyPath?: string, witnes
   if (witnessPath !== undefined && !existsSync(witnessPath)) throw new CliError(`no witness file at ${witnessPath} (--witness)`);
   const store = openStore(config);
   try {
-    const publicKey = loadPublicKey(keyPath);
-    const chain = verifyChain(store.audit, publicKey);
-    const seen = witnessPath === undefined || !chain.ok ? undefined : verifyWitness(store.audit, readWitness(readFileSync(witnessPath, 'utf8')), publicKey);
-    const r = seen && !seen.ok ? { ...chain, ok: false, problem: seen.problem } : chain;
+    const heads = witnessPath === undefined ? undefined : readWitness(readFileSync(witnessPath, 'utf8'));
+    const r = verifyChain(store.audit, loadPublicKey(keyPath), heads);
     const head = r.head ? `head seq ${r.head.seq} ${r.head.hash}` : 'empty chain';
     // Reading the audit log is recorded in it, after the walk (so a broken chain is not extended first).
     await recordOperatorEvent(config, store, {
@@ -81,9 +79,9 @@ export async function auditVerify(config: Config, publicKeyPath?: string, witnes
       description: r.ok ? `verified: ${r.events} events, ${r.checkpoints} checkpoints` : `verification failed at ${r.problem}`,
       outcome: r.ok ? '0' : '8',
     });
-    const witnessed = seen ? `, ${seen.heads} witnessed heads matched` : '';
+    const seen = r.witnessed === undefined ? '' : `, ${r.witnessed} witnessed heads matched`;
     return r.ok
-      ? { ok: true, text: `audit chain intact: ${r.events} events, ${r.checkpoints} signed checkpoints verified${witnessed}, ${head}\n` }
+      ? { ok: true, text: `audit chain intact: ${r.events} events, ${r.checkpoints} signed checkpoints verified${seen}, ${head}\n` }
       : { ok: false, text: `audit chain BROKEN at ${r.problem}\n(${r.events} events verified before it)\n` };
   } finally {
     await store.close();
