@@ -127,7 +127,8 @@ export function buildAuditEvent(f: AuditFacts): AuditEvent {
     subtype: attempt ? [subtype, { system: PHASE_SYSTEM, code: 'attempt', display: 'write attempted; its outcome follows' }] : [subtype],
     action: ACTIONS[f.interaction] ?? 'E',
     recorded: f.recorded.toISOString(),
-    outcome: attempt ? undefined : outcome,
+    // An attempt has no outcome yet: its request's own event carries it.
+    ...(attempt ? {} : { outcome }),
     agent: agents.map(clean),
     source: {
       site: f.server.baseUrl,
@@ -136,8 +137,7 @@ export function buildAuditEvent(f: AuditFacts): AuditEvent {
     },
   };
   if (f.interaction === 'login') event.type = { system: DCM, code: '110114', display: 'User Authentication' };
-  if (attempt) delete event.outcome;
-  else if (outcome !== '0') event.outcomeDesc = `${f.status}${f.issueCode ? ` ${f.issueCode}` : ''}`;
+  if (!attempt && outcome !== '0') event.outcomeDesc = `${f.status}${f.issueCode ? ` ${f.issueCode}` : ''}`;
   if (p?.purposeOfUse?.length) event.purposeOfEvent = p.purposeOfUse.map((code) => ({ coding: [{ code }] }));
   if (entity.length) event.entity = entity;
   return event;

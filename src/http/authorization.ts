@@ -61,17 +61,7 @@ export function registerAuthorization(api: FastifyInstance, opts: { model: FhirM
     }
   });
   api.addHook('preHandler', async (request) => {
-    const fhir = request.routeOptions.config.fhir;
-    if (!fhir) throw new Error('a protected route without a declared interaction');
-    const type = model.types.get(fhir.type);
-    if (fhir.operation === undefined) {
-      const interaction = fhir.interaction === 'conditional-update' ? 'update' : fhir.interaction;
-      // See: https://hl7.org/fhir/R4/http.html#general (405 for an interaction the type does not support)
-      if (interaction === 'capabilities' || interaction === 'conditional-delete' || !type?.interactions.has(interaction)) {
-        throw notSupported(fhir.interaction, fhir.type);
-      }
-    }
-    const decision = decide(request, policy);
+    const decision = decide(request, model, policy);
     if (!decision.allowed) {
       // See: https://www.rfc-editor.org/rfc/rfc6750#section-3.1 (insufficient_scope)
       throw new FhirError('HEARTH_FORBIDDEN', { code: 'forbidden', diagnostics: decision.reason },
@@ -82,12 +72,16 @@ export function registerAuthorization(api: FastifyInstance, opts: { model: FhirM
   });
 }
 
-function decide(request: FastifyRequest, policy: Policy): Decision {
-  const fhir = request.routeOptions.config.fhir!;
+/** 405 for what the type does not offer, else the decision for the route's interaction or operation. */
+function decide(request: FastifyRequest, model: FhirModel, policy: Policy): Decision {
+  const fhir = request.routeOptions.config.fhir;
+  if (!fhir) throw new Error('a protected route without a declared interaction');
   if (fhir.operation !== undefined) return authorizeOperation(request.principal, fhir.operation, fhir.type, policy);
   const interaction = fhir.interaction;
-  if (interaction === 'capabilities' || interaction === 'conditional-delete') {
-    return { allowed: false, reason: `${interaction} is not offered`, scopeNeeded: `system/${fhir.type}.d` };
+  const offered = model.types.get(fhir.type)?.interactions;
+  // See: https://hl7.org/fhir/R4/http.html#general (405 for an interaction the type does not support)
+  if (interaction === 'capabilities' || interaction === 'conditional-delete' || !offered?.has(interaction === 'conditional-update' ? 'update' : interaction)) {
+    throw notSupported(interaction, fhir.type);
   }
   // See: https://hl7.org/fhir/R4/http.html#ccreate (a conditional create also searches)
   const asked = interaction === 'create' && request.headers['if-none-exist'] !== undefined ? 'conditional-create' : interaction;

@@ -112,7 +112,7 @@ function restRequest(request: FastifyRequest): RestRequest {
   };
 }
 
-export const etag = (versionId: number) => `W/"${versionId}"`;
+const etag = (versionId: number) => `W/"${versionId}"`;
 const httpDate = (iso: string) => new Date(iso).toUTCString();
 
 function send(request: FastifyRequest, reply: FastifyReply, result: RestResult): FastifyReply {
