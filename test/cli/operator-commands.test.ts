@@ -23,6 +23,8 @@ describe('operator commands reject bad input clearly', () => {
     [['audit', 'report', '--from', '2026-01-01', '--to', '2026-02-01', '--top', '0'], 64, '--top must be a whole number'],
     [['audit', 'purge', '--before', 'last-year'], 64, '--before must be a date'],
     [['audit', 'verify', '--public-key', '/nonexistent.pem'], 66, 'no checkpoint public key at /nonexistent.pem'],
+    [['audit', 'verify', '--witness', '/nonexistent/witness.log'], 66, 'no witness file at /nonexistent/witness.log'],
+    [['audit', 'verify', '--witness'], 64, 'Option \'--witness <value>\' argument missing'],
     [['audit', 'shred'], 64, 'unknown audit command "shred"'],
     [['keys', 'retire'], 64, 'usage: hearth keys retire <version>'],
     [['keys', 'retire', 'one'], 64, 'usage: hearth keys retire <version>'],
