@@ -14,7 +14,6 @@ import { buildApp } from '../src/app.ts';
 import type { Principal } from '../src/auth/authorize.ts';
 import { parseScopes } from '../src/auth/scopes.ts';
 import { loadConfig } from '../src/config/config.ts';
-import { SqliteStore } from '../src/store/sqlite/sqlite-store.ts';
 
 const [securedPort, openPort, unauditedPort, plainPort, barePort] = process.argv.slice(2).map(Number);
 const dir = mkdtempSync(join(tmpdir(), 'hearth-bench-'));
@@ -29,8 +28,7 @@ const env = {
   HEARTH_BASE_URL: 'http://127.0.0.1/fhir',
 };
 const config = loadConfig(env);
-const store = new SqliteStore({ dataDir: config.dataDir });
-const secured = await buildApp(config, { storage: store.storage() });
+const secured = await buildApp(config);
 const principal: Principal = {
   issuer,
   subject: 'bench',
@@ -38,8 +36,8 @@ const principal: Principal = {
   scopes: ['system/*.cruds'],
   expiresAt: 4_000_000_000,
 };
-const open = await buildApp(config, { storage: store.storage(), verifier: { verify: async () => principal } });
-const unaudited = await buildApp(config, { storage: store.storage(), auditWriter: async () => {} });
+const open = await buildApp(config, { verifier: { verify: async () => principal } });
+const unaudited = await buildApp(config, { auditWriter: async () => undefined });
 // The same server without encryption at rest: an empty protection policy, a store of its own.
 writeFileSync(join(dir, 'protection-none.json'), JSON.stringify({ protect: {} }));
 const plainConfig = loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, 'plain'), HEARTH_PROTECTION_FILE: join(dir, 'protection-none.json') });

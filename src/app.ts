@@ -46,6 +46,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     for (const method of [r.method].flat()) routes.push({ method, url: r.url, fhir: r.config?.fhir });
   });
   app.decorate('registeredRoutes', routes);
+  app.decorate('auditProgress', services.auditProgress);
   app.decorateRequest('auditIssue', undefined);
   await app.register(negotiationPlugin);
   app.addHook('onClose', async () => {

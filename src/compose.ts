@@ -2,11 +2,13 @@
 // commands need, built from the configuration. The only module that names a storage adapter.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { AuditSink, type AuditWriter, auditAppendOf, storeWriter } from './audit/audit-sink.ts';
+import { AuditSink, type AuditWriter, auditAppendOf, signedAppend, storeWriter } from './audit/audit-sink.ts';
+import { AuditIndexer } from './audit/indexer.ts';
+import { AuditProgress } from './audit/progress.ts';
 import { recoverAttempts } from './audit/recovery.ts';
 import type { CheckpointSigner } from './audit/audit-store.ts';
 import { checkpointSigner, loadSigningKey } from './audit/signing-key.ts';
-import { openWitness, witnessed } from './audit/witness.ts';
+import { openWitness } from './audit/witness.ts';
 import { loadCompartments, type Policy } from './auth/authorize.ts';
 import { loadRoles } from './auth/roles.ts';
 import { JwtVerifier, type TokenVerifier } from './auth/token-verifier.ts';
@@ -17,10 +19,11 @@ import { loadProtectionPolicy } from './crypto/protection.ts';
 import { type FhirModel, loadFhirModel } from './fhir/definitions.ts';
 import { ResourceValidator } from './fhir/validator.ts';
 import { FhirRepository } from './rest/repository.ts';
+import { AuditReadBarrier } from './store/audit-read-barrier.ts';
 import { EncryptingStore } from './store/encrypting-store.ts';
 import type { Storage } from './store/port.ts';
 import type { ResourceStore } from './store/resource-store.ts';
-import { SqliteStore } from './store/sqlite/sqlite-store.ts';
+import { AUDIT_LOG_FILE, RESOURCE_FILE, sqliteStorage } from './store/sqlite/sqlite-storage.ts';
 import { WorkerAuditWriter } from './store/sqlite/worker-audit-writer.ts';
 
 export interface ServiceDeps {
@@ -46,9 +49,11 @@ export interface Services {
   readonly model: FhirModel;
   readonly storage: Storage;
   readonly keys: KeyProvider;
-  /** resources, encrypted before they reach the storage */
+  /** resources, encrypted before they reach the storage; AuditEvent reads wait for the audit index */
   readonly store: ResourceStore;
   readonly sink: AuditSink;
+  /** how far the audit log is committed and indexed (the indexer's lag) */
+  readonly auditProgress: AuditProgress;
   readonly verifier: TokenVerifier;
   readonly policy: Policy;
   readonly repository: FhirRepository;
@@ -78,12 +83,12 @@ export function loadDefinitions(updateCreate: boolean): Definitions {
 
 /** The storage the configuration names: today the embedded SQLite store under the data directory. */
 export function openStorage(config: Config, clock?: () => Date): Storage {
-  return new SqliteStore({ dataDir: config.dataDir, clock }).storage();
+  return sqliteStorage({ dataDir: config.dataDir, clock });
 }
 
 /** The configured storage for an operator command, or undefined when no database exists yet. */
 export function existingStorage(config: Config): Storage | undefined {
-  return existsSync(join(config.dataDir, 'hearth.db')) ? openStorage(config) : undefined;
+  return [RESOURCE_FILE, AUDIT_LOG_FILE].some((f) => existsSync(join(config.dataDir, f))) ? openStorage(config) : undefined;
 }
 
 /** The keyring of the configuration; a keyring problem stops the start like a configuration mistake. */
@@ -109,25 +114,57 @@ export function createServices(config: Config, deps: ServiceDeps = {}): Services
   const storage = deps.storage ?? openStorage(config, clock);
   const keys = deps.keys ?? openKeyring(config, !storage.hasResources());
   const protection = loadProtectionPolicy(model, config.protectionFile);
-  const store = new EncryptingStore(storage.resources, keys, protection, new BlindIndex(keys.indexKey(), protection));
+  // A reader that has to wait asks the indexer to run now (defined below, called only later).
+  const progress = new AuditProgress(storage.audit.head().seq, storage.auditIndex.indexedThrough(), () => indexInPlace());
+  const indexer = new AuditIndexer(storage.audit, storage.auditIndex, model, config.baseUrl);
+  const indexed = (seq: number) => progress.index(seq);
+  const store = new AuditReadBarrier(
+    new EncryptingStore(storage.resources, keys, protection, new BlindIndex(keys.indexKey(), protection)),
+    progress,
+    config.audit.indexWaitMs,
+  );
   // The signing key is created (or its permissions checked) at start, whichever thread signs.
   const sign = auditSigner(config, clock);
-  // A file-backed embedded store gets its audit commits on a thread of their own (see
-  // audit-worker.ts); an in-memory store is written in place.
-  const file = storage.capabilities.adapter === 'sqlite' ? storage.capabilities.file : undefined;
+  // A file-backed embedded store gets its audit commits, and the indexing behind them, on a
+  // thread of their own (see audit-worker.ts); an in-memory store is written and indexed in place.
+  const { file, auditFile } = storage.capabilities;
   const worker =
-    !deps.auditWriter && !deps.auditInPlace && file
-      ? new WorkerAuditWriter({
-          dbPath: file,
-          dataDir: config.dataDir,
-          baseUrl: config.baseUrl,
-          audit: config.audit,
-          keyring: config.keyring,
-        })
+    !deps.auditWriter && !deps.auditInPlace && storage.capabilities.adapter === 'sqlite' && file && auditFile
+      ? new WorkerAuditWriter(
+          { dataDir: config.dataDir, logPath: auditFile, baseUrl: config.baseUrl, audit: config.audit, keyring: config.keyring },
+          indexed,
+        )
       : undefined;
   // In place (no writer thread), the heads are published from here.
   const witness = worker || deps.auditWriter ? undefined : openWitness(config.audit.witness);
-  const sink = new AuditSink(deps.auditWriter ?? worker?.write ?? storeWriter(storage.audit, model, config.baseUrl, keys, sign, witness));
+  // The log is the record: an indexing failure leaves the index behind (auditors' reads wait,
+  // then 503), never an audit write failed. The next pass resumes from the mark.
+  const catchUp = () => {
+    try {
+      indexer.catchUp(indexed);
+    } catch (err) {
+      process.stderr.write(`hearth: the audit indexer fell behind: ${(err as Error).message}\n`);
+    }
+  };
+  const indexInPlace = () => {
+    if (worker) worker.nudge();
+    else catchUp();
+  };
+  if (!worker) {
+    indexer.applyPurges();
+    catchUp();
+  }
+  const inPlace = storeWriter(storage.audit, keys, sign, witness);
+  const sink = new AuditSink(
+    deps.auditWriter ??
+    worker?.write ??
+    (async (facts) => {
+      const seq = await inPlace(facts);
+      catchUp();
+      return seq;
+    }),
+    (seq) => progress.commit(seq),
+  );
   const verifier = deps.verifier ?? new JwtVerifier(config.auth, config.baseUrl, clock);
   const policy = buildPolicy(config, model);
   const repository = new FhirRepository({
@@ -146,11 +183,12 @@ export function createServices(config: Config, deps: ServiceDeps = {}): Services
     keys,
     store,
     sink,
+    auditProgress: progress,
     verifier,
     policy,
     repository,
     async recover() {
-      const appendOf = auditAppendOf(model, config.baseUrl, keys);
+      const appendOf = auditAppendOf(keys);
       return recoverAttempts({
         audit: storage.audit,
         writtenBy: (id) => storage.resources.writtenBy(id),
@@ -158,9 +196,8 @@ export function createServices(config: Config, deps: ServiceDeps = {}): Services
           // With a writer thread, the witness is the thread's; recovery publishes through its own.
           const own = witness ? undefined : openWitness(config.audit.witness);
           try {
-            const w = witnessed(sign, witness ?? own);
-            await storage.audit.appendAudit(events.map((e) => appendOf(e)), w.sign);
-            w.published();
+            progress.commit(await signedAppend(storage.audit, events.map((e) => appendOf(e)), sign, witness ?? own));
+            indexInPlace();
           } finally {
             own?.close();
           }
@@ -172,7 +209,7 @@ export function createServices(config: Config, deps: ServiceDeps = {}): Services
       await sink.drain();
       await worker?.close();
       witness?.close();
-      await store.close();
+      await storage.close();
     },
   };
 }

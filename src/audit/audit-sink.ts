@@ -1,50 +1,48 @@
 import type { AuditEvent } from 'fhir/r4.js';
 import { sealResource } from '../crypto/envelope.ts';
 import { AUDIT_KEK, type KeyProvider } from '../crypto/keyring.ts';
-import type { FhirModel } from '../fhir/definitions.ts';
-import { extractIndex } from '../fhir/index-extractor.ts';
 import { type AuditFacts, buildAuditEvent } from './audit-event.ts';
 import type { AuditAppend, AuditStore, CheckpointSigner } from './audit-store.ts';
 import { type Witness, witnessed } from './witness.ts';
 
 const MAX_BATCH = 2000;
 
-/** Turns facts into chained, indexed AuditEvents and appends them durably, in order, as one batch. */
-export type AuditWriter = (facts: readonly AuditFacts[]) => Promise<void>;
+/**
+ * Turns facts into chained AuditEvents and appends them durably, in order, as one batch; resolves
+ * with the log's sequence number after the batch (undefined when the writer keeps no log).
+ */
+export type AuditWriter = (facts: readonly AuditFacts[]) => Promise<number | undefined>;
 
 // What a search asked for can name a patient (family=Smith): the query is encrypted at rest.
 const SEALED_AUDIT_PATHS = ['entity.query'];
 
-/** The writer on the calling thread: build, index, seal the query, append. */
-/** An AuditEvent as the audit store takes it: indexed, and its query sealed under the audit key. */
-export function auditAppendOf(model: FhirModel, baseUrl: string, keys: KeyProvider) {
-  const auditModel = model.types.get('AuditEvent');
-  if (!auditModel) throw new Error('capability-statement.json must serve AuditEvent');
+/** An AuditEvent as the audit log takes it: its query sealed under the audit key. */
+export function auditAppendOf(keys: KeyProvider) {
   return (built: AuditEvent, searchable = true): AuditAppend => {
     const event = built as unknown as Record<string, unknown>;
-    const index = extractIndex(auditModel, event, baseUrl);
     const resource = sealResource(keys, SEALED_AUDIT_PATHS, 'AuditEvent', built.id ?? '', 1, event, AUDIT_KEK) as unknown as AuditEvent;
-    return { resource, index, searchable };
+    return { resource, searchable };
   };
 }
 
-export function storeWriter(
+/** Appends to the log with the new head signed in its transaction and published once committed. */
+export async function signedAppend(
   store: AuditStore,
-  model: FhirModel,
-  baseUrl: string,
-  keys: KeyProvider,
+  events: readonly AuditAppend[],
   sign?: CheckpointSigner,
   witness?: Witness,
-): AuditWriter {
-  const appendOf = auditAppendOf(model, baseUrl, keys);
-  return async (facts) => {
-    const events = facts.map((f) => appendOf(buildAuditEvent(f), f.phase !== 'attempt'));
-    if (!sign) return store.appendAudit(events);
-    // The head of the batch is signed in its transaction and published once it has committed.
-    const w = witnessed(sign, witness);
-    await store.appendAudit(events, w.sign);
-    w.published();
-  };
+): Promise<number> {
+  if (!sign) return (await store.appendAudit(events)).seq;
+  const w = witnessed(sign, witness);
+  const head = await store.appendAudit(events, w.sign);
+  w.published();
+  return head.seq;
+}
+
+/** The writer on the calling thread: build, seal the query, append (signed). */
+export function storeWriter(store: AuditStore, keys: KeyProvider, sign?: CheckpointSigner, witness?: Witness): AuditWriter {
+  const appendOf = auditAppendOf(keys);
+  return (facts) => signedAppend(store, facts.map((f) => appendOf(buildAuditEvent(f), f.phase !== 'attempt')), sign, witness);
 }
 
 /**
@@ -55,11 +53,14 @@ export function storeWriter(
  */
 export class AuditSink {
   readonly #write: AuditWriter;
+  readonly #committed: (seq: number) => void;
   #pending: { facts: AuditFacts; resolve: () => void; reject: (err: unknown) => void }[] = [];
   #flushing: Promise<void> | undefined;
 
-  constructor(write: AuditWriter) {
+  /** `committed` hears the log's sequence number after each batch (read-after-write for auditors). */
+  constructor(write: AuditWriter, committed: (seq: number) => void = () => undefined) {
     this.#write = write;
+    this.#committed = committed;
   }
 
   recordFacts(facts: AuditFacts): Promise<void> {
@@ -81,7 +82,8 @@ export class AuditSink {
         await new Promise((r) => setImmediate(r));
         const batch = this.#pending.splice(0, MAX_BATCH);
         try {
-          await this.#write(batch.map((b) => b.facts));
+          const seq = await this.#write(batch.map((b) => b.facts));
+          if (seq !== undefined) this.#committed(seq);
           for (const b of batch) b.resolve();
         } catch (err) {
           for (const b of batch) b.reject(err);

@@ -1,12 +1,12 @@
 import type { AuditEvent } from 'fhir/r4.js';
 import type { IndexEntry } from '../fhir/query.ts';
 
-// The AuditStore port: append-only, hash-chained, durable. It has no update and no delete; the
-// only removal is a retention purge, which is itself recorded in the chain.
+// The audit log port: append-only, hash-chained, durable — the record itself, lean, in a place of
+// its own. It has no update and no delete; the only removal is a retention purge, which is itself
+// recorded in the chain. Auditors search a copy the indexer keeps behind it (AuditIndex).
 
 export interface AuditAppend {
   readonly resource: AuditEvent;
-  readonly index: readonly IndexEntry[];
   /**
    * false for a write-ahead attempt: in the chain, but not among the AuditEvents auditors read
    * and search (the event that follows it, or the one recovery makes for it, is).
@@ -23,6 +23,18 @@ export interface OpenAttempt {
 
 /** The id of a request's write-ahead AuditEvent. */
 export const attemptId = (requestId: string) => `${requestId}.attempt`;
+
+/** An event of the log as the indexer follows it. */
+export interface LogEntry {
+  readonly seq: number;
+  readonly resource: AuditEvent;
+  readonly searchable: boolean;
+}
+
+export interface ChainHead {
+  readonly seq: number;
+  readonly hash: string;
+}
 
 export interface ChainLink {
   readonly seq: number;
@@ -54,12 +66,21 @@ export interface PurgeRecord {
 export type CheckpointSigner = (head: { seq: number; hash: string }, last: Checkpoint | undefined) => Checkpoint | undefined;
 
 export interface AuditStore {
-  /** Appends the events in order, each chained to its predecessor, in one durable transaction. */
-  appendAudit(events: readonly AuditAppend[], sign?: CheckpointSigner): Promise<void>;
+  /**
+   * Appends the events in order, each chained to its predecessor, in one durable transaction
+   * (one fsync); returns the new head.
+   */
+  appendAudit(events: readonly AuditAppend[], sign?: CheckpointSigner): Promise<ChainHead>;
+  /** The last link (the purge anchor, or genesis at seq 0, when the log is empty). */
+  head(): ChainHead;
+  /** Up to `limit` events after `seq`, in order: what the indexer follows. */
+  entriesAfter(seq: number, limit: number): LogEntry[];
+  /** The canonical JSON of the searchable event `id`; undefined when there is none (or it was purged). */
+  body(id: string): string | undefined;
+  /** The ids of the searchable events through `seq`, in ascending (binary) order. */
+  searchableIds(throughSeq: number): Iterable<string>;
   /** Every link from the oldest kept event on, in sequence order. */
   chain(): Iterable<ChainLink>;
-  /** AuditEvent rows that no chain link points at (inserted behind the chain's back). */
-  unchainedEvents(): number;
   checkpoints(): Checkpoint[];
   /** The stored AuditEvents recorded in [from, to), in chain order (write-ahead attempts included). */
   eventsBetween(from: string, to: string): Iterable<AuditEvent>;
@@ -76,4 +97,27 @@ export interface AuditStore {
     now: string,
     sign?: CheckpointSigner,
   ): Promise<PurgeRecord>;
+}
+
+/** A searchable AuditEvent as the search index takes it: its id, when, and its index entries. */
+export interface IndexedAuditEvent {
+  readonly id: string;
+  readonly recorded: string;
+  readonly index: readonly IndexEntry[];
+}
+
+/**
+ * The searchable copy of the audit log, kept behind it by the indexer in the resource store's
+ * search engine (auditors search AuditEvents like any resource). Derived data: what it holds is
+ * rebuilt from the log; its mark says how far.
+ */
+export interface AuditIndex {
+  /** the highest log sequence number the index has taken in (0: none) */
+  indexedThrough(): number;
+  /** Adds the events and moves the mark to `throughSeq`, in one transaction (idempotent by seq). */
+  index(events: readonly IndexedAuditEvent[], throughSeq: number): void;
+  /** Removes events recorded before `cutoff` (a retention purge, after the log's own). */
+  removeBefore(cutoff: string): number;
+  /** The ids of the indexed events, in ascending (binary) order. */
+  ids(): Iterable<string>;
 }

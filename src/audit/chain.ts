@@ -1,5 +1,5 @@
 import { createHash, type KeyObject, verify as verifySignature } from 'node:crypto';
-import type { AuditStore, Checkpoint } from './audit-store.ts';
+import type { AuditIndex, AuditStore, Checkpoint } from './audit-store.ts';
 import { canonicalJson } from './canonical-json.ts';
 
 export const GENESIS = '0'.repeat(64);
@@ -35,9 +35,16 @@ export interface VerifyResult {
  * events from the end is caught by the next checkpoint above the new head. With the heads an
  * outside witness saw, each (signature checked) must still be in the chain with the same hash,
  * which catches a tail cut together with its checkpoints, a rollback, a replaced log — in the
- * same walk.
+ * same walk. With the search index, what auditors search must be exactly the log's searchable
+ * events (through the indexed mark): an AuditEvent slipped into the index behind the chain's back,
+ * or one removed from it, is named.
  */
-export function verifyChain(store: AuditStore, publicKey: KeyObject | undefined, witnessHeads?: readonly Checkpoint[]): VerifyResult {
+export function verifyChain(
+  store: AuditStore,
+  publicKey: KeyObject | undefined,
+  witnessHeads?: readonly Checkpoint[],
+  index?: AuditIndex,
+): VerifyResult {
   const purges = store.purges();
   const anchor = purges.reduce((a, p) => (p.throughSeq > a.seq ? { seq: p.throughSeq, hash: p.lastHash } : a), {
     seq: 0,
@@ -53,21 +60,16 @@ export function verifyChain(store: AuditStore, publicKey: KeyObject | undefined,
       return fail(`seq ${prev.seq + 1}: missing (the chain jumps from seq ${prev.seq} to seq ${link.seq})`);
     }
     if (link.prevHash !== prev.hash) return fail(`seq ${link.seq}: does not follow seq ${prev.seq} (link broken: reordered or inserted)`);
-    if (link.body === undefined) return fail(`seq ${link.seq}: AuditEvent/${link.id} was removed`);
-    let event: unknown;
-    try {
-      event = JSON.parse(link.body);
-    } catch {
-      return fail(`seq ${link.seq}: AuditEvent/${link.id} is not valid JSON`);
+    if (link.body === undefined) return fail(`seq ${link.seq}: AuditEvent/${link.id} was removed or cannot be read`);
+    // The body is stored in canonical form: hashed as it is, not parsed and re-serialised.
+    if (linkHashOfCanonical(link.prevHash, link.seq, link.body) !== link.hash) {
+      return fail(`seq ${link.seq}: AuditEvent/${link.id} was altered (hash mismatch)`);
     }
-    if ((event as { id?: unknown }).id !== link.id) return fail(`seq ${link.seq}: holds the wrong event (expected AuditEvent/${link.id})`);
-    if (linkHash(link.prevHash, link.seq, event) !== link.hash) return fail(`seq ${link.seq}: AuditEvent/${link.id} was altered (hash mismatch)`);
+    if (!link.body.includes(`"id":${JSON.stringify(link.id)}`)) return fail(`seq ${link.seq}: holds the wrong event (expected AuditEvent/${link.id})`);
     prev = { seq: link.seq, hash: link.hash };
     hashAt.set(link.seq, link.hash);
     events++;
   }
-  const unchained = store.unchainedEvents();
-  if (unchained > 0) return fail(`${unchained} AuditEvent row(s) are not in the chain (inserted behind its back)`);
   let checked = 0;
   for (const cp of store.checkpoints()) {
     if (cp.seq <= anchor.seq) continue;
@@ -75,6 +77,8 @@ export function verifyChain(store: AuditStore, publicKey: KeyObject | undefined,
     if (problem) return { ...fail(problem), checkpoints: checked };
     checked++;
   }
+  const stray = index && strayIndexEntry(store, index, prev.seq);
+  if (stray) return { ...fail(stray), checkpoints: checked };
   const head = prev.seq ? prev : undefined;
   if (!witnessHeads) return { ok: true, events, checkpoints: checked, head };
   let witnessed = 0;
@@ -109,4 +113,21 @@ function checkCheckpoint(cp: Checkpoint, hashAt: Map<number, string>, head: numb
   if (hashAt.get(cp.seq) !== cp.hash) return `checkpoint at seq ${cp.seq}: hash does not match the chain`;
   if (!publicKey) return `checkpoint at seq ${cp.seq}: no public key to check its signature`;
   return signedBy(cp, publicKey) ? undefined : `checkpoint at seq ${cp.seq}: bad signature`;
+}
+
+/** The first difference between the index's AuditEvents and the log's searchable ones, by id. */
+function strayIndexEntry(store: AuditStore, index: AuditIndex, head: number): string | undefined {
+  const mark = index.indexedThrough();
+  if (mark > head) return `the search index holds events through seq ${mark} but the chain ends at seq ${head}: events were removed from the end`;
+  const logged = store.searchableIds(index.indexedThrough())[Symbol.iterator]();
+  const indexed = index.ids()[Symbol.iterator]();
+  let a = logged.next();
+  let b = indexed.next();
+  while (!a.done || !b.done) {
+    if (!b.done && (a.done || b.value < a.value)) return `AuditEvent/${b.value} is searchable but not in the chain (inserted behind its back)`;
+    if (!a.done && (b.done || a.value < b.value)) return `AuditEvent/${a.value} is in the chain but missing from the search index`;
+    a = logged.next();
+    b = indexed.next();
+  }
+  return undefined;
 }

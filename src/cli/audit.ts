@@ -7,10 +7,9 @@ import { auditReport } from '../audit/report.ts';
 import { loadPublicKey, publicKeyPath as publicKeyOf } from '../audit/signing-key.ts';
 import { openWitness, readWitness, witnessed } from '../audit/witness.ts';
 import type { Config } from '../config/config.ts';
-import { loadFhirModel } from '../fhir/definitions.ts';
-import { extractIndex } from '../fhir/index-extractor.ts';
+import { AuditIndexer } from '../audit/indexer.ts';
 import { renderReport, reportOptions } from '../audit/report-request.ts';
-import { auditSigner, existingStorage } from '../compose.ts';
+import { auditSigner, existingStorage, loadDefinitions } from '../compose.ts';
 import type { Storage } from '../store/port.ts';
 
 export class CliError extends Error {}
@@ -20,7 +19,7 @@ export type OperatorAct = Omit<Parameters<typeof buildOperatorEvent>[0], 'id' | 
   readonly command: string;
 };
 
-/** An operator command's AuditEvent, indexed, ready to append. */
+/** An operator command's AuditEvent, ready to append. */
 function operatorEvent(config: Config, act: OperatorAct, now = new Date()): AuditAppend {
   const { command, ...rest } = act;
   const resource = buildOperatorEvent({
@@ -30,13 +29,22 @@ function operatorEvent(config: Config, act: OperatorAct, now = new Date()): Audi
     operator: `hearth ${command} (uid ${process.getuid?.() ?? '?'})`,
     baseUrl: config.baseUrl,
   });
-  const auditModel = loadFhirModel({ updateCreate: false }).types.get('AuditEvent')!;
-  return { resource, index: extractIndex(auditModel, resource as unknown as Record<string, unknown>, config.baseUrl) };
+  return { resource };
 }
 
-/** Appends an operator command's AuditEvent to the chain (signed checkpoint included). */
+/**
+ * Appends an operator command's AuditEvent to the chain (signed checkpoint included), and brings
+ * the search index up to the log (a running server's indexer would too, within a second).
+ */
 export async function recordOperatorEvent(config: Config, storage: Storage, act: OperatorAct): Promise<void> {
   await signedWrite(config, () => new Date(), (sign) => storage.audit.appendAudit([operatorEvent(config, act)], sign));
+  indexBehind(config, storage);
+}
+
+function indexBehind(config: Config, storage: Storage): void {
+  const indexer = new AuditIndexer(storage.audit, storage.auditIndex, loadDefinitions(config.updateCreate).model, config.baseUrl);
+  indexer.applyPurges();
+  indexer.catchUp();
 }
 
 /** An append to the chain whose new head is signed, and published to the witness once committed. */
@@ -68,7 +76,7 @@ export async function auditVerify(config: Config, publicKeyPath?: string, witnes
   const store = openStore(config);
   try {
     const heads = witnessPath === undefined ? undefined : readWitness(readFileSync(witnessPath, 'utf8'));
-    const r = verifyChain(store.audit, loadPublicKey(keyPath), heads);
+    const r = verifyChain(store.audit, loadPublicKey(keyPath), heads, store.auditIndex);
     const head = r.head ? `head seq ${r.head.seq} ${r.head.hash}` : 'empty chain';
     // Reading the audit log is recorded in it, after the walk (so a broken chain is not extended first).
     await recordOperatorEvent(config, store, {
@@ -144,6 +152,8 @@ export async function auditPurge(config: Config, before: string | undefined, now
       // The head right after the purge is signed too: the new anchor is covered.
       sign,
     ));
+    // The searchable copy follows the log.
+    indexBehind(config, store);
     return `purged ${record.count} AuditEvents recorded before ${record.cutoff} (through seq ${record.throughSeq}); the purge is recorded in the chain\n`;
   } finally {
     await store.close();

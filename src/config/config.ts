@@ -29,6 +29,8 @@ export interface AuditConfig {
   readonly signingKey: string;
   /** where signed heads are published as they are made: a file (appended) or standard output; none when absent */
   readonly witness?: { readonly kind: 'file'; readonly path: string } | { readonly kind: 'stdout' };
+  /** how long an AuditEvent read or search waits for the search index to reach the audit log before a 503 */
+  readonly indexWaitMs: number;
 }
 
 export interface TrustedIssuer {
@@ -167,6 +169,10 @@ export const SETTINGS = {
       return existsSync(dirname(path)) ? path : { error: `the directory ${dirname(path)} does not exist` };
     },
   },
+  HEARTH_AUDIT_INDEX_WAIT_MS: {
+    doc: 'how long an AuditEvent read or search waits for the audit search index to catch up with the audit log before answering 503 (default 5000)',
+    parse: integer(1, 600000),
+  },
   HEARTH_AUDIT_WITNESS: {
     doc: 'where each signed audit head is published: a file on another volume (appended), or - for standard output',
     parse: (raw: string) => {
@@ -265,6 +271,7 @@ export function loadConfig(env: Env): Config {
       retentionDays: (values.HEARTH_AUDIT_RETENTION_DAYS as number | undefined) ?? 2192,
       signingKey: (values.HEARTH_AUDIT_SIGNING_KEY as string | undefined) ?? resolve(dataDir, 'keys', 'audit-signing-key.pem'),
       witness: values.HEARTH_AUDIT_WITNESS as AuditConfig['witness'],
+      indexWaitMs: (values.HEARTH_AUDIT_INDEX_WAIT_MS as number | undefined) ?? 5000,
     },
     auth: {
       issuers,

@@ -140,8 +140,12 @@ export function loadFhirModel(options: { updateCreate: boolean }): FhirModel {
     const elements = new Map<string, ElementInfo>();
     for (const [name, info] of Object.entries(elementTable.elements)) elements.set(name.replace(/\[x\]$/, ''), info);
     const params = new Map<string, SearchParamDef>();
+    // A type may name the parameters it serves (AuditEvent: what auditors search, so that the
+    // trail is indexed by nothing more); otherwise every R4 parameter of the type is served.
+    const declared = rc.searchParam && new Set(rc.searchParam.map((p) => p.name));
     for (const sp of definitions) {
       if (UNSUPPORTED.has(sp.code) || params.has(sp.code)) continue;
+      if (declared && !declared.has(sp.code)) continue;
       if (!sp.base.some((b) => b === type || b === 'Resource' || b === 'DomainResource')) continue;
       const expression = sp.expression && expressionFor(sp.expression, type);
       if (!expression) continue;
@@ -164,6 +168,9 @@ export function loadFhirModel(options: { updateCreate: boolean }): FhirModel {
         elements: elementsRead(type, expression, (sp.component ?? []).map((c) => c.expression)),
         components,
       });
+    }
+    for (const name of declared ?? []) {
+      if (!params.has(name)) throw new Error(`capability-statement.json: ${type} declares search parameter "${name}", which R4 does not define for it`);
     }
     const interactions = new Set((rc.interaction ?? []).map((i) => i.code as Interaction));
     rc.updateCreate = interactions.has('update') && options.updateCreate;

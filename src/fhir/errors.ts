@@ -76,7 +76,12 @@ export const ERRORS = {
   HEARTH_INTEGRITY: { status: 500, issue: 'security' },
   HEARTH_INTERNAL: { status: 500, issue: 'exception' },
   HEARTH_AUDIT_UNAVAILABLE: { status: 503, issue: 'transient' },
-} as const satisfies Record<string, { status: number; issue: IssueCode }>;
+  // A condition, not a fault: its message (which names no data) is shown, with Retry-After.
+  HEARTH_AUDIT_INDEX_BEHIND: { status: 503, issue: 'transient', shown: true },
+} as const satisfies Record<string, { status: number; issue: IssueCode; shown?: true }>;
+
+/** Whether the message of an error is shown to the client: always below 500, and for the 5xx conditions marked so. */
+export const shownToClient = (e: FhirError): boolean => e.status < 500 || 'shown' in ERRORS[e.code];
 
 export type ErrorCode = keyof typeof ERRORS;
 

@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { type ErrorCode, FhirError, type IssueCode, operationOutcome } from '../fhir/errors.ts';
+import { type ErrorCode, FhirError, type IssueCode, operationOutcome, shownToClient } from '../fhir/errors.ts';
 import { fromStoreFailure } from '../rest/store-errors.ts';
 import { StoreError } from '../store/resource-store.ts';
 import { sendResource } from './respond.ts';
@@ -39,10 +39,11 @@ export function toFhirError(error: unknown): FhirError {
 export function errorHandler(error: unknown, request: FastifyRequest, reply: FastifyReply): void {
   const e = toFhirError(error);
   request.auditIssue = e.issues[0]?.code;
-  if (e.status >= 500) logFault(request, error as Error);
-  else request.log.info({ code: (error as FastifyError).code ?? e.code, status: e.status }, 'request refused');
+  const shown = shownToClient(e);
+  if (!shown) logFault(request, error as Error);
+  else request.log[e.status >= 500 ? 'warn' : 'info']({ code: (error as FastifyError).code ?? e.code, status: e.status }, 'request refused');
   reply.headers(e.headers);
-  sendResource(request, reply, e.status, operationOutcome(e.status >= 500 ? generic(request) : e.issues));
+  sendResource(request, reply, e.status, operationOutcome(shown ? e.issues : generic(request)));
 }
 
 function generic(request: FastifyRequest) {

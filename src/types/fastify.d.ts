@@ -11,6 +11,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** every route registered, with its declared FHIR interaction (see app.ts) */
     readonly registeredRoutes: readonly { readonly method: string; readonly url: string; readonly fhir?: FastifyContextConfig['fhir'] }[];
+    /** how far the audit log is committed and indexed (the audit indexer's lag) */
+    readonly auditProgress: import('../audit/progress.ts').AuditProgress;
   }
   interface FastifyRequest {
     /** Query string as ordered name/value pairs (repeats kept, as FHIR search needs). */

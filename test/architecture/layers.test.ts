@@ -14,7 +14,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   rest: ['fhir', 'config', 'auth', 'audit', 'store'],
   http: ['fhir', 'config', 'auth', 'audit', 'rest', 'store'],
   cli: ['fhir', 'config', 'auth', 'audit', 'crypto', 'store', '(root)'],
-  types: ['fhir', 'auth', 'http', 'rest'],
+  types: ['fhir', 'auth', 'audit', 'http', 'rest'],
   '(root)': ['fhir', 'config', 'auth', 'audit', 'crypto', 'store', 'rest', 'http'],
 };
 // Adapters are named only by the composition root (and by their own folder).

@@ -10,12 +10,16 @@ import { readWitness, verifyWitness } from '../../src/audit/witness.ts';
 import { buildAuditEvent } from '../../src/audit/audit-event.ts';
 import { auditAppendOf } from '../../src/audit/audit-sink.ts';
 import { loadDefinitions, openKeyring } from '../../src/compose.ts';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { decodeBody, encodeBody } from '../../src/audit/log-codec.ts';
+import { sqliteStorage } from '../../src/store/sqlite/sqlite-storage.ts';
 import { create, json, post, type TestApp, tempDir, testApp } from '../helpers/app.ts';
 import { startServer } from '../helpers/server.ts';
 
 const cli = new URL('../../src/cli/main.ts', import.meta.url).pathname;
-const audit = (t: TestApp, requestId: string) => t.store.read('AuditEvent', requestId).then((v) => v?.resource as any);
+const audit = async (t: TestApp, requestId: string) => {
+  await t.auditIndexed();
+  return t.store.read('AuditEvent', requestId).then((v) => v?.resource as any);
+};
 
 describe('one AuditEvent per request (IHE BALP)', () => {
   it('records a read with the user, client, address, scopes, token jti, patient and versioned entity', async () => {
@@ -176,10 +180,11 @@ describe('append-only', () => {
     const t = await testApp({}, { dataDir });
     await t.app.inject({ method: 'GET', url: '/fhir/Patient' });
     await t.app.close();
-    const db = new DatabaseSync(join(dataDir, 'hearth.db'));
-    expect(() => db.exec('UPDATE resource_versions SET body = \'{}\' WHERE type = \'AuditEvent\'')).toThrow('AuditEvents are append-only');
-    expect(() => db.exec('DELETE FROM resource_versions WHERE type = \'AuditEvent\'')).toThrow('AuditEvents are append-only');
+    // The log in its own file; its searchable copy in hearth.db is derived (audit verify compares the two).
+    const db = new DatabaseSync(join(dataDir, 'audit.db'));
+    expect((db.prepare('SELECT COUNT(*) AS n FROM audit_log').get() as { n: number }).n).toBe(1);
     expect(() => db.exec('UPDATE audit_log SET hash = hash')).toThrow('the audit log is append-only');
+    expect(() => db.exec('UPDATE audit_log SET body = x\'00\'')).toThrow('the audit log is append-only');
     expect(() => db.exec('DELETE FROM audit_log')).toThrow('the audit log is append-only');
     expect(() => db.exec('DELETE FROM audit_checkpoints')).toThrow('append-only');
     db.close();
@@ -202,15 +207,30 @@ describe('tamper evidence: hearth audit verify names the first broken place', ()
     const out = spawnSync(process.execPath, [cli, 'audit', 'verify', ...args], { env, encoding: 'utf8' });
     return { code: out.status, text: out.stdout + out.stderr };
   };
-  /** What an attacker with the database file can do: drop the triggers, then edit. */
-  const tamper = (dataDir: string, sql: string | ((db: DatabaseSync) => void)) => {
-    const db = new DatabaseSync(join(dataDir, 'hearth.db'));
+  /** What an attacker with the database files can do: drop the triggers, then edit the log (audit.db) or its index (hearth.db). */
+  const tamper = (dataDir: string, sql: string | ((db: DatabaseSync) => void), file = 'audit.db') => {
+    const db = new DatabaseSync(join(dataDir, file));
     for (const { name } of db.prepare('SELECT name FROM sqlite_master WHERE type = \'trigger\'').all() as { name: string }[]) db.exec(`DROP TRIGGER ${name}`);
     if (typeof sql === 'string') db.exec(sql);
     else sql(db);
     db.close();
   };
-  const ridAt = (db: DatabaseSync, seq: number) => (db.prepare('SELECT rid FROM audit_log WHERE seq = ?').get(seq) as { rid: number }).rid;
+  /** Cuts the log after `seq` with its signed heads, and the index with it: nothing left over to show it. */
+  const cutTail = (dataDir: string, seq: number) => {
+    let ids: string[] = [];
+    tamper(dataDir, (db) => {
+      ids = (db.prepare('SELECT id FROM audit_log WHERE seq > ?').all(seq) as { id: string }[]).map((r) => r.id);
+      db.exec(`DELETE FROM audit_log WHERE seq > ${seq}; DELETE FROM audit_checkpoints WHERE seq > ${seq}`);
+    });
+    tamper(dataDir, (db) => {
+      for (const id of ids) db.prepare('DELETE FROM resource_versions WHERE type = \'AuditEvent\' AND id = ?').run(id);
+      db.prepare('UPDATE audit_indexed SET seq = ?').run(seq);
+    }, 'hearth.db');
+  };
+  const editBody = (seq: number, edit: (canonical: string) => string) => (db: DatabaseSync) => {
+    const { body } = db.prepare('SELECT body FROM audit_log WHERE seq = ?').get(seq) as { body: Uint8Array };
+    db.prepare('UPDATE audit_log SET body = ? WHERE seq = ?').run(encodeBody(edit(decodeBody(body))), seq);
+  };
 
   it('passes on an untouched chain, with its signed checkpoints', async () => {
     const dataDir = await trail(10);
@@ -223,12 +243,11 @@ describe('tamper evidence: hearth audit verify names the first broken place', ()
     expect(w.text).toMatch(/^audit chain intact: 11 events, 11 signed checkpoints verified, 11 witnessed heads matched, head seq 11 [0-9a-f]{64}\n$/);
   });
 
-  const cutTail = 'DELETE FROM resource_versions WHERE rid IN (SELECT rid FROM audit_log WHERE seq > 8); DELETE FROM audit_log WHERE seq > 8; DELETE FROM audit_checkpoints WHERE seq > 8';
-  const dbFiles = (dir: string) => ['hearth.db', 'hearth.db-wal', 'hearth.db-shm'].map((f) => join(dir, f));
+  const dbFiles = (dir: string) => ['hearth.db', 'audit.db'].flatMap((f) => [f, `${f}-wal`, `${f}-shm`]).map((f) => join(dir, f));
 
   it('a tail cut together with its signed heads passes the database alone, and fails against the witness', async () => {
     const dataDir = await trail(10);
-    tamper(dataDir, cutTail);
+    cutTail(dataDir, 8);
     const r = verify(dataDir, '--witness', witnessOf.get(dataDir)!);
     expect(r.code).toBe(1);
     expect(r.text).toContain('audit chain BROKEN at the witness saw seq 9 but the chain ends at seq 8: its tail was cut or it was rolled back');
@@ -265,22 +284,20 @@ describe('tamper evidence: hearth audit verify names the first broken place', ()
     expect(verify(dataDir, '--witness', file).text).toContain('witness head at seq 1: bad signature');
   });
 
-  it.each<[string, string | ((db: DatabaseSync) => void), string]>([
-    ['an edited event', 'UPDATE resource_versions SET body = replace(body, \'"outcome":"0"\', \'"outcome":"4"\') WHERE rid = (SELECT rid FROM audit_log WHERE seq = 5)', 'seq 5: AuditEvent/'],
-    ['a deleted event row', 'DELETE FROM resource_versions WHERE rid = (SELECT rid FROM audit_log WHERE seq = 6)', 'seq 6: AuditEvent/'],
+  it.each<[string, string | ((db: DatabaseSync) => void), string, string?]>([
+    ['an edited event', editBody(5, (b) => b.replace('"outcome":"0"', '"outcome":"4"')), 'seq 5: AuditEvent/'],
+    ['an event body that cannot be read', 'UPDATE audit_log SET body = x\'00\' WHERE seq = 6', 'seq 6: AuditEvent/'],
     ['a deleted chain link', 'DELETE FROM audit_log WHERE seq = 3', 'seq 3: missing'],
-    ['two events swapped', (db) => {
-      const [a, b] = [ridAt(db, 4), ridAt(db, 7)];
-      db.exec(`UPDATE audit_log SET rid = -1 WHERE seq = 4; UPDATE audit_log SET rid = ${a} WHERE seq = 7; UPDATE audit_log SET rid = ${b} WHERE seq = 4;`);
-    }, 'seq 4: holds the wrong event'],
+    ['an event relabelled with another id', 'UPDATE audit_log SET id = (SELECT id FROM audit_log WHERE seq = 7) WHERE seq = 4', 'seq 4: holds the wrong event'],
     ['links reordered with their hashes', `UPDATE audit_log SET seq = -1 WHERE seq = 2; UPDATE audit_log SET seq = 2 WHERE seq = 3; UPDATE audit_log SET seq = 3 WHERE seq = -1;`, 'seq 2: does not follow seq 1'],
-    ['the tail cut off below a checkpoint', 'DELETE FROM resource_versions WHERE rid IN (SELECT rid FROM audit_log WHERE seq > 8); DELETE FROM audit_log WHERE seq > 8', 'beyond the head (seq 8): events were removed from the end'],
-    ['an event inserted behind the chain', 'INSERT INTO resource_versions (type, id, version, last_updated, deleted, current, body) VALUES (\'AuditEvent\', \'forged\', 1, \'2026-01-01T00:00:00Z\', 0, 1, \'{}\')', 'not in the chain'],
+    ['the tail cut off below a checkpoint', 'DELETE FROM audit_log WHERE seq > 8', 'beyond the head (seq 8): events were removed from the end'],
+    ['an event inserted into the search index behind the chain', 'INSERT INTO resource_versions (type, id, version, last_updated, deleted, current, body) VALUES (\'AuditEvent\', \'forged\', 1, \'2026-01-01T00:00:00Z\', 0, 1, \'{}\')', 'AuditEvent/forged is searchable but not in the chain', 'hearth.db'],
+    ['an event removed from the search index', 'DELETE FROM resource_versions WHERE rid = (SELECT MIN(rid) FROM resource_versions WHERE type = \'AuditEvent\')', 'is in the chain but missing from the search index', 'hearth.db'],
     ['a forged checkpoint signature', 'UPDATE audit_checkpoints SET signature = \'AAAA\' WHERE seq = 5', 'checkpoint at seq 5: bad signature'],
-    ['a checkpoint moved to another hash', 'UPDATE audit_checkpoints SET hash = (SELECT hash FROM audit_log WHERE seq = 2) WHERE seq = 5', 'checkpoint at seq 5: hash does not match the chain'],
-  ])('fails on %s', async (_name, sql, place) => {
+    ['a checkpoint moved to another hash', 'UPDATE audit_checkpoints SET hash = (SELECT lower(hex(hash)) FROM audit_log WHERE seq = 2) WHERE seq = 5', 'checkpoint at seq 5: hash does not match the chain'],
+  ])('fails on %s', async (_name, sql, place, file) => {
     const dataDir = await trail(10);
-    tamper(dataDir, sql);
+    tamper(dataDir, sql, file);
     const r = verify(dataDir);
     expect(r.code).toBe(1);
     expect(r.text).toContain('audit chain BROKEN at');
@@ -289,9 +306,9 @@ describe('tamper evidence: hearth audit verify names the first broken place', ()
 
   it('verifies the chain in process too, against the public key', async () => {
     const dataDir = await trail(3);
-    const store = new SqliteStore({ dataDir });
-    const r = verifyChain(store.auditStore(), loadPublicKey(join(dataDir, 'keys', 'audit-signing-key.pub.pem')));
-    expect(verifyWitness(store.auditStore(), readWitness(readFileSync(witnessOf.get(dataDir)!, 'utf8')), loadPublicKey(join(dataDir, 'keys', 'audit-signing-key.pub.pem')))).toEqual({ ok: true, heads: 3 });
+    const store = sqliteStorage({ dataDir });
+    const r = verifyChain(store.audit, loadPublicKey(join(dataDir, 'keys', 'audit-signing-key.pub.pem')), undefined, store.auditIndex);
+    expect(verifyWitness(store.audit, readWitness(readFileSync(witnessOf.get(dataDir)!, 'utf8')), loadPublicKey(join(dataDir, 'keys', 'audit-signing-key.pub.pem')))).toEqual({ ok: true, heads: 3 });
     expect(r).toMatchObject({ ok: true, events: 3 });
     await store.close();
   });
@@ -321,8 +338,8 @@ describe('retention', () => {
     expect(v.status).toBe(0);
     // The two purge events (the one that removed nothing is kept: it is recent) remain, chained and signed.
     expect(v.stdout).toMatch(/^audit chain intact: 2 events, 2 signed checkpoints verified/);
-    const store = new SqliteStore({ dataDir });
-    const remaining = (await store.history({ type: 'AuditEvent', count: 10 })).versions.map((x) => x.resource as any);
+    const store = sqliteStorage({ dataDir });
+    const remaining = (await store.resources.history({ type: 'AuditEvent', count: 10 })).versions.map((x) => x.resource as any);
     // newest first: the verification itself (reading the audit log is audited), then the two purges
     expect(remaining.map((e) => [e.type.code, e.action, e.entity[0].description.split(':')[0].split(' of ')[0]])).toEqual([
       ['110101', 'R', 'verified'],
@@ -362,8 +379,8 @@ describe('the signing key and the witness, apart from the data', () => {
     }
     const heads = readWitness(server.output());
     expect(heads.map((h) => h.seq)).toEqual([1, 2, 3]);
-    const store = new SqliteStore({ dataDir });
-    expect(verifyWitness(store.auditStore(), heads, loadPublicKey(join(dataDir, 'keys', 'audit-signing-key.pub.pem')))).toEqual({ ok: true, heads: 3 });
+    const store = sqliteStorage({ dataDir });
+    expect(verifyWitness(store.audit, heads, loadPublicKey(join(dataDir, 'keys', 'audit-signing-key.pub.pem')))).toEqual({ ok: true, heads: 3 });
     await store.close();
   });
 
@@ -408,7 +425,7 @@ describe('write-ahead audit of writes', () => {
     const dataDir = tempDir();
     const t = await testApp({}, { dataDir });
     // What a crash leaves: two attempts durable, one write committed, neither request's own event.
-    const writer = auditAppendOf(loadDefinitions(false).model, t.config.baseUrl, openKeyring(t.config, false));
+    const writer = auditAppendOf(openKeyring(t.config, false));
     const attempt = (requestId: string) =>
       writer(buildAuditEvent({ requestId, recorded: t.now(), interaction: 'create', resourceType: 'Patient', status: 0, entities: [], patients: [], server: { baseUrl: t.config.baseUrl, name: 'Hearth' }, principal: { issuer: 'i', subject: 'nurse-9', grants: [], scopes: [], expiresAt: 0 }, phase: 'attempt' }), false);
     await t.storage.audit.appendAudit([attempt('crash-committed'), attempt('crash-lost')]);

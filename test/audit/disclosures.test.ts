@@ -111,7 +111,7 @@ describe('a patient sees who accessed its record, and nothing else of the trail'
     'address=10.9.8.7',
     'policy=urn:hearth:token:x',
     'entity=Patient/{b}',
-    'entity-name=x',
+    'source=x',
     '_sort=address',
     '_include=AuditEvent:entity',
   ])('refuses to filter its view by what the view leaves out: AuditEvent?%s → 403', async (q) => {

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
+import { sqliteStorage } from '../../src/store/sqlite/sqlite-storage.ts';
 import { tempDir } from '../helpers/app.ts';
 import { startServer, stopServer } from '../helpers/server.ts';
 
@@ -141,25 +142,28 @@ describe('write-ahead audit: no committed write without the AuditEvent of who ma
     const db = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
     const versions = db.prepare('SELECT id, version, write_id FROM resource_versions WHERE type = \'Patient\'').all() as { id: string; version: number; write_id: string | null }[];
     expect(versions.length).toBeGreaterThanOrEqual(acknowledged.length);
-    const eventOf = db.prepare('SELECT body FROM resource_versions WHERE type = \'AuditEvent\' AND id = ? AND current = 1');
+    // The events from the log itself (audit.db).
+    const log = sqliteStorage({ dataDir });
+    const body = (id: string) => log.audit.body(id);
     const unnamed: string[] = [];
     for (const v of versions) {
-      const row = v.write_id ? (eventOf.get(v.write_id) as { body: string } | undefined) : undefined;
-      const event = row && JSON.parse(row.body);
+      const row = v.write_id ? body(v.write_id) : undefined;
+      const event = row && JSON.parse(row);
       const names = event?.agent?.[0]?.name === 'ops' && event.action === 'C' && event.outcome === '0';
       const version = JSON.stringify(event?.entity ?? []).includes(`Patient/${v.id}/_history/${v.version}`);
       if (!names || !version) unnamed.push(`Patient/${v.id}/_history/${v.version} (${v.write_id})`);
     }
     expect(unnamed).toEqual([]);
     // Every acknowledged create has its own event, and no attempt is left without one.
-    for (const id of acknowledged) expect(eventOf.get(id), id).toBeDefined();
-    const open = db
-      .prepare('SELECT COUNT(*) AS n FROM audit_log a WHERE a.id LIKE \'%.attempt\' AND NOT EXISTS (SELECT 1 FROM audit_log f WHERE f.id = substr(a.id, 1, length(a.id) - 8))')
-      .get() as { n: number };
-    expect(open.n).toBe(0);
+    for (const id of acknowledged) expect(body(id), id).toBeDefined();
+    expect(log.audit.openAttempts()).toEqual([]);
     // With 20 writers in flight at the kill, some attempts were open: recovery resolved them.
-    const recovered = db.prepare('SELECT COUNT(*) AS n FROM resource_versions WHERE type = \'AuditEvent\' AND current = 1 AND body LIKE \'%"code":"recovered"%\'').get() as { n: number };
-    expect(recovered.n).toBeGreaterThan(0);
+    const recovered = [...log.audit.chain()].filter((l) => l.body?.includes('"code":"recovered"'));
+    expect(recovered.length).toBeGreaterThan(0);
+    // The indexer caught up with everything the log held after the crash (recovery's events too).
+    expect(log.auditIndex.indexedThrough()).toBe(log.audit.head().seq);
+    expect([...log.auditIndex.ids()]).toEqual([...log.audit.searchableIds(log.audit.head().seq)]);
+    await log.close();
     db.close();
     expect(verify(dataDir).status).toBe(0);
   });

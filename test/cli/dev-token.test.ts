@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config/config.ts';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { sqliteStorage } from '../../src/store/sqlite/sqlite-storage.ts';
 import { json, tempDir } from '../helpers/app.ts';
 
 const cli = new URL('../../src/cli/main.ts', import.meta.url).pathname;
@@ -24,7 +24,7 @@ describe('hearth dev-token', () => {
       HEARTH_AUTH_ISSUER: 'https://dev-issuer.hearth.invalid',
       HEARTH_AUTH_JWKS: join(dataDir, 'dev-issuer', 'jwks.json'),
     });
-    const t = { app: await buildApp(config, { storage: new SqliteStore({ dataDir: ':memory:' }).storage() }) };
+    const t = { app: await buildApp(config, { storage: sqliteStorage({ dataDir: ':memory:' }) }) };
     const read = await t.app.inject({ method: 'GET', url: '/fhir/Observation', headers: { authorization: `Bearer ${token}` } });
     expect(read.statusCode).toBe(200);
     expect(json(read).total).toBe(0);

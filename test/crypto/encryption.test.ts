@@ -95,6 +95,7 @@ describe('tampering fails closed', () => {
       expect(res.statusCode).toBe(500);
       expect(json(res).issue).toEqual([{ severity: 'error', code: 'exception', diagnostics: `internal server error; request id ${res.headers['x-request-id']}` }]);
       expect(res.body).not.toContain('Aaaa');
+      await t.auditIndexed();
       const audit = await t.store.read('AuditEvent', res.headers['x-request-id'] as string);
       expect(audit?.resource).toMatchObject({ outcome: '8', outcomeDesc: '500 security' });
     }

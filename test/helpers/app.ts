@@ -7,8 +7,8 @@ import { afterAll } from 'vitest';
 import { buildApp } from '../../src/app.ts';
 import { type Config, loadConfig } from '../../src/config/config.ts';
 import type { Storage } from '../../src/store/port.ts';
-import type { AuditStore } from '../../src/audit/audit-store.ts';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import type { AuditIndex, AuditStore } from '../../src/audit/audit-store.ts';
+import { sqliteStorage } from '../../src/store/sqlite/sqlite-storage.ts';
 import { RecordingStore } from './recording-store.ts';
 
 export const BASE = 'http://127.0.0.1:8080/fhir';
@@ -69,12 +69,14 @@ export interface TestApp {
   /** Moves the injected clock forward. */
   tick: (ms: number) => void;
   now: () => Date;
+  /** waits until every AuditEvent committed so far is searchable (the indexer follows the log) */
+  auditIndexed: () => Promise<void>;
 }
 
 /** The real app on the real SQLite adapter (in memory unless a data dir is given), with a controllable clock. */
 export async function testApp(
   env: Record<string, string> = {},
-  options: { dataDir?: string; wrapAudit?: (s: AuditStore) => AuditStore } = {},
+  options: { dataDir?: string; wrapAudit?: (s: AuditStore) => AuditStore; wrapAuditIndex?: (s: AuditIndex) => AuditIndex } = {},
 ): Promise<TestApp> {
   let t = Date.parse('2026-01-15T10:00:00.000Z');
   const clock = () => new Date(t);
@@ -85,17 +87,22 @@ export async function testApp(
     HEARTH_AUTH_JWKS: keys.file,
     ...env,
   });
-  const store = new SqliteStore({
+  const storage = sqliteStorage({
     dataDir: options.dataDir ?? ':memory:',
     clock: () => {
       t += 1;
       return new Date(t);
     },
   });
-  const storage = store.storage();
   const recording = new RecordingStore(storage.resources);
-  const wrapped = { ...storage, resources: recording, audit: options.wrapAudit ? options.wrapAudit(storage.audit) : storage.audit };
-  const raw = await buildApp(config, { storage: wrapped, clock, auditInPlace: options.wrapAudit !== undefined });
+  const wrapped = {
+    ...storage,
+    resources: recording,
+    audit: options.wrapAudit ? options.wrapAudit(storage.audit) : storage.audit,
+    auditIndex: options.wrapAuditIndex ? options.wrapAuditIndex(storage.auditIndex) : storage.auditIndex,
+  };
+  const inPlace = options.wrapAudit !== undefined || options.wrapAuditIndex !== undefined;
+  const raw = await buildApp(config, { storage: wrapped, clock, auditInPlace: inPlace });
   opened.add(raw);
   const token = (claims: JWTPayload, o: TokenOptions = {}) =>
     signToken(claims, { audience: config.baseUrl, now: clock(), lifetime: 3600, ...o });
@@ -122,6 +129,9 @@ export async function testApp(
     store: recording,
     storage,
     config,
+    auditIndexed: async () => {
+      if (!(await raw.auditProgress.caughtUp(10_000))) throw new Error('the audit index did not catch up');
+    },
     tick: (ms) => {
       t += ms;
     },

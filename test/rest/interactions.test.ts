@@ -6,7 +6,7 @@ import { loadConfig } from '../../src/config/config.ts';
 import { FhirError } from '../../src/fhir/errors.ts';
 import { INTERACTIONS } from '../../src/rest/interactions.ts';
 import type { AuditNotes, RestContext, RestRequest } from '../../src/rest/request.ts';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { sqliteStorage } from '../../src/store/sqlite/sqlite-storage.ts';
 import { tempDir } from '../helpers/app.ts';
 import { RecordingStore } from '../helpers/recording-store.ts';
 
@@ -14,7 +14,7 @@ import { RecordingStore } from '../helpers/recording-store.ts';
 // will loop over. Driven here with no Fastify at all.
 describe('interactions without a transport', async () => {
   const config = loadConfig({ HEARTH_LOG_LEVEL: 'silent', HEARTH_DATA_DIR: tempDir() });
-  const storage = new SqliteStore({ dataDir: ':memory:' }).storage();
+  const storage = sqliteStorage({ dataDir: ':memory:' });
   const services = createServices(config, { storage, auditInPlace: true });
   afterAll(() => services.close());
   const ctx: RestContext = {

@@ -1,16 +1,16 @@
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { sqliteStorage } from '../../src/store/sqlite/sqlite-storage.ts';
 import { tempDir } from '../helpers/app.ts';
 import { type AuditSubject, auditContract } from './audit-contract.ts';
 
-const subject = (store: SqliteStore): AuditSubject => {
-  const storage = store.storage();
-  return { audit: storage.audit, close: () => storage.close() };
+const subject = (dataDir: string): AuditSubject => {
+  const storage = sqliteStorage({ dataDir });
+  return { audit: storage.audit, index: storage.auditIndex, close: () => storage.close() };
 };
 
-auditContract('SQLite in memory', async () => subject(new SqliteStore({ dataDir: ':memory:' })));
+auditContract('SQLite in memory', async () => subject(':memory:'));
 
 auditContract('SQLite file (WAL)', async () => {
   const dataDir = tempDir();
-  const open = (): AuditSubject => ({ ...subject(new SqliteStore({ dataDir })), reopen: async () => open() });
+  const open = (): AuditSubject => ({ ...subject(dataDir), reopen: async () => open() });
   return open();
 });

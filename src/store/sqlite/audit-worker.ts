@@ -1,20 +1,26 @@
-// The audit writer thread of the embedded store: its own connection to the database file, so
-// that the fsync of each audit commit blocks this thread, not the one serving requests. Batches
-// form naturally: whatever arrives while a commit is on disk goes into the next one.
-import { DatabaseSync } from 'node:sqlite';
+// The audit writer thread of the embedded store. It owns the commits of the audit log (audit.db,
+// its own file): the fsync of each batch blocks this thread, not the one serving requests, and
+// batches form naturally — whatever arrives while a commit is on disk goes into the next one.
+// Behind each commit, once it is acknowledged, it indexes the new events into the searchable
+// copy in hearth.db (a connection with synchronous=NORMAL: the log is the durable record, the
+// index is rebuilt from it after a crash). It also follows appends made by other processes
+// (operator commands) by looking at the log's head every second.
 import { parentPort, workerData } from 'node:worker_threads';
 import type { AuditFacts } from '../../audit/audit-event.ts';
 import { storeWriter } from '../../audit/audit-sink.ts';
+import { AuditIndexer } from '../../audit/indexer.ts';
 import { checkpointSigner, loadSigningKey } from '../../audit/signing-key.ts';
 import { openWitness } from '../../audit/witness.ts';
 import type { AuditConfig } from '../../config/config.ts';
 import { LocalKeyring } from '../../crypto/keyring.ts';
 import { loadFhirModel } from '../../fhir/definitions.ts';
-import { SqliteAuditStore } from './sqlite-audit-store.ts';
+import { SqliteAuditLog } from './sqlite-audit-log.ts';
+import { openAuditLogDb } from './sqlite-storage.ts';
+import { SqliteStore } from './sqlite-store.ts';
 
 export interface AuditWorkerData {
-  readonly dbPath: string;
   readonly dataDir: string;
+  readonly logPath: string;
   readonly baseUrl: string;
   readonly audit: AuditConfig;
   readonly keyring: { readonly kind: 'file'; readonly path: string } | { readonly kind: 'env'; readonly json: string };
@@ -25,33 +31,36 @@ export interface AuditWorkerRequest {
   readonly facts: AuditFacts[];
 }
 
-export type AuditWorkerReply = { readonly ids: number[]; readonly error?: string };
+/** A batch committed (with the log's head after it) or failed; or how far the index has come. */
+export type AuditWorkerReply = { readonly ids: number[]; readonly seq?: number; readonly error?: string } | { readonly indexed: number };
+
+const FOLLOW_MS = 1000;
 
 const data = workerData as AuditWorkerData;
-const db = new DatabaseSync(data.dbPath);
-db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;');
-const transaction = <T>(work: () => T): T => {
-  db.exec('BEGIN IMMEDIATE');
-  try {
-    const result = work();
-    db.exec('COMMIT');
-    return result;
-  } catch (err) {
-    db.exec('ROLLBACK');
-    throw err;
-  }
-};
+const logDb = openAuditLogDb(data.logPath);
+const log = new SqliteAuditLog(logDb);
+const resources = new SqliteStore({ dataDir: data.dataDir, synchronous: 'NORMAL' });
 const write = storeWriter(
-  new SqliteAuditStore(db, transaction),
-  loadFhirModel({ updateCreate: false }),
-  data.baseUrl,
+  log,
   data.keyring.kind === 'file' ? LocalKeyring.open(data.keyring.path, false) : LocalKeyring.fromJson(data.keyring.json),
   checkpointSigner(loadSigningKey(data.audit.signingKey), () => new Date()),
   openWitness(data.audit.witness),
 );
+const indexer = new AuditIndexer(log, resources.auditIndex(), loadFhirModel({ updateCreate: false }), data.baseUrl);
 
 let queue: AuditWorkerRequest[] = [];
 let scheduled = false;
+let closed = false;
+
+function index(): void {
+  if (closed) return;
+  try {
+    indexer.catchUp((indexed) => parentPort?.postMessage({ indexed } satisfies AuditWorkerReply));
+  } catch (err) {
+    // The log holds the events; the next pass (or the next start) indexes them.
+    process.stderr.write(`hearth: the audit indexer fell behind: ${(err as Error).message}\n`);
+  }
+}
 
 async function flush(): Promise<void> {
   scheduled = false;
@@ -59,16 +68,29 @@ async function flush(): Promise<void> {
   queue = [];
   const ids = batch.map((b) => b.id);
   try {
-    await write(batch.flatMap((b) => b.facts));
-    parentPort?.postMessage({ ids } satisfies AuditWorkerReply);
+    const seq = await write(batch.flatMap((b) => b.facts));
+    parentPort?.postMessage({ ids, seq } satisfies AuditWorkerReply);
   } catch (err) {
     parentPort?.postMessage({ ids, error: (err as Error).message } satisfies AuditWorkerReply);
   }
+  // Behind the acknowledgement: the responses are on their way while this batch is indexed.
+  index();
 }
 
-parentPort?.on('message', (msg: AuditWorkerRequest | 'close') => {
+indexer.applyPurges();
+index();
+const follow = setInterval(index, FOLLOW_MS);
+
+parentPort?.on('message', (msg: AuditWorkerRequest | 'close' | 'index') => {
+  if (msg === 'index') {
+    index();
+    return;
+  }
   if (msg === 'close') {
-    db.close();
+    closed = true;
+    clearInterval(follow);
+    void resources.close();
+    logDb.close();
     parentPort?.close();
     return;
   }

@@ -13,13 +13,13 @@ import {
   type WriteResult,
   type WrittenVersion,
 } from '../resource-store.ts';
-import type { AuditStore } from '../../audit/audit-store.ts';
+import type { AuditIndex } from '../../audit/audit-store.ts';
 import { KEK_ID_PATH } from '../../crypto/envelope.ts';
-import type { KeyMaintenance, Storage } from '../port.ts';
+import type { KeyMaintenance } from '../port.ts';
 import { IndexWriter } from './index-writer.ts';
-import { SqliteAuditStore } from './sqlite-audit-store.ts';
+import { SqliteAuditIndex } from './sqlite-audit-index.ts';
 import { countSql, type SqlValue, searchSql } from './sqlite-query.ts';
-import { MIGRATE_TO_2, SCHEMA, SCHEMA_VERSION, WRITE_ID_INDEX } from './sqlite-schema.ts';
+import { LEGACY_AUDIT_TABLES, LEGACY_AUDIT_TRIGGERS, MIGRATE_TO_2, SCHEMA, SCHEMA_VERSION, WRITE_ID_INDEX } from './sqlite-schema.ts';
 
 // The envelope format is the encrypting decorator's; the adapter only needs where its key id sits.
 const KEK_JSON_PATH = `$.${KEK_ID_PATH.join('.')}`;
@@ -38,6 +38,39 @@ export interface SqliteStoreOptions {
   /** Directory for the database file, or ':memory:' for tests that need no file. */
   readonly dataDir: string;
   readonly clock?: () => Date;
+  /** The canonical JSON of a searchable AuditEvent, from the audit log (its rows here have no body). */
+  readonly auditBody?: (id: string) => string | undefined;
+  /** `synchronous` of this connection: FULL (default) for clinical writes; the indexer's may be NORMAL. */
+  readonly synchronous?: 'FULL' | 'NORMAL';
+}
+
+interface LegacyRow {
+  seq: number;
+  id: string;
+  recorded: string;
+  current: number;
+  prev_hash: string;
+  hash: string;
+  body: string;
+}
+
+/** What a version-2 database held of the audit chain: its links, signed heads and purges (raw rows). */
+export interface LegacyAudit {
+  readonly rows: Iterable<LegacyAuditRow>;
+  readonly checkpoints: Record<string, string | number>[];
+  readonly purges: Record<string, string | number>[];
+}
+
+/** A chain link as schema version 2 kept it in this database: what the move to audit.db copies. */
+export interface LegacyAuditRow {
+  readonly seq: number;
+  readonly id: string;
+  readonly recorded: string;
+  readonly searchable: boolean;
+  readonly prevHash: string;
+  readonly hash: string;
+  /** the canonical JSON */
+  readonly body: string;
 }
 
 /**
@@ -49,11 +82,13 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
   readonly #clock: () => Date;
   readonly #stmt: Record<string, StatementSync>;
   readonly #index: IndexWriter;
+  readonly #auditBody: (id: string) => string | undefined;
   /** the database file, or ':memory:' */
   readonly path: string;
 
   constructor(options: SqliteStoreOptions) {
     this.#clock = options.clock ?? (() => new Date());
+    this.#auditBody = options.auditBody ?? (() => undefined);
     let path = ':memory:';
     if (options.dataDir !== ':memory:') {
       mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
@@ -61,7 +96,7 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
     }
     this.path = path;
     this.#db = new DatabaseSync(path);
-    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;');
+    this.#db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.synchronous ?? 'FULL'}; PRAGMA busy_timeout = 5000;`);
     const { user_version } = this.#db.prepare('PRAGMA user_version').get() as { user_version: number };
     if (user_version > SCHEMA_VERSION) {
       throw new Error(`database schema version ${user_version} is newer than this Hearth (${SCHEMA_VERSION})`);
@@ -70,7 +105,8 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
     const columns = this.#db.prepare('PRAGMA table_info(resource_versions)').all() as { name: string }[];
     if (!columns.some((c) => c.name === 'write_id')) this.#db.exec(MIGRATE_TO_2);
     this.#db.exec(WRITE_ID_INDEX);
-    this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    // Version 3 is reached once the legacy audit tables are moved out (dropLegacyAudit).
+    if (!this.#hasLegacyAudit()) this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
     this.#index = new IndexWriter(this.#db);
     this.#stmt = {
       current: this.#db.prepare(
@@ -135,21 +171,52 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
     return done;
   }
 
-  /** The append-only audit trail in the same database file. */
-  auditStore(): AuditStore {
-    return new SqliteAuditStore(this.#db, (work) => this.#transaction(work));
+  /** The searchable copy of the audit log, in this database. */
+  auditIndex(): AuditIndex {
+    return new SqliteAuditIndex(this.#db, (work) => this.#transaction(work));
   }
 
-  /** This adapter as the whole storage port. */
-  storage(): Storage {
+  #hasLegacyAudit(): boolean {
+    return this.#db.prepare('SELECT 1 FROM sqlite_master WHERE type = \'table\' AND name = \'audit_log\'').get() !== undefined;
+  }
+
+  /** The audit chain a version-2 database holds (none once moved), with its signed heads and purges. */
+  legacyAudit(): LegacyAudit | undefined {
+    if (!this.#hasLegacyAudit()) return undefined;
+    const db = this.#db;
+    function* rows(): Iterable<LegacyAuditRow> {
+      const it = db
+        .prepare(
+          `SELECT a.seq, a.id, a.recorded, r.current, a.prev_hash, a.hash, r.body FROM audit_log a
+           JOIN resource_versions r ON r.rid = a.rid ORDER BY a.seq`,
+        )
+        .iterate() as Iterable<LegacyRow>;
+      for (const r of it) {
+        const { prev_hash: prevHash, current, ...rest } = r;
+        yield { ...rest, prevHash, searchable: current === 1 };
+      }
+    }
     return {
-      resources: this,
-      audit: this.auditStore(),
-      keys: this,
-      capabilities: { adapter: 'sqlite', file: this.path === ':memory:' ? undefined : this.path },
-      hasResources: () => this.hasResources(),
-      close: () => this.close(),
+      rows: rows(),
+      checkpoints: db.prepare('SELECT seq, hash, signed_at, key_id, signature FROM audit_checkpoints ORDER BY seq').all() as Record<string, string | number>[],
+      purges: db.prepare('SELECT through_seq, last_hash, cutoff, purged_at, count FROM audit_purges ORDER BY through_seq').all() as Record<string, string | number>[],
     };
+  }
+
+  /**
+   * Once the chain is safely in audit.db: drops the legacy audit tables and triggers, keeps the
+   * searchable AuditEvent rows as the index (without their bodies, which the log now serves),
+   * removes the write-ahead attempts (never searchable), and marks the log indexed through `seq`.
+   */
+  dropLegacyAudit(indexedThrough: number): void {
+    this.#transaction(() => {
+      for (const t of LEGACY_AUDIT_TRIGGERS) this.#db.exec(`DROP TRIGGER IF EXISTS ${t}`);
+      this.#db.exec('DELETE FROM resource_versions WHERE type = \'AuditEvent\' AND current = 0');
+      this.#db.exec('UPDATE resource_versions SET body = NULL WHERE type = \'AuditEvent\'');
+      for (const t of LEGACY_AUDIT_TABLES) this.#db.exec(`DROP TABLE IF EXISTS ${t}`);
+      this.#db.prepare('INSERT INTO audit_indexed (one, seq) VALUES (1, ?) ON CONFLICT (one) DO UPDATE SET seq = excluded.seq').run(indexedThrough);
+      this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    });
   }
 
   async create(type: string, prepare: Prepare, ifNoneExist?: SearchQuery): Promise<WriteResult> {
@@ -214,13 +281,22 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
   }
 
   async read(type: string, id: string): Promise<StoredVersion | undefined> {
-    const row = this.#stmt.current.get(type, id) as unknown as VersionRow | undefined;
-    return row && toVersion(row);
+    return this.#toVersion(this.#stmt.current.get(type, id) as unknown as VersionRow | undefined);
   }
 
   async vread(type: string, id: string, versionId: number): Promise<StoredVersion | undefined> {
-    const row = this.#stmt.version.get(type, id, versionId) as unknown as VersionRow | undefined;
-    return row && toVersion(row);
+    return this.#toVersion(this.#stmt.version.get(type, id, versionId) as unknown as VersionRow | undefined);
+  }
+
+  /**
+   * A row as a version. An AuditEvent's body is the audit log's; one the log no longer has (a
+   * retention purge between the log and its index) is gone.
+   */
+  #toVersion(row: VersionRow | undefined): StoredVersion | undefined {
+    if (!row) return undefined;
+    if (row.type !== 'AuditEvent' || row.body !== null) return toVersion(row);
+    const body = this.#auditBody(row.id);
+    return body === undefined ? undefined : toVersion({ ...row, body });
   }
 
   async history(query: HistoryQuery): Promise<HistoryPage> {
@@ -251,7 +327,7 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
       .all(...params, query.count + 1) as unknown as VersionRow[];
     const page = rows.slice(0, query.count);
     return {
-      versions: page.map(toVersion),
+      versions: page.map((r) => this.#toVersion(r)).filter((v) => v !== undefined),
       next: rows.length > query.count ? page[page.length - 1].rid : undefined,
       total,
     };
@@ -265,7 +341,10 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
     const sql = searchSql(query);
     const rows = this.#db.prepare(sql.text).all(...sql.params) as unknown as (VersionRow & Record<string, SqlValue>)[];
     const more = rows.length > query.count;
-    let page = rows.slice(0, query.count);
+    let page = rows
+      .slice(0, query.count)
+      .map((row) => ({ row, version: this.#toVersion(row) }))
+      .filter((m): m is { row: typeof m.row; version: StoredVersion } => m.version !== undefined);
     const backwards = query.cursor?.direction === 'previous';
     if (backwards) page = page.reverse();
     let total: number | undefined;
@@ -274,8 +353,8 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
       total = (this.#db.prepare(c.text).get(...c.params) as { n: number }).n;
     }
     return {
-      matches: page.map(toVersion),
-      keys: page.map((row) => query.sort.map((_, n) => row[`k${n}`] ?? null)),
+      matches: page.map((m) => m.version),
+      keys: page.map(({ row }) => query.sort.map((_, n) => row[`k${n}`] ?? null)),
       hasNext: backwards ? true : more,
       hasPrevious: backwards ? more : query.cursor !== undefined,
       total,

@@ -8,18 +8,23 @@ import type { AuditWorkerData, AuditWorkerReply, AuditWorkerRequest } from './au
  */
 export class WorkerAuditWriter {
   readonly #worker: Worker;
-  readonly #pending = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+  readonly #pending = new Map<number, { resolve: (seq: number | undefined) => void; reject: (err: Error) => void }>();
   #next = 1;
   #dead: Error | undefined;
 
-  constructor(data: AuditWorkerData) {
+  /** `indexed` hears how far the thread has indexed the log. */
+  constructor(data: AuditWorkerData, indexed: (seq: number) => void) {
     this.#worker = new Worker(new URL('./audit-worker.ts', import.meta.url), { workerData: data });
     this.#worker.on('message', (reply: AuditWorkerReply) => {
+      if ('indexed' in reply) {
+        indexed(reply.indexed);
+        return;
+      }
       for (const id of reply.ids) {
         const p = this.#pending.get(id);
         this.#pending.delete(id);
         if (reply.error) p?.reject(new Error(`audit write failed: ${reply.error}`));
-        else p?.resolve();
+        else p?.resolve(reply.seq);
       }
     });
     const die = (err: Error) => {
@@ -31,7 +36,7 @@ export class WorkerAuditWriter {
     this.#worker.on('exit', (code) => die(new Error(`audit writer thread exited (${code})`)));
   }
 
-  write = (facts: readonly AuditFacts[]): Promise<void> => {
+  write = (facts: readonly AuditFacts[]): Promise<number | undefined> => {
     if (this.#dead) return Promise.reject(this.#dead);
     const id = this.#next++;
     return new Promise((resolve, reject) => {
@@ -39,6 +44,11 @@ export class WorkerAuditWriter {
       this.#worker.postMessage({ id, facts: [...facts] } satisfies AuditWorkerRequest);
     });
   };
+
+  /** Asks the thread to index what the log holds now (appended from elsewhere, such as start-up recovery). */
+  nudge(): void {
+    if (!this.#dead) this.#worker.postMessage('index');
+  }
 
   async close(): Promise<void> {
     if (this.#dead) return;

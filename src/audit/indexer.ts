@@ -1,0 +1,53 @@
+import type { FhirModel, TypeModel } from '../fhir/definitions.ts';
+import { extractIndex } from '../fhir/index-extractor.ts';
+import type { AuditIndex, AuditStore, IndexedAuditEvent } from './audit-store.ts';
+
+const CHUNK = 1000;
+
+/**
+ * Follows the audit log and writes its searchable events into the search index, idempotently by
+ * sequence number: each chunk and the mark that covers it commit together, so after a crash it
+ * resumes from the last indexed sequence. Write-ahead attempts are in the log only.
+ */
+export class AuditIndexer {
+  readonly #log: AuditStore;
+  readonly #index: AuditIndex;
+  readonly #model: TypeModel;
+  readonly #baseUrl: string;
+
+  constructor(log: AuditStore, index: AuditIndex, model: FhirModel, baseUrl: string) {
+    const auditModel = model.types.get('AuditEvent');
+    if (!auditModel) throw new Error('capability-statement.json must serve AuditEvent');
+    this.#log = log;
+    this.#index = index;
+    this.#model = auditModel;
+    this.#baseUrl = baseUrl;
+  }
+
+  /**
+   * Indexes what the log holds beyond the mark, a chunk per transaction, calling `progress` with
+   * the mark after each; returns the final mark.
+   */
+  catchUp(progress?: (indexed: number) => void): number {
+    let mark = this.#index.indexedThrough();
+    for (;;) {
+      const entries = this.#log.entriesAfter(mark, CHUNK);
+      if (entries.length === 0) return mark;
+      const events: IndexedAuditEvent[] = [];
+      for (const e of entries) {
+        if (!e.searchable) continue;
+        const index = extractIndex(this.#model, e.resource as unknown as Record<string, unknown>, this.#baseUrl);
+        events.push({ id: e.resource.id ?? '', recorded: e.resource.recorded, index });
+      }
+      mark = entries[entries.length - 1].seq;
+      this.#index.index(events, mark);
+      progress?.(mark);
+    }
+  }
+
+  /** Applies the log's last retention purge to the index (a purge that stopped between the two). */
+  applyPurges(): number {
+    const last = this.#log.purges().at(-1);
+    return last ? this.#index.removeBefore(last.cutoff) : 0;
+  }
+}

@@ -1,0 +1,50 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import type { Storage } from '../port.ts';
+import { SqliteAuditLog } from './sqlite-audit-log.ts';
+import { SqliteStore } from './sqlite-store.ts';
+
+export interface SqliteStorageOptions {
+  /** Directory for the database files, or ':memory:' for tests that need no file. */
+  readonly dataDir: string;
+  readonly clock?: () => Date;
+}
+
+export const RESOURCE_FILE = 'hearth.db';
+export const AUDIT_LOG_FILE = 'audit.db';
+
+/** A connection to the audit log's file, durable at every commit. */
+export function openAuditLogDb(path: string): DatabaseSync {
+  const db = new DatabaseSync(path);
+  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;');
+  return db;
+}
+
+/**
+ * The embedded storage: resources and the audit log's searchable copy in `hearth.db`, the audit
+ * log itself in `audit.db` — two files, so that an audit commit is a small append of its own and
+ * never waits on (or for) clinical writes. Moves a version-2 database's chain into audit.db.
+ */
+export function sqliteStorage(options: SqliteStorageOptions): Storage {
+  const memory = options.dataDir === ':memory:';
+  if (!memory) mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  const logPath = memory ? ':memory:' : join(options.dataDir, AUDIT_LOG_FILE);
+  const logDb = openAuditLogDb(logPath);
+  const log = new SqliteAuditLog(logDb);
+  const store = new SqliteStore({ dataDir: options.dataDir, clock: options.clock, auditBody: (id) => log.body(id) });
+  const legacy = store.legacyAudit();
+  if (legacy) store.dropLegacyAudit(log.importLegacy(legacy));
+  return {
+    resources: store,
+    audit: log,
+    auditIndex: store.auditIndex(),
+    keys: store,
+    capabilities: { adapter: 'sqlite', file: memory ? undefined : store.path, auditFile: memory ? undefined : logPath },
+    hasResources: () => store.hasResources(),
+    async close() {
+      await store.close();
+      if (logDb.isOpen) logDb.close();
+    },
+  };
+}

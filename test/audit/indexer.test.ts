@@ -1,0 +1,144 @@
+import { DatabaseSync } from 'node:sqlite';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { AuditIndex } from '../../src/audit/audit-store.ts';
+import { GENESIS, linkHash, verifyChain } from '../../src/audit/chain.ts';
+import { canonicalJson } from '../../src/audit/canonical-json.ts';
+import { sqliteStorage } from '../../src/store/sqlite/sqlite-storage.ts';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { json, tempDir, testApp } from '../helpers/app.ts';
+
+// The audit log is the record (audit.db); auditors search the copy an indexer keeps behind it.
+
+describe('the audit index behind the log', () => {
+  it('auditors read their own writes: every event committed before a read or search is found by it (writer thread, file store)', async () => {
+    const t = await testApp({}, { dataDir: tempDir() });
+    for (let i = 0; i < 15; i++) {
+      const res = await t.app.inject({ method: 'GET', url: `/fhir/Patient?_count=${i + 1}` });
+      const id = res.headers['x-request-id'] as string;
+      // Straight after the response: its event is in the log, and the read waits for the index.
+      const read = await t.app.inject({ method: 'GET', url: `/fhir/AuditEvent/${id}` });
+      expect(read.statusCode, id).toBe(200);
+      const search = json(await t.app.inject({ method: 'GET', url: `/fhir/AuditEvent?_id=${id}` }));
+      expect(search.total).toBe(1);
+    }
+    expect(t.raw.auditProgress.committed).toBeGreaterThanOrEqual(45);
+  });
+
+  it('an index that cannot catch up: AuditEvent reads answer 503 with Retry-After, naming the lag; audit and other reads go on', async () => {
+    let failing = false;
+    const t = await testApp({ HEARTH_AUDIT_INDEX_WAIT_MS: '50' }, {
+      wrapAuditIndex: (index): AuditIndex => ({
+        indexedThrough: () => index.indexedThrough(),
+        index: (events, through) => {
+          if (failing) throw new Error('index volume full');
+          index.index(events, through);
+        },
+        removeBefore: (cutoff) => index.removeBefore(cutoff),
+        ids: () => index.ids(),
+      }),
+    });
+    failing = true;
+    const read = await t.app.inject({ method: 'GET', url: '/fhir/Patient' });
+    expect(read.statusCode).toBe(200);
+    const behind = await t.app.inject({ method: 'GET', url: '/fhir/AuditEvent' });
+    expect(behind.statusCode).toBe(503);
+    expect(behind.headers['retry-after']).toBe('1');
+    expect(json(behind).issue).toEqual([
+      {
+        severity: 'error',
+        code: 'transient',
+        diagnostics: 'the AuditEvent search index is 1 event(s) behind the audit log and did not catch up within 50 ms; retry shortly',
+      },
+    ]);
+    // The refusal is in the log like every access; only the searchable copy is behind.
+    const logged = [...t.storage.audit.chain()].map((l) => l.id);
+    expect(logged.slice(-2)).toEqual([read.headers['x-request-id'], behind.headers['x-request-id']]);
+    failing = false;
+    // The next batch indexes everything from the mark on: both events become searchable.
+    const found = json(await t.app.inject({ method: 'GET', url: `/fhir/AuditEvent?_id=${read.headers['x-request-id']},${behind.headers['x-request-id']}` }));
+    expect(found.total).toBe(2);
+  });
+
+  it('resumes from the mark after a restart: events committed to the log but never indexed become searchable', async () => {
+    const dataDir = tempDir();
+    const t = await testApp({}, { dataDir });
+    await t.app.inject({ method: 'GET', url: '/fhir/Patient' });
+    await t.app.close();
+    // What a crash between the log's commit and the indexing leaves: events only in the log.
+    const storage = sqliteStorage({ dataDir });
+    const before = storage.auditIndex.indexedThrough();
+    const event = (id: string) => ({ resourceType: 'AuditEvent' as const, id, recorded: '2026-01-15T11:00:00.000Z', type: { code: 'rest' }, action: 'R' as const, agent: [{ requestor: true }], source: { observer: { display: 'x' } } });
+    await storage.audit.appendAudit([{ resource: event('logged-only-1') }, { resource: event('logged-only-2') }]);
+    expect(storage.auditIndex.indexedThrough()).toBe(before);
+    await storage.close();
+    const again = await testApp({}, { dataDir });
+    const found = json(await again.app.inject({ method: 'GET', url: '/fhir/AuditEvent?_id=logged-only-1,logged-only-2' }));
+    expect(found.total).toBe(2);
+    expect(again.storage.auditIndex.indexedThrough()).toBeGreaterThanOrEqual(before + 2);
+  });
+
+  it('indexes only what auditors search: no entries for parameters the CapabilityStatement does not serve', async () => {
+    const dataDir = tempDir();
+    const t = await testApp({}, { dataDir });
+    const tok = await t.token({ sub: 'u-1', client_id: 'app', fhirUser: 'Practitioner/d1', role: 'provider', scope: 'user/*.rs openid' });
+    await t.app.inject({ method: 'GET', url: '/fhir/Patient', headers: { authorization: `Bearer ${tok}` } });
+    const cs = json(await t.app.inject({ method: 'GET', url: '/fhir/metadata' }));
+    const served = cs.rest[0].resource.find((r: { type: string }) => r.type === 'AuditEvent').searchParam.map((p: { name: string }) => p.name).sort();
+    expect(served).toEqual(['_id', '_lastUpdated', 'action', 'address', 'agent', 'agent-name', 'agent-role', 'date', 'entity', 'outcome', 'patient', 'policy', 'source', 'subtype', 'type']);
+    const refused = await t.app.inject({ method: 'GET', url: '/fhir/AuditEvent?site=x', headers: { prefer: 'handling=strict' } });
+    expect(refused.statusCode).toBe(400);
+    await t.auditIndexed();
+    await t.app.close();
+    const db = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
+    const params = (db.prepare('SELECT DISTINCT param FROM search_index WHERE type = \'AuditEvent\' ORDER BY param').all() as { param: string }[]).map((r) => r.param);
+    db.close();
+    // altid, entity-role, entity-type, site, _profile, _security, _source, _tag: not indexed.
+    expect(params).toEqual(['_id', 'action', 'address', 'agent', 'agent-name', 'agent-role', 'agent:identifier', 'date', 'outcome', 'policy', 'source:identifier', 'subtype', 'type']);
+  });
+});
+
+describe('moving a version-2 database\'s audit chain into audit.db', () => {
+  it('copies the chain as it was (it still verifies), keeps the searchable events as the index, and drops the old tables', async () => {
+    const dataDir = tempDir();
+    new SqliteStore({ dataDir }).close();
+    // The chain as schema version 2 kept it: AuditEvent rows in resource_versions, linked by audit_log.
+    const db = new DatabaseSync(join(dataDir, 'hearth.db'));
+    db.exec(`
+      CREATE TABLE audit_log (seq INTEGER PRIMARY KEY, rid INTEGER NOT NULL UNIQUE, id TEXT NOT NULL, recorded TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL) STRICT;
+      CREATE TABLE audit_checkpoints (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, signed_at TEXT NOT NULL, key_id TEXT NOT NULL, signature TEXT NOT NULL) STRICT;
+      CREATE TABLE audit_purges (through_seq INTEGER PRIMARY KEY, last_hash TEXT NOT NULL, cutoff TEXT NOT NULL, purged_at TEXT NOT NULL, count INTEGER NOT NULL) STRICT;
+      CREATE TABLE audit_purge_window (through_seq INTEGER NOT NULL) STRICT;
+      CREATE TRIGGER audit_event_append_only_u BEFORE UPDATE ON resource_versions WHEN OLD.type = 'AuditEvent' BEGIN SELECT RAISE(ABORT, 'AuditEvents are append-only'); END;
+      PRAGMA user_version = 2;`);
+    let prev = GENESIS;
+    const events = ['a', 'b.attempt', 'b'].map((id, n) => ({ resourceType: 'AuditEvent', id, recorded: `2026-01-0${n + 1}T00:00:00.000Z`, action: 'R' }));
+    for (const [n, e] of events.entries()) {
+      const searchable = !e.id.endsWith('.attempt');
+      const { rid } = db
+        .prepare('INSERT INTO resource_versions (type, id, version, last_updated, deleted, current, body) VALUES (\'AuditEvent\', ?, 1, ?, 0, ?, ?) RETURNING rid')
+        .get(e.id, e.recorded, searchable ? 1 : 0, canonicalJson(e)) as { rid: number };
+      if (searchable) db.prepare('INSERT INTO search_index (rid, type, param, grp, code) VALUES (?, \'AuditEvent\', \'action\', 0, \'R\')').run(rid);
+      const hash = linkHash(prev, n + 1, e);
+      db.prepare('INSERT INTO audit_log (seq, rid, id, recorded, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?)').run(n + 1, rid, e.id, e.recorded, prev, hash);
+      prev = hash;
+    }
+    db.close();
+
+    const storage = sqliteStorage({ dataDir });
+    expect([...storage.audit.chain()].map((l) => [l.seq, l.id])).toEqual([[1, 'a'], [2, 'b.attempt'], [3, 'b']]);
+    expect(storage.audit.head().hash).toBe(prev);
+    expect(verifyChain(storage.audit, undefined, undefined, storage.auditIndex)).toMatchObject({ ok: true, events: 3 });
+    expect(storage.auditIndex.indexedThrough()).toBe(3);
+    expect([...storage.auditIndex.ids()]).toEqual(['a', 'b']);
+    expect((await storage.resources.read('AuditEvent', 'b'))?.resource).toEqual(events[2]);
+    expect((await storage.resources.search({ type: 'AuditEvent', where: [], sort: [], count: 10, total: 'accurate' })).total).toBe(2);
+    await storage.close();
+    const after = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
+    const tables = (after.prepare('SELECT name FROM sqlite_master WHERE type IN (\'table\', \'trigger\') AND name LIKE \'audit%\'').all() as { name: string }[]).map((r) => r.name);
+    expect(tables).toEqual(['audit_indexed']);
+    expect(after.prepare('SELECT COUNT(*) AS n FROM resource_versions WHERE type = \'AuditEvent\' AND body IS NOT NULL').get()).toEqual({ n: 0 });
+    expect(after.prepare('PRAGMA user_version').get()).toEqual({ user_version: 3 });
+    after.close();
+  });
+});
