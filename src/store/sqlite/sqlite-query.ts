@@ -19,23 +19,50 @@ function aliases(): Alias {
 
 /** Translates the store-agnostic query into SQL over resource_versions (alias `r`) and search_index. */
 function whereSql(type: string, clauses: readonly Clause[], alias: Alias, r = 'r'): Sql {
-  const parts = [`${r}.type = ?`, `${r}.current = 1`, `${r}.deleted = 0`];
+  // With an equality on an id, identifier or reference (subject=, patient=, ...), the resources it names
+  // drive the query by rowid and every other clause is probed per candidate through the
+  // (rid, param) index: a patient's month of AuditEvents costs its few rows, not a scan of
+  // every event in a date range. `+` keeps the planner off the type index.
+  const driver = clauses.find(isCodeEquality);
+  const parts = driver ? [`+${r}.type = ?`, `+${r}.current = 1`, `${r}.deleted = 0`] : [`${r}.type = ?`, `${r}.current = 1`, `${r}.deleted = 0`];
   const params: SqlValue[] = [type];
-  for (const c of clauses) {
-    const s = clauseSql(type, c, alias, r);
+  for (const c of driver ? [driver, ...clauses.filter((c) => c !== driver)] : clauses) {
+    const s = clauseSql(type, c, alias, r, driver !== undefined && c !== driver);
     parts.push(s.text);
     params.push(...s.params);
   }
   return { text: parts.join(' AND '), params };
 }
 
-function clauseSql(type: string, clause: Clause, alias: Alias, r: string): Sql {
+/**
+ * A clause selective enough to drive: equality on `_id`, an identifier, or a reference (a value
+ * with a `/`: one patient, one subject). A token such as gender or status may match half the
+ * store, so those keep the plan that intersects whole index ranges.
+ */
+function isCodeEquality(c: Clause): boolean {
+  if (c.kind !== 'exists') return false;
+  const selective = c.param === '_id' || c.param === 'identifier' || c.param.endsWith(':identifier');
+  return c.where.some(
+    (p) =>
+      p.field === 'code' &&
+      (p.op === 'eq' || p.op === 'in') &&
+      (selective || [p.value].flat().every((v) => typeof v === 'string' && v.includes('/'))),
+  );
+}
+
+function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correlated = false): Sql {
   switch (clause.kind) {
     case 'exists': {
-      // An uncorrelated IN (...) is evaluated once from the index, then joined by rowid:
-      // far cheaper than a correlated EXISTS probed for every candidate resource.
       const i = alias('i');
       const preds = predicatesSql(clause.where, i);
+      if (correlated) {
+        return {
+          text: `EXISTS (SELECT 1 FROM search_index ${i} WHERE ${i}.rid = ${r}.rid AND ${i}.param = ? AND +${i}.type = ?${preds.text})`,
+          params: [clause.param, type, ...preds.params],
+        };
+      }
+      // An uncorrelated IN (...) is evaluated once from the index, then joined by rowid:
+      // far cheaper than a correlated EXISTS probed for every candidate resource.
       return {
         text: `${r}.rid IN (SELECT ${i}.rid FROM search_index ${i} WHERE ${i}.type = ? AND ${i}.param = ?${preds.text})`,
         params: [type, clause.param, ...preds.params],
@@ -66,16 +93,16 @@ function clauseSql(type: string, clause: Clause, alias: Alias, r: string): Sql {
     }
     case 'or': {
       if (clause.any.length === 0) return { text: '0', params: [] };
-      const subs = clause.any.map((c) => clauseSql(type, c, alias, r));
+      const subs = clause.any.map((c) => clauseSql(type, c, alias, r, correlated));
       return { text: `(${subs.map((s) => s.text).join(' OR ')})`, params: subs.flatMap((s) => s.params) };
     }
     case 'and': {
       if (clause.all.length === 0) return { text: '1', params: [] };
-      const subs = clause.all.map((c) => clauseSql(type, c, alias, r));
+      const subs = clause.all.map((c) => clauseSql(type, c, alias, r, correlated));
       return { text: `(${subs.map((s) => s.text).join(' AND ')})`, params: subs.flatMap((s) => s.params) };
     }
     case 'not': {
-      const s = clauseSql(type, clause.clause, alias, r);
+      const s = clauseSql(type, clause.clause, alias, r, correlated);
       return { text: `NOT (${s.text})`, params: s.params };
     }
   }
