@@ -1,12 +1,13 @@
 // npm run bench:soak — sustained load on the real server process: a fixed offered rate of mixed
 // requests (60 % reads, 30 % searches, 10 % creates) for SOAK_MINUTES, printing per minute the
-// throughput delivered, p50/p99, errors, resident memory and bytes on disk per request (every
-// file of the data directory counted). Loopback only; it stops by itself.
+// throughput delivered, p50/p99, errors, resident memory, the audit indexer's lag at the end of
+// the step and bytes on disk per request (every file of the data directory counted). Loopback only; it stops by itself.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import autocannon from 'autocannon';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { freePort } from './free-port.ts';
@@ -61,10 +62,23 @@ const du = (d: string): number => readdirSync(d, { recursive: true }).map(String
   const s = statSync(join(d, f));
   return n + (s.isFile() ? s.size : 0);
 }, 0);
+/** Events committed to the audit log and not yet in its search index, read from the files. */
+const indexerLag = (): number => {
+  const log = new DatabaseSync(join(dataDir, 'audit.db'), { readOnly: true });
+  const index = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
+  try {
+    const head = (log.prepare('SELECT MAX(seq) AS n FROM audit_log').get() as { n: number | null }).n ?? 0;
+    const mark = (index.prepare('SELECT seq FROM audit_indexed').get() as { seq: number } | undefined)?.seq ?? 0;
+    return head - mark;
+  } finally {
+    log.close();
+    index.close();
+  }
+};
 const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))?.[1] ?? Number.NaN) / 1024;
 
 process.stdout.write(`soak: ${RATE} req/s offered (60 % reads, 30 % searches, 10 % creates), ${CONNECTIONS} connections, ${MINUTES} × ${STEP_SECONDS} s, Node ${process.version}\n\n`);
-process.stdout.write('| step | req/s delivered | p50 ms | p99 ms | errors | RSS MB | disk MB | bytes on disk per request |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n');
+process.stdout.write('| step | req/s delivered | p50 ms | p99 ms | errors | RSS MB | audit indexer lag (events) | disk MB | bytes on disk per request |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n');
 let disk = du(dataDir);
 for (let m = 1; m <= MINUTES; m++) {
   const r = await autocannon({ url: `http://127.0.0.1:${port}`, headers, requests, connections: CONNECTIONS, overallRate: RATE, duration: STEP_SECONDS });
@@ -72,7 +86,7 @@ for (let m = 1; m <= MINUTES; m++) {
   const perRequest = r.requests.total > 0 ? (after - disk) / r.requests.total : Number.NaN;
   disk = after;
   process.stdout.write(
-    `| ${m} | ${r.requests.average.toFixed(0)} | ${r.latency.p50} | ${r.latency.p99} | ${r.errors + r.non2xx} | ${rss().toFixed(0)} | ${(after / 1048576).toFixed(1)} | ${perRequest.toFixed(0)} |\n`,
+    `| ${m} | ${r.requests.average.toFixed(0)} | ${r.latency.p50} | ${r.latency.p99} | ${r.errors + r.non2xx} | ${rss().toFixed(0)} | ${indexerLag()} | ${(after / 1048576).toFixed(1)} | ${perRequest.toFixed(0)} |\n`,
   );
 }
 server.kill('SIGTERM');
