@@ -14,6 +14,7 @@ import type {
 import { canonicalize } from '../../audit/canonical-json.ts';
 import { GENESIS, linkHashOfCanonical } from '../../audit/chain.ts';
 import { decodeBody, encodeBody } from '../../audit/log-codec.ts';
+import { immediate } from './transaction.ts';
 import type { LegacyAudit } from './sqlite-store.ts';
 
 // The audit log's own database file (audit.db): nothing but the chain, its signed heads and its
@@ -240,15 +241,7 @@ export class SqliteAuditLog implements AuditStore {
   }
 
   #transaction<T>(work: () => T): T {
-    this.#db.exec('BEGIN IMMEDIATE');
-    try {
-      const result = work();
-      this.#db.exec('COMMIT');
-      return result;
-    } catch (err) {
-      this.#db.exec('ROLLBACK');
-      throw err;
-    }
+    return immediate(this.#db, work);
   }
 }
 

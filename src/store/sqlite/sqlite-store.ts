@@ -19,6 +19,7 @@ import type { KeyMaintenance } from '../port.ts';
 import { IndexWriter } from './index-writer.ts';
 import { SqliteAuditIndex } from './sqlite-audit-index.ts';
 import { countSql, type SqlValue, searchSql } from './sqlite-query.ts';
+import { immediate } from './transaction.ts';
 import { LEGACY_AUDIT_TABLES, LEGACY_AUDIT_TRIGGERS, MIGRATE_TO_2, SCHEMA, SCHEMA_VERSION, WRITE_ID_INDEX } from './sqlite-schema.ts';
 
 // The envelope format is the encrypting decorator's; the adapter only needs where its key id sits.
@@ -389,15 +390,7 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
   }
 
   #transaction<T>(work: () => T): T {
-    this.#db.exec('BEGIN IMMEDIATE');
-    try {
-      const result = work();
-      this.#db.exec('COMMIT');
-      return result;
-    } catch (err) {
-      this.#db.exec('ROLLBACK');
-      throw err;
-    }
+    return immediate(this.#db, work);
   }
 }
 
