@@ -24,6 +24,7 @@ import { EncryptingStore } from './store/encrypting-store.ts';
 import type { Storage } from './store/port.ts';
 import type { ResourceStore } from './store/resource-store.ts';
 import { AUDIT_LOG_FILE, RESOURCE_FILE, sqliteStorage } from './store/sqlite/sqlite-storage.ts';
+import { WorkerAuditIndexer } from './store/sqlite/worker-audit-indexer.ts';
 import { WorkerAuditWriter } from './store/sqlite/worker-audit-writer.ts';
 
 export interface ServiceDeps {
@@ -125,16 +126,16 @@ export function createServices(config: Config, deps: ServiceDeps = {}): Services
   );
   // The signing key is created (or its permissions checked) at start, whichever thread signs.
   const sign = auditSigner(config, clock);
-  // A file-backed embedded store gets its audit commits, and the indexing behind them, on a
-  // thread of their own (see audit-worker.ts); an in-memory store is written and indexed in place.
+  // A file-backed embedded store gets its audit commits on a thread of their own
+  // (audit-worker.ts), and the indexing behind them on another (audit-index-worker.ts); an
+  // in-memory store is written and indexed in place.
   const { file, auditFile } = storage.capabilities;
-  const worker =
-    !deps.auditWriter && !deps.auditInPlace && storage.capabilities.adapter === 'sqlite' && file && auditFile
-      ? new WorkerAuditWriter(
-          { dataDir: config.dataDir, logPath: auditFile, baseUrl: config.baseUrl, audit: config.audit, keyring: config.keyring },
-          indexed,
-        )
-      : undefined;
+  const threads = !deps.auditWriter && !deps.auditInPlace && storage.capabilities.adapter === 'sqlite' && file !== undefined && auditFile !== undefined;
+  const logPath = auditFile ?? '';
+  const worker = threads
+    ? new WorkerAuditWriter({ dataDir: config.dataDir, logPath, baseUrl: config.baseUrl, audit: config.audit, keyring: config.keyring })
+    : undefined;
+  const indexThread = threads ? new WorkerAuditIndexer({ dataDir: config.dataDir, logPath, baseUrl: config.baseUrl }, indexed) : undefined;
   // In place (no writer thread), the heads are published from here.
   const witness = worker || deps.auditWriter ? undefined : openWitness(config.audit.witness);
   // The log is the record: an indexing failure leaves the index behind (auditors' reads wait,
@@ -147,10 +148,10 @@ export function createServices(config: Config, deps: ServiceDeps = {}): Services
     }
   };
   const indexInPlace = () => {
-    if (worker) worker.nudge();
+    if (indexThread) indexThread.nudge();
     else catchUp();
   };
-  if (!worker) {
+  if (!indexThread) {
     indexer.applyPurges();
     catchUp();
   }
@@ -208,6 +209,7 @@ export function createServices(config: Config, deps: ServiceDeps = {}): Services
     async close() {
       await sink.drain();
       await worker?.close();
+      await indexThread?.close();
       witness?.close();
       await storage.close();
     },

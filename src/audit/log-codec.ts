@@ -1,10 +1,10 @@
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 
-// How an AuditEvent body is kept in the audit log: its canonical JSON (what the chain hashes),
+// How AuditEvent bodies are kept in the audit log: their canonical JSON (what the chain hashes),
 // compressed with raw DEFLATE against a preset dictionary of what AuditEvents repeat (systems,
-// codes, keys). A body is ~2 KB of canonical JSON and ~0.3 KB on disk. The first byte names the
-// format, so that a later dictionary can be added without making old bodies unreadable: the
-// dictionary below must never change.
+// codes, keys). An event is ~2 KB of canonical JSON and well under 0.3 KB on disk. The first
+// byte names the format, so that a later dictionary can be added without making old bodies
+// unreadable: the dictionary below must never change.
 
 const FORMAT_DEFLATE_DICT_1 = 1;
 
@@ -14,17 +14,17 @@ const DICTIONARY_1 = Buffer.from(
   'utf8',
 );
 
-/** The stored form of an event's canonical JSON. */
-export function encodeBody(canonical: string): Uint8Array {
-  const packed = deflateRawSync(Buffer.from(canonical, 'utf8'), { dictionary: DICTIONARY_1 });
+/** The stored form of canonical JSON (UTF-8): one event's, or several events' one after another. */
+export function encodeBody(canonical: string | Buffer): Uint8Array {
+  const packed = deflateRawSync(typeof canonical === 'string' ? Buffer.from(canonical, 'utf8') : canonical, { dictionary: DICTIONARY_1 });
   const out = new Uint8Array(packed.length + 1);
   out[0] = FORMAT_DEFLATE_DICT_1;
   out.set(packed, 1);
   return out;
 }
 
-/** The canonical JSON of a stored body (exactly what was hashed). */
-export function decodeBody(stored: Uint8Array): string {
+/** The canonical JSON (UTF-8 bytes) of a stored body: exactly what was hashed. */
+export function decodeBody(stored: Uint8Array): Buffer {
   if (stored[0] !== FORMAT_DEFLATE_DICT_1) throw new Error(`unknown audit body format ${stored[0]}`);
-  return inflateRawSync(stored.subarray(1), { dictionary: DICTIONARY_1 }).toString('utf8');
+  return inflateRawSync(stored.subarray(1), { dictionary: DICTIONARY_1 });
 }

@@ -79,18 +79,29 @@ export async function auditVerify(config: Config, publicKeyPath?: string, witnes
     const r = verifyChain(store.audit, loadPublicKey(keyPath), heads, store.auditIndex);
     const head = r.head ? `head seq ${r.head.seq} ${r.head.hash}` : 'empty chain';
     // Reading the audit log is recorded in it, after the walk (so a broken chain is not extended first).
-    await recordOperatorEvent(config, store, {
-      command: 'audit verify',
-      type: AUDIT_LOG_USED,
-      action: 'R',
-      object: 'audit log',
-      description: r.ok ? `verified: ${r.events} events, ${r.checkpoints} checkpoints` : `verification failed at ${r.problem}`,
-      outcome: r.ok ? '0' : '8',
-    });
+    let unrecorded = '';
+    try {
+      await recordOperatorEvent(config, store, {
+        command: 'audit verify',
+        type: AUDIT_LOG_USED,
+        action: 'R',
+        object: 'audit log',
+        description: r.ok ? `verified: ${r.events} events, ${r.checkpoints} checkpoints` : `verification failed at ${r.problem}`,
+        outcome: r.ok ? '0' : '8',
+      });
+    } catch (err) {
+      // A damaged log may refuse the append (what was cut may have left rows behind): the verdict still stands.
+      unrecorded = `this verification could not be recorded in the audit log: ${(err as Error).message}\n`;
+    }
     const seen = r.witnessed === undefined ? '' : `, ${r.witnessed} witnessed heads matched`;
-    return r.ok
+    return r.ok && !unrecorded
       ? { ok: true, text: `audit chain intact: ${r.events} events, ${r.checkpoints} signed checkpoints verified${seen}, ${head}\n` }
-      : { ok: false, text: `audit chain BROKEN at ${r.problem}\n(${r.events} events verified before it)\n` };
+      : {
+          ok: false,
+          text: r.ok
+            ? `audit chain intact: ${r.events} events verified, ${head}; but ${unrecorded}`
+            : `audit chain BROKEN at ${r.problem}\n(${r.events} events verified before it)\n${unrecorded}`,
+        };
   } finally {
     await store.close();
   }

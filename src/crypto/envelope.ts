@@ -72,7 +72,8 @@ function locate(resource: Json, paths: readonly string[]): [string, Json, string
  * Envelope encryption of one resource version: a fresh 256-bit data key, each protected element
  * sealed under it with AAD binding type, id, version and element path (so ciphertext cannot be
  * moved to another record or element), the data key wrapped by the current KEK with AAD binding
- * the same version. Returns a new object; the input is not changed.
+ * the same version. Returns a new object, or the input itself when it holds nothing to seal; the
+ * input is never changed.
  */
 export function sealResource(
   keys: KeyProvider,
@@ -83,9 +84,10 @@ export function sealResource(
   resource: Json,
   kekId?: string,
 ): Json {
+  // Nothing to protect (an AuditEvent of a read has no query): the input as it is, uncopied.
+  if (locate(resource, paths).length === 0) return resource;
   const out: Json = structuredClone(resource);
   const found = locate(out, paths);
-  if (found.length === 0) return out;
   const dekRaw = randomBytes(32);
   const dek = createSecretKey(dekRaw);
   const where = `${type}/${id}/_history/${version}`;

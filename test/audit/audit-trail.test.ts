@@ -184,7 +184,8 @@ describe('append-only', () => {
     const db = new DatabaseSync(join(dataDir, 'audit.db'));
     expect((db.prepare('SELECT COUNT(*) AS n FROM audit_log').get() as { n: number }).n).toBe(1);
     expect(() => db.exec('UPDATE audit_log SET hash = hash')).toThrow('the audit log is append-only');
-    expect(() => db.exec('UPDATE audit_log SET body = x\'00\'')).toThrow('the audit log is append-only');
+    expect(() => db.exec('UPDATE audit_blocks SET body = x\'00\'')).toThrow('the audit log is append-only');
+    expect(() => db.exec('DELETE FROM audit_blocks')).toThrow('the audit log is append-only');
     expect(() => db.exec('DELETE FROM audit_log')).toThrow('the audit log is append-only');
     expect(() => db.exec('DELETE FROM audit_checkpoints')).toThrow('append-only');
     db.close();
@@ -220,16 +221,19 @@ describe('tamper evidence: hearth audit verify names the first broken place', ()
     let ids: string[] = [];
     tamper(dataDir, (db) => {
       ids = (db.prepare('SELECT id FROM audit_log WHERE seq > ?').all(seq) as { id: string }[]).map((r) => r.id);
-      db.exec(`DELETE FROM audit_log WHERE seq > ${seq}; DELETE FROM audit_checkpoints WHERE seq > ${seq}`);
+      db.exec(`DELETE FROM audit_log WHERE seq > ${seq}; DELETE FROM audit_blocks WHERE first_seq > ${seq}; DELETE FROM audit_checkpoints WHERE seq > ${seq}`);
     });
     tamper(dataDir, (db) => {
       for (const id of ids) db.prepare('DELETE FROM resource_versions WHERE type = \'AuditEvent\' AND id = ?').run(id);
       db.prepare('UPDATE audit_indexed SET seq = ?').run(seq);
     }, 'hearth.db');
   };
+  /** Edits one event inside its compressed block (same length, so that its neighbours stay in place). */
   const editBody = (seq: number, edit: (canonical: string) => string) => (db: DatabaseSync) => {
-    const { body } = db.prepare('SELECT body FROM audit_log WHERE seq = ?').get(seq) as { body: Uint8Array };
-    db.prepare('UPDATE audit_log SET body = ? WHERE seq = ?').run(encodeBody(edit(decodeBody(body))), seq);
+    const { block, at, len } = db.prepare('SELECT block, at, len FROM audit_log WHERE seq = ?').get(seq) as { block: number; at: number; len: number };
+    const text = decodeBody((db.prepare('SELECT body FROM audit_blocks WHERE first_seq = ?').get(block) as { body: Uint8Array }).body);
+    const edited = Buffer.from(edit(text.subarray(at, at + len).toString('utf8')), 'utf8');
+    db.prepare('UPDATE audit_blocks SET body = ? WHERE first_seq = ?').run(encodeBody(Buffer.concat([text.subarray(0, at), edited, text.subarray(at + len)])), block);
   };
 
   it('passes on an untouched chain, with its signed checkpoints', async () => {
@@ -286,11 +290,13 @@ describe('tamper evidence: hearth audit verify names the first broken place', ()
 
   it.each<[string, string | ((db: DatabaseSync) => void), string, string?]>([
     ['an edited event', editBody(5, (b) => b.replace('"outcome":"0"', '"outcome":"4"')), 'seq 5: AuditEvent/'],
-    ['an event body that cannot be read', 'UPDATE audit_log SET body = x\'00\' WHERE seq = 6', 'seq 6: AuditEvent/'],
+    ['an event body that cannot be read', 'UPDATE audit_blocks SET body = x\'00\' WHERE first_seq = (SELECT block FROM audit_log WHERE seq = 6)', 'seq 6: AuditEvent/'],
+    ['an event\'s block removed', 'DELETE FROM audit_blocks WHERE first_seq = (SELECT block FROM audit_log WHERE seq = 7)', 'seq 7: AuditEvent/'],
     ['a deleted chain link', 'DELETE FROM audit_log WHERE seq = 3', 'seq 3: missing'],
     ['an event relabelled with another id', 'UPDATE audit_log SET id = (SELECT id FROM audit_log WHERE seq = 7) WHERE seq = 4', 'seq 4: holds the wrong event'],
     ['links reordered with their hashes', `UPDATE audit_log SET seq = -1 WHERE seq = 2; UPDATE audit_log SET seq = 2 WHERE seq = 3; UPDATE audit_log SET seq = 3 WHERE seq = -1;`, 'seq 2: does not follow seq 1'],
-    ['the tail cut off below a checkpoint', 'DELETE FROM audit_log WHERE seq > 8', 'beyond the head (seq 8): events were removed from the end'],
+    ['the tail cut off below a checkpoint', 'DELETE FROM audit_log WHERE seq > 8; DELETE FROM audit_blocks WHERE first_seq > 8', 'beyond the head (seq 8): events were removed from the end'],
+    ['the tail\'s links cut, their bodies left behind', 'DELETE FROM audit_log WHERE seq > 8', 'beyond the head (seq 8): events were removed from the end'],
     ['an event inserted into the search index behind the chain', 'INSERT INTO resource_versions (type, id, version, last_updated, deleted, current, body) VALUES (\'AuditEvent\', \'forged\', 1, \'2026-01-01T00:00:00Z\', 0, 1, \'{}\')', 'AuditEvent/forged is searchable but not in the chain', 'hearth.db'],
     ['an event removed from the search index', 'DELETE FROM resource_versions WHERE rid = (SELECT MIN(rid) FROM resource_versions WHERE type = \'AuditEvent\')', 'is in the chain but missing from the search index', 'hearth.db'],
     ['a forged checkpoint signature', 'UPDATE audit_checkpoints SET signature = \'AAAA\' WHERE seq = 5', 'checkpoint at seq 5: bad signature'],

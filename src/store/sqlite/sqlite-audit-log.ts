@@ -18,9 +18,12 @@ import { immediate } from './transaction.ts';
 import type { LegacyAudit } from './sqlite-store.ts';
 
 // The audit log's own database file (audit.db): nothing but the chain, its signed heads and its
-// purges, so that a batch's commit is one small WAL append and one fsync. Rows are refused any
-// UPDATE or DELETE by trigger; the only exception is a retention purge, which opens
-// audit_purge_window inside its own transaction.
+// purges, so that a batch's commit is one small WAL append and one fsync. The canonical JSON of
+// the events of a batch is stored compressed together, in blocks of up to BLOCK events
+// (audit_blocks; each link names its block and its byte range in it): compressing a block costs
+// one call where an event apiece cost one each, and what AuditEvents repeat compresses across
+// them. Rows are refused any UPDATE or DELETE by trigger; the only exception is a retention
+// purge, which opens audit_purge_window inside its own transaction.
 export const AUDIT_LOG_SCHEMA = `
 CREATE TABLE IF NOT EXISTS audit_log (
   seq INTEGER PRIMARY KEY,
@@ -29,9 +32,15 @@ CREATE TABLE IF NOT EXISTS audit_log (
   searchable INTEGER NOT NULL,
   prev_hash BLOB NOT NULL,
   hash BLOB NOT NULL,
+  block INTEGER NOT NULL,
+  at INTEGER NOT NULL,
+  len INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS audit_blocks (
+  first_seq INTEGER PRIMARY KEY,
   body BLOB NOT NULL
 ) STRICT;
-CREATE INDEX IF NOT EXISTS audit_log_id ON audit_log (id);
+CREATE INDEX IF NOT EXISTS audit_log_id ON audit_log (id, searchable);
 CREATE INDEX IF NOT EXISTS audit_log_recorded ON audit_log (recorded);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
   seq INTEGER PRIMARY KEY,
@@ -54,6 +63,12 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_log_append_only_d BEFORE DELETE ON audit_log
 WHEN NOT EXISTS (SELECT 1 FROM audit_purge_window w WHERE OLD.seq <= w.through_seq)
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_blocks_append_only_u BEFORE UPDATE ON audit_blocks
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_blocks_append_only_d BEFORE DELETE ON audit_blocks
+WHEN NOT EXISTS (SELECT 1 FROM audit_purge_window)
+  OR EXISTS (SELECT 1 FROM audit_log l WHERE l.seq >= OLD.first_seq AND l.block = OLD.first_seq)
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_checkpoints_append_only_u BEFORE UPDATE ON audit_checkpoints
 BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_checkpoints_append_only_d BEFORE DELETE ON audit_checkpoints
@@ -66,6 +81,29 @@ BEGIN SELECT RAISE(ABORT, 'audit purges are append-only'); END;
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const bin = (h: string) => Buffer.from(h, 'hex');
+
+/** Events whose bodies are compressed together, at most. */
+const BLOCK = 64;
+
+interface LinkRow {
+  seq: number;
+  id: string;
+  searchable: number;
+  block: number;
+  at: number;
+  len: number;
+}
+
+/** A link to append: its place in the chain and its canonical JSON. */
+interface NewLink {
+  readonly seq: number;
+  readonly id: string;
+  readonly recorded: string;
+  readonly searchable: boolean;
+  readonly prevHash: string;
+  readonly hash: string;
+  readonly canonical: string;
+}
 
 /**
  * The audit log on its own SQLite database. Appends run in one IMMEDIATE transaction that reads
@@ -83,9 +121,11 @@ export class SqliteAuditLog implements AuditStore {
     this.#stmt = {
       head: db.prepare('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1'),
       anchor: db.prepare('SELECT through_seq AS seq, last_hash AS hash FROM audit_purges ORDER BY through_seq DESC LIMIT 1'),
-      insert: db.prepare('INSERT INTO audit_log (seq, id, recorded, searchable, prev_hash, hash, body) VALUES (?, ?, ?, ?, ?, ?, ?)'),
-      after: db.prepare('SELECT seq, searchable, body FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?'),
-      body: db.prepare('SELECT body FROM audit_log WHERE id = ? AND searchable = 1'),
+      insert: db.prepare('INSERT INTO audit_log (seq, id, recorded, searchable, prev_hash, hash, block, at, len) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
+      insertBlock: db.prepare('INSERT INTO audit_blocks (first_seq, body) VALUES (?, ?)'),
+      block: db.prepare('SELECT body FROM audit_blocks WHERE first_seq = ?'),
+      after: db.prepare('SELECT seq, id, searchable, block, at, len FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?'),
+      body: db.prepare('SELECT seq, id, searchable, block, at, len FROM audit_log WHERE id = ? AND searchable = 1'),
       lastCheckpoint: db.prepare('SELECT seq, hash, signed_at, key_id, signature FROM audit_checkpoints ORDER BY seq DESC LIMIT 1'),
       insertCheckpoint: db.prepare('INSERT INTO audit_checkpoints (seq, hash, signed_at, key_id, signature) VALUES (?, ?, ?, ?, ?)'),
     };
@@ -97,18 +137,54 @@ export class SqliteAuditLog implements AuditStore {
 
   #append(events: readonly AuditAppend[], sign?: CheckpointSigner): ChainHead {
     let head = this.head();
+    const links: NewLink[] = [];
     for (const e of events) {
       const seq = head.seq + 1;
       // Stored in canonical form, so the stored body is exactly what was hashed.
-      const body = JSON.stringify(canonicalize(e.resource));
-      const hash = linkHashOfCanonical(head.hash, seq, body);
-      const searchable = e.searchable !== false ? 1 : 0;
-      this.#stmt.insert.run(seq, e.resource.id ?? '', e.resource.recorded ?? '', searchable, bin(head.hash), bin(hash), encodeBody(body));
+      const canonical = JSON.stringify(canonicalize(e.resource));
+      const hash = linkHashOfCanonical(head.hash, seq, canonical);
+      links.push({ seq, id: e.resource.id ?? '', recorded: e.resource.recorded ?? '', searchable: e.searchable !== false, prevHash: head.hash, hash, canonical });
       head = { seq, hash };
     }
+    this.#insertLinks(links);
     const cp = sign?.(head, this.#lastCheckpoint());
     if (cp) this.#stmt.insertCheckpoint.run(cp.seq, cp.hash, cp.signedAt, cp.keyId, cp.signature);
     return head;
+  }
+
+  /** Inserts links in blocks of up to BLOCK events, each block's bodies compressed as one. */
+  #insertLinks(links: readonly NewLink[]): void {
+    for (let start = 0; start < links.length; start += BLOCK) {
+      const chunk = links.slice(start, start + BLOCK);
+      const block = chunk[0].seq;
+      const bodies = chunk.map((l) => Buffer.from(l.canonical, 'utf8'));
+      this.#stmt.insertBlock.run(block, encodeBody(Buffer.concat(bodies)));
+      let at = 0;
+      chunk.forEach((l, i) => {
+        this.#stmt.insert.run(l.seq, l.id, l.recorded, l.searchable ? 1 : 0, bin(l.prevHash), bin(l.hash), block, at, bodies[i].length);
+        at += bodies[i].length;
+      });
+    }
+  }
+
+  /** Reads bodies by block, decompressing each block once while the links that need it follow one another. */
+  #bodies(): (row: LinkRow) => string | undefined {
+    let cached: { block: number; text: Buffer | undefined } | undefined;
+    return (row) => {
+      if (cached?.block !== row.block) {
+        const stored = this.#stmt.block.get(row.block) as { body: Uint8Array } | undefined;
+        let text: Buffer | undefined;
+        try {
+          text = stored && decodeBody(stored.body);
+        } catch {
+          text = undefined;
+        }
+        cached = { block: row.block, text };
+      }
+      const text = cached.text;
+      if (!text || row.at + row.len > text.length) return undefined;
+      return text.subarray(row.at, row.at + row.len).toString('utf8');
+    };
   }
 
   head(): ChainHead {
@@ -118,13 +194,17 @@ export class SqliteAuditLog implements AuditStore {
   }
 
   entriesAfter(seq: number, limit: number): LogEntry[] {
-    const rows = this.#stmt.after.all(seq, limit) as { seq: number; searchable: number; body: Uint8Array }[];
-    return rows.map((r) => ({ seq: r.seq, searchable: r.searchable === 1, resource: JSON.parse(decodeBody(r.body)) as AuditEvent }));
+    const bodyOf = this.#bodies();
+    return (this.#stmt.after.all(seq, limit) as unknown as LinkRow[]).map((r) => {
+      const body = bodyOf(r);
+      if (body === undefined) throw new Error(`audit log seq ${r.seq}: its body cannot be read`);
+      return { seq: r.seq, searchable: r.searchable === 1, resource: JSON.parse(body) as AuditEvent };
+    });
   }
 
   body(id: string): string | undefined {
-    const row = this.#stmt.body.get(id) as { body: Uint8Array } | undefined;
-    return row && decodeBody(row.body);
+    const row = this.#stmt.body.get(id) as LinkRow | undefined;
+    return row && this.#bodies()(row);
   }
 
   * searchableIds(throughSeq: number): Iterable<string> {
@@ -133,40 +213,34 @@ export class SqliteAuditLog implements AuditStore {
   }
 
   * chain(): Iterable<ChainLink> {
-    const rows = this.#db.prepare('SELECT seq, id, prev_hash, hash, body FROM audit_log ORDER BY seq').iterate() as Iterable<{
-      seq: number;
-      id: string;
-      prev_hash: Uint8Array;
-      hash: Uint8Array;
-      body: Uint8Array;
-    }>;
-    for (const r of rows) {
-      let body: string | undefined;
-      try {
-        body = decodeBody(r.body);
-      } catch {
-        body = undefined;
-      }
-      yield { seq: r.seq, id: r.id, prevHash: hex(r.prev_hash), hash: hex(r.hash), body };
-    }
+    const bodyOf = this.#bodies();
+    const rows = this.#db.prepare('SELECT seq, id, searchable, prev_hash, hash, block, at, len FROM audit_log ORDER BY seq').iterate() as Iterable<
+      LinkRow & { prev_hash: Uint8Array; hash: Uint8Array }
+    >;
+    for (const r of rows) yield { seq: r.seq, id: r.id, prevHash: hex(r.prev_hash), hash: hex(r.hash), body: bodyOf(r) };
   }
 
   * eventsBetween(from: string, to: string): Iterable<AuditEvent> {
+    const bodyOf = this.#bodies();
     const rows = this.#db
-      .prepare('SELECT body FROM audit_log WHERE recorded >= ? AND recorded < ? ORDER BY seq')
-      .iterate(from, to) as Iterable<{ body: Uint8Array }>;
-    for (const r of rows) yield JSON.parse(decodeBody(r.body)) as AuditEvent;
+      .prepare('SELECT seq, id, searchable, block, at, len FROM audit_log WHERE recorded >= ? AND recorded < ? ORDER BY seq')
+      .iterate(from, to) as Iterable<LinkRow>;
+    for (const r of rows) {
+      const body = bodyOf(r);
+      if (body !== undefined) yield JSON.parse(body) as AuditEvent;
+    }
   }
 
   openAttempts(): OpenAttempt[] {
     const rows = this.#db
       .prepare(
-        `SELECT a.id, a.body FROM audit_log a
+        `SELECT a.seq, a.id, a.searchable, a.block, a.at, a.len FROM audit_log a
          WHERE a.searchable = 0 AND a.id LIKE '%.attempt' AND NOT EXISTS (SELECT 1 FROM audit_log f WHERE f.id = substr(a.id, 1, length(a.id) - 8))
          ORDER BY a.seq`,
       )
-      .all() as { id: string; body: Uint8Array }[];
-    return rows.map((r) => ({ requestId: r.id.slice(0, -'.attempt'.length), attempt: JSON.parse(decodeBody(r.body)) as AuditEvent }));
+      .all() as unknown as LinkRow[];
+    const bodyOf = this.#bodies();
+    return rows.map((r) => ({ requestId: r.id.slice(0, -'.attempt'.length), attempt: JSON.parse(bodyOf(r) ?? '{}') as AuditEvent }));
   }
 
   checkpoints(): Checkpoint[] {
@@ -204,6 +278,8 @@ export class SqliteAuditLog implements AuditStore {
       if (last && count > 0) {
         this.#db.prepare('INSERT INTO audit_purge_window (through_seq) VALUES (?)').run(throughSeq);
         this.#db.prepare('DELETE FROM audit_log WHERE seq <= ?').run(throughSeq);
+        // A block goes with its last link (one that straddles the cutoff stays).
+        this.#db.prepare('DELETE FROM audit_blocks WHERE first_seq <= ? AND NOT EXISTS (SELECT 1 FROM audit_log l WHERE l.seq >= first_seq AND l.block = first_seq)').run(throughSeq);
         this.#db.prepare('DELETE FROM audit_purge_window').run();
         this.#db
           .prepare('INSERT INTO audit_purges (through_seq, last_hash, cutoff, purged_at, count) VALUES (?, ?, ?, ?, ?)')
@@ -224,10 +300,16 @@ export class SqliteAuditLog implements AuditStore {
     return this.#transaction(() => {
       if (this.head().seq > 0) return this.head().seq;
       let last = 0;
+      let chunk: NewLink[] = [];
       for (const r of legacy.rows) {
-        this.#stmt.insert.run(r.seq, r.id, r.recorded, r.searchable ? 1 : 0, bin(r.prevHash), bin(r.hash), encodeBody(r.body));
+        chunk.push({ ...r, canonical: r.body });
         last = r.seq;
+        if (chunk.length === BLOCK) {
+          this.#insertLinks(chunk);
+          chunk = [];
+        }
       }
+      this.#insertLinks(chunk);
       for (const c of legacy.checkpoints) this.#stmt.insertCheckpoint.run(c.seq, c.hash, c.signed_at, c.key_id, c.signature);
       const purge = this.#db.prepare('INSERT INTO audit_purges (through_seq, last_hash, cutoff, purged_at, count) VALUES (?, ?, ?, ?, ?)');
       for (const p of legacy.purges) purge.run(p.through_seq, p.last_hash, p.cutoff, p.purged_at, p.count);

@@ -12,14 +12,9 @@ export class WorkerAuditWriter {
   #next = 1;
   #dead: Error | undefined;
 
-  /** `indexed` hears how far the thread has indexed the log. */
-  constructor(data: AuditWorkerData, indexed: (seq: number) => void) {
+  constructor(data: AuditWorkerData) {
     this.#worker = new Worker(new URL('./audit-worker.ts', import.meta.url), { workerData: data });
     this.#worker.on('message', (reply: AuditWorkerReply) => {
-      if ('indexed' in reply) {
-        indexed(reply.indexed);
-        return;
-      }
       for (const id of reply.ids) {
         const p = this.#pending.get(id);
         this.#pending.delete(id);
@@ -44,11 +39,6 @@ export class WorkerAuditWriter {
       this.#worker.postMessage({ id, facts: [...facts] } satisfies AuditWorkerRequest);
     });
   };
-
-  /** Asks the thread to index what the log holds now (appended from elsewhere, such as start-up recovery). */
-  nudge(): void {
-    if (!this.#dead) this.#worker.postMessage('index');
-  }
 
   async close(): Promise<void> {
     if (this.#dead) return;

@@ -1,0 +1,61 @@
+// The audit indexer thread of the embedded store: follows the audit log (audit.db) and writes
+// its searchable events into the copy in hearth.db that auditors search, on a connection with
+// synchronous=NORMAL (the log is the durable record; after a power loss the mark and the rows
+// it covers fall back together and are rebuilt from the log). It looks at the log's head every
+// INDEX_DELAY_MS and takes in everything new in one transaction per thousand events — a B-tree
+// page touched by many events is written once — and at once when a reader asks ('index').
+// Appends from other processes (operator commands) are followed the same way.
+import { parentPort, workerData } from 'node:worker_threads';
+import { AuditIndexer } from '../../audit/indexer.ts';
+import { loadFhirModel } from '../../fhir/definitions.ts';
+import { SqliteAuditLog } from './sqlite-audit-log.ts';
+import { openAuditLogDb } from './sqlite-storage.ts';
+import { SqliteStore } from './sqlite-store.ts';
+
+export interface AuditIndexWorkerData {
+  readonly dataDir: string;
+  readonly logPath: string;
+  readonly baseUrl: string;
+}
+
+/** How far the index has come. */
+export interface AuditIndexWorkerReply {
+  readonly indexed: number;
+}
+
+const INDEX_DELAY_MS = 200;
+
+const data = workerData as AuditIndexWorkerData;
+const logDb = openAuditLogDb(data.logPath);
+const log = new SqliteAuditLog(logDb);
+const resources = new SqliteStore({ dataDir: data.dataDir, synchronous: 'NORMAL' });
+const indexer = new AuditIndexer(log, resources.auditIndex(), loadFhirModel({ updateCreate: false }), data.baseUrl);
+let closed = false;
+
+function index(): void {
+  if (closed) return;
+  try {
+    indexer.catchUp((indexed) => parentPort?.postMessage({ indexed } satisfies AuditIndexWorkerReply));
+  } catch (err) {
+    // The log holds the events; the next pass (or the next start) indexes them.
+    process.stderr.write(`hearth: the audit indexer fell behind: ${(err as Error).message}\n`);
+  }
+}
+
+indexer.applyPurges();
+index();
+const follow = setInterval(index, INDEX_DELAY_MS);
+
+parentPort?.on('message', (msg: 'index' | 'close') => {
+  if (msg === 'index') {
+    index();
+    return;
+  }
+  // What is committed is indexed before the thread stops (the next start would do it too).
+  index();
+  closed = true;
+  clearInterval(follow);
+  void resources.close();
+  logDb.close();
+  parentPort?.close();
+});
