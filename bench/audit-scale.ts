@@ -58,7 +58,7 @@ const seeded = performance.now() - t0;
 
 // The indexer follows the log, as the writer thread does behind each commit.
 const tIndex = performance.now();
-new AuditIndexer(storage.audit, storage.auditIndex, services.model, config.baseUrl).catchUp();
+new AuditIndexer(storage.audit, storage.auditIndex, services.model, config.baseUrl).catchUp(undefined, 1000);
 const indexed = performance.now() - tIndex;
 
 const t1 = performance.now();

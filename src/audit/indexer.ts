@@ -2,7 +2,12 @@ import type { FhirModel, TypeModel } from '../fhir/definitions.ts';
 import { extractIndex } from '../fhir/index-extractor.ts';
 import type { AuditIndex, AuditStore, IndexedAuditEvent } from './audit-store.ts';
 
-const CHUNK = 1000;
+/**
+ * Events per index transaction. Larger chunks write a B-tree page touched by many events once;
+ * but the resource store's writers wait for the write lock while a chunk is written, so a chunk
+ * is kept to a few milliseconds.
+ */
+const CHUNK = 100;
 
 /**
  * Follows the audit log and writes its searchable events into the search index, idempotently by
@@ -28,10 +33,10 @@ export class AuditIndexer {
    * Indexes what the log holds beyond the mark, a chunk per transaction, calling `progress` with
    * the mark after each; returns the final mark.
    */
-  catchUp(progress?: (indexed: number) => void): number {
+  catchUp(progress?: (indexed: number) => void, chunk = CHUNK): number {
     let mark = this.#index.indexedThrough();
     for (;;) {
-      const entries = this.#log.entriesAfter(mark, CHUNK);
+      const entries = this.#log.entriesAfter(mark, chunk);
       if (entries.length === 0) return mark;
       const events: IndexedAuditEvent[] = [];
       for (const e of entries) {

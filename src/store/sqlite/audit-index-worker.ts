@@ -2,8 +2,9 @@
 // its searchable events into the copy in hearth.db that auditors search, on a connection with
 // synchronous=NORMAL (the log is the durable record; after a power loss the mark and the rows
 // it covers fall back together and are rebuilt from the log). It looks at the log's head every
-// INDEX_DELAY_MS and takes in everything new in one transaction per thousand events — a B-tree
-// page touched by many events is written once — and at once when a reader asks ('index').
+// INDEX_DELAY_MS and takes in everything new, a hundred events per transaction — a B-tree page
+// touched by many events is written once, and writers of resources wait for the lock only a few
+// milliseconds — and at once when a reader asks ('index').
 // Appends from other processes (operator commands) are followed the same way.
 import { parentPort, workerData } from 'node:worker_threads';
 import { AuditIndexer } from '../../audit/indexer.ts';
