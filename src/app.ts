@@ -10,6 +10,7 @@ import { errorHandler } from './http/error-handler.ts';
 import { fhirRoutes } from './http/fhir-routes.ts';
 import { loggerOptions } from './http/logger.ts';
 import { negotiationPlugin } from './http/negotiation.ts';
+import { operationsRoutes } from './http/operations-routes.ts';
 import { publicRoutes } from './http/public-routes.ts';
 
 export interface AppDeps extends ServiceDeps {
@@ -63,6 +64,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     errorHandler(new FhirError('HEARTH_NOT_FOUND', diagnostics), request, reply);
   });
   await app.register(publicRoutes, { prefix: '/fhir', config, model });
+  await app.register(operationsRoutes, { health: services.health });
   // Everything else under /fhir needs a verified bearer token: its own plugin scope, not a URL allow-list.
   await app.register(
     async (api) => {

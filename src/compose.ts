@@ -18,6 +18,7 @@ import { type KeyProvider, KeyringError, LocalKeyring } from './crypto/keyring.t
 import { loadProtectionPolicy } from './crypto/protection.ts';
 import { type FhirModel, loadFhirModel } from './fhir/definitions.ts';
 import { ResourceValidator } from './fhir/validator.ts';
+import type { Health } from './http/operations-routes.ts';
 import { FhirRepository } from './rest/repository.ts';
 import { AuditReadBarrier } from './store/audit-read-barrier.ts';
 import { EncryptingStore } from './store/encrypting-store.ts';
@@ -58,6 +59,8 @@ export interface Services {
   readonly verifier: TokenVerifier;
   readonly policy: Policy;
   readonly repository: FhirRepository;
+  /** What /readyz and /metrics report: the store, the keys, the audit log writer and its indexer. */
+  readonly health: Health;
   /** Start-up recovery: an outcome for every write-ahead attempt a crash left without one. */
   recover(): Promise<number>;
   /** Drains the audit sink, stops the audit writer thread, closes the storage. */
@@ -185,6 +188,24 @@ export function createServices(config: Config, deps: ServiceDeps = {}): Services
     store,
     sink,
     auditProgress: progress,
+    health: {
+      checks: () => ({
+        store: probe(() => storage.hasResources()),
+        keys: probe(() => keys.currentKekId()),
+        auditLog: worker && !worker.alive ? { status: 'failing', detail: 'the audit writer thread stopped: audited requests answer 503' } : { status: 'ok' },
+        auditIndex: {
+          ...(indexThread && !indexThread.alive ? { status: 'failing' as const, detail: 'the audit indexer thread stopped' } : { status: 'ok' as const }),
+          committed: progress.committed,
+          indexed: progress.indexed,
+          lag: progress.lag,
+        },
+      }),
+      gauges: () => [
+        { name: 'hearth_audit_log_seq', help: 'Sequence number of the newest AuditEvent this server committed to the audit log.', value: progress.committed },
+        { name: 'hearth_audit_index_seq', help: 'Sequence number up to which the audit log is searchable.', value: progress.indexed },
+        { name: 'hearth_audit_index_lag_events', help: 'AuditEvents committed to the audit log and not yet searchable.', value: progress.lag },
+      ],
+    },
     verifier,
     policy,
     repository,
@@ -214,6 +235,16 @@ export function createServices(config: Config, deps: ServiceDeps = {}): Services
       await storage.close();
     },
   };
+}
+
+/** A dependency's check: ok when the probe answers, failing (with no detail that could carry data) when it throws. */
+function probe(run: () => unknown): { status: 'ok' | 'failing'; detail?: string } {
+  try {
+    run();
+    return { status: 'ok' };
+  } catch {
+    return { status: 'failing', detail: 'does not answer' };
+  }
 }
 
 function buildPolicy(config: Config, model: FhirModel): Policy {

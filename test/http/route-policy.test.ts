@@ -66,6 +66,12 @@ function typeRows(type: 'Patient' | 'Observation'): Record<string, [Build, strin
 
 const auditEvent = { resourceType: 'AuditEvent', type: { code: 'rest' }, recorded: '2026-01-01T00:00:00Z', agent: [{ requestor: true }], source: { observer: { display: 'x' } } };
 const TABLE: Record<string, [Build, string]> = {
+  'GET /healthz': [() => ({ url: '' }), PUBLIC],
+  'HEAD /healthz': [() => ({ url: '' }), PUBLIC],
+  'GET /readyz': [() => ({ url: '' }), PUBLIC],
+  'HEAD /readyz': [() => ({ url: '' }), PUBLIC],
+  'GET /metrics': [() => ({ url: '' }), PUBLIC],
+  'HEAD /metrics': [() => ({ url: '' }), PUBLIC],
   'GET /fhir/metadata': [() => ({ url: '' }), PUBLIC],
   'HEAD /fhir/metadata': [() => ({ url: '' }), PUBLIC],
   'GET /fhir/.well-known/smart-configuration': [() => ({ url: '' }), PUBLIC],
@@ -126,8 +132,8 @@ describe('one policy, every route: each registered route × each kind of token',
   it('has a row for every route the server registers, and no row for a route it does not', async () => {
     const registered = t.raw.registeredRoutes.map((r) => `${r.method} ${r.url}`).sort();
     expect(registered).toEqual(Object.keys(TABLE).sort());
-    // Every route but the public two declares its interaction, which the decision reads.
-    for (const r of t.raw.registeredRoutes) if (!/metadata|smart-configuration/.test(r.url)) expect(r.fhir, `${r.method} ${r.url}`).toBeDefined();
+    // Every route but the public ones declares its interaction, which the decision reads.
+    for (const r of t.raw.registeredRoutes) if (!/metadata|smart-configuration|healthz|readyz|metrics/.test(r.url)) expect(r.fhir, `${r.method} ${r.url}`).toBeDefined();
   });
 
   it.each(Object.keys(TABLE))('%s', async (route) => {
@@ -150,7 +156,7 @@ describe('one policy, every route: each registered route × each kind of token',
       });
       got.push(`${kind}:${res.statusCode}`);
       if (res.statusCode !== statuses[i]) continue;
-      if (!/metadata|smart-configuration/.test(route)) {
+      if (!/metadata|smart-configuration|healthz|readyz|metrics/.test(route)) {
         // Refused or not, the access left its AuditEvent.
         const event = await t.store.read('AuditEvent', res.headers['x-request-id'] as string);
         expect(event, `${kind}: AuditEvent of ${method} ${url}`).toBeDefined();

@@ -22,6 +22,11 @@ export class WorkerAuditIndexer {
     });
   }
 
+  /** whether the thread is running */
+  get alive(): boolean {
+    return !this.#dead;
+  }
+
   /** Asks the thread to index what the log holds now (a reader is waiting, or recovery appended). */
   nudge(): void {
     if (!this.#dead) this.#worker.postMessage('index');

@@ -31,6 +31,11 @@ export class WorkerAuditWriter {
     this.#worker.on('exit', (code) => die(new Error(`audit writer thread exited (${code})`)));
   }
 
+  /** whether the thread is running (false once it died: every audit write then fails closed) */
+  get alive(): boolean {
+    return this.#dead === undefined;
+  }
+
   write = (facts: readonly AuditFacts[]): Promise<number | undefined> => {
     if (this.#dead) return Promise.reject(this.#dead);
     const id = this.#next++;
