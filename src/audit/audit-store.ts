@@ -79,8 +79,8 @@ export interface AuditStore {
   body(id: string): string | undefined;
   /** The ids of the searchable events through `seq`, in ascending (binary) order. */
   searchableIds(throughSeq: number): Iterable<string>;
-  /** Every link from the oldest kept event on, in sequence order. */
-  chain(): Iterable<ChainLink>;
+  /** Every link from the oldest kept event on, in sequence order; or those from `fromSeq` through `toSeq`. */
+  chain(fromSeq?: number, toSeq?: number): Iterable<ChainLink>;
   checkpoints(): Checkpoint[];
   /** The stored AuditEvents recorded in [from, to), in chain order (write-ahead attempts included). */
   eventsBetween(from: string, to: string): Iterable<AuditEvent>;

@@ -1,5 +1,5 @@
 import { createHash, type KeyObject, verify as verifySignature } from 'node:crypto';
-import type { AuditIndex, AuditStore, Checkpoint } from './audit-store.ts';
+import type { AuditIndex, AuditStore, ChainLink, Checkpoint } from './audit-store.ts';
 import { canonicalJson } from './canonical-json.ts';
 
 export const GENESIS = '0'.repeat(64);
@@ -29,6 +29,78 @@ export interface VerifyResult {
   readonly witnessed?: number;
 }
 
+/** Where a stretch of the chain is expected to begin: its first seq, and (when known) the hash it must follow. */
+export interface WalkStart {
+  readonly seq: number;
+  readonly prevHash?: string;
+}
+
+/** What a walk over a stretch of the chain found: the place of the first problem, if any. */
+export interface Walk {
+  readonly events: number;
+  /** the first link walked, with the hash it follows (what the stretch before it must end with) */
+  readonly first?: { readonly seq: number; readonly prevHash: string };
+  /** the last good link */
+  readonly last?: ChainHead;
+  readonly problem?: string;
+  /** the hashes at the seqs asked for (signed heads, witnessed heads) */
+  readonly hashes: [number, string][];
+  /** the last seq the stretch was meant to reach, when it was bounded */
+  readonly until?: number;
+}
+
+interface ChainHead {
+  readonly seq: number;
+  readonly hash: string;
+}
+
+/**
+ * Checks a stretch of links: contiguous from `start.seq`, each following the one before it,
+ * each body hashing to its link (the body is stored in canonical form: hashed as it is, not
+ * parsed and re-serialised) and holding its own event. Stretches walked apart (in parallel) are
+ * joined by `verifyWalks`, which checks each follows the one before it.
+ */
+export function walkLinks(
+  links: Iterable<ChainLink>,
+  start: WalkStart,
+  anchorSeq: number,
+  wanted: ReadonlySet<number>,
+  until?: number,
+): Walk {
+  let prev: { seq: number; hash: string | undefined } = { seq: start.seq - 1, hash: start.prevHash };
+  let first: Walk['first'];
+  let events = 0;
+  const hashes: [number, string][] = [];
+  const done = (problem?: string): Walk => ({ events, first, last: events > 0 ? (prev as ChainHead) : undefined, problem, hashes, until });
+  for (const link of links) {
+    if (link.seq <= anchorSeq) return done(`seq ${link.seq}: present although purged through seq ${anchorSeq}`);
+    // A stretch with no known predecessor may begin later: joining the stretches names the gap.
+    const mayBeginLater = events === 0 && start.prevHash === undefined && link.seq > prev.seq;
+    if (link.seq !== prev.seq + 1 && !mayBeginLater) return done(`seq ${prev.seq + 1}: missing (the chain jumps from seq ${prev.seq} to seq ${link.seq})`);
+    if (prev.hash !== undefined && link.prevHash !== prev.hash) {
+      return done(`seq ${link.seq}: does not follow seq ${prev.seq} (link broken: reordered or inserted)`);
+    }
+    first ??= { seq: link.seq, prevHash: link.prevHash };
+    if (link.body === undefined) return done(`seq ${link.seq}: AuditEvent/${link.id} was removed or cannot be read`);
+    if (linkHashOfCanonical(link.prevHash, link.seq, link.body) !== link.hash) return done(`seq ${link.seq}: AuditEvent/${link.id} was altered (hash mismatch)`);
+    if (!link.body.includes(`"id":${JSON.stringify(link.id)}`)) return done(`seq ${link.seq}: holds the wrong event (expected AuditEvent/${link.id})`);
+    prev = { seq: link.seq, hash: link.hash };
+    if (wanted.has(link.seq)) hashes.push([link.seq, link.hash]);
+    events++;
+  }
+  return done();
+}
+
+/** The chain's anchor: genesis, or where the last retention purge left it. */
+export function anchorOf(store: AuditStore): ChainHead {
+  return store.purges().reduce((a, p) => (p.throughSeq > a.seq ? { seq: p.throughSeq, hash: p.lastHash } : a), { seq: 0, hash: GENESIS });
+}
+
+/** The seqs whose hashes the checks after the walk need: every signed head and every witnessed one. */
+export function wantedHashes(store: AuditStore, witnessHeads?: readonly Checkpoint[]): Set<number> {
+  return new Set([...store.checkpoints().map((c) => c.seq), ...(witnessHeads ?? []).map((w) => w.seq)]);
+}
+
 /**
  * Walks the whole chain from its anchor (genesis, or the last retention purge) and every signed
  * checkpoint. Any edit, deletion, insertion or reordering of an event breaks a link; removing
@@ -45,44 +117,64 @@ export function verifyChain(
   witnessHeads?: readonly Checkpoint[],
   index?: AuditIndex,
 ): VerifyResult {
-  const purges = store.purges();
-  const anchor = purges.reduce((a, p) => (p.throughSeq > a.seq ? { seq: p.throughSeq, hash: p.lastHash } : a), {
-    seq: 0,
-    hash: GENESIS,
-  });
-  let prev = anchor;
+  const anchor = anchorOf(store);
+  const walk = walkLinks(store.chain(), { seq: anchor.seq + 1, prevHash: anchor.hash }, anchor.seq, wantedHashes(store, witnessHeads));
+  return verifyWalks(store, anchor, [walk], publicKey, witnessHeads, index);
+}
+
+/**
+ * The checks after the walk: stretches walked apart joined in order (each must begin where the
+ * one before it ended, following its hash), then every signed head, the search index and the
+ * witnessed heads.
+ */
+export function verifyWalks(
+  store: AuditStore,
+  anchor: ChainHead,
+  walks: readonly Walk[],
+  publicKey: KeyObject | undefined,
+  witnessHeads?: readonly Checkpoint[],
+  index?: AuditIndex,
+  /** the log's head after the walk, when the walk stopped at the head it saw first (appends meanwhile are not walked) */
+  headAfter?: number,
+): VerifyResult {
+  let prev: ChainHead = anchor;
   let events = 0;
   const hashAt = new Map<number, string>();
-  const fail = (problem: string): VerifyResult => ({ ok: false, events, checkpoints: 0, head: prev.seq ? prev : undefined, problem });
-  for (const link of store.chain()) {
-    if (link.seq <= anchor.seq) return fail(`seq ${link.seq}: present although purged through seq ${anchor.seq}`);
-    if (link.seq !== prev.seq + 1) {
-      return fail(`seq ${prev.seq + 1}: missing (the chain jumps from seq ${prev.seq} to seq ${link.seq})`);
+  // Signed (or witnessed) while the walk went on, over events appended after the head it set out
+  // to reach: not this verification's to judge.
+  const until = walks.at(-1)?.until;
+  const appendedMeanwhile = (seq: number) => headAfter !== undefined && until !== undefined && seq > until && seq <= headAfter;
+  const fail = (problem: string, checkpoints = 0): VerifyResult => {
+    return { ok: false, events, checkpoints, head: prev.seq ? prev : undefined, problem };
+  };
+  for (const [k, w] of walks.entries()) {
+    if (k > 0 && w.first && w.first.prevHash !== prev.hash) {
+      return fail(`seq ${w.first.seq}: does not follow seq ${prev.seq} (link broken: reordered or inserted)`);
     }
-    if (link.prevHash !== prev.hash) return fail(`seq ${link.seq}: does not follow seq ${prev.seq} (link broken: reordered or inserted)`);
-    if (link.body === undefined) return fail(`seq ${link.seq}: AuditEvent/${link.id} was removed or cannot be read`);
-    // The body is stored in canonical form: hashed as it is, not parsed and re-serialised.
-    if (linkHashOfCanonical(link.prevHash, link.seq, link.body) !== link.hash) {
-      return fail(`seq ${link.seq}: AuditEvent/${link.id} was altered (hash mismatch)`);
+    // A later stretch that begins past where this one ended: the missing seqs are between them.
+    if (k > 0 && w.first && w.first.seq !== prev.seq + 1) {
+      return fail(`seq ${prev.seq + 1}: missing (the chain jumps from seq ${prev.seq} to seq ${w.first.seq})`);
     }
-    if (!link.body.includes(`"id":${JSON.stringify(link.id)}`)) return fail(`seq ${link.seq}: holds the wrong event (expected AuditEvent/${link.id})`);
-    prev = { seq: link.seq, hash: link.hash };
-    hashAt.set(link.seq, link.hash);
-    events++;
+    events += w.events;
+    for (const [seq, hash] of w.hashes) hashAt.set(seq, hash);
+    if (w.last) prev = w.last;
+    if (w.problem) return fail(w.problem);
   }
   let checked = 0;
   for (const cp of store.checkpoints()) {
     if (cp.seq <= anchor.seq) continue;
+    if (appendedMeanwhile(cp.seq)) continue;
     const problem = checkCheckpoint(cp, hashAt, prev.seq, publicKey);
-    if (problem) return { ...fail(problem), checkpoints: checked };
+    if (problem) return fail(problem, checked);
     checked++;
   }
   const stray = index && strayIndexEntry(store, index, prev.seq);
-  if (stray) return { ...fail(stray), checkpoints: checked };
+  if (stray) return fail(stray, checked);
   const head = prev.seq ? prev : undefined;
   if (!witnessHeads) return { ok: true, events, checkpoints: checked, head };
   let witnessed = 0;
   for (const w of witnessHeads) {
+    if (appendedMeanwhile(w.seq)) continue;
     const problem = checkWitnessed(w, hashAt, anchor.seq, prev.seq, publicKey);
     if (problem) return { ok: false, events, checkpoints: checked, head, problem, witnessed };
     if (w.seq > anchor.seq) witnessed++;

@@ -288,7 +288,7 @@ describe('tamper evidence: hearth audit verify names the first broken place', ()
     expect(verify(dataDir, '--witness', file).text).toContain('witness head at seq 1: bad signature');
   });
 
-  it.each<[string, string | ((db: DatabaseSync) => void), string, string?]>([
+  const tampering: [string, string | ((db: DatabaseSync) => void), string, string?][] = [
     ['an edited event', editBody(5, (b) => b.replace('"outcome":"0"', '"outcome":"4"')), 'seq 5: AuditEvent/'],
     ['an event body that cannot be read', 'UPDATE audit_blocks SET body = x\'00\' WHERE first_seq = (SELECT block FROM audit_log WHERE seq = 6)', 'seq 6: AuditEvent/'],
     ['an event\'s block removed', 'DELETE FROM audit_blocks WHERE first_seq = (SELECT block FROM audit_log WHERE seq = 7)', 'seq 7: AuditEvent/'],
@@ -301,13 +301,32 @@ describe('tamper evidence: hearth audit verify names the first broken place', ()
     ['an event removed from the search index', 'DELETE FROM resource_versions WHERE rid = (SELECT MIN(rid) FROM resource_versions WHERE type = \'AuditEvent\')', 'is in the chain but missing from the search index', 'hearth.db'],
     ['a forged checkpoint signature', 'UPDATE audit_checkpoints SET signature = \'AAAA\' WHERE seq = 5', 'checkpoint at seq 5: bad signature'],
     ['a checkpoint moved to another hash', 'UPDATE audit_checkpoints SET hash = (SELECT lower(hex(hash)) FROM audit_log WHERE seq = 2) WHERE seq = 5', 'checkpoint at seq 5: hash does not match the chain'],
-  ])('fails on %s', async (_name, sql, place, file) => {
+  ];
+  it.each(tampering)('fails on %s', async (_name, sql, place, file) => {
     const dataDir = await trail(10);
     tamper(dataDir, sql, file);
     const r = verify(dataDir);
     expect(r.code).toBe(1);
     expect(r.text).toContain('audit chain BROKEN at');
     expect(r.text).toContain(place);
+  });
+
+  // The same walk in stretches on threads of their own (what a long chain gets), joined after.
+  it.each(tampering)('fails on %s, walked in three stretches at once', async (_name, sql, place, file) => {
+    const dataDir = await trail(10);
+    tamper(dataDir, sql, file);
+    const r = verify(dataDir, '--threads', '3');
+    expect(r.code).toBe(1);
+    expect(r.text).toContain('audit chain BROKEN at');
+    expect(r.text).toContain(place);
+  });
+
+  it('walked in stretches, an intact chain passes with the same summary', async () => {
+    const dataDir = await trail(10);
+    expect(verify(dataDir, '--threads', '4').text).toMatch(/^audit chain intact: 10 events, 10 signed checkpoints verified, head seq 10 [0-9a-f]{64}\n$/);
+    const w = verify(dataDir, '--threads', '2', '--witness', witnessOf.get(dataDir)!);
+    expect(w.text).toMatch(/^audit chain intact: 11 events, 11 signed checkpoints verified, 11 witnessed heads matched, head seq 11 [0-9a-f]{64}\n$/);
+    expect(verify(dataDir, '--threads', '0')).toEqual({ code: 64, text: expect.stringContaining('--threads must be a whole number from 1 to 64, got "0"') });
   });
 
   it('verifies the chain in process too, against the public key', async () => {

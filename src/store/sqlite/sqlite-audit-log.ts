@@ -212,9 +212,11 @@ export class SqliteAuditLog implements AuditStore {
     for (const r of rows) yield r.id;
   }
 
-  * chain(): Iterable<ChainLink> {
+  * chain(fromSeq = Number.MIN_SAFE_INTEGER, toSeq = Number.MAX_SAFE_INTEGER): Iterable<ChainLink> {
     const bodyOf = this.#bodies();
-    const rows = this.#db.prepare('SELECT seq, id, searchable, prev_hash, hash, block, at, len FROM audit_log ORDER BY seq').iterate() as Iterable<
+    const rows = this.#db
+      .prepare('SELECT seq, id, searchable, prev_hash, hash, block, at, len FROM audit_log WHERE seq BETWEEN ? AND ? ORDER BY seq')
+      .iterate(fromSeq, toSeq) as Iterable<
       LinkRow & { prev_hash: Uint8Array; hash: Uint8Array }
     >;
     for (const r of rows) yield { seq: r.seq, id: r.id, prevHash: hex(r.prev_hash), hash: hex(r.hash), body: bodyOf(r) };
