@@ -11,7 +11,8 @@ export function linkHash(prevHash: string, seq: number, event: unknown): string 
 
 /** The same, for an event already serialized canonically (the write path stores exactly that). */
 export function linkHashOfCanonical(prevHash: string, seq: number, canonical: string): string {
-  return createHash('sha256').update(`${prevHash}\n${seq}\n${canonical}`).digest('hex');
+  // The same bytes as one string `${prevHash}\n${seq}\n${canonical}`, without building it.
+  return createHash('sha256').update(prevHash).update(`\n${seq}\n`).update(canonical).digest('hex');
 }
 
 export function checkpointMessage(seq: number, hash: string, signedAt: string): Buffer {

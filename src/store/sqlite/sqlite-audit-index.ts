@@ -1,6 +1,7 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { AuditIndex, IndexedAuditEvent } from '../../audit/audit-store.ts';
 import { IndexWriter } from './index-writer.ts';
+import { idsInOrder } from './sqlite-audit-log.ts';
 
 /**
  * The searchable copy of the audit log in the embedded store's database: a body-less
@@ -51,8 +52,7 @@ export class SqliteAuditIndex implements AuditIndex {
     });
   }
 
-  * ids(): Iterable<string> {
-    const rows = this.#db.prepare('SELECT id FROM resource_versions WHERE type = \'AuditEvent\' ORDER BY id').iterate() as Iterable<{ id: string }>;
-    for (const r of rows) yield r.id;
+  ids(): Iterable<string> {
+    return idsInOrder(this.#db.prepare('SELECT id FROM resource_versions WHERE type = \'AuditEvent\' AND id > ? ORDER BY id LIMIT ?'));
   }
 }
