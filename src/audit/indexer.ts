@@ -34,20 +34,27 @@ export class AuditIndexer {
    * the mark after each; returns the final mark.
    */
   catchUp(progress?: (indexed: number) => void, chunk = CHUNK): number {
-    let mark = this.#index.indexedThrough();
-    for (;;) {
-      const entries = this.#log.entriesAfter(mark, chunk);
-      if (entries.length === 0) return mark;
-      const events: IndexedAuditEvent[] = [];
-      for (const e of entries) {
-        if (!e.searchable) continue;
-        const index = extractIndex(this.#model, e.resource as unknown as Record<string, unknown>, this.#baseUrl);
-        events.push({ id: e.resource.id ?? '', recorded: e.resource.recorded, index });
-      }
-      mark = entries[entries.length - 1].seq;
-      this.#index.index(events, mark);
-      progress?.(mark);
+    while (this.step(progress, chunk));
+    return this.#index.indexedThrough();
+  }
+
+  /**
+   * Indexes one chunk beyond the mark in one transaction (the events' index entries are made
+   * before it, so that the write lock is held for the inserts alone); false when there was none.
+   */
+  step(progress?: (indexed: number) => void, chunk = CHUNK): boolean {
+    const entries = this.#log.entriesAfter(this.#index.indexedThrough(), chunk);
+    if (entries.length === 0) return false;
+    const events: IndexedAuditEvent[] = [];
+    for (const e of entries) {
+      if (!e.searchable) continue;
+      const index = extractIndex(this.#model, e.resource as unknown as Record<string, unknown>, this.#baseUrl);
+      events.push({ id: e.resource.id ?? '', recorded: e.resource.recorded, index });
     }
+    const mark = entries[entries.length - 1].seq;
+    this.#index.index(events, mark);
+    progress?.(mark);
+    return true;
   }
 
   /** Applies the log's last retention purge to the index (a purge that stopped between the two). */

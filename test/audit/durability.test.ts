@@ -113,18 +113,27 @@ describe('the audit trail under load and crash', () => {
 });
 
 describe('write-ahead audit: no committed write without the AuditEvent of who made it', () => {
-  it('killed with SIGKILL during writes, then restarted: every stored version has an AuditEvent naming its writer', async () => {
+  it('killed with SIGKILL during mixed writes, then restarted: every stored version has an AuditEvent naming its writer', async () => {
     const dataDir = tempDir();
     const server = await startServer({ HEARTH_DATA_DIR: dataDir, HEARTH_LOG_LEVEL: 'warn' });
     const json = { authorization: `Bearer ${server.token}`, 'content-type': 'application/fhir+json' };
     let stop = false;
     const acknowledged: string[] = [];
+    // Creates, updates of what was created, and deletes, from 20 writers at once.
     const workers = Array.from({ length: 20 }, async (_, w) => {
+      let last: string | undefined;
       for (let i = 0; !stop; i++) {
         try {
-          const res = await fetch(`${server.base}/Patient`, { method: 'POST', headers: json, body: JSON.stringify({ resourceType: 'Patient', name: [{ family: `Crash${w}x${i}` }] }) });
-          await res.text();
-          if (res.status === 201) acknowledged.push(res.headers.get('x-request-id')!);
+          const write = !last || i % 3 === 0
+            ? { method: 'POST', url: `${server.base}/Patient`, body: JSON.stringify({ resourceType: 'Patient', name: [{ family: `Crash${w}x${i}` }] }), ok: 201 }
+            : i % 3 === 1
+              ? { method: 'PUT', url: `${server.base}/Patient/${last}`, body: JSON.stringify({ resourceType: 'Patient', id: last, name: [{ family: `Again${w}x${i}` }] }), ok: 200 }
+              : { method: 'DELETE', url: `${server.base}/Patient/${last}`, body: undefined, ok: 204 };
+          const res = await fetch(write.url, { method: write.method, headers: write.body ? json : { authorization: json.authorization }, body: write.body });
+          const text = await res.text();
+          if (res.status === write.ok) acknowledged.push(res.headers.get('x-request-id')!);
+          if (res.status === 201) last = (JSON.parse(text) as { id: string }).id;
+          if (write.method === 'DELETE') last = undefined;
         } catch {
           return;
         }
@@ -140,7 +149,13 @@ describe('write-ahead audit: no committed write without the AuditEvent of who ma
     const again = await startServer({ HEARTH_DATA_DIR: dataDir, HEARTH_LOG_LEVEL: 'warn' });
     expect(await stopServer(again)).toBe(0);
     const db = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
-    const versions = db.prepare('SELECT id, version, write_id FROM resource_versions WHERE type = \'Patient\'').all() as { id: string; version: number; write_id: string | null }[];
+    const versions = db.prepare('SELECT id, version, deleted, write_id FROM resource_versions WHERE type = \'Patient\'').all() as {
+      id: string;
+      version: number;
+      deleted: number;
+      write_id: string | null;
+    }[];
+    expect(new Set(versions.map((v) => (v.version === 1 ? 'C' : v.deleted ? 'D' : 'U')))).toEqual(new Set(['C', 'U', 'D']));
     expect(versions.length).toBeGreaterThanOrEqual(acknowledged.length);
     // The events from the log itself (audit.db).
     const log = sqliteStorage({ dataDir });
@@ -149,7 +164,8 @@ describe('write-ahead audit: no committed write without the AuditEvent of who ma
     for (const v of versions) {
       const row = v.write_id ? body(v.write_id) : undefined;
       const event = row && JSON.parse(row);
-      const names = event?.agent?.[0]?.name === 'ops' && event.action === 'C' && event.outcome === '0';
+      const action = v.version === 1 ? 'C' : v.deleted ? 'D' : 'U';
+      const names = event?.agent?.[0]?.name === 'ops' && event.action === action && event.outcome === '0';
       const version = JSON.stringify(event?.entity ?? []).includes(`Patient/${v.id}/_history/${v.version}`);
       if (!names || !version) unnamed.push(`Patient/${v.id}/_history/${v.version} (${v.write_id})`);
     }

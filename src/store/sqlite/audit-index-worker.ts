@@ -2,10 +2,12 @@
 // its searchable events into the copy in hearth.db that auditors search, on a connection with
 // synchronous=NORMAL (the log is the durable record; after a power loss the mark and the rows
 // it covers fall back together and are rebuilt from the log). It looks at the log's head every
-// INDEX_DELAY_MS and takes in everything new, a hundred events per transaction — a B-tree page
-// touched by many events is written once, and writers of resources wait for the lock only a few
-// milliseconds — and at once when a reader asks ('index').
-// Appends from other processes (operator commands) are followed the same way.
+// INDEX_DELAY_MS and takes in everything new, CHUNK events per transaction with a pause between
+// transactions: the request thread writes resources into the same file, and while a chunk is
+// written it waits for the write lock (SQLite's busy wait blocks its event loop), so a chunk is
+// kept to a few milliseconds and the lock is left free between chunks for writers waiting on it.
+// It indexes at once when a reader asks ('index'). Appends from other processes (operator
+// commands) are followed the same way.
 import { parentPort, workerData } from 'node:worker_threads';
 import { AuditIndexer } from '../../audit/indexer.ts';
 import { loadFhirModel } from '../../fhir/definitions.ts';
@@ -25,6 +27,8 @@ export interface AuditIndexWorkerReply {
 }
 
 const INDEX_DELAY_MS = 200;
+const CHUNK = 25;
+const PAUSE_MS = 2;
 
 const data = workerData as AuditIndexWorkerData;
 const logDb = openAuditLogDb(data.logPath);
@@ -32,19 +36,29 @@ const log = new SqliteAuditLog(logDb);
 const resources = new SqliteStore({ dataDir: data.dataDir, synchronous: 'NORMAL' });
 const indexer = new AuditIndexer(log, resources.auditIndex(), loadFhirModel({ updateCreate: false }), data.baseUrl);
 let closed = false;
+let running = false;
+const progress = (indexed: number) => parentPort?.postMessage({ indexed } satisfies AuditIndexWorkerReply);
 
+/** One chunk, then (if there was one) the next after a pause; one pass at a time. */
 function index(): void {
-  if (closed) return;
-  try {
-    indexer.catchUp((indexed) => parentPort?.postMessage({ indexed } satisfies AuditIndexWorkerReply));
-  } catch (err) {
-    // The log holds the events; the next pass (or the next start) indexes them.
-    process.stderr.write(`hearth: the audit indexer fell behind: ${(err as Error).message}\n`);
-  }
+  if (closed || running) return;
+  running = true;
+  const pump = () => {
+    let more = false;
+    try {
+      more = !closed && indexer.step(progress, CHUNK);
+    } catch (err) {
+      // The log holds the events; the next pass (or the next start) indexes them.
+      process.stderr.write(`hearth: the audit indexer fell behind: ${(err as Error).message}\n`);
+    }
+    if (more) setTimeout(pump, PAUSE_MS);
+    else running = false;
+  };
+  pump();
 }
 
 indexer.applyPurges();
-index();
+indexer.catchUp(progress);
 const follow = setInterval(index, INDEX_DELAY_MS);
 
 parentPort?.on('message', (msg: 'index' | 'close') => {
@@ -53,8 +67,12 @@ parentPort?.on('message', (msg: 'index' | 'close') => {
     return;
   }
   // What is committed is indexed before the thread stops (the next start would do it too).
-  index();
   closed = true;
+  try {
+    indexer.catchUp(progress);
+  } catch (err) {
+    process.stderr.write(`hearth: the audit indexer fell behind: ${(err as Error).message}\n`);
+  }
   clearInterval(follow);
   void resources.close();
   logDb.close();
