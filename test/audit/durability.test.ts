@@ -129,7 +129,8 @@ describe('write-ahead audit: no committed write without the AuditEvent of who ma
             : i % 3 === 1
               ? { method: 'PUT', url: `${server.base}/Patient/${last}`, body: JSON.stringify({ resourceType: 'Patient', id: last, name: [{ family: `Again${w}x${i}` }] }), ok: 200 }
               : { method: 'DELETE', url: `${server.base}/Patient/${last}`, body: undefined, ok: 204 };
-          const res = await fetch(write.url, { method: write.method, headers: write.body ? json : { authorization: json.authorization }, body: write.body });
+          const headers = write.body ? json : { authorization: json.authorization };
+          const res = await fetch(write.url, { method: write.method, headers, body: write.body });
           const text = await res.text();
           if (res.status === write.ok) acknowledged.push(res.headers.get('x-request-id')!);
           if (res.status === 201) last = (JSON.parse(text) as { id: string }).id;
