@@ -1,12 +1,11 @@
 import { DatabaseSync } from 'node:sqlite';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { AuditIndex } from '../../src/audit/audit-store.ts';
 import { GENESIS, linkHash, verifyChain } from '../../src/audit/chain.ts';
 import { canonicalJson } from '../../src/audit/canonical-json.ts';
 import { sqliteStorage } from '../../src/store/sqlite/sqlite-storage.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
-import { json, tempDir, testApp } from '../helpers/app.ts';
+import { failingIndex, json, tempDir, testApp } from '../helpers/app.ts';
 
 // The audit log is the record (audit.db); auditors search the copy an indexer keeps behind it.
 
@@ -27,17 +26,7 @@ describe('the audit index behind the log', () => {
 
   it('an index that cannot catch up: AuditEvent reads answer 503 with Retry-After, naming the lag; audit and other reads go on', async () => {
     let failing = false;
-    const t = await testApp({ HEARTH_AUDIT_INDEX_WAIT_MS: '50' }, {
-      wrapAuditIndex: (index): AuditIndex => ({
-        indexedThrough: () => index.indexedThrough(),
-        index: (events, through) => {
-          if (failing) throw new Error('index volume full');
-          index.index(events, through);
-        },
-        removeBefore: (cutoff) => index.removeBefore(cutoff),
-        ids: () => index.ids(),
-      }),
-    });
+    const t = await testApp({ HEARTH_AUDIT_INDEX_WAIT_MS: '50' }, { wrapAuditIndex: failingIndex(() => failing) });
     failing = true;
     const read = await t.app.inject({ method: 'GET', url: '/fhir/Patient' });
     expect(read.statusCode).toBe(200);

@@ -210,3 +210,16 @@ export async function freePort(): Promise<number> {
     });
   });
 }
+
+/** An audit index that refuses to index while `failing()` says so (an index volume full): for the index-behind paths. */
+export function failingIndex(failing: () => boolean) {
+  return (index: AuditIndex): AuditIndex => ({
+    indexedThrough: () => index.indexedThrough(),
+    index: (events, through) => {
+      if (failing()) throw new Error('index volume full');
+      index.index(events, through);
+    },
+    removeBefore: (cutoff) => index.removeBefore(cutoff),
+    ids: () => index.ids(),
+  });
+}

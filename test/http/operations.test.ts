@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { AuditIndex } from '../../src/audit/audit-store.ts';
-import { json, testApp } from '../helpers/app.ts';
+import { failingIndex, json, testApp } from '../helpers/app.ts';
 
 // Liveness, readiness and gauges, outside the FHIR API: no token, no data, not audited.
 describe('operations endpoints', () => {
@@ -16,17 +15,7 @@ describe('operations endpoints', () => {
 
   it('/readyz reports the store, the keys, the audit log and the indexer with its lag; /metrics the same as gauges', async () => {
     let failing = false;
-    const t = await testApp({ HEARTH_AUDIT_INDEX_WAIT_MS: '20' }, {
-      wrapAuditIndex: (index): AuditIndex => ({
-        indexedThrough: () => index.indexedThrough(),
-        index: (events, through) => {
-          if (failing) throw new Error('index volume full');
-          index.index(events, through);
-        },
-        removeBefore: (cutoff) => index.removeBefore(cutoff),
-        ids: () => index.ids(),
-      }),
-    });
+    const t = await testApp({ HEARTH_AUDIT_INDEX_WAIT_MS: '20' }, { wrapAuditIndex: failingIndex(() => failing) });
     await t.app.inject({ method: 'GET', url: '/fhir/Patient' });
     failing = true;
     await t.app.inject({ method: 'GET', url: '/fhir/Patient' });

@@ -15,7 +15,6 @@ import { canonicalize } from '../../audit/canonical-json.ts';
 import { GENESIS, linkHashOfCanonical } from '../../audit/chain.ts';
 import { decodeBody, encodeBody } from '../../audit/log-codec.ts';
 import { immediate } from './transaction.ts';
-import type { LegacyAudit } from './sqlite-store.ts';
 
 // The audit log's own database file (audit.db): nothing but the chain, its signed heads and its
 // purges, so that a batch's commit is one small WAL append and one fsync. The canonical JSON of
@@ -94,8 +93,15 @@ interface LinkRow {
   len: number;
 }
 
-/** A link to append: its place in the chain and its canonical JSON. */
-interface NewLink {
+/** What an older schema held of the audit chain: its links, signed heads and purges (raw rows). */
+export interface LegacyAudit {
+  readonly rows: Iterable<StoredLink>;
+  readonly checkpoints: Record<string, string | number>[];
+  readonly purges: Record<string, string | number>[];
+}
+
+/** A link to store: its place in the chain and its canonical JSON. */
+export interface StoredLink {
   readonly seq: number;
   readonly id: string;
   readonly recorded: string;
@@ -137,7 +143,7 @@ export class SqliteAuditLog implements AuditStore {
 
   #append(events: readonly AuditAppend[], sign?: CheckpointSigner): ChainHead {
     let head = this.head();
-    const links: NewLink[] = [];
+    const links: StoredLink[] = [];
     for (const e of events) {
       const seq = head.seq + 1;
       // Stored in canonical form, so the stored body is exactly what was hashed.
@@ -153,7 +159,7 @@ export class SqliteAuditLog implements AuditStore {
   }
 
   /** Inserts links in blocks of up to BLOCK events, each block's bodies compressed as one. */
-  #insertLinks(links: readonly NewLink[]): void {
+  #insertLinks(links: readonly StoredLink[]): void {
     for (let start = 0; start < links.length; start += BLOCK) {
       const chunk = links.slice(start, start + BLOCK);
       const block = chunk[0].seq;
@@ -311,9 +317,9 @@ export class SqliteAuditLog implements AuditStore {
     return this.#transaction(() => {
       if (this.head().seq > 0) return this.head().seq;
       let last = 0;
-      let chunk: NewLink[] = [];
+      let chunk: StoredLink[] = [];
       for (const r of legacy.rows) {
-        chunk.push({ ...r, canonical: r.body });
+        chunk.push(r);
         last = r.seq;
         if (chunk.length === BLOCK) {
           this.#insertLinks(chunk);

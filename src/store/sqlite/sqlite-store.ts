@@ -18,6 +18,7 @@ import { KEK_ID_PATH } from '../../crypto/envelope.ts';
 import type { KeyMaintenance } from '../port.ts';
 import { IndexWriter } from './index-writer.ts';
 import { SqliteAuditIndex } from './sqlite-audit-index.ts';
+import type { LegacyAudit, StoredLink } from './sqlite-audit-log.ts';
 import { countSql, type SqlValue, searchSql } from './sqlite-query.ts';
 import { immediate } from './transaction.ts';
 import { LEGACY_AUDIT_TABLES, LEGACY_AUDIT_TRIGGERS, MIGRATE_TO_2, SCHEMA, SCHEMA_VERSION, WRITE_ID_INDEX } from './sqlite-schema.ts';
@@ -53,25 +54,6 @@ interface LegacyRow {
   prev_hash: string;
   hash: string;
   body: string;
-}
-
-/** What a version-2 database held of the audit chain: its links, signed heads and purges (raw rows). */
-export interface LegacyAudit {
-  readonly rows: Iterable<LegacyAuditRow>;
-  readonly checkpoints: Record<string, string | number>[];
-  readonly purges: Record<string, string | number>[];
-}
-
-/** A chain link as schema version 2 kept it in this database: what the move to audit.db copies. */
-export interface LegacyAuditRow {
-  readonly seq: number;
-  readonly id: string;
-  readonly recorded: string;
-  readonly searchable: boolean;
-  readonly prevHash: string;
-  readonly hash: string;
-  /** the canonical JSON */
-  readonly body: string;
 }
 
 /**
@@ -188,7 +170,7 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
   legacyAudit(): LegacyAudit | undefined {
     if (!this.#hasLegacyAudit()) return undefined;
     const db = this.#db;
-    function* rows(): Iterable<LegacyAuditRow> {
+    function* rows(): Iterable<StoredLink> {
       const it = db
         .prepare(
           `SELECT a.seq, a.id, a.recorded, r.current, a.prev_hash, a.hash, r.body FROM audit_log a
@@ -196,8 +178,8 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
         )
         .iterate() as Iterable<LegacyRow>;
       for (const r of it) {
-        const { prev_hash: prevHash, current, ...rest } = r;
-        yield { ...rest, prevHash, searchable: current === 1 };
+        const { prev_hash: prevHash, current, body: canonical, ...rest } = r;
+        yield { ...rest, prevHash, canonical, searchable: current === 1 };
       }
     }
     return {
