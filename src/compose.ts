@@ -136,7 +136,7 @@ export function createServices(config: Config, deps: ServiceDeps = {}): Services
   const threads = !deps.auditWriter && !deps.auditInPlace && storage.capabilities.adapter === 'sqlite' && file !== undefined && auditFile !== undefined;
   const logPath = auditFile ?? '';
   const worker = threads
-    ? new WorkerAuditWriter({ dataDir: config.dataDir, logPath, baseUrl: config.baseUrl, audit: config.audit, keyring: config.keyring })
+    ? new WorkerAuditWriter({ logPath, audit: config.audit, keyring: config.keyring })
     : undefined;
   const indexThread = threads ? new WorkerAuditIndexer({ dataDir: config.dataDir, logPath, baseUrl: config.baseUrl }, indexed) : undefined;
   // In place (no writer thread), the heads are published from here.

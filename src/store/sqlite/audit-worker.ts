@@ -14,9 +14,7 @@ import { SqliteAuditLog } from './sqlite-audit-log.ts';
 import { openAuditLogDb } from './sqlite-storage.ts';
 
 export interface AuditWorkerData {
-  readonly dataDir: string;
   readonly logPath: string;
-  readonly baseUrl: string;
   readonly audit: AuditConfig;
   readonly keyring: { readonly kind: 'file'; readonly path: string } | { readonly kind: 'env'; readonly json: string };
 }
