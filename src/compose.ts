@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { AuditSink, type AuditWriter, auditAppendOf, signedAppend, storeWriter } from './audit/audit-sink.ts';
-import { AuditIndexer } from './audit/indexer.ts';
+import { AuditIndexer, indexingFailed } from './audit/indexer.ts';
 import { AuditProgress } from './audit/progress.ts';
 import { recoverAttempts } from './audit/recovery.ts';
 import type { CheckpointSigner } from './audit/audit-store.ts';
@@ -147,7 +147,7 @@ export function createServices(config: Config, deps: ServiceDeps = {}): Services
     try {
       indexer.catchUp(indexed);
     } catch (err) {
-      process.stderr.write(`hearth: the audit indexer fell behind: ${(err as Error).message}\n`);
+      indexingFailed(err);
     }
   };
   const indexInPlace = () => {

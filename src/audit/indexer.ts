@@ -3,11 +3,19 @@ import { extractIndex } from '../fhir/index-extractor.ts';
 import type { AuditIndex, AuditStore, IndexedAuditEvent } from './audit-store.ts';
 
 /**
- * Events per index transaction. Larger chunks write a B-tree page touched by many events once;
- * but the resource store's writers wait for the write lock while a chunk is written, so a chunk
- * is kept to a few milliseconds.
+ * Events per index transaction unless the caller says otherwise: larger chunks write a B-tree
+ * page touched by many events once (a server's indexer thread takes smaller ones, see
+ * audit-index-worker.ts, because clinical writers wait for the lock meanwhile).
  */
 const CHUNK = 100;
+
+/**
+ * What an indexing pass that failed leaves behind: a line on standard error. The log holds the
+ * events, so the next pass (or the next start) indexes them; an audit write never fails for it.
+ */
+export function indexingFailed(err: unknown): void {
+  process.stderr.write(`hearth: the audit indexer fell behind: ${(err as Error).message}\n`);
+}
 
 /**
  * Follows the audit log and writes its searchable events into the search index, idempotently by

@@ -4,7 +4,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
 import { sqliteStorage } from '../../src/store/sqlite/sqlite-storage.ts';
 import { tempDir } from '../helpers/app.ts';
-import { startServer, stopServer } from '../helpers/server.ts';
+import { type RunningServer, startServer, stopServer } from '../helpers/server.ts';
 
 const cli = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 const verify = (dataDir: string) =>
@@ -16,6 +16,32 @@ interface Sent {
 }
 
 /** One mixed request: valid and invalid writes, reads, searches, refusals. */
+/**
+ * `writers` clients each call `write(w, i)` for i = 0, 1, … until the server is killed with
+ * SIGKILL after `ms`; a client stops when its connection dies with the server.
+ */
+async function writeUntilKilled(
+  server: RunningServer,
+  ms: number,
+  writers: number,
+  write: (w: number, i: number) => Promise<void>,
+): Promise<void> {
+  let stop = false;
+  const loops = Array.from({ length: writers }, async (_, w) => {
+    for (let i = 0; !stop; i++) {
+      try {
+        await write(w, i);
+      } catch {
+        return; // the connection died with the server
+      }
+    }
+  });
+  await new Promise((r) => setTimeout(r, ms));
+  server.child.kill('SIGKILL');
+  stop = true;
+  await Promise.all(loops);
+}
+
 function mixed(base: string, token: string, i: number, created: string[]): Promise<Response> {
   const auth = { authorization: `Bearer ${token}` };
   const json = { ...auth, 'content-type': 'application/fhir+json' };
@@ -75,24 +101,13 @@ describe('the audit trail under load and crash', () => {
     const server = await startServer({ HEARTH_DATA_DIR: dataDir, HEARTH_LOG_LEVEL: 'warn' });
     const received: Sent[] = [];
     const created: string[] = [];
-    let stop = false;
-    let i = 0;
-    const workers = Array.from({ length: 20 }, async () => {
-      while (!stop) {
-        try {
-          const res = await mixed(server.base, server.token, i++, created);
-          const body = await res.text();
-          if (res.status === 201) created.push(JSON.parse(body).id);
-          received.push({ id: res.headers.get('x-request-id')!, status: res.status });
-        } catch {
-          return; // the connection died with the server
-        }
-      }
+    let n = 0;
+    await writeUntilKilled(server, 800, 20, async () => {
+      const res = await mixed(server.base, server.token, n++, created);
+      const body = await res.text();
+      if (res.status === 201) created.push(JSON.parse(body).id);
+      received.push({ id: res.headers.get('x-request-id')!, status: res.status });
     });
-    await new Promise((r) => setTimeout(r, 800));
-    server.child.kill('SIGKILL');
-    stop = true;
-    await Promise.all(workers);
     expect(received.length).toBeGreaterThan(50);
 
     const again = await startServer({ HEARTH_DATA_DIR: dataDir, HEARTH_LOG_LEVEL: 'warn' });
@@ -117,33 +132,23 @@ describe('write-ahead audit: no committed write without the AuditEvent of who ma
     const dataDir = tempDir();
     const server = await startServer({ HEARTH_DATA_DIR: dataDir, HEARTH_LOG_LEVEL: 'warn' });
     const json = { authorization: `Bearer ${server.token}`, 'content-type': 'application/fhir+json' };
-    let stop = false;
     const acknowledged: string[] = [];
     // Creates, updates of what was created, and deletes, from 20 writers at once.
-    const workers = Array.from({ length: 20 }, async (_, w) => {
-      let last: string | undefined;
-      for (let i = 0; !stop; i++) {
-        try {
-          const write = !last || i % 3 === 0
-            ? { method: 'POST', url: `${server.base}/Patient`, body: JSON.stringify({ resourceType: 'Patient', name: [{ family: `Crash${w}x${i}` }] }), ok: 201 }
-            : i % 3 === 1
-              ? { method: 'PUT', url: `${server.base}/Patient/${last}`, body: JSON.stringify({ resourceType: 'Patient', id: last, name: [{ family: `Again${w}x${i}` }] }), ok: 200 }
-              : { method: 'DELETE', url: `${server.base}/Patient/${last}`, body: undefined, ok: 204 };
-          const headers = write.body ? json : { authorization: json.authorization };
-          const res = await fetch(write.url, { method: write.method, headers, body: write.body });
-          const text = await res.text();
-          if (res.status === write.ok) acknowledged.push(res.headers.get('x-request-id')!);
-          if (res.status === 201) last = (JSON.parse(text) as { id: string }).id;
-          if (write.method === 'DELETE') last = undefined;
-        } catch {
-          return;
-        }
-      }
+    const last: (string | undefined)[] = [];
+    await writeUntilKilled(server, 1000, 20, async (w, i) => {
+      const id = last[w];
+      const write = !id || i % 3 === 0
+        ? { method: 'POST', url: `${server.base}/Patient`, body: JSON.stringify({ resourceType: 'Patient', name: [{ family: `Crash${w}x${i}` }] }), ok: 201 }
+        : i % 3 === 1
+          ? { method: 'PUT', url: `${server.base}/Patient/${id}`, body: JSON.stringify({ resourceType: 'Patient', id, name: [{ family: `Again${w}x${i}` }] }), ok: 200 }
+          : { method: 'DELETE', url: `${server.base}/Patient/${id}`, body: undefined, ok: 204 };
+      const headers = write.body ? json : { authorization: json.authorization };
+      const res = await fetch(write.url, { method: write.method, headers, body: write.body });
+      const text = await res.text();
+      if (res.status === write.ok) acknowledged.push(res.headers.get('x-request-id')!);
+      if (res.status === 201) last[w] = (JSON.parse(text) as { id: string }).id;
+      if (write.method === 'DELETE') last[w] = undefined;
     });
-    await new Promise((r) => setTimeout(r, 1000));
-    server.child.kill('SIGKILL');
-    stop = true;
-    await Promise.all(workers);
     expect(acknowledged.length).toBeGreaterThan(20);
 
     // The restart resolves what the crash left open, before it takes requests.

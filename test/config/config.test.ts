@@ -49,6 +49,8 @@ describe('loadConfig', () => {
     ['HEARTH_MAX_JSON_DEPTH', '1000', 'must be a whole number from 8 to 256'],
     ['HEARTH_SEARCH_MAX_COUNT', '0', 'must be a whole number from 1'],
     ['HEARTH_UPDATE_CREATE', 'yes', 'must be "true" or "false"'],
+    ['HEARTH_AUDIT_INDEX_WAIT_MS', '0', 'must be a whole number from 1 to 600000'],
+    ['HEARTH_AUDIT_INDEX_WAIT_MS', '5s', 'must be a whole number from 1 to 600000'],
     ['HEARTH_PROT', '8080', 'unknown setting'],
   ])('%s=%s is rejected: %s', (name, value, message) => {
     try {

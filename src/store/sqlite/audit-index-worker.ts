@@ -9,7 +9,7 @@
 // It indexes at once when a reader asks ('index'). Appends from other processes (operator
 // commands) are followed the same way.
 import { parentPort, workerData } from 'node:worker_threads';
-import { AuditIndexer } from '../../audit/indexer.ts';
+import { AuditIndexer, indexingFailed } from '../../audit/indexer.ts';
 import { loadFhirModel } from '../../fhir/definitions.ts';
 import { SqliteAuditLog } from './sqlite-audit-log.ts';
 import { openAuditLogDb } from './sqlite-storage.ts';
@@ -48,8 +48,7 @@ function index(): void {
     try {
       more = !closed && indexer.step(progress, CHUNK);
     } catch (err) {
-      // The log holds the events; the next pass (or the next start) indexes them.
-      process.stderr.write(`hearth: the audit indexer fell behind: ${(err as Error).message}\n`);
+      indexingFailed(err);
     }
     if (more) setTimeout(pump, PAUSE_MS);
     else running = false;
@@ -71,7 +70,7 @@ parentPort?.on('message', (msg: 'index' | 'close') => {
   try {
     indexer.catchUp(progress);
   } catch (err) {
-    process.stderr.write(`hearth: the audit indexer fell behind: ${(err as Error).message}\n`);
+    indexingFailed(err);
   }
   clearInterval(follow);
   void resources.close();

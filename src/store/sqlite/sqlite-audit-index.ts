@@ -3,6 +3,9 @@ import type { AuditIndex, IndexedAuditEvent } from '../../audit/audit-store.ts';
 import { IndexWriter } from './index-writer.ts';
 import { idsInOrder } from './sqlite-audit-log.ts';
 
+/** Moves the mark of how far the log is indexed (one row, made on first use). */
+export const SET_INDEXED_MARK = 'INSERT INTO audit_indexed (one, seq) VALUES (1, ?) ON CONFLICT (one) DO UPDATE SET seq = excluded.seq';
+
 /**
  * The searchable copy of the audit log in the embedded store's database: a body-less
  * `resource_versions` row per searchable AuditEvent (the body is read from the log) with its
@@ -21,7 +24,7 @@ export class SqliteAuditIndex implements AuditIndex {
     this.#index = new IndexWriter(db);
     this.#stmt = {
       mark: db.prepare('SELECT seq FROM audit_indexed WHERE one = 1'),
-      setMark: db.prepare('INSERT INTO audit_indexed (one, seq) VALUES (1, ?) ON CONFLICT (one) DO UPDATE SET seq = excluded.seq'),
+      setMark: db.prepare(SET_INDEXED_MARK),
       insert: db.prepare(
         'INSERT INTO resource_versions (type, id, version, last_updated, deleted, current, body) VALUES (\'AuditEvent\', ?, 1, ?, 0, 1, NULL) ON CONFLICT DO NOTHING RETURNING rid',
       ),
@@ -48,7 +51,7 @@ export class SqliteAuditIndex implements AuditIndex {
     return this.#transaction(() => {
       const victims = 'SELECT rid FROM resource_versions WHERE type = \'AuditEvent\' AND last_updated < ?';
       this.#db.prepare(`DELETE FROM search_index WHERE rid IN (${victims})`).run(cutoff);
-      return Number(this.#db.prepare('DELETE FROM resource_versions WHERE type = \'AuditEvent\' AND last_updated < ?').run(cutoff).changes);
+      return Number(this.#db.prepare(`DELETE FROM resource_versions WHERE rid IN (${victims})`).run(cutoff).changes);
     });
   }
 

@@ -134,6 +134,7 @@ export class SqliteAuditLog implements AuditStore {
       body: db.prepare('SELECT seq, id, searchable, block, at, len FROM audit_log WHERE id = ? AND searchable = 1'),
       lastCheckpoint: db.prepare('SELECT seq, hash, signed_at, key_id, signature FROM audit_checkpoints ORDER BY seq DESC LIMIT 1'),
       insertCheckpoint: db.prepare('INSERT INTO audit_checkpoints (seq, hash, signed_at, key_id, signature) VALUES (?, ?, ?, ?, ?)'),
+      insertPurge: db.prepare('INSERT INTO audit_purges (through_seq, last_hash, cutoff, purged_at, count) VALUES (?, ?, ?, ?, ?)'),
     };
   }
 
@@ -298,9 +299,7 @@ export class SqliteAuditLog implements AuditStore {
         // A block goes with its last link (one that straddles the cutoff stays).
         this.#db.prepare('DELETE FROM audit_blocks WHERE first_seq <= ? AND NOT EXISTS (SELECT 1 FROM audit_log l WHERE l.seq >= first_seq AND l.block = first_seq)').run(throughSeq);
         this.#db.prepare('DELETE FROM audit_purge_window').run();
-        this.#db
-          .prepare('INSERT INTO audit_purges (through_seq, last_hash, cutoff, purged_at, count) VALUES (?, ?, ?, ?, ?)')
-          .run(throughSeq, lastHash, cutoff, now, count);
+        this.#stmt.insertPurge.run(throughSeq, lastHash, cutoff, now, count);
       }
       // The purge itself is the next link of the chain, in the same transaction.
       this.#append([purgeEvent(count, throughSeq)], sign);
@@ -316,11 +315,10 @@ export class SqliteAuditLog implements AuditStore {
   importLegacy(legacy: LegacyAudit): number {
     return this.#transaction(() => {
       if (this.head().seq > 0) return this.head().seq;
-      let last = 0;
+      // Block by block as the rows are read: the old chain is never all in memory at once.
       let chunk: StoredLink[] = [];
       for (const r of legacy.rows) {
         chunk.push(r);
-        last = r.seq;
         if (chunk.length === BLOCK) {
           this.#insertLinks(chunk);
           chunk = [];
@@ -328,9 +326,8 @@ export class SqliteAuditLog implements AuditStore {
       }
       this.#insertLinks(chunk);
       for (const c of legacy.checkpoints) this.#stmt.insertCheckpoint.run(c.seq, c.hash, c.signed_at, c.key_id, c.signature);
-      const purge = this.#db.prepare('INSERT INTO audit_purges (through_seq, last_hash, cutoff, purged_at, count) VALUES (?, ?, ?, ?, ?)');
-      for (const p of legacy.purges) purge.run(p.through_seq, p.last_hash, p.cutoff, p.purged_at, p.count);
-      return Math.max(last, this.head().seq);
+      for (const p of legacy.purges) this.#stmt.insertPurge.run(p.through_seq, p.last_hash, p.cutoff, p.purged_at, p.count);
+      return this.head().seq;
     });
   }
 

@@ -17,7 +17,7 @@ import type { AuditIndex } from '../../audit/audit-store.ts';
 import { KEK_ID_PATH } from '../../crypto/envelope.ts';
 import type { KeyMaintenance } from '../port.ts';
 import { IndexWriter } from './index-writer.ts';
-import { SqliteAuditIndex } from './sqlite-audit-index.ts';
+import { SET_INDEXED_MARK, SqliteAuditIndex } from './sqlite-audit-index.ts';
 import type { LegacyAudit, StoredLink } from './sqlite-audit-log.ts';
 import { countSql, type SqlValue, searchSql } from './sqlite-query.ts';
 import { immediate } from './transaction.ts';
@@ -200,7 +200,7 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
       this.#db.exec('DELETE FROM resource_versions WHERE type = \'AuditEvent\' AND current = 0');
       this.#db.exec('UPDATE resource_versions SET body = NULL WHERE type = \'AuditEvent\'');
       for (const t of LEGACY_AUDIT_TABLES) this.#db.exec(`DROP TABLE IF EXISTS ${t}`);
-      this.#db.prepare('INSERT INTO audit_indexed (one, seq) VALUES (1, ?) ON CONFLICT (one) DO UPDATE SET seq = excluded.seq').run(indexedThrough);
+      this.#db.prepare(SET_INDEXED_MARK).run(indexedThrough);
       this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
     });
   }

@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { stopThread } from './thread.ts';
 import type { AuditIndexWorkerData, AuditIndexWorkerReply } from './audit-index-worker.ts';
 
 /** The request-serving side of the audit indexer thread: hears its progress, asks it to run now. */
@@ -33,9 +34,6 @@ export class WorkerAuditIndexer {
   }
 
   async close(): Promise<void> {
-    if (this.#dead) return;
-    const exited = new Promise((r) => this.#worker.once('exit', r));
-    this.#worker.postMessage('close');
-    await exited;
+    if (!this.#dead) await stopThread(this.#worker);
   }
 }

@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { stopThread } from './thread.ts';
 import type { AuditFacts } from '../../audit/audit-event.ts';
 import type { AuditWorkerData, AuditWorkerReply, AuditWorkerRequest } from './audit-worker.ts';
 
@@ -46,9 +47,6 @@ export class WorkerAuditWriter {
   };
 
   async close(): Promise<void> {
-    if (this.#dead) return;
-    const exited = new Promise((r) => this.#worker.once('exit', r));
-    this.#worker.postMessage('close');
-    await exited;
+    if (!this.#dead) await stopThread(this.#worker);
   }
 }
