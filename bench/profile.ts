@@ -28,7 +28,8 @@ const child: ChildProcess = spawn(process.execPath, [new URL('./servers.ts', imp
   env: { ...process.env, BENCH_PROFILE: file },
 });
 const [line] = await once(createInterface({ input: child.stdout! }), 'line');
-const { readId, token } = JSON.parse(line as string);
+const { readIds, token } = JSON.parse(line as string);
+const readId = readIds[0];
 const url = `http://127.0.0.1:${ports[0]}/fhir/Patient/${readId}`;
 await autocannon({ url, headers: { authorization: `Bearer ${token}` }, connections: 10, duration: 2 }); // warm-up
 const r = await autocannon({ url, headers: { authorization: `Bearer ${token}` }, connections: 10, duration: SECONDS });

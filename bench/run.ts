@@ -42,7 +42,7 @@ const child: ChildProcess = spawn(
   },
 );
 const [line] = await once(createInterface({ input: child.stdout! }), 'line');
-const { readId, plainReadId, searchUrl, createBody, token } = JSON.parse(line as string);
+const { readIds, searchUrl, createBody, token } = JSON.parse(line as string);
 const H = `http://127.0.0.1:${hearthPort}`;
 const O = `http://127.0.0.1:${openPort}`;
 const U = `http://127.0.0.1:${unauditedPort}`;
@@ -51,7 +51,7 @@ const B = `http://127.0.0.1:${barePort}`;
 
 // Each row: Hearth as deployed; without token verification; without the audit trail; bare Fastify.
 const scenarios: [string, (base: string, tok?: string) => Promise<Result>, () => Promise<Result>][] = [
-  ['read by id', (b, tok) => load(`${b}/fhir/Patient/${b === P ? plainReadId : readId}`, 'GET', undefined, tok), () => load(`${B}/Patient/x`)],
+  ['read by id', (b, tok) => load(`${b}/fhir/Patient/${readIds[[H, O, U, P].indexOf(b)]}`, 'GET', undefined, tok), () => load(`${B}/Patient/x`)],
   ['search (family, _count=10, total)', (b, tok) => load(`${b}${searchUrl}`, 'GET', undefined, tok), () => load(`${B}/Patient`)],
   [
     'create (validate, index, durable commit)',
@@ -75,7 +75,7 @@ for (const [name, hearth, bare] of scenarios) {
   );
 }
 // Audit throughput: 50 concurrent clients reading; every response waits for its durable AuditEvent.
-const audit50 = await load(`${H}/fhir/Patient/${readId}`, 'GET', undefined, token, 50);
+const audit50 = await load(`${H}/fhir/Patient/${readIds[0]}`, 'GET', undefined, token, 50);
 child.kill('SIGTERM');
 await once(child, 'exit');
 

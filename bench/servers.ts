@@ -1,9 +1,11 @@
-// Child process of bench/run.ts. Four servers on loopback over one file-backed SQLite store:
+// Child process of bench/run.ts. Four servers on loopback, each over a file-backed SQLite store
+// of its own (so that no server's audit writer or indexer thread works for another's load):
 // Hearth as deployed (JWT verification, authorization, durable audit), Hearth with a verifier
 // that accepts any bearer as a system/*.cruds principal (the baseline for the cost of token
 // verification), Hearth whose audit facts go nowhere (the baseline for the cost of the audit
-// trail: building, indexing, chaining and durably committing each event), and a bare Fastify
-// route serving the same bytes. Prints one JSON line when ready.
+// trail: building, indexing, chaining and durably committing each event), Hearth without
+// encryption at rest, and a bare Fastify route serving the same bytes. Prints one JSON line when
+// ready: the id of the read target in each store, in the order of the ports.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +31,7 @@ const env = {
 };
 const config = loadConfig(env);
 const secured = await buildApp(config);
+const own = (name: string) => loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, name) });
 const principal: Principal = {
   issuer,
   subject: 'bench',
@@ -36,8 +39,8 @@ const principal: Principal = {
   scopes: ['system/*.cruds'],
   expiresAt: 4_000_000_000,
 };
-const open = await buildApp(config, { verifier: { verify: async () => principal } });
-const unaudited = await buildApp(config, { auditWriter: async () => undefined });
+const open = await buildApp(own('open'), { verifier: { verify: async () => principal } });
+const unaudited = await buildApp(own('unaudited'), { auditWriter: async () => undefined });
 // The same server without encryption at rest: an empty protection policy, a store of its own.
 writeFileSync(join(dir, 'protection-none.json'), JSON.stringify({ protect: {} }));
 const plainConfig = loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, 'plain'), HEARTH_PROTECTION_FILE: join(dir, 'protection-none.json') });
@@ -66,26 +69,21 @@ const patient = (i: number) => ({
   address: [{ line: [`${i} Main St`], city: 'Springfield', postalCode: String(10000 + i) }],
 });
 const auth = { authorization: `Bearer ${token}` };
-let readId = '';
-let plainReadId = '';
+// In the order of the ports: secured, open, unaudited, plain.
+const servers = [secured, open, unaudited, plain];
+const readIds = servers.map(() => '');
 for (let i = 0; i < 1000; i++) {
-  const res = await secured.inject({
-    method: 'POST',
-    url: '/fhir/Patient',
-    headers: { 'content-type': 'application/fhir+json', ...auth },
-    payload: JSON.stringify(patient(i)),
-  });
-  const pres = await plain.inject({
-    method: 'POST',
-    url: '/fhir/Patient',
-    headers: { 'content-type': 'application/fhir+json', ...auth },
-    payload: JSON.stringify(patient(i)),
-  });
-  if (i === 500) {
-    readId = JSON.parse(res.body).id;
-    plainReadId = JSON.parse(pres.body).id;
+  for (const [n, app] of servers.entries()) {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/fhir/Patient',
+      headers: { 'content-type': 'application/fhir+json', ...auth },
+      payload: JSON.stringify(patient(i)),
+    });
+    if (i === 500) readIds[n] = JSON.parse(res.body).id;
   }
 }
+const readId = readIds[0];
 const readBody = (await secured.inject({ method: 'GET', url: `/fhir/Patient/${readId}`, headers: auth })).body;
 const searchUrl = '/fhir/Patient?family=Family7&_count=10';
 const searchBody = (await secured.inject({ method: 'GET', url: searchUrl, headers: auth })).body;
@@ -105,7 +103,8 @@ if (profiler) {
   await profiler.post('Profiler.enable');
   await profiler.post('Profiler.start');
 }
-process.stdout.write(`${JSON.stringify({ readId, plainReadId, searchUrl, token, createBody: JSON.stringify(patient(5000)) })}\n`);
+
+process.stdout.write(`${JSON.stringify({ readIds, searchUrl, token, createBody: JSON.stringify(patient(5000)) })}\n`);
 process.on('SIGTERM', async () => {
   if (profiler) writeFileSync(process.env.BENCH_PROFILE!, JSON.stringify((await profiler.post('Profiler.stop')).profile));
   await secured.close();
