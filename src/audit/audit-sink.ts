@@ -46,16 +46,19 @@ export function storeWriter(store: AuditStore, keys: KeyProvider, sign?: Checkpo
 }
 
 /**
- * The durable audit sink with group commit: facts recorded while a commit is in flight wait for
- * the next one, so many concurrent requests share one durable write. `recordFacts` resolves only
- * once its event is committed and rejects if the commit fails — callers fail closed on that.
- * Later issues record logins and other non-REST events through the same call.
+ * The durable audit sink with group commit: facts recorded in one turn of the event loop go to
+ * the writer as one batch, without waiting for the batch before to commit (the writer keeps
+ * batches in order and joins whatever queued while it was committing, so the next commit starts
+ * as soon as the last one ends). `recordFacts` resolves only once its event is committed and
+ * rejects if the commit fails — callers fail closed on that. Later issues record logins and other
+ * non-REST events through the same call.
  */
 export class AuditSink {
   readonly #write: AuditWriter;
   readonly #committed: (seq: number) => void;
   #pending: { facts: AuditFacts; resolve: () => void; reject: (err: unknown) => void }[] = [];
-  #flushing: Promise<void> | undefined;
+  #scheduled = false;
+  readonly #inFlight = new Set<Promise<void>>();
 
   /** `committed` hears the log's sequence number after each batch (read-after-write for auditors). */
   constructor(write: AuditWriter, committed: (seq: number) => void = () => undefined) {
@@ -66,31 +69,37 @@ export class AuditSink {
   recordFacts(facts: AuditFacts): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#pending.push({ facts, resolve, reject });
-      this.#flushing ??= this.#flush();
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        // One turn of the event loop: requests finishing meanwhile join this batch.
+        setImmediate(() => this.#send());
+      }
     });
   }
 
   /** Waits until everything recorded so far is committed (graceful shutdown). */
   async drain(): Promise<void> {
-    while (this.#flushing) await this.#flushing;
+    while (this.#scheduled || this.#inFlight.size > 0) {
+      if (this.#inFlight.size > 0) await Promise.allSettled(this.#inFlight);
+      else await new Promise((r) => setImmediate(r));
+    }
   }
 
-  async #flush(): Promise<void> {
-    try {
-      while (this.#pending.length > 0) {
-        // One turn of the event loop: requests finishing meanwhile join this batch.
-        await new Promise((r) => setImmediate(r));
-        const batch = this.#pending.splice(0, MAX_BATCH);
-        try {
-          const seq = await this.#write(batch.map((b) => b.facts));
+  #send(): void {
+    this.#scheduled = false;
+    while (this.#pending.length > 0) {
+      const batch = this.#pending.splice(0, MAX_BATCH);
+      const done = this.#write(batch.map((b) => b.facts)).then(
+        (seq) => {
           if (seq !== undefined) this.#committed(seq);
           for (const b of batch) b.resolve();
-        } catch (err) {
+        },
+        (err: unknown) => {
           for (const b of batch) b.reject(err);
-        }
-      }
-    } finally {
-      this.#flushing = undefined;
+        },
+      );
+      this.#inFlight.add(done);
+      void done.finally(() => this.#inFlight.delete(done));
     }
   }
 }
