@@ -83,6 +83,9 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
     // 32 MiB of page cache per connection (SQLite's default is 2 MiB): the index B-trees of a
     // long audit trail outgrow the default, and every insert then reads its pages anew.
     this.#db.exec('PRAGMA cache_size = -32768');
+    // Statement journals in memory: a multi-row index INSERT touches more pages than SQLite keeps
+    // in memory by default (64 KiB), and spilled them to a temporary file page by page.
+    this.#db.exec('PRAGMA temp_store = MEMORY');
     const { user_version } = this.#db.prepare('PRAGMA user_version').get() as { user_version: number };
     if (user_version > SCHEMA_VERSION) {
       throw new Error(`database schema version ${user_version} is newer than this Hearth (${SCHEMA_VERSION})`);
