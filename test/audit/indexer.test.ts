@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { platform } from 'node:os';
 import { DatabaseSync } from 'node:sqlite';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -22,6 +24,21 @@ describe('the audit index behind the log', () => {
       expect(search.total).toBe(1);
     }
     expect(t.raw.auditProgress.committed).toBeGreaterThanOrEqual(45);
+  });
+
+  it.runIf(platform() === 'linux')('the indexer thread yields the CPU to requests (nice 10), the request thread keeps its priority', async () => {
+    const niceOf = (stat: string) => Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+    const threads = () => new Map(readdirSync('/proc/self/task').map((tid) => [tid, niceOf(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8'))]));
+    const before = threads();
+    const t = await testApp({}, { dataDir: tempDir() });
+    await t.app.inject({ method: 'GET', url: '/fhir/Patient' });
+    // Answered once the indexer thread has indexed the search before it: the thread is running.
+    expect(json(await t.app.inject({ method: 'GET', url: '/fhir/AuditEvent?action=E' })).total).toBe(1);
+    // The app's new threads: the audit writer at the request thread's priority, the indexer lowered.
+    const started = [...threads()].filter(([tid]) => !before.has(tid)).map(([, nice]) => nice);
+    expect(started.filter((n) => n === 10)).toHaveLength(1);
+    expect(started.filter((n) => n === 0).length).toBeGreaterThanOrEqual(1);
+    expect(niceOf(readFileSync('/proc/thread-self/stat', 'utf8'))).toBe(0);
   });
 
   it('an index that cannot catch up: AuditEvent reads answer 503 with Retry-After, naming the lag; audit and other reads go on', async () => {

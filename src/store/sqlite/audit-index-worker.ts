@@ -7,7 +7,12 @@
 // written it waits for the write lock (SQLite's busy wait blocks its event loop), so a chunk is
 // kept to a few milliseconds and the lock is left free between chunks for writers waiting on it.
 // It indexes at once when a reader asks ('index'). Appends from other processes (operator
-// commands) are followed the same way.
+// commands) are followed the same way. On Linux it lowers its own scheduling priority (nice is
+// per thread there): when every core is busy, requests and the audit commits they wait for go
+// first, and the index catches up when load eases (readiness and /metrics show the lag). Not
+// the lowest priority: a chunk holds hearth.db's write lock while it is written, and clinical
+// writers wait for it.
+import { platform, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { AuditIndexer, indexingFailed } from '../../audit/indexer.ts';
 import { loadFhirModel } from '../../fhir/definitions.ts';
@@ -29,8 +34,11 @@ export interface AuditIndexWorkerReply {
 const INDEX_DELAY_MS = 200;
 const CHUNK = 25;
 const PAUSE_MS = 2;
+const NICE = 10;
 
 const data = workerData as AuditIndexWorkerData;
+// Elsewhere the call would lower the whole process, the request thread included.
+if (platform() === 'linux') setPriority(NICE);
 const logDb = openAuditLogDb(data.logPath);
 const log = new SqliteAuditLog(logDb);
 const resources = new SqliteStore({ dataDir: data.dataDir, synchronous: 'NORMAL' });
