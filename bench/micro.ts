@@ -1,5 +1,6 @@
 // Micro benchmarks of the security path, per operation: token verification with and without
-// the per-token cache, and the pure authorization decision. `npm run bench` runs it after the
+// the per-token cache, the pure authorization decision, and the encryption of a Patient (blind
+// indexes, seal, open). `npm run bench` runs it after the
 // load benchmark; `node bench/micro.ts` alone.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +10,12 @@ import { authorize, loadCompartments, type Policy } from '../src/auth/authorize.
 import { loadRoles } from '../src/auth/roles.ts';
 import { JwtVerifier } from '../src/auth/token-verifier.ts';
 import { loadConfig } from '../src/config/config.ts';
+import { BlindIndex } from '../src/crypto/blind-index.ts';
+import { openResource, sealResource } from '../src/crypto/envelope.ts';
+import { LocalKeyring } from '../src/crypto/keyring.ts';
+import { loadProtectionPolicy } from '../src/crypto/protection.ts';
 import { loadFhirModel } from '../src/fhir/definitions.ts';
+import { extractIndex } from '../src/fhir/index-extractor.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'hearth-micro-'));
 const { publicKey, privateKey } = await generateKeyPair('ES256');
@@ -49,4 +55,26 @@ rows.push(
     if (d.allowed) d.access.restriction('Observation', 'r');
   }),
 );
+
+// The encryption path of a Patient create and read: blind indexes of its index entries, one
+// envelope seal, one open (the bench's Patient, the policy in profiles/protection.json).
+const keyring = LocalKeyring.open(join(dir, 'keyring.json'), true);
+const protection = loadProtectionPolicy(model);
+const blind = new BlindIndex(keyring.indexKey(), protection);
+const patient = {
+  resourceType: 'Patient',
+  id: 'p500',
+  identifier: [{ system: 'urn:bench', value: 'p500' }],
+  name: [{ family: 'Family0', given: ['Bench', 'G500'] }],
+  gender: 'male',
+  birthDate: '1950-06-10',
+  address: [{ line: ['500 Main St'], city: 'Springfield', postalCode: '10500' }],
+};
+const patientModel = model.types.get('Patient')!;
+const entries = extractIndex(patientModel, patient, config.baseUrl);
+const paths = protection.paths.get('Patient') ?? [];
+rows.push(await time(`blind indexes of a Patient's ${entries.length} index entries (${blind.entries('Patient', entries).length} after)`, 20_000, () => blind.entries('Patient', entries)));
+rows.push(await time(`seal a Patient (${paths.length} protected paths)`, 20_000, () => sealResource(keyring, paths, 'Patient', 'p500', 1, patient)));
+const sealed = sealResource(keyring, paths, 'Patient', 'p500', 1, patient);
+rows.push(await time('open a sealed Patient', 20_000, () => openResource(keyring, 'Patient', 'p500', 1, sealed)));
 process.stdout.write(['| operation | time per op |', '| --- | --- |', ...rows, ''].join('\n'));
