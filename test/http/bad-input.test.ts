@@ -1,12 +1,13 @@
+import { gzipSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { create, json, type TestApp, testApp } from '../helpers/app.ts';
 
 interface Case {
   name: string;
-  method?: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  method?: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH';
   url?: string;
   headers?: Record<string, string>;
-  /** an object is sent as JSON; a string is sent as it is */
+  /** an object is sent as JSON; a string or bytes are sent as they are */
   body?: unknown;
   status: number;
   code: string;
@@ -302,6 +303,7 @@ const cases: Case[] = [
     body: '{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":1e400}}',
     status: 400,
     code: 'value',
+    expression: 'Observation.valueQuantity.value',
     says: 'out of range',
   },
   {
@@ -318,6 +320,117 @@ const cases: Case[] = [
     status: 400,
     code: 'value',
     says: 'significant digits',
+  },
+  {
+    name: 'number that underflows to 0',
+    url: '/fhir/Observation',
+    body: '{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":1e-400}}',
+    status: 400,
+    code: 'value',
+    expression: 'Observation.valueQuantity.value',
+    says: 'too small',
+  },
+  // strings R4 forbids, named by element
+  {
+    name: 'control character in a string',
+    body: '{"resourceType":"Patient","name":[{"family":"a\\u0001b"}]}',
+    status: 400,
+    code: 'value',
+    expression: 'Patient.name[0].family',
+    says: 'control character U+0001',
+  },
+  {
+    name: 'NUL in a string',
+    body: '{"resourceType":"Patient","name":[{"given":["Ann","a\\u0000"]}]}',
+    status: 400,
+    code: 'value',
+    expression: 'Patient.name[0].given[1]',
+    says: 'U+0000',
+  },
+  {
+    name: 'backspace escape in a string',
+    body: '{"resourceType":"Patient","gender":"male","name":[{"text":"a\\bb"}]}',
+    status: 400,
+    code: 'value',
+    expression: 'Patient.name[0].text',
+    says: 'U+0008',
+  },
+  {
+    name: 'lone high surrogate',
+    body: '{"resourceType":"Patient","name":[{"family":"a\\ud800b"}]}',
+    status: 400,
+    code: 'value',
+    expression: 'Patient.name[0].family',
+    says: 'lone surrogate',
+  },
+  {
+    name: 'lone low surrogate',
+    body: '{"name":[{"family":"\\udc00"}],"resourceType":"Patient"}',
+    status: 400,
+    code: 'value',
+    expression: 'Patient.name[0].family',
+    says: 'lone surrogate',
+  },
+  {
+    name: 'string over 1 MB',
+    body: JSON.stringify(P({ name: [{ text: 'x'.repeat(1024 * 1024 + 1) }] })),
+    status: 400,
+    code: 'too-long',
+    expression: 'Patient.name[0].text',
+    says: '1048576 characters',
+  },
+  // encodings
+  {
+    name: 'Latin-1 body',
+    headers: { 'content-type': 'application/fhir+json; charset=iso-8859-1' },
+    body: Buffer.from('{"resourceType":"Patient","name":[{"family":"M\u00fcller"}]}', 'latin1'),
+    status: 415,
+    code: 'not-supported',
+    says: 'charset iso-8859-1',
+  },
+  {
+    name: 'invalid UTF-8',
+    body: Buffer.concat([Buffer.from('{"resourceType":"Patient","name":[{"family":"M'), Buffer.from([0xfc]), Buffer.from('ller"}]}')]),
+    status: 400,
+    code: 'structure',
+    says: 'not valid UTF-8',
+  },
+  {
+    name: 'UTF-8 encoded surrogate (CESU)',
+    body: Buffer.concat([Buffer.from('{"resourceType":"Patient","name":[{"family":"'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}]}')]),
+    status: 400,
+    code: 'structure',
+    says: 'not valid UTF-8',
+  },
+  {
+    name: 'unknown Content-Encoding',
+    headers: { 'content-encoding': 'compress' },
+    body: P({ gender: 'male' }),
+    status: 415,
+    code: 'not-supported',
+    says: 'Content-Encoding compress',
+  },
+  {
+    name: 'stacked Content-Encodings',
+    headers: { 'content-encoding': 'gzip, gzip' },
+    body: gzipSync(gzipSync(JSON.stringify(P({ gender: 'male' })))),
+    status: 415,
+    code: 'not-supported',
+  },
+  {
+    name: 'gzip header on a plain body',
+    headers: { 'content-encoding': 'gzip' },
+    body: P({ gender: 'male' }),
+    status: 400,
+    code: 'structure',
+    says: 'not valid gzip',
+  },
+  {
+    name: 'gzip bomb (3 MiB of spaces in 3 KB)',
+    headers: { 'content-encoding': 'gzip' },
+    body: gzipSync(Buffer.alloc(3 * 1024 * 1024, 0x20)),
+    status: 413,
+    code: 'too-long',
   },
   { name: 'empty body', body: '', status: 400, code: 'structure', says: 'empty' },
   {
@@ -486,12 +599,22 @@ const cases: Case[] = [
     name: 'unknown resource type',
     method: 'GET',
     url: '/fhir/Spaceship/1',
-    unaudited: true,
     status: 404,
     code: 'not-found',
     says: 'Spaceship is not served',
   },
-  { name: 'unknown type search', method: 'GET', url: '/fhir/Spaceship', unaudited: true, status: 404, code: 'not-found' },
+  { name: 'unknown type search', method: 'GET', url: '/fhir/Spaceship', status: 404, code: 'not-found' },
+  {
+    name: 'malformed percent-encoding',
+    method: 'GET',
+    url: '/fhir/Patient/%E0%A4%A',
+    status: 400,
+    code: 'structure',
+    says: 'percent-encoding',
+  },
+  { name: 'id over 200 characters', method: 'GET', url: `/fhir/Patient/${'a'.repeat(201)}`, status: 414, code: 'too-long', says: '200 characters' },
+  { name: 'unsupported method on an instance', method: 'PATCH', url: '/fhir/Patient/{P}', status: 404, code: 'not-found', says: 'PATCH' },
+  { name: 'path outside the API', method: 'GET', url: '/admin/config', status: 404, code: 'not-found', says: '/admin/config' },
   {
     name: 'version id not a number',
     method: 'GET',
@@ -814,7 +937,7 @@ describe('bad input: a clear 4xx OperationOutcome, and nothing stored', () => {
     const before = await snapshot();
     const fill = (s: string) => s.replaceAll('{P}', pid);
     const payload =
-      c.body === undefined ? undefined : typeof c.body === 'string' ? c.body : fill(JSON.stringify(c.body));
+      c.body === undefined || typeof c.body === 'string' || Buffer.isBuffer(c.body) ? c.body : fill(JSON.stringify(c.body));
     const res = await t.app.inject({
       method: c.method ?? 'POST',
       url: fill(c.url ?? '/fhir/Patient'),
