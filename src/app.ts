@@ -1,17 +1,27 @@
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyInstance } from 'fastify';
+import { existsSync } from 'node:fs';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { createServices, type ServiceDeps } from './compose.ts';
 import type { Config } from './config/config.ts';
 import { FhirError } from './fhir/errors.ts';
-import { auditPlugin } from './http/audit-hook.ts';
+import { auditPlugin, RefusalAudit } from './http/audit-hook.ts';
 import { authenticationPlugin, authorizationPlugin } from './http/authorization.ts';
 import { registerBodyParsers } from './http/body-parsers.ts';
-import { errorHandler } from './http/error-handler.ts';
+import { registerCors } from './http/cors.ts';
+import { errorHandler, toFhirError } from './http/error-handler.ts';
 import { fhirRoutes } from './http/fhir-routes.ts';
 import { loggerOptions } from './http/logger.ts';
 import { negotiationPlugin } from './http/negotiation.ts';
 import { operationsRoutes } from './http/operations-routes.ts';
 import { publicRoutes } from './http/public-routes.ts';
+import { applySecurityHeaders, registerSecurityHeaders } from './http/security-headers.ts';
+
+const FIRST_START = {
+  keyring:
+    'created the keyring (the keys that encrypt the data at rest): back it up now, apart from the data backups — without it the data cannot be read, and with the data it reads it',
+  signingKey:
+    'created the audit signing key: back it up apart from the data, and keep it off the data volume (HEARTH_AUDIT_SIGNING_KEY), so that whoever can change the data cannot re-sign the audit log',
+};
 
 export interface AppDeps extends ServiceDeps {
   /** A pino-compatible logger instance for tests that read the log. */
@@ -20,10 +30,29 @@ export interface AppDeps extends ServiceDeps {
 
 /** Builds the application over the services of the composition root; never listens (server.ts does). */
 export async function buildApp(config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
+  // Keys made on first start, to be named in the log once the logger exists.
+  const keyFiles: [string, string][] = [[config.audit.signingKey, FIRST_START.signingKey]];
+  if (config.keyring.kind === 'file') keyFiles.unshift([config.keyring.path, FIRST_START.keyring]);
+  const absent = keyFiles.filter(([path]) => !existsSync(path));
   const services = createServices(config, deps);
   // Before any request: what a crash left between a write-ahead attempt and its outcome.
   const recovered = await services.recover();
   const { clock, model, sink, verifier, policy, repository, storage } = services;
+  const refusals = new RefusalAudit({ sink, config, clock, verifier });
+  // A refusal no route's hooks see (Fastify's own, a path outside the API): an OperationOutcome,
+  // audited when it carries a token; a 503 instead if that audit cannot be written.
+  const refuseUnrouted = async (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
+    const e = toFhirError(error);
+    reply.header('x-request-id', request.id);
+    if (!request.routeOptions.url) applySecurityHeaders(request, reply);
+    try {
+      await refusals.record(request, e.status, e.issues[0]?.code);
+      errorHandler(e, request, reply);
+    } catch {
+      reply.header('retry-after', '5');
+      errorHandler(new FhirError('HEARTH_AUDIT_UNAVAILABLE', `the audit trail is unavailable; request id ${request.id}`), request, reply);
+    }
+  };
 
   const app = Fastify({
     ...(deps.loggerInstance ? { loggerInstance: deps.loggerInstance } : { logger: loggerOptions(config) }),
@@ -31,6 +60,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     return503OnClosing: true,
+    frameworkErrors: (error, request, reply) => void refuseUnrouted(error, request, reply),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     schemaErrorFormatter: (errors, context) => {
       const e = errors[0];
@@ -49,22 +79,32 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   app.decorate('registeredRoutes', routes);
   app.decorate('auditProgress', services.auditProgress);
   app.decorateRequest('auditIssue', undefined);
+  await registerSecurityHeaders(app);
   await app.register(negotiationPlugin);
   app.addHook('onClose', async () => {
     await services.close();
   });
   registerBodyParsers(app, config.maxJsonDepth);
   app.setErrorHandler(errorHandler);
-  app.setNotFoundHandler((request, reply) => {
-    const m = /^\/fhir\/([^/?]+)/.exec(request.url);
-    const diagnostics =
-      m && !model.types.has(m[1]) && m[1] !== 'metadata'
-        ? `resource type ${m[1].slice(0, 64)} is not served here`
-        : `no FHIR interaction at ${request.method} ${request.url.split('?')[0].slice(0, 200)}`;
-    errorHandler(new FhirError('HEARTH_NOT_FOUND', diagnostics), request, reply);
-  });
+  app.setNotFoundHandler((request, reply) =>
+    refuseUnrouted(new FhirError('HEARTH_NOT_FOUND', `no FHIR interaction at ${request.method} ${request.url.split('?')[0].slice(0, 200)}`), request, reply),
+  );
+  // After the error and not-found handlers: the plugin's OPTIONS route takes them when it is made.
+  await registerCors(app, config.corsOrigins);
   await app.register(publicRoutes, { prefix: '/fhir', config, model });
-  await app.register(operationsRoutes, { health: services.health });
+  const health = {
+    ...services.health,
+    gauges: () => [
+      ...services.health.gauges(),
+      {
+        name: 'hearth_unaudited_refusals_total',
+        help: 'Requests refused outside the FHIR API that carried no bearer token (counted, not audited).',
+        value: refusals.unaudited,
+        type: 'counter' as const,
+      },
+    ],
+  };
+  await app.register(operationsRoutes, { health });
   // Everything else under /fhir needs a verified bearer token: its own plugin scope, not a URL allow-list.
   await app.register(
     async (api) => {
@@ -74,9 +114,20 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       await api.register(authenticationPlugin, { verifier });
       await api.register(authorizationPlugin, { model, policy });
       await api.register(fhirRoutes, { config, model, repository, clock, auditStore: storage.audit });
+      // Under the API, what matches no route is refused in its scope: authenticated and audited
+      // like every other request (the decision is skipped: there is nothing to reach).
+      api.setNotFoundHandler((request, reply) => {
+        const m = /^\/fhir\/([^/?]+)/.exec(request.url);
+        const diagnostics =
+          m && !model.types.has(m[1]) && m[1] !== 'metadata'
+            ? `resource type ${m[1].slice(0, 64)} is not served here`
+            : `no FHIR interaction at ${request.method} ${request.url.split('?')[0].slice(0, 200)}`;
+        errorHandler(new FhirError('HEARTH_NOT_FOUND', diagnostics), request, reply);
+      });
     },
     { prefix: '/fhir' },
   );
+  for (const [path, message] of absent) if (existsSync(path)) app.log.warn({ path }, message);
   if (recovered > 0) app.log.warn({ recovered }, 'recorded the outcome of writes interrupted by a crash');
   if (config.auth.issuers.length === 0) {
     app.log.warn('no trusted token issuer is configured (HEARTH_AUTH_ISSUER/HEARTH_AUTH_JWKS): every FHIR request except metadata is refused with 401');

@@ -2,6 +2,9 @@ import { buildApp } from './app.ts';
 import { ConfigError, configOrExit, exitWithConfigError } from './config/config.ts';
 
 // Process entry: configuration from the environment (the only reader of process.env), then listen.
+
+/** sysexits.h EX_UNAVAILABLE: a service the server needs (its port) is not available. */
+const EXIT_CANNOT_LISTEN = 69;
 const config = configOrExit(process.env);
 
 let app: Awaited<ReturnType<typeof buildApp>>;
@@ -24,7 +27,21 @@ const shutdown = (signal: string) => {
 process.on('SIGINT', () => shutdown('SIGINT'));
 process.on('SIGTERM', () => shutdown('SIGTERM'));
 
-await app.listen({ host: config.host, port: config.port });
+try {
+  await app.listen({ host: config.host, port: config.port });
+} catch (err) {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code !== 'EADDRINUSE' && code !== 'EACCES' && code !== 'EADDRNOTAVAIL') throw err;
+  const why =
+    code === 'EADDRINUSE'
+      ? 'is in use (another Hearth, or another program, is listening there)'
+      : code === 'EACCES'
+        ? 'may not be opened by this user (ports below 1024 need privileges)'
+        : 'is not an address of this machine';
+  process.stderr.write(`hearth: cannot listen on ${config.host}:${config.port}: the port ${why}; set HEARTH_PORT or HEARTH_HOST\n`);
+  await app.close();
+  process.exit(EXIT_CANNOT_LISTEN);
+}
 app.log.info(
   { host: config.host, baseUrl: config.baseUrl, dataDir: config.dataDir, issuers: config.auth.issuers.map((i) => i.issuer) },
   `Hearth FHIR R4 server listening on ${config.host}:${config.port}; FHIR base ${config.baseUrl}`,

@@ -93,7 +93,7 @@ export class JwtVerifier implements TokenVerifier {
         requiredClaims: ['exp', 'iat'],
       }));
     } catch (err) {
-      throw new InvalidTokenError(err instanceof errors.JOSEError ? err.code : 'unverifiable');
+      throw new InvalidTokenError(err instanceof errors.JOSEError ? this.#why(err, unverified) : 'unverifiable');
     }
     if (typeof payload.exp !== 'number' || payload.exp - (payload.iat as number) > this.#config.maxTokenLifetimeSeconds) {
       throw new InvalidTokenError('lifetime too long');
@@ -102,6 +102,29 @@ export class JwtVerifier implements TokenVerifier {
     if (this.#cache.size >= CACHE_SIZE) this.#cache.delete(this.#cache.keys().next().value as string);
     this.#cache.set(token, principal);
     return principal;
+  }
+
+  /**
+   * What the log says of a refused token: the JOSE code, and for a claim the check it failed —
+   * `aud` expected X, got Y — so that an operator sees a token minted for another base URL at once.
+   * Claims named here carry no PHI (audience, issuer, times).
+   */
+  #why(err: errors.JOSEError, unverified: JWTPayload): string {
+    if (!(err instanceof errors.JWTClaimValidationFailed) && !(err instanceof errors.JWTExpired)) return err.code;
+    const got = (v: unknown) => (v === undefined ? 'none' : JSON.stringify(v).slice(0, 200));
+    const at = (v: unknown) => (typeof v === 'number' ? new Date(v * 1000).toISOString() : got(v));
+    switch (err.claim) {
+      case 'aud':
+        return `${err.code}: aud expected ${this.#audience}, got ${got(unverified.aud)}`;
+      case 'exp':
+        return `${err.code}: exp ${at(unverified.exp)} has passed`;
+      case 'nbf':
+        return `${err.code}: nbf ${at(unverified.nbf)} is still ahead`;
+      case 'iat':
+        return `${err.code}: iat ${at(unverified.iat)} (${err.reason})`;
+      default:
+        return `${err.code}: ${err.claim} ${err.reason}`;
+    }
   }
 
   #principal(p: JWTPayload): Principal {

@@ -12,6 +12,8 @@ export interface Config {
   readonly logLevel: LogLevel;
   readonly bodyLimit: number;
   readonly maxJsonDepth: number;
+  /** browser origins allowed to call the API cross-origin (SMART apps); none by default */
+  readonly corsOrigins: readonly string[];
   readonly search: { readonly defaultCount: number; readonly maxCount: number };
   readonly updateCreate: boolean;
   readonly auth: AuthConfig;
@@ -121,6 +123,24 @@ export const SETTINGS = {
       (LOG_LEVELS as readonly string[]).includes(raw)
         ? (raw as LogLevel)
         : { error: `must be one of ${LOG_LEVELS.join(', ')}, got "${raw}"` },
+  },
+  HEARTH_CORS_ORIGINS: {
+    doc: 'browser origins allowed to call the API cross-origin (SMART apps), comma-separated, e.g. https://app.example.org,http://localhost:3000 (default: none)',
+    parse: (raw: string) => {
+      const origins = raw.split(',').map((o) => o.trim()).filter((o) => o !== '');
+      for (const o of origins) {
+        let url: URL | undefined;
+        try {
+          url = new URL(o);
+        } catch {
+          url = undefined;
+        }
+        if (!url || url.origin !== o || !/^https?:$/.test(url.protocol)) {
+          return { error: `each origin must be scheme://host[:port] with no path or trailing slash, got "${o}"` };
+        }
+      }
+      return origins;
+    },
   },
   HEARTH_BODY_LIMIT: { doc: 'largest request body in bytes (default 2097152)', parse: integer(1024, 64 * 1024 * 1024) },
   HEARTH_MAX_JSON_DEPTH: { doc: 'deepest JSON nesting accepted (default 48)', parse: integer(8, 256) },
@@ -264,6 +284,7 @@ export function loadConfig(env: Env): Config {
     baseUrl: (values.HEARTH_BASE_URL as string | undefined) ?? `http://${urlHost}:${port}/fhir`,
     logLevel: (values.HEARTH_LOG_LEVEL as LogLevel | undefined) ?? 'info',
     bodyLimit: (values.HEARTH_BODY_LIMIT as number | undefined) ?? 2 * 1024 * 1024,
+    corsOrigins: (values.HEARTH_CORS_ORIGINS as string[] | undefined) ?? [],
     maxJsonDepth: (values.HEARTH_MAX_JSON_DEPTH as number | undefined) ?? 48,
     search: { defaultCount, maxCount },
     updateCreate: (values.HEARTH_UPDATE_CREATE as boolean | undefined) ?? false,

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { AuditFacts } from '../audit/audit-event.ts';
 import type { AuditSink } from '../audit/audit-sink.ts';
+import { bearerToken, type TokenVerifier } from '../auth/token-verifier.ts';
 import { patientsOf } from '../audit/patients.ts';
 import type { Config } from '../config/config.ts';
 import type { FhirModel } from '../fhir/definitions.ts';
@@ -82,5 +83,49 @@ function registerAuditHooks(api: FastifyInstance, deps: AuditDeps): void {
       query: notes.query ?? (isQuery ? (q === -1 ? '' : request.url.slice(q + 1)) : undefined),
       server: { baseUrl: config.baseUrl, name: 'Hearth' },
     };
+  }
+}
+
+/**
+ * Refusals that happen before any route of the protected API is chosen — Fastify's own (a
+ * malformed URL, a path segment too long) and paths outside the API — have no audit hooks. A
+ * request that carries a bearer token, valid or not, is audited here all the same: who it was
+ * (when the token verifies), from where, when, the status. Its URL stays out (it may quote data).
+ * Requests with no token are counted, not audited: anyone may send them, and they reach nothing.
+ */
+export class RefusalAudit {
+  readonly #deps: Pick<AuditDeps, 'sink' | 'config' | 'clock'> & { readonly verifier: TokenVerifier };
+  #unaudited = 0;
+
+  constructor(deps: Pick<AuditDeps, 'sink' | 'config' | 'clock'> & { readonly verifier: TokenVerifier }) {
+    this.#deps = deps;
+  }
+
+  /** refusals outside the protected API that carried no bearer token (a metric) */
+  get unaudited(): number {
+    return this.#unaudited;
+  }
+
+  /** Records the refusal (durably, before it is answered) if it carries a token; rejects if the audit trail fails. */
+  async record(request: FastifyRequest, status: number, issueCode: string | undefined): Promise<void> {
+    const header = request.headers.authorization;
+    if (typeof header !== 'string' || !/^bearer\s/i.test(header)) {
+      this.#unaudited++;
+      return;
+    }
+    const { sink, config, clock, verifier } = this.#deps;
+    const principal = await verifier.verify(bearerToken(header)).catch(() => undefined);
+    await sink.recordFacts({
+      requestId: request.id,
+      recorded: clock(),
+      interaction: 'operation',
+      status,
+      issueCode,
+      principal,
+      address: request.ip,
+      entities: [],
+      patients: [],
+      server: { baseUrl: config.baseUrl, name: 'Hearth' },
+    });
   }
 }

@@ -61,6 +61,8 @@ export function registerAuthorization(api: FastifyInstance, opts: { model: FhirM
     }
   });
   api.addHook('preHandler', async (request) => {
+    // A request that matched no route (answered 404 in this scope) reaches nothing to decide on.
+    if (request.is404) return;
     const decision = decide(request, model, policy);
     if (!decision.allowed) {
       // See: https://www.rfc-editor.org/rfc/rfc6750#section-3.1 (insufficient_scope)

@@ -11,6 +11,8 @@ const FRAMEWORK_ERRORS: Record<string, { code: ErrorCode; issue?: IssueCode; tex
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'HEARTH_BAD_REQUEST', issue: 'structure', text: 'Content-Length does not match the body' },
   FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'HEARTH_BAD_REQUEST', issue: 'structure', text: 'the request body is empty' },
   FST_ERR_CTP_INVALID_TYPE: { code: 'HEARTH_MEDIA_TYPE', text: 'Content-Type is malformed' },
+  FST_ERR_BAD_URL: { code: 'HEARTH_BAD_REQUEST', issue: 'structure', text: 'the URL is malformed (an invalid percent-encoding)' },
+  FST_ERR_MAX_PARAM_LENGTH: { code: 'HEARTH_URI_TOO_LONG', text: 'a segment of the URL path is longer than 200 characters' },
 };
 
 /**

@@ -10,8 +10,8 @@ export interface Check {
 export interface Health {
   /** each dependency the server needs to answer FHIR requests */
   checks(): Record<string, Check>;
-  /** gauges for /metrics: name, help, value */
-  gauges(): readonly { readonly name: string; readonly help: string; readonly value: number }[];
+  /** gauges (and counters, when typed so) for /metrics: name, help, value */
+  gauges(): readonly { readonly name: string; readonly help: string; readonly value: number; readonly type?: 'gauge' | 'counter' }[];
 }
 
 const noStore = (reply: FastifyReply) => reply.header('cache-control', 'no-store');
@@ -37,7 +37,7 @@ export async function operationsRoutes(app: FastifyInstance, opts: { health: Hea
     noStore(reply).type('text/plain; version=0.0.4; charset=utf-8');
     return health
       .gauges()
-      .map((g) => `# HELP ${g.name} ${g.help}\n# TYPE ${g.name} gauge\n${g.name} ${g.value}\n`)
+      .map((g) => `# HELP ${g.name} ${g.help}\n# TYPE ${g.name} ${g.type ?? 'gauge'}\n${g.name} ${g.value}\n`)
       .join('');
   });
 }

@@ -51,6 +51,9 @@ describe('loadConfig', () => {
     ['HEARTH_UPDATE_CREATE', 'yes', 'must be "true" or "false"'],
     ['HEARTH_AUDIT_INDEX_WAIT_MS', '0', 'must be a whole number from 1 to 600000'],
     ['HEARTH_AUDIT_INDEX_WAIT_MS', '5s', 'must be a whole number from 1 to 600000'],
+    ['HEARTH_CORS_ORIGINS', 'https://app.example.org/', 'must be scheme://host[:port] with no path or trailing slash'],
+    ['HEARTH_CORS_ORIGINS', '*', 'must be scheme://host[:port]'],
+    ['HEARTH_CORS_ORIGINS', 'https://a.example, ftp://b.example', 'got "ftp://b.example"'],
     ['HEARTH_PROT', '8080', 'unknown setting'],
   ])('%s=%s is rejected: %s', (name, value, message) => {
     try {

@@ -1,6 +1,7 @@
 import { createServer } from 'node:http';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { type InvalidTokenError, JwtVerifier } from '../../src/auth/token-verifier.ts';
 import { BASE, create, freePort, ids, ISSUER, json, type TestApp, testApp } from '../helpers/app.ts';
 
 const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
@@ -69,6 +70,18 @@ describe('token verification: every failure is a 401 that says no more than RFC 
     expect(res.statusCode).toBe(401);
     expect(res.headers['www-authenticate']).toBe('Bearer realm="hearth", error="invalid_token"');
     expect(json(res).issue[0]).toEqual({ severity: 'error', code: 'login', diagnostics: 'the access token is invalid or expired' });
+  });
+
+  it('logs why a token was refused, by claim: aud expected X, got Y; exp passed at T', async () => {
+    const verifier = new JwtVerifier(t.config.auth, t.config.baseUrl, t.now);
+    const reason = (token: string) => verifier.verify(token).then(() => 'accepted', (err: InvalidTokenError) => err.reason);
+    expect(await reason(await t.token({ scope: 'system/*.rs' }, { audience: 'https://127.0.0.1:9999/fhir' }))).toBe(
+      `ERR_JWT_CLAIM_VALIDATION_FAILED: aud expected ${BASE}, got "https://127.0.0.1:9999/fhir"`,
+    );
+    const expired = await t.token({ scope: 'system/*.rs' }, { lifetime: 60 });
+    t.tick(10 * 60_000);
+    const exp = JSON.parse(Buffer.from(expired.split('.')[1], 'base64url').toString()).exp as number;
+    expect(await reason(expired)).toBe(`ERR_JWT_EXPIRED: exp ${new Date(exp * 1000).toISOString()} has passed`);
   });
 
   it.each(['Basic dXNlcjpwYXNz', 'Bearer', 'Bearer a b', 'bearer', 'Token abc'])('Authorization "%s" → 401', async (h) => {

@@ -11,6 +11,8 @@ describe('the server process', () => {
     const dataDir = tempDir();
     const first = await start({ HEARTH_DATA_DIR: dataDir });
     expect(first.output()).toContain('listening on 127.0.0.1');
+    expect(first.output()).toContain('created the keyring (the keys that encrypt the data at rest): back it up now');
+    expect(first.output()).toContain('created the audit signing key: back it up apart from the data');
     const auth = { authorization: `Bearer ${first.token}` };
     const canary = 'Zzcanaryfamily';
     const res = await fetch(`${first.base}/Patient`, {
@@ -33,10 +35,30 @@ describe('the server process', () => {
     expect(log).not.toContain(first.token);
 
     const second = await start({ HEARTH_DATA_DIR: dataDir });
+    expect(second.output()).not.toContain('created the');
     const read = await fetch(`${second.base}/Patient/${id}`, { headers: { authorization: `Bearer ${second.token}` } });
     expect(read.status).toBe(200);
     expect(((await read.json()) as any).name[0].family).toBe(canary);
     expect(await stop(second)).toBe(0);
+  });
+
+  it('a second server on a busy port exits with one clear line, no stack trace', async () => {
+    const first = await start({ HEARTH_DATA_DIR: tempDir() });
+    const port = new URL(first.base).port;
+    const child = spawn(process.execPath, [entry], {
+      env: { PATH: process.env.PATH ?? '', HEARTH_PORT: port, HEARTH_DATA_DIR: tempDir() },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    child.stderr.on('data', (d) => {
+      err += d;
+    });
+    const [code] = await once(child, 'exit');
+    expect(await stop(first)).toBe(0);
+    expect(code).toBe(69);
+    expect(err).toBe(
+      `hearth: cannot listen on 127.0.0.1:${port}: the port is in use (another Hearth, or another program, is listening there); set HEARTH_PORT or HEARTH_HOST\n`,
+    );
   });
 
   it('refuses to start on bad configuration, naming each setting', async () => {
