@@ -12,6 +12,10 @@ export interface Config {
   readonly logLevel: LogLevel;
   readonly bodyLimit: number;
   readonly maxJsonDepth: number;
+  /** how long a client may take, in ms: to send its headers, its whole request, and between requests on a kept-alive connection */
+  readonly timeouts: { readonly headersMs: number; readonly requestMs: number; readonly keepAliveMs: number; readonly idleMs: number };
+  /** open connections one client address may hold */
+  readonly maxConnectionsPerAddress: number;
   /** browser origins allowed to call the API cross-origin (SMART apps); none by default */
   readonly corsOrigins: readonly string[];
   readonly search: { readonly defaultCount: number; readonly maxCount: number };
@@ -143,6 +147,14 @@ export const SETTINGS = {
     },
   },
   HEARTH_BODY_LIMIT: { doc: 'largest request body in bytes (default 2097152)', parse: integer(1024, 64 * 1024 * 1024) },
+  HEARTH_HEADERS_TIMEOUT_MS: { doc: 'ms a client has to send all request headers; slower ones are cut off with 408 (default 10000)', parse: integer(100, 600000) },
+  HEARTH_REQUEST_TIMEOUT_MS: { doc: 'ms a client has to send its whole request, body included (default 30000)', parse: integer(100, 3600000) },
+  HEARTH_KEEPALIVE_TIMEOUT_MS: { doc: 'ms an idle kept-alive connection stays open between requests (default 5000)', parse: integer(100, 600000) },
+  HEARTH_IDLE_TIMEOUT_MS: { doc: 'ms a connection may stay silent in either direction before it is closed (default 60000)', parse: integer(100, 3600000) },
+  HEARTH_MAX_CONNECTIONS_PER_ADDRESS: {
+    doc: 'open connections one client address may hold; more are closed at once (default 256)',
+    parse: integer(1, 100000),
+  },
   HEARTH_MAX_JSON_DEPTH: { doc: 'deepest JSON nesting accepted (default 48)', parse: integer(8, 256) },
   HEARTH_SEARCH_DEFAULT_COUNT: { doc: 'page size when _count is absent (default 20)', parse: integer(1, 10000) },
   HEARTH_SEARCH_MAX_COUNT: { doc: 'largest _count honoured (default 500)', parse: integer(1, 10000) },
@@ -286,6 +298,13 @@ export function loadConfig(env: Env): Config {
     bodyLimit: (values.HEARTH_BODY_LIMIT as number | undefined) ?? 2 * 1024 * 1024,
     corsOrigins: (values.HEARTH_CORS_ORIGINS as string[] | undefined) ?? [],
     maxJsonDepth: (values.HEARTH_MAX_JSON_DEPTH as number | undefined) ?? 48,
+    timeouts: {
+      headersMs: (values.HEARTH_HEADERS_TIMEOUT_MS as number | undefined) ?? 10_000,
+      requestMs: (values.HEARTH_REQUEST_TIMEOUT_MS as number | undefined) ?? 30_000,
+      keepAliveMs: (values.HEARTH_KEEPALIVE_TIMEOUT_MS as number | undefined) ?? 5_000,
+      idleMs: (values.HEARTH_IDLE_TIMEOUT_MS as number | undefined) ?? 60_000,
+    },
+    maxConnectionsPerAddress: (values.HEARTH_MAX_CONNECTIONS_PER_ADDRESS as number | undefined) ?? 256,
     search: { defaultCount, maxCount },
     updateCreate: (values.HEARTH_UPDATE_CREATE as boolean | undefined) ?? false,
     audit: {

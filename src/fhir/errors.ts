@@ -23,6 +23,7 @@ export type IssueCode =
   | 'informational'
   | 'incomplete'
   | 'too-costly'
+  | 'timeout'
   | 'transient';
 
 export interface Issue {

@@ -54,6 +54,8 @@ describe('loadConfig', () => {
     ['HEARTH_CORS_ORIGINS', 'https://app.example.org/', 'must be scheme://host[:port] with no path or trailing slash'],
     ['HEARTH_CORS_ORIGINS', '*', 'must be scheme://host[:port]'],
     ['HEARTH_CORS_ORIGINS', 'https://a.example, ftp://b.example', 'got "ftp://b.example"'],
+    ['HEARTH_HEADERS_TIMEOUT_MS', '5', 'must be a whole number from 100'],
+    ['HEARTH_MAX_CONNECTIONS_PER_ADDRESS', '0', 'must be a whole number from 1'],
     ['HEARTH_PROT', '8080', 'unknown setting'],
   ])('%s=%s is rejected: %s', (name, value, message) => {
     try {
