@@ -34,9 +34,10 @@ const openPort = await freePort();
 const unauditedPort = await freePort();
 const plainPort = await freePort();
 const barePort = await freePort();
+const unlimitedPort = await freePort();
 const child: ChildProcess = spawn(
   process.execPath,
-  [new URL('./servers.ts', import.meta.url).pathname, String(hearthPort), String(openPort), String(unauditedPort), String(plainPort), String(barePort)],
+  [new URL('./servers.ts', import.meta.url).pathname, String(hearthPort), String(openPort), String(unauditedPort), String(plainPort), String(barePort), String(unlimitedPort)],
   {
     stdio: ['ignore', 'pipe', 'inherit'],
   },
@@ -48,10 +49,11 @@ const O = `http://127.0.0.1:${openPort}`;
 const U = `http://127.0.0.1:${unauditedPort}`;
 const P = `http://127.0.0.1:${plainPort}`;
 const B = `http://127.0.0.1:${barePort}`;
+const L = `http://127.0.0.1:${unlimitedPort}`;
 
 // Each row: Hearth as deployed; without token verification; without the audit trail; bare Fastify.
 const scenarios: [string, (base: string, tok?: string) => Promise<Result>, () => Promise<Result>][] = [
-  ['read by id', (b, tok) => load(`${b}/fhir/Patient/${readIds[[H, O, U, P].indexOf(b)]}`, 'GET', undefined, tok), () => load(`${B}/Patient/x`)],
+  ['read by id', (b, tok) => load(`${b}/fhir/Patient/${readIds[[H, O, U, P, L].indexOf(b)]}`, 'GET', undefined, tok), () => load(`${B}/Patient/x`)],
   ['search (family, _count=10, total)', (b, tok) => load(`${b}${searchUrl}`, 'GET', undefined, tok), () => load(`${B}/Patient`)],
   [
     'create (validate, index, durable commit)',
@@ -74,6 +76,9 @@ for (const [name, hearth, bare] of scenarios) {
     `| ${name} | ${cell(h)} | ${cell(p)} | ${cell(o)} | ${cell(u)} | ${cell(b)} | ${r(p)} | ${r(o)} | ${r(u)} | ${r(b)} | ${h.errors + p.errors + o.errors + u.errors + b.errors} |`,
   );
 }
+// The rate limiter's cost: the secured read counted against a limit too high to refuse, and with no limiter.
+const unlimitedRead = await load(`${L}/fhir/Patient/${readIds[4]}`, 'GET', undefined, token);
+const limitedRead = await load(`${H}/fhir/Patient/${readIds[0]}`, 'GET', undefined, token);
 // Audit throughput: 50 concurrent clients reading; every response waits for its durable AuditEvent.
 const audit50 = await load(`${H}/fhir/Patient/${readIds[0]}`, 'GET', undefined, token, 50);
 child.kill('SIGTERM');
@@ -116,6 +121,8 @@ process.stdout.write(
     '| scenario | Hearth | no encryption | no token verification | no audit trail | bare Fastify | ÷ no encryption | ÷ no verification | ÷ no audit | ÷ bare | errors |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows,
+    '',
+    `secured read with the rate limiter counting: ${cell(limitedRead)}; with no rate limiter: ${cell(unlimitedRead)}; ratio ${(limitedRead.rps / unlimitedRead.rps).toFixed(2)}`,
     '',
     `audit throughput, 50 concurrent clients reading: ${audit50.rps.toFixed(0)} audited requests/s (p50 ${audit50.p50} ms, p99 ${audit50.p99} ms), ${audit50.errors} errors`,
     '',

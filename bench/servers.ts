@@ -4,7 +4,9 @@
 // that accepts any bearer as a system/*.cruds principal (the baseline for the cost of token
 // verification), Hearth whose audit facts go nowhere (the baseline for the cost of the audit
 // trail: building, indexing, chaining and durably committing each event), Hearth without
-// encryption at rest, and a bare Fastify route serving the same bytes. Prints one JSON line when
+// encryption at rest, Hearth without the rate limiter (the others count every request against a
+// limit too high to refuse any: its cost without its refusals), and a bare Fastify route serving
+// the same bytes. Prints one JSON line when
 // ready: the id of the read target in each store, in the order of the ports.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,7 +19,7 @@ import type { Principal } from '../src/auth/authorize.ts';
 import { parseScopes } from '../src/auth/scopes.ts';
 import { loadConfig } from '../src/config/config.ts';
 
-const [securedPort, openPort, unauditedPort, plainPort, barePort] = process.argv.slice(2).map(Number);
+const [securedPort, openPort, unauditedPort, plainPort, barePort, unlimitedPort] = process.argv.slice(2).map(Number);
 const dir = mkdtempSync(join(tmpdir(), 'hearth-bench-'));
 const issuer = 'https://bench-issuer.local';
 const { publicKey, privateKey } = await generateKeyPair('ES256');
@@ -28,6 +30,7 @@ const env = {
   HEARTH_AUTH_ISSUER: issuer,
   HEARTH_AUTH_JWKS: join(dir, 'jwks.json'),
   HEARTH_BASE_URL: 'http://127.0.0.1/fhir',
+  HEARTH_RATE_LIMIT: '1000000',
 };
 const config = loadConfig(env);
 const secured = await buildApp(config);
@@ -41,6 +44,7 @@ const principal: Principal = {
 };
 const open = await buildApp(own('open'), { verifier: { verify: async () => principal } });
 const unaudited = await buildApp(own('unaudited'), { auditWriter: async () => undefined });
+const unlimited = await buildApp(loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, 'unlimited'), HEARTH_RATE_LIMIT: 'off' }));
 // The same server without encryption at rest: an empty protection policy, a store of its own.
 writeFileSync(join(dir, 'protection-none.json'), JSON.stringify({ protect: {} }));
 const plainConfig = loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, 'plain'), HEARTH_PROTECTION_FILE: join(dir, 'protection-none.json') });
@@ -49,6 +53,7 @@ await plain.listen({ host: '127.0.0.1', port: plainPort });
 await secured.listen({ host: '127.0.0.1', port: securedPort });
 await open.listen({ host: '127.0.0.1', port: openPort });
 await unaudited.listen({ host: '127.0.0.1', port: unauditedPort });
+await unlimited.listen({ host: '127.0.0.1', port: unlimitedPort });
 
 const now = Math.floor(Date.now() / 1000);
 const token = await new SignJWT({ scope: 'system/*.cruds', sub: 'bench', client_id: 'bench' })
@@ -69,8 +74,8 @@ const patient = (i: number) => ({
   address: [{ line: [`${i} Main St`], city: 'Springfield', postalCode: String(10000 + i) }],
 });
 const auth = { authorization: `Bearer ${token}` };
-// In the order of the ports: secured, open, unaudited, plain.
-const servers = [secured, open, unaudited, plain];
+// In the order of the ports: secured, open, unaudited, plain (the bare server between), unlimited.
+const servers = [secured, open, unaudited, plain, unlimited];
 const readIds = servers.map(() => '');
 for (let i = 0; i < 1000; i++) {
   for (const [n, app] of servers.entries()) {
@@ -111,6 +116,7 @@ process.on('SIGTERM', async () => {
   await open.close();
   await unaudited.close();
   await plain.close();
+  await unlimited.close();
   await bare.close();
   rmSync(dir, { recursive: true, force: true });
   process.exit(0);

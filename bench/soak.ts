@@ -1,7 +1,9 @@
 // npm run bench:soak — sustained load on the real server process: a fixed offered rate of mixed
 // requests (60 % reads, 30 % searches, 10 % creates) for SOAK_MINUTES, printing per minute the
 // throughput delivered, p50/p99, errors, resident memory, the audit indexer's lag at the end of
-// the step and bytes on disk per request (every file of the data directory counted). Loopback only; it stops by itself.
+// the step and bytes on disk per request (every file of the data directory counted). Its one
+// client would spend a per-client rate limit at once: the server runs with HEARTH_RATE_LIMIT=off.
+// Loopback only; it stops by itself.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -34,7 +36,7 @@ const token = await new SignJWT({ scope: 'system/*.cruds', sub: 'soak', client_i
   .sign(privateKey);
 
 const server = spawn(process.execPath, [new URL('../src/server.ts', import.meta.url).pathname], {
-  env: { PATH: process.env.PATH ?? '', HEARTH_PORT: String(port), HEARTH_DATA_DIR: dataDir, HEARTH_LOG_LEVEL: 'warn', HEARTH_AUTH_ISSUER: issuer, HEARTH_AUTH_JWKS: join(dir, 'jwks.json') },
+  env: { PATH: process.env.PATH ?? '', HEARTH_PORT: String(port), HEARTH_DATA_DIR: dataDir, HEARTH_LOG_LEVEL: 'warn', HEARTH_RATE_LIMIT: 'off', HEARTH_AUTH_ISSUER: issuer, HEARTH_AUTH_JWKS: join(dir, 'jwks.json') },
   stdio: ['ignore', 'ignore', 'inherit'],
 });
 for (let i = 0; i < 300; i++) {

@@ -17,6 +17,7 @@ import { loggerOptions } from './http/logger.ts';
 import { negotiationPlugin } from './http/negotiation.ts';
 import { operationsRoutes } from './http/operations-routes.ts';
 import { publicRoutes } from './http/public-routes.ts';
+import { registerRateLimit } from './http/rate-limit.ts';
 import { applySecurityHeaders, registerSecurityHeaders } from './http/security-headers.ts';
 
 const FIRST_START = {
@@ -170,6 +171,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       // authentication and authorization are audited too.
       await api.register(auditPlugin, { sink, model, compartments: policy.compartments, config, clock });
       await api.register(authenticationPlugin, { verifier });
+      await registerRateLimit(api, config.rateLimit, clock);
       await api.register(authorizationPlugin, { model, policy });
       await api.register(fhirRoutes, { config, model, repository, clock, auditStore: storage.audit });
       // Under the API, what matches no route is refused in its scope: authenticated and audited

@@ -4,6 +4,14 @@ import { dirname, resolve } from 'node:path';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
+/** Requests a second per verified client and user: the default, per role, and a Redis shared by instances. */
+export interface RateLimitConfig {
+  /** undefined: no limit (HEARTH_RATE_LIMIT=off) */
+  readonly perSecond: number | undefined;
+  readonly byRole: Readonly<Record<string, number>>;
+  readonly redisUrl?: string;
+}
+
 export interface Config {
   readonly host: string;
   readonly port: number;
@@ -14,6 +22,7 @@ export interface Config {
   readonly maxJsonDepth: number;
   /** how long a client may take, in ms: to send its headers, its whole request, and between requests on a kept-alive connection */
   readonly timeouts: { readonly headersMs: number; readonly requestMs: number; readonly keepAliveMs: number; readonly idleMs: number };
+  readonly rateLimit: RateLimitConfig;
   /** open connections one client address may hold */
   readonly maxConnectionsPerAddress: number;
   /** browser origins allowed to call the API cross-origin (SMART apps); none by default */
@@ -151,6 +160,28 @@ export const SETTINGS = {
   HEARTH_REQUEST_TIMEOUT_MS: { doc: 'ms a client has to send its whole request, body included (default 30000)', parse: integer(100, 3600000) },
   HEARTH_KEEPALIVE_TIMEOUT_MS: { doc: 'ms an idle kept-alive connection stays open between requests (default 5000)', parse: integer(100, 600000) },
   HEARTH_IDLE_TIMEOUT_MS: { doc: 'ms a connection may stay silent in either direction before it is closed (default 60000)', parse: integer(100, 3600000) },
+  HEARTH_RATE_LIMIT: {
+    doc: 'requests a second one client and user may make (default 100; more are 429), or off',
+    parse: (raw: string) => (raw === 'off' ? 'off' : integer(1, 1_000_000)(raw)),
+  },
+  HEARTH_RATE_LIMIT_ROLES: {
+    doc: 'requests a second per role, overriding HEARTH_RATE_LIMIT: a JSON object such as {"auditor": 20, "system": 500}',
+    parse: (raw: string) => {
+      try {
+        const o = JSON.parse(raw) as unknown;
+        if (o && typeof o === 'object' && !Array.isArray(o) && Object.values(o).every((v) => Number.isInteger(v) && (v as number) >= 1)) {
+          return o;
+        }
+      } catch {
+        // reported below
+      }
+      return { error: `must be a JSON object of role names to whole numbers of requests a second, got ${raw.slice(0, 80)}` };
+    },
+  },
+  HEARTH_RATE_LIMIT_REDIS: {
+    doc: 'a Redis URL (redis://host:6379) where every instance counts request rates together (default: each counts alone)',
+    parse: (raw: string) => (/^rediss?:\/\/[^\s]+$/.test(raw) ? raw : { error: `must be a redis:// or rediss:// URL, got "${raw.slice(0, 80)}"` }),
+  },
   HEARTH_MAX_CONNECTIONS_PER_ADDRESS: {
     doc: 'open connections one client address may hold; more are closed at once (default 256)',
     parse: integer(1, 100000),
@@ -305,6 +336,11 @@ export function loadConfig(env: Env): Config {
       idleMs: (values.HEARTH_IDLE_TIMEOUT_MS as number | undefined) ?? 60_000,
     },
     maxConnectionsPerAddress: (values.HEARTH_MAX_CONNECTIONS_PER_ADDRESS as number | undefined) ?? 256,
+    rateLimit: {
+      perSecond: values.HEARTH_RATE_LIMIT === 'off' ? undefined : ((values.HEARTH_RATE_LIMIT as number | undefined) ?? 100),
+      byRole: (values.HEARTH_RATE_LIMIT_ROLES as Record<string, number> | undefined) ?? {},
+      redisUrl: values.HEARTH_RATE_LIMIT_REDIS as string | undefined,
+    },
     search: { defaultCount, maxCount },
     updateCreate: (values.HEARTH_UPDATE_CREATE as boolean | undefined) ?? false,
     audit: {

@@ -76,6 +76,7 @@ export const ERRORS = {
   HEARTH_MULTIPLE_MATCHES: { status: 412, issue: 'multiple-matches' },
   HEARTH_BODY_TOO_LARGE: { status: 413, issue: 'too-long' },
   HEARTH_URI_TOO_LONG: { status: 414, issue: 'too-long' },
+  HEARTH_RATE_LIMITED: { status: 429, issue: 'throttled' },
   HEARTH_MEDIA_TYPE: { status: 415, issue: 'not-supported' },
   HEARTH_INTEGRITY: { status: 500, issue: 'security' },
   HEARTH_INTERNAL: { status: 500, issue: 'exception' },

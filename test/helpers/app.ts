@@ -85,6 +85,9 @@ export async function testApp(
     HEARTH_DATA_DIR: options.dataDir ?? tempDir(),
     HEARTH_AUTH_ISSUER: ISSUER,
     HEARTH_AUTH_JWKS: keys.file,
+    // The injected clock moves a millisecond a call: thousands of requests share a "second".
+    // Tests of the limit set their own.
+    HEARTH_RATE_LIMIT: '1000000',
     ...env,
   });
   const storage = sqliteStorage({

@@ -17,7 +17,8 @@ export async function startServer(env: Record<string, string>): Promise<RunningS
   const port = await freePort();
   let out = '';
   const child = spawn(process.execPath, [entry], {
-    env: { PATH: process.env.PATH ?? '', HEARTH_PORT: String(port), HEARTH_AUTH_ISSUER: ISSUER, HEARTH_AUTH_JWKS: JWKS_FILE, ...env },
+    // Load tests (kill during writes) send as fast as they can from one client: no rate limit unless asked.
+    env: { PATH: process.env.PATH ?? '', HEARTH_PORT: String(port), HEARTH_AUTH_ISSUER: ISSUER, HEARTH_AUTH_JWKS: JWKS_FILE, HEARTH_RATE_LIMIT: 'off', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout?.on('data', (d) => {
