@@ -17,14 +17,15 @@ interface Sent {
 
 /** One mixed request: valid and invalid writes, reads, searches, refusals. */
 /**
- * `writers` clients each call `write(w, i)` for i = 0, 1, … until the server is killed with
- * SIGKILL after `ms`; a client stops when its connection dies with the server.
+ * `writers` clients each call `write(w, i)` for i = 0, 1, … until the server is sent `signal`
+ * (SIGKILL unless told) after `ms`; a client stops when its connection dies with the server.
  */
 async function writeUntilKilled(
   server: RunningServer,
   ms: number,
   writers: number,
   write: (w: number, i: number) => Promise<void>,
+  signal: NodeJS.Signals = 'SIGKILL',
 ): Promise<void> {
   let stop = false;
   const loops = Array.from({ length: writers }, async (_, w) => {
@@ -37,7 +38,7 @@ async function writeUntilKilled(
     }
   });
   await new Promise((r) => setTimeout(r, ms));
-  server.child.kill('SIGKILL');
+  server.child.kill(signal);
   stop = true;
   await Promise.all(loops);
 }
@@ -62,6 +63,40 @@ function mixed(base: string, token: string, i: number, created: string[]): Promi
 }
 
 describe('the audit trail under load and crash', () => {
+  it('stopped with SIGTERM mid-load: it exits 0 after the requests in flight, every answer has its AuditEvent, every 201 is stored', async () => {
+    const dataDir = tempDir();
+    const server = await startServer({ HEARTH_DATA_DIR: dataDir, HEARTH_LOG_LEVEL: 'warn' });
+    const received: Sent[] = [];
+    const created: string[] = [];
+    let n = 0;
+    const exited = new Promise<number | null>((r) => server.child.once('exit', (code) => r(code)));
+    await writeUntilKilled(
+      server,
+      800,
+      20,
+      async () => {
+        const res = await mixed(server.base, server.token, n++, created);
+        const body = await res.text();
+        if (res.status === 201) created.push(JSON.parse(body).id);
+        received.push({ id: res.headers.get('x-request-id')!, status: res.status });
+      },
+      'SIGTERM',
+    );
+    expect(await exited).toBe(0);
+    expect(received.length).toBeGreaterThan(50);
+    expect(received.filter((s) => s.status >= 500)).toEqual([]);
+
+    const again = await startServer({ HEARTH_DATA_DIR: dataDir, HEARTH_LOG_LEVEL: 'warn' });
+    const auth = { authorization: `Bearer ${again.token}` };
+    const missing: Sent[] = [];
+    for (const s of received) if ((await fetch(`${again.base}/AuditEvent/${s.id}`, { headers: auth })).status !== 200) missing.push(s);
+    expect(missing).toEqual([]);
+    for (const id of created) expect((await fetch(`${again.base}/Patient/${id}`, { headers: auth })).status).toBe(200);
+    expect(await stopServer(again)).toBe(0);
+    const v = verify(dataDir);
+    expect(v.stdout + v.stderr).toMatch(/^audit chain intact/);
+  });
+
   it('N mixed requests over HTTP leave exactly N AuditEvents, each with its outcome', async () => {
     const dataDir = tempDir();
     const server = await startServer({ HEARTH_DATA_DIR: dataDir, HEARTH_LOG_LEVEL: 'warn' });
