@@ -47,6 +47,12 @@ export class ResourceValidator {
       properties: { resourceType: { type: 'string' } },
     };
     patchIntegers(schema);
+    patchDates(schema);
+    // Complex types are published with properties but no type, so a number or a string where an
+    // element object belongs (`"_gender": 5`) passed: each such definition is an object.
+    for (const def of Object.values(schema.definitions) as Record<string, unknown>[]) {
+      if (def.properties && def.type === undefined) def.type = 'object';
+    }
     this.#ajv = new Ajv({
       allErrors: true,
       strict: false,
@@ -55,6 +61,7 @@ export class ResourceValidator {
       removeAdditional: false,
       unicodeRegExp: false,
     });
+    this.#ajv.addFormat('fhir-calendar', { type: 'string', validate: isCalendarDate });
     this.#ajv.addSchema(schema);
     for (const type of model.types.keys()) this.#validatorFor(type);
   }
@@ -93,7 +100,10 @@ export class ResourceValidator {
             diagnostics: 'contained resource has an unknown resourceType',
             expression: where,
           });
-        } else issues.push(...this.#check(c as Record<string, unknown>, ct, where));
+        } else {
+          issues.push(...containedRules(c as Record<string, unknown>, where));
+          issues.push(...this.#check(c as Record<string, unknown>, ct, where));
+        }
       });
     }
     issues.push(...checkReferences(resource, path));
@@ -177,6 +187,55 @@ function patchIntegers(node: unknown): void {
   for (const v of Object.values(n)) patchIntegers(v);
 }
 
+// The date, dateTime and instant patterns (inline in choice elements too) all begin with the year.
+const DATE_PATTERN_START = '^([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)';
+
+/**
+ * The date patterns accept 1990-02-30; "Dates SHALL be valid dates" (R4 datatypes, date and
+ * dateTime), so every string with such a pattern also has the calendar checked.
+ * See: https://hl7.org/fhir/R4/datatypes.html#date
+ */
+function patchDates(node: unknown): void {
+  if (Array.isArray(node)) {
+    for (const n of node) patchDates(n);
+    return;
+  }
+  if (!node || typeof node !== 'object') return;
+  const n = node as Record<string, unknown>;
+  if (n.type === 'string' && typeof n.pattern === 'string' && n.pattern.startsWith(DATE_PATTERN_START)) n.format = 'fhir-calendar';
+  for (const v of Object.values(n)) patchDates(v);
+}
+
+/** Whether the day of a (partial) FHIR date or dateTime exists in its month (the pattern has checked the rest). */
+export function isCalendarDate(value: string): boolean {
+  const m = /^(\d{4})-(\d{2})-(\d{2})/.exec(value);
+  if (!m) return true;
+  const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+  const days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1] ?? 0;
+  return day <= days;
+}
+
+/**
+ * What a contained resource may not hold: resources of its own (dom-2), a version id or
+ * last-updated time (dom-4), security labels (dom-5).
+ * See: https://hl7.org/fhir/R4/domainresource.html#invs
+ */
+function containedRules(c: Record<string, unknown>, where: string): Issue[] {
+  const issues: Issue[] = [];
+  const meta = (c.meta ?? {}) as Record<string, unknown>;
+  if (c.contained !== undefined) {
+    issues.push({ code: 'invariant', diagnostics: 'a contained resource may not contain resources (dom-2)', expression: `${where}.contained` });
+  }
+  for (const k of ['versionId', 'lastUpdated']) {
+    if (meta[k] !== undefined) issues.push({ code: 'invariant', diagnostics: `a contained resource may not have meta.${k} (dom-4)`, expression: `${where}.meta.${k}` });
+  }
+  if (meta.security !== undefined) {
+    issues.push({ code: 'invariant', diagnostics: 'a contained resource may not have security labels (dom-5)', expression: `${where}.meta.security` });
+  }
+  return issues;
+}
+
 function invalid(issues: Issue[]): FhirError {
   return new FhirError('HEARTH_INVALID_RESOURCE', issues);
 }
@@ -236,6 +295,10 @@ function toIssue(e: ErrorObject, root: string): Issue {
         expression: toExpression(root, e.instancePath),
       };
     }
+    case 'format':
+      return { code: 'value', diagnostics: 'not a valid calendar date (that day does not exist in that month)', expression: toExpression(root, e.instancePath) };
+    case 'type':
+      return { code: 'structure', diagnostics: `must be a JSON ${String(params.type)}`, expression: toExpression(root, e.instancePath) };
     case 'enum':
       return {
         code: 'value',

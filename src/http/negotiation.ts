@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { FhirError } from '../fhir/errors.ts';
+import { acceptedRanges } from './respond.ts';
 
 const XML = /\b(application\/fhir\+xml|application\/xml|text\/xml|xml)\b/;
 const JSON_TYPES = /(\bapplication\/fhir\+json\b|\bapplication\/json\b|\bjson\b|\*\/\*|\bapplication\/\*)/;
@@ -37,7 +38,7 @@ export function negotiate(request: FastifyRequest): void {
   }
   const accept = request.headers.accept;
   if (!accept) return;
-  if (!JSON_TYPES.test(accept)) {
+  if (!acceptsJson(accept)) {
     throw notAcceptable(
       XML.test(accept)
         ? 'XML is not supported; ask for application/fhir+json'
@@ -45,6 +46,9 @@ export function negotiate(request: FastifyRequest): void {
     );
   }
 }
+
+/** Whether JSON matches a media range of Accept weighted above 0. */
+const acceptsJson = (accept: string) => acceptedRanges(accept).some((type) => JSON_TYPES.test(type));
 
 function notAcceptable(diagnostics: string): FhirError {
   return new FhirError('HEARTH_NOT_ACCEPTABLE', { code: 'not-supported', diagnostics });
