@@ -31,6 +31,9 @@ const env = {
   HEARTH_AUTH_JWKS: join(dir, 'jwks.json'),
   HEARTH_BASE_URL: 'http://127.0.0.1/fhir',
   HEARTH_RATE_LIMIT: '1000000',
+  // Plain HTTP, as behind a TLS-terminating proxy (bench/run.ts measures TLS on its own).
+  HEARTH_TLS: 'off',
+  HEARTH_TRUSTED_PROXIES: '127.0.0.1',
 };
 const config = loadConfig(env);
 const secured = await buildApp(config);

@@ -36,7 +36,7 @@ const token = await new SignJWT({ scope: 'system/*.cruds', sub: 'soak', client_i
   .sign(privateKey);
 
 const server = spawn(process.execPath, [new URL('../src/server.ts', import.meta.url).pathname], {
-  env: { PATH: process.env.PATH ?? '', HEARTH_PORT: String(port), HEARTH_DATA_DIR: dataDir, HEARTH_LOG_LEVEL: 'warn', HEARTH_RATE_LIMIT: 'off', HEARTH_AUTH_ISSUER: issuer, HEARTH_AUTH_JWKS: join(dir, 'jwks.json') },
+  env: { PATH: process.env.PATH ?? '', HEARTH_PORT: String(port), HEARTH_DATA_DIR: dataDir, HEARTH_LOG_LEVEL: 'warn', HEARTH_RATE_LIMIT: 'off', HEARTH_TLS: 'off', HEARTH_TRUSTED_PROXIES: '127.0.0.1', HEARTH_AUTH_ISSUER: issuer, HEARTH_AUTH_JWKS: join(dir, 'jwks.json') },
   stdio: ['ignore', 'ignore', 'inherit'],
 });
 for (let i = 0; i < 300; i++) {

@@ -18,6 +18,7 @@ import { negotiationPlugin } from './http/negotiation.ts';
 import { operationsRoutes } from './http/operations-routes.ts';
 import { publicRoutes } from './http/public-routes.ts';
 import { registerRateLimit } from './http/rate-limit.ts';
+import { tlsMaterial } from './http/tls.ts';
 import { applySecurityHeaders, registerSecurityHeaders } from './http/security-headers.ts';
 
 const FIRST_START = {
@@ -102,18 +103,24 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     }
   };
 
+  const tls = await tlsMaterial(config);
+  // Slow and idle clients are cut off (a slow-header client gets 408 once headersMs passes; Node
+  // looks at open connections every connectionsCheckingInterval, 30 s unless told).
+  const serverOptions = {
+    headersTimeout: config.timeouts.headersMs,
+    connectionsCheckingInterval: Math.min(1000, config.timeouts.headersMs),
+  };
+  const { cert, key, minVersion, ciphers, honorCipherOrder } = tls ?? {};
+  const transport = tls ? { https: { ...serverOptions, cert, key, minVersion, ciphers, honorCipherOrder } } : { http: serverOptions };
+  // (Typed as the HTTP variant: Fastify picks https.createServer at run time when `https` is set.)
   const app = Fastify({
+    ...(transport as { http: typeof serverOptions }),
+    trustProxy: config.trustedProxies.length > 0 ? [...config.trustedProxies] : false,
     ...(deps.loggerInstance ? { loggerInstance: deps.loggerInstance } : { logger: loggerOptions(config) }),
     bodyLimit: config.bodyLimit,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     return503OnClosing: true,
-    // Slow and idle clients are cut off (a slow-header client gets 408 once headersMs passes;
-    // Node looks at open connections every connectionsCheckingInterval, 30 s unless told).
-    http: {
-      headersTimeout: config.timeouts.headersMs,
-      connectionsCheckingInterval: Math.min(1000, config.timeouts.headersMs),
-    },
     clientErrorHandler: answerClientError,
     requestTimeout: config.timeouts.requestMs,
     keepAliveTimeout: config.timeouts.keepAliveMs,
@@ -188,6 +195,12 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     { prefix: '/fhir' },
   );
   for (const [path, message] of absent) if (existsSync(path)) app.log.warn({ path }, message);
+  if (tls?.created) {
+    app.log.warn(
+      { fingerprint: tls.fingerprint },
+      `created a self-signed development certificate in ${config.dataDir}/tls (SHA-256 ${tls.fingerprint}): clients will not trust it (curl -k, or pin the fingerprint); give HEARTH_TLS_CERT and HEARTH_TLS_KEY in production`,
+    );
+  } else if (tls) app.log.info({ fingerprint: tls.fingerprint }, 'serving HTTPS');
   if (recovered > 0) app.log.warn({ recovered }, 'recorded the outcome of writes interrupted by a crash');
   if (config.auth.issuers.length === 0) {
     app.log.warn('no trusted token issuer is configured (HEARTH_AUTH_ISSUER/HEARTH_AUTH_JWKS): every FHIR request except metadata is refused with 401');

@@ -23,6 +23,10 @@ export interface Config {
   /** how long a client may take, in ms: to send its headers, its whole request, and between requests on a kept-alive connection */
   readonly timeouts: { readonly headersMs: number; readonly requestMs: number; readonly keepAliveMs: number; readonly idleMs: number };
   readonly rateLimit: RateLimitConfig;
+  /** HTTPS from configured files, HTTPS with a development certificate made on first start, or plain HTTP behind a proxy */
+  readonly tls: { readonly kind: 'files'; readonly cert: string; readonly key: string } | { readonly kind: 'development' } | { readonly kind: 'off' };
+  /** addresses (or CIDR ranges) of proxies whose X-Forwarded-For is believed */
+  readonly trustedProxies: readonly string[];
   /** open connections one client address may hold */
   readonly maxConnectionsPerAddress: number;
   /** browser origins allowed to call the API cross-origin (SMART apps); none by default */
@@ -92,6 +96,11 @@ interface Setting<T> {
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', '[::1]', 'localhost']);
 
+const readablePem = (raw: string): string | { error: string } => {
+  const path = resolve(raw);
+  return existsSync(path) ? path : { error: `cannot read ${path}` };
+};
+
 const integer =
   (min: number, max: number) =>
     (raw: string): number | { error: string } => {
@@ -160,6 +169,24 @@ export const SETTINGS = {
   HEARTH_REQUEST_TIMEOUT_MS: { doc: 'ms a client has to send its whole request, body included (default 30000)', parse: integer(100, 3600000) },
   HEARTH_KEEPALIVE_TIMEOUT_MS: { doc: 'ms an idle kept-alive connection stays open between requests (default 5000)', parse: integer(100, 600000) },
   HEARTH_IDLE_TIMEOUT_MS: { doc: 'ms a connection may stay silent in either direction before it is closed (default 60000)', parse: integer(100, 3600000) },
+  HEARTH_TLS: {
+    doc: 'on (default: HTTPS, TLS 1.2 or later, AEAD ciphers only) or off (plain HTTP, only behind a TLS-terminating proxy named in HEARTH_TRUSTED_PROXIES)',
+    parse: (raw: string) => (raw === 'on' || raw === 'off' ? raw : { error: `must be "on" or "off", got "${raw.slice(0, 40)}"` }),
+  },
+  HEARTH_TLS_CERT: { doc: 'the server certificate (PEM, chain included), with HEARTH_TLS_KEY (default: a development certificate made on first start)', parse: readablePem },
+  HEARTH_TLS_KEY: { doc: 'the private key of HEARTH_TLS_CERT (PEM)', parse: readablePem },
+  HEARTH_TRUSTED_PROXIES: {
+    doc: 'comma-separated addresses or CIDR ranges of the proxies in front (their X-Forwarded-For names the client)',
+    parse: (raw: string) => {
+      const list = raw.split(',').map((a) => a.trim()).filter((a) => a !== '');
+      const bad = list.find((a) => {
+        const [ip, bits, more] = a.split('/');
+        const family = isIP(ip);
+        return family === 0 || more !== undefined || (bits !== undefined && !(/^\d+$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)));
+      });
+      return bad === undefined && list.length > 0 ? list : { error: `must be IP addresses or CIDR ranges, comma-separated, got "${(bad ?? raw).slice(0, 60)}"` };
+    },
+  },
   HEARTH_RATE_LIMIT: {
     doc: 'requests a second one client and user may make (default 100; more are 429), or off',
     parse: (raw: string) => (raw === 'off' ? 'off' : integer(1, 1_000_000)(raw)),
@@ -290,6 +317,19 @@ export function loadConfig(env: Env): Config {
     else values[name] = parsed;
   }
   const host = (values.HEARTH_HOST as string | undefined) ?? '127.0.0.1';
+  const trustedProxies = (values.HEARTH_TRUSTED_PROXIES as string[] | undefined) ?? [];
+  const tlsCert = values.HEARTH_TLS_CERT as string | undefined;
+  const tlsKey = values.HEARTH_TLS_KEY as string | undefined;
+  if ((tlsCert === undefined) !== (tlsKey === undefined) && !problems.some((p) => p.name.startsWith('HEARTH_TLS_'))) {
+    problems.push({ name: tlsCert ? 'HEARTH_TLS_KEY' : 'HEARTH_TLS_CERT', message: 'HEARTH_TLS_CERT and HEARTH_TLS_KEY go together' });
+  }
+  const tlsOff = values.HEARTH_TLS === 'off';
+  // PHI never crosses the network in the clear by accident: plain HTTP only when a proxy in front does TLS.
+  if (tlsOff && trustedProxies.length === 0 && !problems.some((p) => p.name === 'HEARTH_TRUSTED_PROXIES')) {
+    problems.push({ name: 'HEARTH_TLS', message: 'off serves PHI over plain HTTP: only behind a TLS-terminating proxy, named in HEARTH_TRUSTED_PROXIES' });
+  }
+  if (tlsOff && tlsCert) problems.push({ name: 'HEARTH_TLS', message: 'off, yet HEARTH_TLS_CERT is given: choose one' });
+  const tls: Config['tls'] = tlsOff ? { kind: 'off' } : tlsCert && tlsKey ? { kind: 'files', cert: tlsCert, key: tlsKey } : { kind: 'development' };
   const port = (values.HEARTH_PORT as number | undefined) ?? 8080;
   const defaultCount = (values.HEARTH_SEARCH_DEFAULT_COUNT as number | undefined) ?? 20;
   const maxCount = (values.HEARTH_SEARCH_MAX_COUNT as number | undefined) ?? 500;
@@ -324,7 +364,9 @@ export function loadConfig(env: Env): Config {
       values.HEARTH_KEYRING !== undefined
         ? { kind: 'env' as const, json: values.HEARTH_KEYRING as string }
         : { kind: 'file' as const, path: (values.HEARTH_KEYRING_FILE as string | undefined) ?? resolve(dataDir, 'keys', 'keyring.json') },
-    baseUrl: (values.HEARTH_BASE_URL as string | undefined) ?? `http://${urlHost}:${port}/fhir`,
+    baseUrl: (values.HEARTH_BASE_URL as string | undefined) ?? `${tls.kind === 'off' ? 'http' : 'https'}://${urlHost}:${port}/fhir`,
+    tls,
+    trustedProxies,
     logLevel: (values.HEARTH_LOG_LEVEL as LogLevel | undefined) ?? 'info',
     bodyLimit: (values.HEARTH_BODY_LIMIT as number | undefined) ?? 2 * 1024 * 1024,
     corsOrigins: (values.HEARTH_CORS_ORIGINS as string[] | undefined) ?? [],

@@ -7,7 +7,10 @@ describe('loadConfig', () => {
     expect(c.host).toBe('127.0.0.1');
     expect(c.port).toBe(8080);
     expect(c.dataDir).toMatch(/\/data$/);
-    expect(c.baseUrl).toBe('http://127.0.0.1:8080/fhir');
+    expect(c.baseUrl).toBe('https://127.0.0.1:8080/fhir');
+    expect(c.tls).toEqual({ kind: 'development' });
+    expect(c.rateLimit).toEqual({ perSecond: 100, byRole: {}, redisUrl: undefined });
+    expect(c.corsOrigins).toEqual([]);
     expect(c.logLevel).toBe('info');
     expect(c.search).toEqual({ defaultCount: 20, maxCount: 500 });
     expect(c.updateCreate).toBe(false);
@@ -16,8 +19,8 @@ describe('loadConfig', () => {
   });
 
   it('derives the base URL from host and port, bracketing IPv6', () => {
-    expect(loadConfig({ HEARTH_PORT: '9000' }).baseUrl).toBe('http://127.0.0.1:9000/fhir');
-    expect(loadConfig({ HEARTH_HOST: '::1' }).baseUrl).toBe('http://[::1]:8080/fhir');
+    expect(loadConfig({ HEARTH_PORT: '9000' }).baseUrl).toBe('https://127.0.0.1:9000/fhir');
+    expect(loadConfig({ HEARTH_HOST: '::1' }).baseUrl).toBe('https://[::1]:8080/fhir');
     expect(loadConfig({ HEARTH_BASE_URL: 'https://fhir.example.org/r4/' }).baseUrl).toBe('https://fhir.example.org/r4');
   });
 

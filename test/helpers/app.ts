@@ -88,6 +88,9 @@ export async function testApp(
     // The injected clock moves a millisecond a call: thousands of requests share a "second".
     // Tests of the limit set their own.
     HEARTH_RATE_LIMIT: '1000000',
+    // inject() needs no TLS; the TLS tests (tls.test.ts) turn it on.
+    HEARTH_TLS: 'off',
+    HEARTH_TRUSTED_PROXIES: '127.0.0.1',
     ...env,
   });
   const storage = sqliteStorage({

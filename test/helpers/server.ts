@@ -17,8 +17,18 @@ export async function startServer(env: Record<string, string>): Promise<RunningS
   const port = await freePort();
   let out = '';
   const child = spawn(process.execPath, [entry], {
-    // Load tests (kill during writes) send as fast as they can from one client: no rate limit unless asked.
-    env: { PATH: process.env.PATH ?? '', HEARTH_PORT: String(port), HEARTH_AUTH_ISSUER: ISSUER, HEARTH_AUTH_JWKS: JWKS_FILE, HEARTH_RATE_LIMIT: 'off', ...env },
+    // Load tests (kill during writes) send as fast as they can from one client: no rate limit
+    // unless asked. Plain HTTP as behind a proxy on loopback, unless asked (tls.test.ts).
+    env: {
+      PATH: process.env.PATH ?? '',
+      HEARTH_PORT: String(port),
+      HEARTH_AUTH_ISSUER: ISSUER,
+      HEARTH_AUTH_JWKS: JWKS_FILE,
+      HEARTH_RATE_LIMIT: 'off',
+      HEARTH_TLS: 'off',
+      HEARTH_TRUSTED_PROXIES: '127.0.0.1',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout?.on('data', (d) => {
