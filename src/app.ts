@@ -157,7 +157,6 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   );
   // After the error and not-found handlers: the plugin's OPTIONS route takes them when it is made.
   await registerCors(app, config.corsOrigins);
-  await app.register(publicRoutes, { prefix: '/fhir', config, model });
   const health = {
     ...services.health,
     gauges: () => [
@@ -170,7 +169,12 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       },
     ],
   };
-  await app.register(operationsRoutes, { health });
+  // Public routes answer without a token; one that comes with a token is audited all the same.
+  await app.register(async (open) => {
+    open.addHook('onSend', refusals.onSend);
+    await open.register(publicRoutes, { prefix: '/fhir', config, model });
+    await open.register(operationsRoutes, { health });
+  });
   // Everything else under /fhir needs a verified bearer token: its own plugin scope, not a URL allow-list.
   await app.register(
     async (api) => {

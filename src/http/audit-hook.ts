@@ -43,12 +43,7 @@ function registerAuditHooks(api: FastifyInstance, deps: AuditDeps): void {
       await sink.recordFacts(facts);
       return payload;
     } catch (err) {
-      request.log.error({ err: { type: (err as Error).name, code: (err as { code?: string }).code } }, 'audit write failed: response withheld');
-      for (const h of RESOURCE_HEADERS) reply.removeHeader(h);
-      // Not through the error handler: this is the last hook of a response already on its way.
-      const e = new FhirError('HEARTH_AUDIT_UNAVAILABLE', `the audit trail is unavailable, so nothing was returned; request id ${request.id}`);
-      reply.code(e.status).header('content-type', 'application/fhir+json; charset=utf-8').header('retry-after', '5');
-      return JSON.stringify(operationOutcome(e.issues));
+      return withheld(request, reply, err);
     }
   });
 
@@ -86,12 +81,25 @@ function registerAuditHooks(api: FastifyInstance, deps: AuditDeps): void {
   }
 }
 
+/** The payload of a response whose AuditEvent could not be written: a 503 with no resource content. */
+function withheld(request: FastifyRequest, reply: FastifyReply, err: unknown): string {
+  request.log.error({ err: { type: (err as Error).name, code: (err as { code?: string }).code } }, 'audit write failed: response withheld');
+  for (const h of RESOURCE_HEADERS) reply.removeHeader(h);
+  // Not through the error handler: this is the last hook of a response already on its way.
+  const e = new FhirError('HEARTH_AUDIT_UNAVAILABLE', `the audit trail is unavailable, so nothing was returned; request id ${request.id}`);
+  reply.code(e.status).header('content-type', 'application/fhir+json; charset=utf-8').header('retry-after', '5');
+  return JSON.stringify(operationOutcome(e.issues));
+}
+
+const carriesToken = (request: FastifyRequest) => /^bearer\s/i.test(String(request.headers.authorization ?? ''));
+
 /**
- * Refusals that happen before any route of the protected API is chosen — Fastify's own (a
- * malformed URL, a path segment too long) and paths outside the API — have no audit hooks. A
- * request that carries a bearer token, valid or not, is audited here all the same: who it was
- * (when the token verifies), from where, when, the status. Its URL stays out (it may quote data).
- * Requests with no token are counted, not audited: anyone may send them, and they reach nothing.
+ * Requests outside the protected API's hooks — Fastify's own refusals before routing (a
+ * malformed URL, a path segment too long), paths outside the API, and the public routes
+ * (metadata, discovery, health) — are audited here when they carry a bearer token, valid or not:
+ * who it was (when the token verifies), from where, when, the status. The URL stays out (it may
+ * quote data). Refusals with no token are counted, not audited: anyone may send them, and they
+ * reach nothing.
  */
 export class RefusalAudit {
   readonly #deps: Pick<AuditDeps, 'sink' | 'config' | 'clock'> & { readonly verifier: TokenVerifier };
@@ -106,15 +114,14 @@ export class RefusalAudit {
     return this.#unaudited;
   }
 
-  /** Records the refusal (durably, before it is answered) if it carries a token; rejects if the audit trail fails. */
+  /** Records a refusal (durably, before it is answered) if it carries a token, else counts it; rejects if the audit trail fails. */
   async record(request: FastifyRequest, status: number, issueCode: string | undefined): Promise<void> {
-    const header = request.headers.authorization;
-    if (typeof header !== 'string' || !/^bearer\s/i.test(header)) {
+    if (!carriesToken(request)) {
       this.#unaudited++;
       return;
     }
     const { sink, config, clock, verifier } = this.#deps;
-    const principal = await verifier.verify(bearerToken(header)).catch(() => undefined);
+    const principal = await verifier.verify(bearerToken(request.headers.authorization)).catch(() => undefined);
     await sink.recordFacts({
       requestId: request.id,
       recorded: clock(),
@@ -128,4 +135,18 @@ export class RefusalAudit {
       server: { baseUrl: config.baseUrl, name: 'Hearth' },
     });
   }
+
+  /**
+   * The onSend hook of the public routes: a response to a request that carries a token waits for
+   * its AuditEvent (503 with nothing returned if it cannot be written); others go as they are.
+   */
+  readonly onSend = async (request: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<unknown> => {
+    if (!carriesToken(request)) return payload;
+    try {
+      await this.record(request, reply.statusCode, request.auditIssue);
+      return payload;
+    } catch (err) {
+      return withheld(request, reply, err);
+    }
+  };
 }

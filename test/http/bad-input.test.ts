@@ -13,8 +13,6 @@ interface Case {
   code: string;
   expression?: string;
   says?: string | RegExp;
-  /** public routes (metadata) and unknown paths are outside the audited API */
-  unaudited?: true;
 }
 
 const P = (extra: Record<string, unknown>) => ({ resourceType: 'Patient', ...extra });
@@ -524,7 +522,6 @@ const cases: Case[] = [
     method: 'GET',
     url: '/fhir/metadata',
     headers: { accept: 'image/png' },
-    unaudited: true,
     status: 406,
     code: 'not-supported',
   },
@@ -996,7 +993,6 @@ describe('bad input: a clear 4xx OperationOutcome, and nothing stored', () => {
     expect(await snapshot()).toEqual(before);
     // ...and the refusal itself is audited, as a failure with the issue code.
     const audit = await t.store.read('AuditEvent', res.headers['x-request-id'] as string);
-    if (c.unaudited) expect(audit).toBeUndefined();
-    else expect(audit?.resource).toMatchObject({ outcome: '4', outcomeDesc: `${c.status} ${c.code}` });
+    expect(audit?.resource).toMatchObject({ outcome: '4', outcomeDesc: `${c.status} ${c.code}` });
   });
 });

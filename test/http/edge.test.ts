@@ -71,6 +71,18 @@ describe('the edge', () => {
     expect(await t.store.read('AuditEvent', anonymous.headers['x-request-id'] as string)).toBeUndefined();
     expect(await metric()).toBe(before + 1);
   });
+
+  it('audits a public route (metadata, discovery, health) when the request carries a token, and only then', async () => {
+    const withToken = await t.app.inject({ method: 'GET', url: '/fhir/metadata' });
+    const discovery = await t.app.inject({ method: 'GET', url: '/fhir/.well-known/smart-configuration', headers: { authorization: 'Bearer forged' } });
+    const anonymous = await t.app.inject({ method: 'GET', url: '/healthz', headers: { authorization: '' } });
+    expect([withToken.statusCode, discovery.statusCode, anonymous.statusCode]).toEqual([200, 200, 200]);
+    const event = async (r: { headers: Record<string, unknown> }) => t.store.read('AuditEvent', r.headers['x-request-id'] as string);
+    expect((await event(withToken))?.resource).toMatchObject({ outcome: '0' });
+    expect(JSON.stringify((await event(withToken))?.resource)).toContain('test-system');
+    expect((await event(discovery))?.resource).toMatchObject({ outcome: '0' });
+    expect(await event(anonymous)).toBeUndefined();
+  });
 });
 
 describe('CORS for SMART apps in a browser', () => {
