@@ -167,24 +167,30 @@ export class ResourceValidator {
  * choice elements too); a pattern does not apply to numbers, so 1.5 would pass as an integer.
  * See: https://hl7.org/fhir/R4/datatypes.html#integer (32-bit range)
  */
-function patchIntegers(node: unknown): void {
+function patchIntegers(schema: unknown): void {
+  eachNode(schema, (n) => {
+    if (n.type === 'number' && typeof n.pattern === 'string' && !n.pattern.includes('.')) {
+      n.type = 'integer';
+      n.minimum = n.pattern.startsWith('^-?')
+        ? INT32.minimum
+        : n.pattern.includes('[1-9][0-9]*$') && !n.pattern.includes('[0]')
+          ? 1
+          : 0;
+      n.maximum = INT32.maximum;
+      delete n.pattern;
+    }
+  });
+}
+
+/** Calls `visit` on every object of a JSON document (the schema), parents before children. */
+function eachNode(node: unknown, visit: (n: Record<string, unknown>) => void): void {
   if (Array.isArray(node)) {
-    for (const n of node) patchIntegers(n);
+    for (const n of node) eachNode(n, visit);
     return;
   }
   if (!node || typeof node !== 'object') return;
-  const n = node as Record<string, unknown>;
-  if (n.type === 'number' && typeof n.pattern === 'string' && !n.pattern.includes('.')) {
-    n.type = 'integer';
-    n.minimum = n.pattern.startsWith('^-?')
-      ? INT32.minimum
-      : n.pattern.includes('[1-9][0-9]*$') && !n.pattern.includes('[0]')
-        ? 1
-        : 0;
-    n.maximum = INT32.maximum;
-    delete n.pattern;
-  }
-  for (const v of Object.values(n)) patchIntegers(v);
+  visit(node as Record<string, unknown>);
+  for (const v of Object.values(node)) eachNode(v, visit);
 }
 
 // The date, dateTime and instant patterns (inline in choice elements too) all begin with the year.
@@ -195,15 +201,10 @@ const DATE_PATTERN_START = '^([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)'
  * dateTime), so every string with such a pattern also has the calendar checked.
  * See: https://hl7.org/fhir/R4/datatypes.html#date
  */
-function patchDates(node: unknown): void {
-  if (Array.isArray(node)) {
-    for (const n of node) patchDates(n);
-    return;
-  }
-  if (!node || typeof node !== 'object') return;
-  const n = node as Record<string, unknown>;
-  if (n.type === 'string' && typeof n.pattern === 'string' && n.pattern.startsWith(DATE_PATTERN_START)) n.format = 'fhir-calendar';
-  for (const v of Object.values(n)) patchDates(v);
+function patchDates(schema: unknown): void {
+  eachNode(schema, (n) => {
+    if (n.type === 'string' && typeof n.pattern === 'string' && n.pattern.startsWith(DATE_PATTERN_START)) n.format = 'fhir-calendar';
+  });
 }
 
 /** Whether the day of a (partial) FHIR date or dateTime exists in its month (the pattern has checked the rest). */
