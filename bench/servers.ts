@@ -26,7 +26,8 @@ const { publicKey, privateKey } = await generateKeyPair('ES256');
 writeFileSync(join(dir, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'bench', alg: 'ES256' }] }));
 const env = {
   HEARTH_DATA_DIR: join(dir, 'data'),
-  HEARTH_LOG_LEVEL: 'warn',
+  // Errors only: stdout carries the one JSON line run.ts reads (first-start warnings would come first).
+  HEARTH_LOG_LEVEL: 'error',
   HEARTH_AUTH_ISSUER: issuer,
   HEARTH_AUTH_JWKS: join(dir, 'jwks.json'),
   HEARTH_BASE_URL: 'http://127.0.0.1/fhir',
