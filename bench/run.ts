@@ -36,9 +36,10 @@ const unauditedPort = await freePort();
 const plainPort = await freePort();
 const barePort = await freePort();
 const unlimitedPort = await freePort();
+const tlsPort = await freePort();
 const child: ChildProcess = spawn(
   process.execPath,
-  [new URL('./servers.ts', import.meta.url).pathname, String(hearthPort), String(openPort), String(unauditedPort), String(plainPort), String(barePort), String(unlimitedPort)],
+  [new URL('./servers.ts', import.meta.url).pathname, String(hearthPort), String(openPort), String(unauditedPort), String(plainPort), String(barePort), String(unlimitedPort), String(tlsPort)],
   {
     stdio: ['ignore', 'pipe', 'inherit'],
   },
@@ -51,6 +52,7 @@ const U = `http://127.0.0.1:${unauditedPort}`;
 const P = `http://127.0.0.1:${plainPort}`;
 const B = `http://127.0.0.1:${barePort}`;
 const L = `http://127.0.0.1:${unlimitedPort}`;
+const T = `https://127.0.0.1:${tlsPort}`;
 
 // Each row: Hearth as deployed; without token verification; without the audit trail; bare Fastify.
 const scenarios: [string, (base: string, tok?: string) => Promise<Result>, () => Promise<Result>][] = [
@@ -80,6 +82,8 @@ for (const [name, hearth, bare] of scenarios) {
 // The rate limiter's cost: the secured read counted against a limit too high to refuse, and with no limiter.
 const unlimitedRead = await load(`${L}/fhir/Patient/${readIds[4]}`, 'GET', undefined, token);
 const limitedRead = await load(`${H}/fhir/Patient/${readIds[0]}`, 'GET', undefined, token);
+// TLS's cost: the secured read over HTTPS (kept-alive connections, as clients hold them).
+const tlsRead = await load(`${T}/fhir/Patient/${readIds[5]}`, 'GET', undefined, token);
 // Audit throughput: 50 concurrent clients reading; every response waits for its durable AuditEvent.
 const audit50 = await load(`${H}/fhir/Patient/${readIds[0]}`, 'GET', undefined, token, 50);
 child.kill('SIGTERM');
@@ -130,6 +134,7 @@ process.stdout.write(
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows,
     '',
+    `secured read over HTTPS: ${cell(tlsRead)}; over plain HTTP: ${cell(limitedRead)}; ratio ${(tlsRead.rps / limitedRead.rps).toFixed(2)}`,
     `secured read with the rate limiter counting: ${cell(limitedRead)}; with no rate limiter: ${cell(unlimitedRead)}; ratio ${(limitedRead.rps / unlimitedRead.rps).toFixed(2)}`,
     '',
     `audit throughput, 50 concurrent clients reading: ${audit50.rps.toFixed(0)} audited requests/s (p50 ${audit50.p50} ms, p99 ${audit50.p99} ms), ${audit50.errors} errors`,

@@ -5,8 +5,9 @@
 // verification), Hearth whose audit facts go nowhere (the baseline for the cost of the audit
 // trail: building, indexing, chaining and durably committing each event), Hearth without
 // encryption at rest, Hearth without the rate limiter (the others count every request against a
-// limit too high to refuse any: its cost without its refusals), and a bare Fastify route serving
-// the same bytes. Prints one JSON line when
+// limit too high to refuse any: its cost without its refusals), Hearth as deployed over HTTPS
+// (the others speak plain HTTP, as behind a TLS-terminating proxy), and a bare Fastify route
+// serving the same bytes. Prints one JSON line when
 // ready: the id of the read target in each store, in the order of the ports.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +20,7 @@ import type { Principal } from '../src/auth/authorize.ts';
 import { parseScopes } from '../src/auth/scopes.ts';
 import { loadConfig } from '../src/config/config.ts';
 
-const [securedPort, openPort, unauditedPort, plainPort, barePort, unlimitedPort] = process.argv.slice(2).map(Number);
+const [securedPort, openPort, unauditedPort, plainPort, barePort, unlimitedPort, tlsPort] = process.argv.slice(2).map(Number);
 const dir = mkdtempSync(join(tmpdir(), 'hearth-bench-'));
 const issuer = 'https://bench-issuer.local';
 const { publicKey, privateKey } = await generateKeyPair('ES256');
@@ -49,6 +50,8 @@ const principal: Principal = {
 const open = await buildApp(own('open'), { verifier: { verify: async () => principal } });
 const unaudited = await buildApp(own('unaudited'), { auditWriter: async () => undefined });
 const unlimited = await buildApp(loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, 'unlimited'), HEARTH_RATE_LIMIT: 'off' }));
+// Hearth as deployed over HTTPS (its development certificate), beside the same over plain HTTP.
+const overTls = await buildApp(loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, 'tls'), HEARTH_TLS: 'on' }));
 // The same server without encryption at rest: an empty protection policy, a store of its own.
 writeFileSync(join(dir, 'protection-none.json'), JSON.stringify({ protect: {} }));
 const plainConfig = loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, 'plain'), HEARTH_PROTECTION_FILE: join(dir, 'protection-none.json') });
@@ -58,6 +61,7 @@ await secured.listen({ host: '127.0.0.1', port: securedPort });
 await open.listen({ host: '127.0.0.1', port: openPort });
 await unaudited.listen({ host: '127.0.0.1', port: unauditedPort });
 await unlimited.listen({ host: '127.0.0.1', port: unlimitedPort });
+await overTls.listen({ host: '127.0.0.1', port: tlsPort });
 
 const now = Math.floor(Date.now() / 1000);
 const token = await new SignJWT({ scope: 'system/*.cruds', sub: 'bench', client_id: 'bench' })
@@ -78,8 +82,8 @@ const patient = (i: number) => ({
   address: [{ line: [`${i} Main St`], city: 'Springfield', postalCode: String(10000 + i) }],
 });
 const auth = { authorization: `Bearer ${token}` };
-// In the order of the ports: secured, open, unaudited, plain (the bare server between), unlimited.
-const servers = [secured, open, unaudited, plain, unlimited];
+// In the order of the ports: secured, open, unaudited, plain (the bare server between), unlimited, TLS.
+const servers = [secured, open, unaudited, plain, unlimited, overTls];
 const readIds = servers.map(() => '');
 for (let i = 0; i < 1000; i++) {
   for (const [n, app] of servers.entries()) {
@@ -121,6 +125,7 @@ process.on('SIGTERM', async () => {
   await unaudited.close();
   await plain.close();
   await unlimited.close();
+  await overTls.close();
   await bare.close();
   rmSync(dir, { recursive: true, force: true });
   process.exit(0);
