@@ -20,7 +20,9 @@ const DECODERS: Record<string, () => Transform> = {
 export function registerContentEncoding(app: FastifyInstance): void {
   app.addHook('preParsing', async (request, _reply, payload) => {
     const header = request.headers['content-encoding'];
-    if (header === undefined) return payload;
+    // No body to decode (a GET saying gzip): nothing to do, and nothing to fail on.
+    const bodyless = request.headers['transfer-encoding'] === undefined && Number(request.headers['content-length'] ?? 0) === 0;
+    if (header === undefined || bodyless) return payload;
     const codings = header
       .toLowerCase()
       .split(',')
@@ -46,6 +48,9 @@ function decoded(payload: Readable, decoder: Transform, coding: string): Readabl
   });
   payload.on('error', (err) => out.destroy(err));
   decoder.on('error', () => out.destroy(new FhirError('HEARTH_BAD_ENCODING', { code: 'structure', diagnostics: `the request body is not valid ${coding}` })));
+  // Fastify reads (and hears the errors of) bodies it parses; a body it leaves unread (a GET's)
+  // must not turn a decoding error into an uncaught exception that stops the server.
+  out.on('error', () => undefined);
   payload.pipe(decoder).pipe(out);
   return out;
 }
