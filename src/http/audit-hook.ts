@@ -121,7 +121,10 @@ export class RefusalAudit {
       return;
     }
     const { sink, config, clock, verifier } = this.#deps;
-    const principal = await verifier.verify(bearerToken(request.headers.authorization)).catch(() => undefined);
+    // A malformed header (bearerToken throws at once) is as unverified as a forged token.
+    const principal = await Promise.resolve()
+      .then(() => verifier.verify(bearerToken(request.headers.authorization)))
+      .catch(() => undefined);
     await sink.recordFacts({
       requestId: request.id,
       recorded: clock(),

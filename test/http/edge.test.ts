@@ -68,10 +68,11 @@ describe('the edge', () => {
       await t.app.inject({ method: 'GET', url: '/fhir/Patient/%E0%A4%A' }),
       await t.app.inject({ method: 'GET', url: '/outside', headers: { authorization: 'Bearer not-a-token' } }),
       await t.app.inject({ method: 'GET', url: `/fhir/Patient/${'a'.repeat(201)}`, headers: { authorization: 'Bearer not-a-token' } }),
+      await t.app.inject({ method: 'GET', url: '/outside', headers: { authorization: 'Bearer two words' } }),
     ];
-    expect(sent.map((r) => r.statusCode)).toEqual([400, 404, 414]);
+    expect(sent.map((r) => r.statusCode)).toEqual([400, 404, 414, 404]);
     const events = await Promise.all(sent.map((r) => t.store.read('AuditEvent', r.headers['x-request-id'] as string)));
-    expect(events.map((e) => (e?.resource as { outcomeDesc?: string }).outcomeDesc)).toEqual(['400 structure', '404 not-found', '414 too-long']);
+    expect(events.map((e) => (e?.resource as { outcomeDesc?: string }).outcomeDesc)).toEqual(['400 structure', '404 not-found', '414 too-long', '404 not-found']);
     // Who: the verified client for a valid token; for an invalid one, no agent beyond the server.
     const agents = events.map((e) => JSON.stringify((e?.resource as { agent?: unknown[] }).agent));
     expect(agents[0]).toContain('test-system');
@@ -85,7 +86,7 @@ describe('the edge', () => {
 
   it('audits a public route (metadata, discovery, health) when the request carries a token, and only then', async () => {
     const withToken = await t.app.inject({ method: 'GET', url: '/fhir/metadata' });
-    const discovery = await t.app.inject({ method: 'GET', url: '/fhir/.well-known/smart-configuration', headers: { authorization: 'Bearer forged' } });
+    const discovery = await t.app.inject({ method: 'GET', url: '/fhir/.well-known/smart-configuration', headers: { authorization: 'Bearer not a token' } });
     const anonymous = await t.app.inject({ method: 'GET', url: '/healthz', headers: { authorization: '' } });
     expect([withToken.statusCode, discovery.statusCode, anonymous.statusCode]).toEqual([200, 200, 200]);
     const event = async (r: { headers: Record<string, unknown> }) => t.store.read('AuditEvent', r.headers['x-request-id'] as string);
