@@ -1,7 +1,7 @@
-import { randomBytes, webcrypto, X509Certificate } from 'node:crypto';
+import { createPrivateKey, randomBytes, webcrypto, X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { Config } from '../config/config.ts';
+import { type Config, ConfigError } from '../config/config.ts';
 
 /** What the HTTPS server is given: certificate, key, and the protocol floor and cipher list. */
 export interface TlsMaterial {
@@ -51,9 +51,27 @@ export async function tlsMaterial(config: Config): Promise<TlsMaterial | undefin
     writeFileSync(certPath, made.cert);
     created = true;
   }
-  const cert = readFileSync(certPath, 'utf8');
-  const key = readFileSync(keyPath, 'utf8');
-  return { cert, key, minVersion: 'TLSv1.2', ciphers: CIPHERS, honorCipherOrder: true, fingerprint: new X509Certificate(cert).fingerprint256, created };
+  const cert = readPem(certPath, 'HEARTH_TLS_CERT', 'a PEM certificate');
+  const key = readPem(keyPath, 'HEARTH_TLS_KEY', 'a PEM private key');
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(cert);
+    createPrivateKey(key);
+  } catch {
+    throw new ConfigError([{ name: 'HEARTH_TLS_CERT', message: `${certPath} and ${keyPath} must hold a PEM certificate and its PEM private key` }]);
+  }
+  if (!certificate.checkPrivateKey(createPrivateKey(key))) {
+    throw new ConfigError([{ name: 'HEARTH_TLS_KEY', message: `${keyPath} is not the private key of the certificate in ${certPath}` }]);
+  }
+  return { cert, key, minVersion: 'TLSv1.2', ciphers: CIPHERS, honorCipherOrder: true, fingerprint: certificate.fingerprint256, created };
+}
+
+function readPem(path: string, setting: string, what: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError([{ name: setting, message: `cannot read ${what} from ${path} (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})` }]);
+  }
 }
 
 async function developmentCertificate(): Promise<{ cert: string; key: string }> {

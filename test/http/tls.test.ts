@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { type AddressInfo, connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
@@ -97,6 +97,28 @@ describe('TLS by default', () => {
   it('keeps the development certificate: a second start on the same data directory serves the same one', async () => {
     const again = await testApp({ HEARTH_TLS: 'on', HEARTH_DATA_DIR: t.config.dataDir });
     expect(readFileSync(join(again.config.dataDir, 'tls', 'dev-cert.pem'), 'utf8')).toBe(ca);
+  });
+});
+
+describe('a configured certificate', () => {
+  it('is refused at start, naming the setting, when it is not a certificate or the key is not its key', async () => {
+    const other = await testApp({ HEARTH_TLS: 'on' });
+    const dir = join(other.config.dataDir, 'tls');
+    const cases: [Record<string, string>, string, string][] = [
+      [{ HEARTH_TLS_CERT: '/etc/hostname', HEARTH_TLS_KEY: join(dir, 'dev-key.pem') }, 'HEARTH_TLS_CERT', 'must hold a PEM certificate'],
+    ];
+    const mismatched = await testApp({ HEARTH_TLS: 'on' });
+    cases.push([{ HEARTH_TLS_CERT: join(dir, 'dev-cert.pem'), HEARTH_TLS_KEY: join(mismatched.config.dataDir, 'tls', 'dev-key.pem') }, 'HEARTH_TLS_KEY', 'is not the private key']);
+    for (const [env, name, message] of cases) {
+      const err = await testApp({ HEARTH_TLS: 'on', ...env }).then(() => undefined, (e: unknown) => e);
+      expect(err, name).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).problems[0]).toMatchObject({ name });
+      expect((err as ConfigError).problems[0].message).toContain(message);
+    }
+    // Its own certificate and key: served, with no development certificate made.
+    const served = await testApp({ HEARTH_TLS: 'on', HEARTH_TLS_CERT: join(dir, 'dev-cert.pem'), HEARTH_TLS_KEY: join(dir, 'dev-key.pem') });
+    expect(served.config.tls).toMatchObject({ kind: 'files' });
+    expect(existsSync(join(served.config.dataDir, 'tls'))).toBe(false);
   });
 });
 
