@@ -2,7 +2,7 @@
 // the per-token cache, the pure authorization decision, and the encryption of a Patient (blind
 // indexes, seal, open). `npm run bench` runs it after the
 // load benchmark; `node bench/micro.ts` alone.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
@@ -77,4 +77,5 @@ rows.push(await time(`blind indexes of a Patient's ${entries.length} index entri
 rows.push(await time(`seal a Patient (${paths.length} protected paths)`, 20_000, () => sealResource(keyring, paths, 'Patient', 'p500', 1, patient)));
 const sealed = sealResource(keyring, paths, 'Patient', 'p500', 1, patient);
 rows.push(await time('open a sealed Patient', 20_000, () => openResource(keyring, 'Patient', 'p500', 1, sealed)));
+rmSync(dir, { recursive: true, force: true });
 process.stdout.write(['| operation | time per op |', '| --- | --- |', ...rows, ''].join('\n'));

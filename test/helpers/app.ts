@@ -1,6 +1,6 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { exportJWK, generateKeyPair, type JWTPayload, SignJWT } from 'jose';
 import { afterAll } from 'vitest';
@@ -28,6 +28,7 @@ const keys = await (async () => {
 })();
 
 export const JWKS_FILE = keys.file;
+afterAll(() => rmSync(dirname(keys.file), { recursive: true, force: true }));
 export const TEST_PRIVATE_KEY = keys.privateKey;
 
 export interface TokenOptions {
