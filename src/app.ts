@@ -4,7 +4,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { createServices, type ServiceDeps } from './compose.ts';
 import type { Config } from './config/config.ts';
 import { FhirError } from './fhir/errors.ts';
-import { auditPlugin, RefusalAudit } from './http/audit-hook.ts';
+import { auditPlugin, RefusalAudit, withheld } from './http/audit-hook.ts';
 import { authenticationPlugin, authorizationPlugin } from './http/authorization.ts';
 import { registerBodyParsers } from './http/body-parsers.ts';
 import { answerClientError, limitConnectionsPerAddress } from './http/connections.ts';
@@ -51,9 +51,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     try {
       await refusals.record(request, e.status, e.issues[0]?.code);
       errorHandler(e, request, reply);
-    } catch {
-      reply.header('retry-after', '5');
-      errorHandler(new FhirError('HEARTH_AUDIT_UNAVAILABLE', `the audit trail is unavailable; request id ${request.id}`), request, reply);
+    } catch (err) {
+      void reply.send(withheld(request, reply, err));
     }
   };
 
@@ -106,9 +105,16 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   });
   registerBodyParsers(app, config.maxJsonDepth);
   app.setErrorHandler(errorHandler);
-  app.setNotFoundHandler((request, reply) =>
-    refuseUnrouted(new FhirError('HEARTH_NOT_FOUND', `no FHIR interaction at ${request.method} ${request.url.split('?')[0].slice(0, 200)}`), request, reply),
-  );
+  // What matches no route: refused in the protected scope under /fhir (below), here elsewhere.
+  const notFound = (request: FastifyRequest) => {
+    const m = /^\/fhir\/([^/?]+)/.exec(request.url);
+    const diagnostics =
+      m && !model.types.has(m[1]) && m[1] !== 'metadata'
+        ? `resource type ${m[1].slice(0, 64)} is not served here`
+        : `no FHIR interaction at ${request.method} ${request.url.split('?')[0].slice(0, 200)}`;
+    return new FhirError('HEARTH_NOT_FOUND', diagnostics);
+  };
+  app.setNotFoundHandler((request, reply) => refuseUnrouted(notFound(request), request, reply));
   // After the error and not-found handlers: the plugin's OPTIONS route takes them when it is made.
   await registerCors(app, config.corsOrigins);
   const health = {
@@ -141,14 +147,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       await api.register(fhirRoutes, { config, model, repository, clock, auditStore: storage.audit });
       // Under the API, what matches no route is refused in its scope: authenticated and audited
       // like every other request (the decision is skipped: there is nothing to reach).
-      api.setNotFoundHandler((request, reply) => {
-        const m = /^\/fhir\/([^/?]+)/.exec(request.url);
-        const diagnostics =
-          m && !model.types.has(m[1]) && m[1] !== 'metadata'
-            ? `resource type ${m[1].slice(0, 64)} is not served here`
-            : `no FHIR interaction at ${request.method} ${request.url.split('?')[0].slice(0, 200)}`;
-        errorHandler(new FhirError('HEARTH_NOT_FOUND', diagnostics), request, reply);
-      });
+      api.setNotFoundHandler((request, reply) => errorHandler(notFound(request), request, reply));
     },
     { prefix: '/fhir' },
   );

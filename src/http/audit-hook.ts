@@ -82,7 +82,7 @@ function registerAuditHooks(api: FastifyInstance, deps: AuditDeps): void {
 }
 
 /** The payload of a response whose AuditEvent could not be written: a 503 with no resource content. */
-function withheld(request: FastifyRequest, reply: FastifyReply, err: unknown): string {
+export function withheld(request: FastifyRequest, reply: FastifyReply, err: unknown): string {
   request.log.error({ err: { type: (err as Error).name, code: (err as { code?: string }).code } }, 'audit write failed: response withheld');
   for (const h of RESOURCE_HEADERS) reply.removeHeader(h);
   // Not through the error handler: this is the last hook of a response already on its way.

@@ -143,7 +143,9 @@ describe('one AuditEvent per request (IHE BALP)', () => {
     });
     const seed = await create(t.app, { resourceType: 'Patient', name: [{ family: 'Secretname' }] });
     failing = true;
-    for (const url of [`/fhir/Patient/${seed.id}`, '/fhir/Patient?family=secret', `/fhir/Patient/${seed.id}/_history`]) {
+    // Also where no route's hooks run (a refusal before routing, a path outside the API) and on a public route.
+    const anywhere = ['/fhir/Patient/%E0%A4%A', '/outside', '/fhir/metadata'];
+    for (const url of [`/fhir/Patient/${seed.id}`, '/fhir/Patient?family=secret', `/fhir/Patient/${seed.id}/_history`, ...anywhere]) {
       const res = await t.app.inject({ method: 'GET', url });
       expect(res.statusCode).toBe(503);
       expect(res.body).not.toContain('Secretname');
