@@ -96,6 +96,9 @@ interface Setting<T> {
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', '[::1]', 'localhost']);
 
+/** `a, b,,c` → ['a', 'b', 'c'] */
+const commaList = (raw: string) => raw.split(',').map((item) => item.trim()).filter((item) => item !== '');
+
 const readablePem = (raw: string): string | { error: string } => {
   const path = resolve(raw);
   return existsSync(path) ? path : { error: `cannot read ${path}` };
@@ -149,7 +152,7 @@ export const SETTINGS = {
   HEARTH_CORS_ORIGINS: {
     doc: 'browser origins allowed to call the API cross-origin (SMART apps), comma-separated, e.g. https://app.example.org,http://localhost:3000 (default: none)',
     parse: (raw: string) => {
-      const origins = raw.split(',').map((o) => o.trim()).filter((o) => o !== '');
+      const origins = commaList(raw);
       for (const o of origins) {
         let url: URL | undefined;
         try {
@@ -178,7 +181,7 @@ export const SETTINGS = {
   HEARTH_TRUSTED_PROXIES: {
     doc: 'comma-separated addresses or CIDR ranges of the proxies in front (their X-Forwarded-For names the client)',
     parse: (raw: string) => {
-      const list = raw.split(',').map((a) => a.trim()).filter((a) => a !== '');
+      const list = commaList(raw);
       const bad = list.find((a) => {
         const [ip, bits, more] = a.split('/');
         const family = isIP(ip);

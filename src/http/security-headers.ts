@@ -23,8 +23,10 @@ export async function registerSecurityHeaders(app: FastifyInstance): Promise<voi
   });
 }
 
+const setHeaders = helmet(OPTIONS);
+
 /** The same headers for an answer no hook sees (Fastify's own refusals before routing). */
 export function applySecurityHeaders(request: FastifyRequest, reply: FastifyReply): void {
-  helmet(OPTIONS)(request.raw, reply.raw, () => undefined);
+  setHeaders(request.raw, reply.raw, () => undefined);
   reply.header('cache-control', 'no-store');
 }

@@ -1,4 +1,4 @@
-import { createPrivateKey, randomBytes, webcrypto, X509Certificate } from 'node:crypto';
+import { createPrivateKey, type KeyObject, randomBytes, webcrypto, X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { type Config, ConfigError } from '../config/config.ts';
@@ -54,13 +54,14 @@ export async function tlsMaterial(config: Config): Promise<TlsMaterial | undefin
   const cert = readPem(certPath, 'HEARTH_TLS_CERT', 'a PEM certificate');
   const key = readPem(keyPath, 'HEARTH_TLS_KEY', 'a PEM private key');
   let certificate: X509Certificate;
+  let privateKey: KeyObject;
   try {
     certificate = new X509Certificate(cert);
-    createPrivateKey(key);
+    privateKey = createPrivateKey(key);
   } catch {
     throw new ConfigError([{ name: 'HEARTH_TLS_CERT', message: `${certPath} and ${keyPath} must hold a PEM certificate and its PEM private key` }]);
   }
-  if (!certificate.checkPrivateKey(createPrivateKey(key))) {
+  if (!certificate.checkPrivateKey(privateKey)) {
     throw new ConfigError([{ name: 'HEARTH_TLS_KEY', message: `${keyPath} is not the private key of the certificate in ${certPath}` }]);
   }
   return { cert, key, minVersion: 'TLSv1.2', ciphers: CIPHERS, honorCipherOrder: true, fingerprint: certificate.fingerprint256, created };
