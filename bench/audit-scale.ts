@@ -24,7 +24,7 @@ const BATCH = 1000;
 const dir = mkdtempSync(join(tmpdir(), 'hearth-audit-scale-'));
 const config = loadConfig({ HEARTH_DATA_DIR: dir, HEARTH_LOG_LEVEL: 'silent' });
 const storage = sqliteStorage({ dataDir: dir });
-const services = createServices(config, { storage, auditInPlace: true });
+const services = await createServices(config, { storage, auditInPlace: true });
 const appendOf = auditAppendOf(services.keys);
 const sign = auditSigner(config, () => new Date());
 const start = Date.parse('2026-01-01T00:00:00Z');
@@ -60,11 +60,11 @@ const seeded = performance.now() - t0;
 
 // The indexer follows the log, as its thread does on the server.
 const tIndex = performance.now();
-new AuditIndexer(storage.audit, storage.auditIndex, services.model, config.baseUrl).catchUp(undefined, 1000);
+await new AuditIndexer(storage.audit, storage.auditIndex, services.model, config.baseUrl).catchUp(undefined, 1000);
 const indexed = performance.now() - tIndex;
 
 const t1 = performance.now();
-const verified = verifyChain(storage.audit, loadSigningKey(config.audit.signingKey).publicKey, undefined, storage.auditIndex);
+const verified = await verifyChain(storage.audit, loadSigningKey(config.audit.signingKey).publicKey, undefined, storage.auditIndex);
 const verifyMs = performance.now() - t1;
 
 // What an operator runs: `hearth audit verify`, the chain walked in stretches on every core.

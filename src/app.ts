@@ -37,7 +37,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const keyFiles: [string, string][] = [[config.audit.signingKey, FIRST_START.signingKey]];
   if (config.keyring.kind === 'file') keyFiles.unshift([config.keyring.path, FIRST_START.keyring]);
   const absent = keyFiles.filter(([path]) => !existsSync(path));
-  const services = createServices(config, deps);
+  const services = await createServices(config, deps);
   // Before any request: what a crash left between a write-ahead attempt and its outcome.
   const recovered = await services.recover();
   const { clock, model, sink, verifier, policy, repository, storage } = services;

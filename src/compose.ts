@@ -112,14 +112,14 @@ export function auditSigner(config: Config, clock: () => Date): CheckpointSigner
   return checkpointSigner(loadSigningKey(config.audit.signingKey), clock);
 }
 
-export function createServices(config: Config, deps: ServiceDeps = {}): Services {
+export async function createServices(config: Config, deps: ServiceDeps = {}): Promise<Services> {
   const clock = deps.clock ?? (() => new Date());
   const { model, validator } = loadDefinitions(config.updateCreate);
   const storage = deps.storage ?? openStorage(config, clock);
-  const keys = deps.keys ?? openKeyring(config, !storage.hasResources());
+  const keys = deps.keys ?? openKeyring(config, !(await storage.hasResources()));
   const protection = loadProtectionPolicy(model, config.protectionFile);
   // A reader that has to wait asks the indexer to run now (defined below, called only later).
-  const progress = new AuditProgress(storage.audit.head().seq, storage.auditIndex.indexedThrough(), () => indexInPlace());
+  const progress = new AuditProgress((await storage.audit.head()).seq, await storage.auditIndex.indexedThrough(), () => indexInPlace());
   const indexer = new AuditIndexer(storage.audit, storage.auditIndex, model, config.baseUrl);
   const indexed = (seq: number) => progress.index(seq);
   const store = new AuditReadBarrier(
@@ -143,20 +143,25 @@ export function createServices(config: Config, deps: ServiceDeps = {}): Services
   const witness = worker || deps.auditWriter ? undefined : openWitness(config.audit.witness);
   // The log is the record: an indexing failure leaves the index behind (auditors' reads wait,
   // then 503), never an audit write failed. The next pass resumes from the mark.
+  // One pass at a time: a pass asked for while one runs follows it.
+  let indexing = Promise.resolve();
   const catchUp = () => {
-    try {
-      indexer.catchUp(indexed);
-    } catch (err) {
-      indexingFailed(err);
-    }
+    indexing = indexing.then(async () => {
+      try {
+        await indexer.catchUp(indexed);
+      } catch (err) {
+        indexingFailed(err);
+      }
+    });
+    return indexing;
   };
   const indexInPlace = () => {
     if (indexThread) indexThread.nudge();
-    else catchUp();
+    else void catchUp();
   };
   if (!indexThread) {
-    indexer.applyPurges();
-    catchUp();
+    await indexer.applyPurges();
+    await catchUp();
   }
   const inPlace = storeWriter(storage.audit, keys, sign, witness);
   const sink = new AuditSink(
@@ -164,7 +169,7 @@ export function createServices(config: Config, deps: ServiceDeps = {}): Services
     worker?.write ??
     (async (facts) => {
       const seq = await inPlace(facts);
-      catchUp();
+      await catchUp();
       return seq;
     }),
     (seq) => progress.commit(seq),
@@ -189,9 +194,9 @@ export function createServices(config: Config, deps: ServiceDeps = {}): Services
     sink,
     auditProgress: progress,
     health: {
-      checks: () => ({
-        store: probe(() => storage.hasResources()),
-        keys: probe(() => keys.currentKekId()),
+      checks: async () => ({
+        store: await probe(() => storage.hasResources()),
+        keys: await probe(() => keys.currentKekId()),
         auditLog: worker && !worker.alive ? { status: 'failing', detail: 'the audit writer thread stopped: audited requests answer 503' } : { status: 'ok' },
         auditIndex: {
           ...(indexThread && !indexThread.alive ? { status: 'failing' as const, detail: 'the audit indexer thread stopped' } : { status: 'ok' as const }),
@@ -238,9 +243,9 @@ export function createServices(config: Config, deps: ServiceDeps = {}): Services
 }
 
 /** A dependency's check: ok when the probe answers, failing (with no detail that could carry data) when it throws. */
-function probe(run: () => unknown): { status: 'ok' | 'failing'; detail?: string } {
+async function probe(run: () => unknown): Promise<{ status: 'ok' | 'failing'; detail?: string }> {
   try {
-    run();
+    await run();
     return { status: 'ok' };
   } catch {
     return { status: 'failing', detail: 'does not answer' };

@@ -72,21 +72,21 @@ export interface AuditStore {
    */
   appendAudit(events: readonly AuditAppend[], sign?: CheckpointSigner): Promise<ChainHead>;
   /** The last link (the purge anchor, or genesis at seq 0, when the log is empty). */
-  head(): ChainHead;
+  head(): Promise<ChainHead>;
   /** Up to `limit` events after `seq`, in order: what the indexer follows. */
-  entriesAfter(seq: number, limit: number): LogEntry[];
+  entriesAfter(seq: number, limit: number): Promise<LogEntry[]>;
   /** The canonical JSON of the searchable event `id`; undefined when there is none (or it was purged). */
-  body(id: string): string | undefined;
+  body(id: string): Promise<string | undefined>;
   /** The ids of the searchable events through `seq`, in ascending (binary) order. */
-  searchableIds(throughSeq: number): Iterable<string>;
+  searchableIds(throughSeq: number): AsyncIterable<string>;
   /** Every link from the oldest kept event on, in sequence order; or those from `fromSeq` through `toSeq`. */
-  chain(fromSeq?: number, toSeq?: number): Iterable<ChainLink>;
-  checkpoints(): Checkpoint[];
+  chain(fromSeq?: number, toSeq?: number): AsyncIterable<ChainLink>;
+  checkpoints(): Promise<Checkpoint[]>;
   /** The stored AuditEvents recorded in [from, to), in chain order (write-ahead attempts included). */
-  eventsBetween(from: string, to: string): Iterable<AuditEvent>;
+  eventsBetween(from: string, to: string): AsyncIterable<AuditEvent>;
   /** Write-ahead attempts whose request has no AuditEvent of its own in the chain. */
-  openAttempts(): OpenAttempt[];
-  purges(): PurgeRecord[];
+  openAttempts(): Promise<OpenAttempt[]>;
+  purges(): Promise<PurgeRecord[]>;
   /**
    * Removes events recorded before `cutoff` (ISO instant) and records the purge in the same
    * transaction: a PurgeRecord anchoring the remaining chain, and `purgeEvent` appended to it.
@@ -113,11 +113,55 @@ export interface IndexedAuditEvent {
  */
 export interface AuditIndex {
   /** the highest log sequence number the index has taken in (0: none) */
-  indexedThrough(): number;
+  indexedThrough(): Promise<number>;
   /** Adds the events and moves the mark to `throughSeq`, in one transaction (idempotent by seq). */
-  index(events: readonly IndexedAuditEvent[], throughSeq: number): void;
+  index(events: readonly IndexedAuditEvent[], throughSeq: number): Promise<void>;
   /** Removes events recorded before `cutoff` (a retention purge, after the log's own). */
-  removeBefore(cutoff: string): number;
+  removeBefore(cutoff: string): Promise<number>;
   /** The ids of the indexed events, in ascending (binary) order. */
-  ids(): Iterable<string>;
+  ids(): AsyncIterable<string>;
+}
+
+/** Every method of T that returns a promise or an async iterable, returning its value at once instead. */
+export type Synchronous<T> = {
+  [K in keyof T]: T[K] extends (...args: infer A) => Promise<infer R>
+    ? (...args: A) => R
+    : T[K] extends (...args: infer A) => AsyncIterable<infer R>
+      ? (...args: A) => Iterable<R>
+      : T[K];
+};
+
+/** An audit log that answers at once (the embedded store's, read on the thread that holds it). */
+export type SyncAuditStore = Omit<Synchronous<AuditStore>, 'appendAudit' | 'purgeAudit'> & Pick<AuditStore, 'appendAudit' | 'purgeAudit'>;
+export type SyncAuditIndex = Synchronous<AuditIndex>;
+
+async function* eachOf<T>(items: Iterable<T>): AsyncIterable<T> {
+  yield* items;
+}
+
+/** The port over an audit log that answers at once. */
+export function asyncAuditStore(log: SyncAuditStore): AuditStore {
+  return {
+    appendAudit: (events, sign) => log.appendAudit(events, sign),
+    purgeAudit: (cutoff, purgeEvent, now, sign) => log.purgeAudit(cutoff, purgeEvent, now, sign),
+    head: async () => log.head(),
+    entriesAfter: async (seq, limit) => log.entriesAfter(seq, limit),
+    body: async (id) => log.body(id),
+    searchableIds: (throughSeq) => eachOf(log.searchableIds(throughSeq)),
+    chain: (fromSeq, toSeq) => eachOf(log.chain(fromSeq, toSeq)),
+    checkpoints: async () => log.checkpoints(),
+    eventsBetween: (from, to) => eachOf(log.eventsBetween(from, to)),
+    openAttempts: async () => log.openAttempts(),
+    purges: async () => log.purges(),
+  };
+}
+
+/** The port over an audit index that answers at once. */
+export function asyncAuditIndex(index: SyncAuditIndex): AuditIndex {
+  return {
+    indexedThrough: async () => index.indexedThrough(),
+    index: async (events, throughSeq) => index.index(events, throughSeq),
+    removeBefore: async (cutoff) => index.removeBefore(cutoff),
+    ids: () => eachOf(index.ids()),
+  };
 }

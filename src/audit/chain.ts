@@ -61,19 +61,19 @@ interface ChainHead {
  * parsed and re-serialised) and holding its own event. Stretches walked apart (in parallel) are
  * joined by `verifyWalks`, which checks each follows the one before it.
  */
-export function walkLinks(
-  links: Iterable<ChainLink>,
+export async function walkLinks(
+  links: AsyncIterable<ChainLink>,
   start: WalkStart,
   anchorSeq: number,
   wanted: ReadonlySet<number>,
   until?: number,
-): Walk {
+): Promise<Walk> {
   let prev: { seq: number; hash: string | undefined } = { seq: start.seq - 1, hash: start.prevHash };
   let first: Walk['first'];
   let events = 0;
   const hashes: [number, string][] = [];
   const done = (problem?: string): Walk => ({ events, first, last: events > 0 ? (prev as ChainHead) : undefined, problem, hashes, until });
-  for (const link of links) {
+  for await (const link of links) {
     if (link.seq <= anchorSeq) return done(`seq ${link.seq}: present although purged through seq ${anchorSeq}`);
     // A stretch with no known predecessor may begin later: joining the stretches names the gap.
     const mayBeginLater = events === 0 && start.prevHash === undefined && link.seq > prev.seq;
@@ -93,13 +93,14 @@ export function walkLinks(
 }
 
 /** The chain's anchor: genesis, or where the last retention purge left it. */
-export function anchorOf(store: AuditStore): ChainHead {
-  return store.purges().reduce((a, p) => (p.throughSeq > a.seq ? { seq: p.throughSeq, hash: p.lastHash } : a), { seq: 0, hash: GENESIS });
+export async function anchorOf(store: AuditStore): Promise<ChainHead> {
+  const purges = await store.purges();
+  return purges.reduce((a, p) => (p.throughSeq > a.seq ? { seq: p.throughSeq, hash: p.lastHash } : a), { seq: 0, hash: GENESIS });
 }
 
 /** The seqs whose hashes the checks after the walk need: every signed head and every witnessed one. */
-export function wantedHashes(store: AuditStore, witnessHeads?: readonly Checkpoint[]): Set<number> {
-  return new Set([...store.checkpoints().map((c) => c.seq), ...(witnessHeads ?? []).map((w) => w.seq)]);
+export async function wantedHashes(store: AuditStore, witnessHeads?: readonly Checkpoint[]): Promise<Set<number>> {
+  return new Set([...(await store.checkpoints()).map((c) => c.seq), ...(witnessHeads ?? []).map((w) => w.seq)]);
 }
 
 /**
@@ -112,14 +113,15 @@ export function wantedHashes(store: AuditStore, witnessHeads?: readonly Checkpoi
  * events (through the indexed mark): an AuditEvent slipped into the index behind the chain's back,
  * or one removed from it, is named.
  */
-export function verifyChain(
+export async function verifyChain(
   store: AuditStore,
   publicKey: KeyObject | undefined,
   witnessHeads?: readonly Checkpoint[],
   index?: AuditIndex,
-): VerifyResult {
-  const anchor = anchorOf(store);
-  const walk = walkLinks(store.chain(), { seq: anchor.seq + 1, prevHash: anchor.hash }, anchor.seq, wantedHashes(store, witnessHeads));
+): Promise<VerifyResult> {
+  const anchor = await anchorOf(store);
+  const wanted = await wantedHashes(store, witnessHeads);
+  const walk = await walkLinks(store.chain(), { seq: anchor.seq + 1, prevHash: anchor.hash }, anchor.seq, wanted);
   return verifyWalks(store, anchor, [walk], publicKey, witnessHeads, index);
 }
 
@@ -128,7 +130,7 @@ export function verifyChain(
  * one before it ended, following its hash), then every signed head, the search index and the
  * witnessed heads.
  */
-export function verifyWalks(
+export async function verifyWalks(
   store: AuditStore,
   anchor: ChainHead,
   walks: readonly Walk[],
@@ -137,7 +139,7 @@ export function verifyWalks(
   index?: AuditIndex,
   /** the log's head after the walk, when the walk stopped at the head it saw first (appends meanwhile are not walked) */
   headAfter?: number,
-): VerifyResult {
+): Promise<VerifyResult> {
   let prev: ChainHead = anchor;
   let events = 0;
   const hashAt = new Map<number, string>();
@@ -162,14 +164,14 @@ export function verifyWalks(
     if (w.problem) return fail(w.problem);
   }
   let checked = 0;
-  for (const cp of store.checkpoints()) {
+  for (const cp of await store.checkpoints()) {
     if (cp.seq <= anchor.seq) continue;
     if (appendedMeanwhile(cp.seq)) continue;
     const problem = checkCheckpoint(cp, hashAt, prev.seq, publicKey);
     if (problem) return fail(problem, checked);
     checked++;
   }
-  const stray = index && strayIndexEntry(store, index, prev.seq);
+  const stray = index && (await strayIndexEntry(store, index, prev.seq));
   if (stray) return fail(stray, checked);
   const head = prev.seq ? prev : undefined;
   if (!witnessHeads) return { ok: true, events, checkpoints: checked, head };
@@ -209,18 +211,18 @@ function checkCheckpoint(cp: Checkpoint, hashAt: Map<number, string>, head: numb
 }
 
 /** The first difference between the index's AuditEvents and the log's searchable ones, by id. */
-function strayIndexEntry(store: AuditStore, index: AuditIndex, head: number): string | undefined {
-  const mark = index.indexedThrough();
+async function strayIndexEntry(store: AuditStore, index: AuditIndex, head: number): Promise<string | undefined> {
+  const mark = await index.indexedThrough();
   if (mark > head) return `the search index holds events through seq ${mark} but the chain ends at seq ${head}: events were removed from the end`;
-  const logged = store.searchableIds(index.indexedThrough())[Symbol.iterator]();
-  const indexed = index.ids()[Symbol.iterator]();
-  let a = logged.next();
-  let b = indexed.next();
+  const logged = store.searchableIds(mark)[Symbol.asyncIterator]();
+  const indexed = index.ids()[Symbol.asyncIterator]();
+  let a = await logged.next();
+  let b = await indexed.next();
   while (!a.done || !b.done) {
     if (!b.done && (a.done || b.value < a.value)) return `AuditEvent/${b.value} is searchable but not in the chain (inserted behind its back)`;
     if (!a.done && (b.done || a.value < b.value)) return `AuditEvent/${a.value} is in the chain but missing from the search index`;
-    a = logged.next();
-    b = indexed.next();
+    a = await logged.next();
+    b = await indexed.next();
   }
   return undefined;
 }

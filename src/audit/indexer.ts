@@ -41,8 +41,8 @@ export class AuditIndexer {
    * Indexes what the log holds beyond the mark, a chunk per transaction, calling `progress` with
    * the mark after each; returns the final mark.
    */
-  catchUp(progress?: (indexed: number) => void, chunk = CHUNK): number {
-    while (this.step(progress, chunk));
+  async catchUp(progress?: (indexed: number) => void, chunk = CHUNK): Promise<number> {
+    while (await this.step(progress, chunk));
     return this.#index.indexedThrough();
   }
 
@@ -50,8 +50,8 @@ export class AuditIndexer {
    * Indexes one chunk beyond the mark in one transaction (the events' index entries are made
    * before it, so that the write lock is held for the inserts alone); false when there was none.
    */
-  step(progress?: (indexed: number) => void, chunk = CHUNK): boolean {
-    const entries = this.#log.entriesAfter(this.#index.indexedThrough(), chunk);
+  async step(progress?: (indexed: number) => void, chunk = CHUNK): Promise<boolean> {
+    const entries = await this.#log.entriesAfter(await this.#index.indexedThrough(), chunk);
     if (entries.length === 0) return false;
     const events: IndexedAuditEvent[] = [];
     for (const e of entries) {
@@ -60,14 +60,14 @@ export class AuditIndexer {
       events.push({ id: e.resource.id ?? '', recorded: e.resource.recorded, index });
     }
     const mark = entries[entries.length - 1].seq;
-    this.#index.index(events, mark);
+    await this.#index.index(events, mark);
     progress?.(mark);
     return true;
   }
 
   /** Applies the log's last retention purge to the index (a purge that stopped between the two). */
-  applyPurges(): number {
-    const last = this.#log.purges().at(-1);
+  async applyPurges(): Promise<number> {
+    const last = (await this.#log.purges()).at(-1);
     return last ? this.#index.removeBefore(last.cutoff) : 0;
   }
 }

@@ -54,7 +54,7 @@ export async function recoverAttempts(deps: {
   readonly append: (events: readonly AuditEvent[]) => Promise<void>;
   readonly clock: () => Date;
 }): Promise<number> {
-  const open = deps.audit.openAttempts();
+  const open = await deps.audit.openAttempts();
   const events: AuditEvent[] = [];
   for (const o of open) events.push(recoveredEvent(o.attempt, o.requestId, await deps.writtenBy(o.requestId), deps.clock()));
   if (events.length) await deps.append(events);

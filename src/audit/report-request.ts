@@ -1,6 +1,6 @@
 import { badRequest } from '../fhir/errors.ts';
 import { dateRange } from '../fhir/search-values.ts';
-import { type auditReport, reportHtml, reportMarkdown } from './report.ts';
+import { type AuditReport, reportHtml, reportMarkdown } from './report.ts';
 
 // The parameters of an audit report and its renderings, shared by GET AuditEvent/$report and
 // `hearth audit report`.
@@ -31,7 +31,7 @@ export function reportOptions(query: Record<string, string | undefined>) {
   };
 }
 
-export function renderReport(report: ReturnType<typeof auditReport>, format: keyof typeof FORMATS): { type: string; body: string } {
+export function renderReport(report: AuditReport, format: keyof typeof FORMATS): { type: string; body: string } {
   const body = format === 'json' ? JSON.stringify(report) : format === 'md' ? reportMarkdown(report) : reportHtml(report);
   return { type: `${FORMATS[format]}; charset=utf-8`, body };
 }

@@ -44,7 +44,7 @@ const inc = (m: Record<string, number>, k: string) => {
 };
 
 /** Totals, users, failures, refusals, PHI access per patient, after-hours access and bursts over a period. */
-export function auditReport(events: Iterable<AuditEvent>, o: ReportOptions): AuditReport {
+export async function auditReport(events: AsyncIterable<AuditEvent>, o: ReportOptions): Promise<AuditReport> {
   const byAction: Record<string, number> = {};
   const byOutcome: Record<string, number> = {};
   const byStatus: Record<string, number> = {};
@@ -59,7 +59,7 @@ export function auditReport(events: Iterable<AuditEvent>, o: ReportOptions): Aud
   let phiEvents = 0;
   let outside = 0;
   const refusals = { unauthenticated: 0, forbidden: 0, throttled: 0 };
-  for (const e of events) {
+  for await (const e of events) {
     // A write-ahead attempt is reported through the event that follows it (its request's own).
     if (e.subtype?.some((c) => c.system === PHASE_SYSTEM && c.code === 'attempt')) continue;
     total++;

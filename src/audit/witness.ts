@@ -77,7 +77,7 @@ export interface WitnessResult {
 }
 
 /** Each witnessed head, signed by the audit key, must still be in an intact chain with the same hash. */
-export function verifyWitness(store: AuditStore, heads: readonly Checkpoint[], publicKey: KeyObject): WitnessResult {
-  const r = verifyChain(store, publicKey, heads);
+export async function verifyWitness(store: AuditStore, heads: readonly Checkpoint[], publicKey: KeyObject): Promise<WitnessResult> {
+  const r = await verifyChain(store, publicKey, heads);
   return { ok: r.ok, heads: r.witnessed ?? 0, ...(r.problem ? { problem: r.problem } : {}) };
 }

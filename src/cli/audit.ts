@@ -42,13 +42,13 @@ function operatorEvent(config: Config, act: OperatorAct, now = new Date()): Audi
  */
 export async function recordOperatorEvent(config: Config, storage: Storage, act: OperatorAct): Promise<void> {
   await signedWrite(config, () => new Date(), (sign) => storage.audit.appendAudit([operatorEvent(config, act)], sign));
-  indexBehind(config, storage);
+  await indexBehind(config, storage);
 }
 
-function indexBehind(config: Config, storage: Storage): void {
+async function indexBehind(config: Config, storage: Storage): Promise<void> {
   const indexer = new AuditIndexer(storage.audit, storage.auditIndex, loadDefinitions(config.updateCreate).model, config.baseUrl);
-  indexer.applyPurges();
-  indexer.catchUp();
+  await indexer.applyPurges();
+  await indexer.catchUp();
 }
 
 /** An append to the chain whose new head is signed, and published to the witness once committed. */
@@ -128,12 +128,12 @@ const PARALLEL_FROM = 20_000;
  * up to the head seen at the start; then joined and checked as one (chain.ts verifyWalks).
  */
 async function verifyInParallel(store: Storage, publicKey: KeyObject, heads?: Checkpoint[], threads?: number): Promise<VerifyResult> {
-  const anchor = anchorOf(store.audit);
-  const head = store.audit.head().seq;
+  const anchor = await anchorOf(store.audit);
+  const head = (await store.audit.head()).seq;
   const span = head - anchor.seq;
   const parts = Math.max(1, Math.min(threads ?? (span < PARALLEL_FROM ? 1 : availableParallelism()), span));
   if (parts < 2) return verifyChain(store.audit, publicKey, heads, store.auditIndex);
-  const wanted = [...wantedHashes(store.audit, heads)];
+  const wanted = [...(await wantedHashes(store.audit, heads))];
   const size = Math.ceil(span / parts);
   const walks = await Promise.all(
     Array.from({ length: parts }, (_, k) => {
@@ -153,7 +153,7 @@ async function verifyInParallel(store: Storage, publicKey: KeyObject, heads?: Ch
       });
     }),
   );
-  return verifyWalks(store.audit, anchor, walks, publicKey, heads, store.auditIndex, store.audit.head().seq);
+  return verifyWalks(store.audit, anchor, walks, publicKey, heads, store.auditIndex, (await store.audit.head()).seq);
 }
 
 export async function auditReportCli(config: Config, args: { from?: string; to?: string; format?: string; top?: string }): Promise<string> {
@@ -166,7 +166,7 @@ export async function auditReportCli(config: Config, args: { from?: string; to?:
   const store = openStore(config);
   try {
     const { options, format } = parsed;
-    const report = auditReport(store.audit.eventsBetween(options.from.toISOString(), options.to.toISOString()), options);
+    const report = await auditReport(store.audit.eventsBetween(options.from.toISOString(), options.to.toISOString()), options);
     await recordOperatorEvent(config, store, {
       command: 'audit report',
       type: AUDIT_LOG_USED,
@@ -213,7 +213,7 @@ export async function auditPurge(config: Config, before: string | undefined, now
       sign,
     ));
     // The searchable copy follows the log.
-    indexBehind(config, store);
+    await indexBehind(config, store);
     return `purged ${record.count} AuditEvents recorded before ${record.cutoff} (through seq ${record.throughSeq}); the purge is recorded in the chain\n`;
   } finally {
     await store.close();

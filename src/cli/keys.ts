@@ -43,7 +43,7 @@ export async function keysRewrap(config: Config, progress: (line: string) => voi
   try {
     const current = keys.currentKekId();
     let last = -1;
-    const n = s.keys.rewrapAll(
+    const n = await s.keys.rewrapAll(
       current,
       (type, id, version, body) => rewrapResource(keys, type, id, version, body),
       (done, total) => {
@@ -69,7 +69,7 @@ export async function keysRetire(config: Config, version: string | undefined): P
   const keys = keyring(config);
   const s = openStore(config);
   try {
-    const used = s.keys.countKeyUse(`local:${version}`);
+    const used = await s.keys.countKeyUse(`local:${version}`);
     if (used > 0) throw new CliError(`key version ${version} still wraps ${used} data keys: run 'hearth keys rewrap' first`);
   } finally {
     await s.close();

@@ -18,7 +18,7 @@ const storage = existingStorage(loadConfig(process.env));
 if (!storage) throw new Error('no Hearth database');
 try {
   const links = storage.audit.chain(stretch.from, stretch.to);
-  parentPort?.postMessage(walkLinks(links, stretch.start, stretch.anchorSeq, new Set(stretch.wanted), stretch.to));
+  parentPort?.postMessage(await walkLinks(links, stretch.start, stretch.anchorSeq, new Set(stretch.wanted), stretch.to));
 } finally {
   await storage.close();
 }

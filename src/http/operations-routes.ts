@@ -9,7 +9,7 @@ export interface Check {
 
 export interface Health {
   /** each dependency the server needs to answer FHIR requests */
-  checks(): Record<string, Check>;
+  checks(): Promise<Record<string, Check>>;
   /** gauges (and counters, when typed so) for /metrics: name, help, value */
   gauges(): readonly { readonly name: string; readonly help: string; readonly value: number; readonly type?: 'gauge' | 'counter' }[];
 }
@@ -28,7 +28,7 @@ export async function operationsRoutes(app: FastifyInstance, opts: { health: Hea
     return { status: 'alive' };
   });
   app.get('/readyz', async (_request, reply) => {
-    const checks = health.checks();
+    const checks = await health.checks();
     const ready = Object.values(checks).every((c) => c.status === 'ok');
     noStore(reply).code(ready ? 200 : 503);
     return { status: ready ? 'ready' : 'not ready', checks };

@@ -18,6 +18,7 @@ export const report: Interaction = async ({ auditStore }, req) => {
   const query = Object.fromEntries(req.query);
   if (req.query.length !== Object.keys(query).length) throw badRequest('HEARTH_REPORT_PARAM', 'each parameter may appear only once');
   const { format, options } = reportOptions(query);
-  const out = renderReport(auditReport(auditStore.eventsBetween(options.from.toISOString(), options.to.toISOString()), options), format);
+  const events = auditStore.eventsBetween(options.from.toISOString(), options.to.toISOString());
+  const out = renderReport(await auditReport(events, options), format);
   return { status: 200, text: { contentType: out.type, body: out.body } };
 };

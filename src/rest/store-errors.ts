@@ -11,5 +11,10 @@ export function fromStoreFailure(f: StoreFailure): FhirError {
     case 'multiple-matches':
       // See: https://hl7.org/fhir/R4/http.html#cond-update (several matches: 412)
       return new FhirError('HEARTH_MULTIPLE_MATCHES', `${f.what} criteria match more than one resource`);
+    case 'too-costly':
+      return new FhirError(
+        'HEARTH_SEARCH_LIMIT',
+        `this search would order or resolve more than ${f.limit} ${f.type} resources in memory: narrow it (a patient, subject, code or date)`,
+      );
   }
 }

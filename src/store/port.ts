@@ -7,7 +7,7 @@ import type { ResourceStore } from './resource-store.ts';
 /** Key rotation's work over stored versions; the encrypting decorator says what to do with each. */
 export interface KeyMaintenance {
   /** Stored resource versions (not AuditEvents) whose data key is wrapped under `kekId`. */
-  countKeyUse(kekId: string): number;
+  countKeyUse(kekId: string): Promise<number>;
   /**
    * Rewrites, in short transactions, every stored version whose data key is not wrapped under
    * `currentKek` (no new version; the same data ciphertext). Resumable; returns how many rows
@@ -18,7 +18,7 @@ export interface KeyMaintenance {
     rewrap: (type: string, id: string, version: number, body: Record<string, unknown>) => Record<string, unknown> | undefined,
     progress: (done: number, total: number) => void,
     batch?: number,
-  ): number;
+  ): Promise<number>;
 }
 
 export interface StorageCapabilities {
@@ -39,6 +39,6 @@ export interface Storage {
   readonly keys: KeyMaintenance;
   readonly capabilities: StorageCapabilities;
   /** whether any resource (not an AuditEvent) is stored: a new keyring may be made only when none is */
-  hasResources(): boolean;
+  hasResources(): Promise<boolean>;
   close(): Promise<void>;
 }

@@ -93,7 +93,9 @@ export type StoreFailure =
   /** an update of an id that does not exist, where creating it was not allowed */
   | { readonly kind: 'not-found'; readonly type: string; readonly id: string }
   /** conditional criteria matched more than one resource */
-  | { readonly kind: 'multiple-matches'; readonly type: string; readonly what: string };
+  | { readonly kind: 'multiple-matches'; readonly type: string; readonly what: string }
+  /** the search would have the adapter order or resolve more than `limit` candidates in memory */
+  | { readonly kind: 'too-costly'; readonly type: string; readonly limit: number };
 
 export class StoreError extends Error {
   readonly failure: StoreFailure;

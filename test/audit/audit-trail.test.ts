@@ -334,8 +334,8 @@ describe('tamper evidence: hearth audit verify names the first broken place', ()
   it('verifies the chain in process too, against the public key', async () => {
     const dataDir = await trail(3);
     const store = sqliteStorage({ dataDir });
-    const r = verifyChain(store.audit, loadPublicKey(join(dataDir, 'keys', 'audit-signing-key.pub.pem')), undefined, store.auditIndex);
-    expect(verifyWitness(store.audit, readWitness(readFileSync(witnessOf.get(dataDir)!, 'utf8')), loadPublicKey(join(dataDir, 'keys', 'audit-signing-key.pub.pem')))).toEqual({ ok: true, heads: 3 });
+    const r = await verifyChain(store.audit, loadPublicKey(join(dataDir, 'keys', 'audit-signing-key.pub.pem')), undefined, store.auditIndex);
+    expect(await verifyWitness(store.audit, readWitness(readFileSync(witnessOf.get(dataDir)!, 'utf8')), loadPublicKey(join(dataDir, 'keys', 'audit-signing-key.pub.pem')))).toEqual({ ok: true, heads: 3 });
     expect(r).toMatchObject({ ok: true, events: 3 });
     await store.close();
   });
@@ -407,7 +407,7 @@ describe('the signing key and the witness, apart from the data', () => {
     const heads = readWitness(server.output());
     expect(heads.map((h) => h.seq)).toEqual([1, 2, 3]);
     const store = sqliteStorage({ dataDir });
-    expect(verifyWitness(store.audit, heads, loadPublicKey(join(dataDir, 'keys', 'audit-signing-key.pub.pem')))).toEqual({ ok: true, heads: 3 });
+    expect(await verifyWitness(store.audit, heads, loadPublicKey(join(dataDir, 'keys', 'audit-signing-key.pub.pem')))).toEqual({ ok: true, heads: 3 });
     await store.close();
   });
 
@@ -427,9 +427,9 @@ describe('write-ahead audit of writes', () => {
     const res = await post(t.app, '/fhir/Patient', { resourceType: 'Patient' });
     expect(res.statusCode).toBe(500);
     const id = res.headers['x-request-id'] as string;
-    const chain = [...t.storage.audit.chain()].map((l) => l.id);
+    const chain = (await Array.fromAsync(t.storage.audit.chain())).map((l) => l.id);
     expect(chain.slice(-2)).toEqual([`${id}.attempt`, id]);
-    const attempt = JSON.parse([...t.storage.audit.chain()].at(-2)!.body!);
+    const attempt = JSON.parse((await Array.fromAsync(t.storage.audit.chain())).at(-2)!.body!);
     expect(attempt).toMatchObject({ action: 'C', subtype: [{ code: 'create' }, { system: 'urn:hearth:audit-phase', code: 'attempt' }] });
     expect(attempt.agent[0].name).toBe('test-system');
     expect(attempt.outcome).toBeUndefined();
@@ -444,7 +444,7 @@ describe('write-ahead audit of writes', () => {
     await t.app.inject({ method: 'GET', url: '/fhir/Patient' });
     const res = await post(t.app, '/fhir/Patient', { resourceType: 'Patient' });
     const id = res.headers['x-request-id'] as string;
-    expect([...t.storage.audit.chain()].map((l) => l.id).filter((x) => x.endsWith('.attempt'))).toEqual([`${id}.attempt`]);
+    expect((await Array.fromAsync(t.storage.audit.chain())).map((l) => l.id).filter((x) => x.endsWith('.attempt'))).toEqual([`${id}.attempt`]);
     expect(await t.storage.resources.writtenBy(id)).toEqual([{ type: 'Patient', id: json(res).id, versionId: 1, deleted: false }]);
   });
 
@@ -457,10 +457,10 @@ describe('write-ahead audit of writes', () => {
       writer(buildAuditEvent({ requestId, recorded: t.now(), interaction: 'create', resourceType: 'Patient', status: 0, entities: [], patients: [], server: { baseUrl: t.config.baseUrl, name: 'Hearth' }, principal: { issuer: 'i', subject: 'nurse-9', grants: [], scopes: [], expiresAt: 0 }, phase: 'attempt' }), false);
     await t.storage.audit.appendAudit([attempt('crash-committed'), attempt('crash-lost')]);
     await t.storage.resources.create('Patient', (v) => ({ resource: { resourceType: 'Patient', id: v.id, meta: { versionId: '1', lastUpdated: v.lastUpdated } }, index: [], writeId: 'crash-committed' }));
-    expect(t.storage.audit.openAttempts().map((o) => o.requestId)).toEqual(['crash-committed', 'crash-lost']);
+    expect((await t.storage.audit.openAttempts()).map((o) => o.requestId)).toEqual(['crash-committed', 'crash-lost']);
     await t.app.close();
     const again = await testApp({}, { dataDir });
-    expect(again.storage.audit.openAttempts()).toEqual([]);
+    expect((await again.storage.audit.openAttempts())).toEqual([]);
     const committed = await audit(again, 'crash-committed');
     const [written] = await again.storage.resources.writtenBy('crash-committed');
     expect(committed).toMatchObject({ action: 'C', outcome: '0', agent: [{ name: 'nurse-9' }], subtype: [{ code: 'create' }, { system: 'urn:hearth:audit-phase', code: 'recovered' }] });

@@ -180,10 +180,10 @@ describe('write-ahead audit: no committed write without the AuditEvent of who ma
     expect(versions.length).toBeGreaterThanOrEqual(acknowledged.length);
     // The events from the log itself (audit.db).
     const log = sqliteStorage({ dataDir });
-    const body = (id: string) => log.audit.body(id);
+
     const unnamed: string[] = [];
     for (const v of versions) {
-      const row = v.write_id ? body(v.write_id) : undefined;
+      const row = v.write_id ? await log.audit.body(v.write_id) : undefined;
       const event = row && JSON.parse(row);
       const action = v.version === 1 ? 'C' : v.deleted ? 'D' : 'U';
       const names = event?.agent?.[0]?.name === 'ops' && event.action === action && event.outcome === '0';
@@ -192,14 +192,15 @@ describe('write-ahead audit: no committed write without the AuditEvent of who ma
     }
     expect(unnamed).toEqual([]);
     // Every acknowledged create has its own event, and no attempt is left without one.
-    for (const id of acknowledged) expect(body(id), id).toBeDefined();
-    expect(log.audit.openAttempts()).toEqual([]);
+    for (const id of acknowledged) expect(await log.audit.body(id), id).toBeDefined();
+    expect((await log.audit.openAttempts())).toEqual([]);
     // With 20 writers in flight at the kill, some attempts were open: recovery resolved them.
-    const recovered = [...log.audit.chain()].filter((l) => l.body?.includes('"code":"recovered"'));
+    const recovered = (await Array.fromAsync(log.audit.chain())).filter((l) => l.body?.includes('"code":"recovered"'));
     expect(recovered.length).toBeGreaterThan(0);
     // The indexer caught up with everything the log held after the crash (recovery's events too).
-    expect(log.auditIndex.indexedThrough()).toBe(log.audit.head().seq);
-    expect([...log.auditIndex.ids()]).toEqual([...log.audit.searchableIds(log.audit.head().seq)]);
+    const { seq } = await log.audit.head();
+    expect(await log.auditIndex.indexedThrough()).toBe(seq);
+    expect(await Array.fromAsync(log.auditIndex.ids())).toEqual(await Array.fromAsync(log.audit.searchableIds(seq)));
     await log.close();
     db.close();
     expect(verify(dataDir).status).toBe(0);

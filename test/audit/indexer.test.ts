@@ -58,7 +58,7 @@ describe('the audit index behind the log', () => {
       },
     ]);
     // The refusal is in the log like every access; only the searchable copy is behind.
-    const logged = [...t.storage.audit.chain()].map((l) => l.id);
+    const logged = (await Array.fromAsync(t.storage.audit.chain())).map((l) => l.id);
     expect(logged.slice(-2)).toEqual([read.headers['x-request-id'], behind.headers['x-request-id']]);
     failing = false;
     // The next batch indexes everything from the mark on: both events become searchable.
@@ -73,15 +73,15 @@ describe('the audit index behind the log', () => {
     await t.app.close();
     // What a crash between the log's commit and the indexing leaves: events only in the log.
     const storage = sqliteStorage({ dataDir });
-    const before = storage.auditIndex.indexedThrough();
+    const before = (await storage.auditIndex.indexedThrough());
     const event = (id: string) => ({ resourceType: 'AuditEvent' as const, id, recorded: '2026-01-15T11:00:00.000Z', type: { code: 'rest' }, action: 'R' as const, agent: [{ requestor: true }], source: { observer: { display: 'x' } } });
     await storage.audit.appendAudit([{ resource: event('logged-only-1') }, { resource: event('logged-only-2') }]);
-    expect(storage.auditIndex.indexedThrough()).toBe(before);
+    expect((await storage.auditIndex.indexedThrough())).toBe(before);
     await storage.close();
     const again = await testApp({}, { dataDir });
     const found = json(await again.app.inject({ method: 'GET', url: '/fhir/AuditEvent?_id=logged-only-1,logged-only-2' }));
     expect(found.total).toBe(2);
-    expect(again.storage.auditIndex.indexedThrough()).toBeGreaterThanOrEqual(before + 2);
+    expect((await again.storage.auditIndex.indexedThrough())).toBeGreaterThanOrEqual(before + 2);
   });
 
   it('indexes only what auditors search: no entries for parameters the CapabilityStatement does not serve', async () => {
@@ -132,11 +132,11 @@ describe('moving a version-2 database\'s audit chain into audit.db', () => {
     db.close();
 
     const storage = sqliteStorage({ dataDir });
-    expect([...storage.audit.chain()].map((l) => [l.seq, l.id])).toEqual([[1, 'a'], [2, 'b.attempt'], [3, 'b']]);
-    expect(storage.audit.head().hash).toBe(prev);
-    expect(verifyChain(storage.audit, undefined, undefined, storage.auditIndex)).toMatchObject({ ok: true, events: 3 });
-    expect(storage.auditIndex.indexedThrough()).toBe(3);
-    expect([...storage.auditIndex.ids()]).toEqual(['a', 'b']);
+    expect((await Array.fromAsync(storage.audit.chain())).map((l) => [l.seq, l.id])).toEqual([[1, 'a'], [2, 'b.attempt'], [3, 'b']]);
+    expect((await storage.audit.head()).hash).toBe(prev);
+    expect(await verifyChain(storage.audit, undefined, undefined, storage.auditIndex)).toMatchObject({ ok: true, events: 3 });
+    expect((await storage.auditIndex.indexedThrough())).toBe(3);
+    expect((await Array.fromAsync(storage.auditIndex.ids()))).toEqual(['a', 'b']);
     expect((await storage.resources.read('AuditEvent', 'b'))?.resource).toEqual(events[2]);
     expect((await storage.resources.search({ type: 'AuditEvent', where: [], sort: [], count: 10, total: 'accurate' })).total).toBe(2);
     await storage.close();

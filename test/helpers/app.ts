@@ -222,9 +222,9 @@ export async function freePort(): Promise<number> {
 export function failingIndex(failing: () => boolean) {
   return (index: AuditIndex): AuditIndex => ({
     indexedThrough: () => index.indexedThrough(),
-    index: (events, through) => {
+    index: async (events, through) => {
       if (failing()) throw new Error('index volume full');
-      index.index(events, through);
+      await index.index(events, through);
     },
     removeBefore: (cutoff) => index.removeBefore(cutoff),
     ids: () => index.ids(),

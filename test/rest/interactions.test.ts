@@ -15,7 +15,7 @@ import { RecordingStore } from '../helpers/recording-store.ts';
 describe('interactions without a transport', async () => {
   const config = loadConfig({ HEARTH_LOG_LEVEL: 'silent', HEARTH_DATA_DIR: tempDir() });
   const storage = sqliteStorage({ dataDir: ':memory:' });
-  const services = createServices(config, { storage, auditInPlace: true });
+  const services = await createServices(config, { storage, auditInPlace: true });
   afterAll(() => services.close());
   const ctx: RestContext = {
     baseUrl: config.baseUrl,
@@ -54,7 +54,7 @@ describe('interactions without a transport', async () => {
 
   it('deletes with one read of the store, and notes the version it replaced', async () => {
     const recorder = new RecordingStore(storage.resources);
-    const { repository } = createServices(config, { storage: { ...storage, resources: recorder }, auditInPlace: true });
+    const { repository } = await createServices(config, { storage: { ...storage, resources: recorder }, auditInPlace: true });
     const created = await INTERACTIONS.create({ ...ctx, repository }, request({ type: 'Patient', body: () => ({ resourceType: 'Patient' }) }));
     const id = (created.resource as { id: string }).id;
     recorder.calls.length = 0;

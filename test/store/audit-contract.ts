@@ -45,7 +45,7 @@ export function auditContract(name: string, open: () => Promise<AuditSubject>): 
     it('chains events from genesis: SHA-256 over the predecessor hash, the sequence number and the canonical JSON (known answer)', async () => {
       const { audit } = await fresh();
       await audit.appendAudit([append(event(1)), append(event(2))]);
-      const links = [...audit.chain()];
+      const links = (await Array.fromAsync(audit.chain()));
       // Computed independently: sha256("000…0\n1\n" + canonical JSON of kat-1), then chained.
       expect(links.map(({ seq, id, prevHash, hash }) => ({ seq, id, prevHash, hash }))).toEqual([
         { seq: 1, id: 'kat-1', prevHash: GENESIS, hash: '1d5f6f6b1168d000ed155d0007e94684e1e3ac5b61f5565a5db918e328b1f6d6' },
@@ -57,36 +57,36 @@ export function auditContract(name: string, open: () => Promise<AuditSubject>): 
         },
       ]);
       expect(JSON.parse(links[0].body!)).toEqual(event(1));
-      expect(audit.head()).toEqual({ seq: 2, hash: 'dc97427f14c083e43a9c2f3982eb70b1a8637a132b9c38e602c2dc3ad82307e6' });
+      expect((await audit.head())).toEqual({ seq: 2, hash: 'dc97427f14c083e43a9c2f3982eb70b1a8637a132b9c38e602c2dc3ad82307e6' });
     });
 
     it('returns the new head of each append, and hands the indexer what follows a sequence number', async () => {
       const { audit } = await fresh();
-      expect(audit.head()).toEqual({ seq: 0, hash: GENESIS });
+      expect((await audit.head())).toEqual({ seq: 0, hash: GENESIS });
       expect(await audit.appendAudit([append(event(1)), { ...append({ ...event(2), id: 'r.attempt' }), searchable: false }])).toMatchObject({ seq: 2 });
       expect(await audit.appendAudit([append(event(3))])).toMatchObject({ seq: 3 });
-      expect(audit.entriesAfter(1, 10).map((e) => [e.seq, e.resource.id, e.searchable])).toEqual([[2, 'r.attempt', false], [3, 'kat-3', true]]);
-      expect(audit.entriesAfter(0, 1).map((e) => e.seq)).toEqual([1]);
-      expect(audit.entriesAfter(3, 10)).toEqual([]);
+      expect((await audit.entriesAfter(1, 10)).map((e) => [e.seq, e.resource.id, e.searchable])).toEqual([[2, 'r.attempt', false], [3, 'kat-3', true]]);
+      expect((await audit.entriesAfter(0, 1)).map((e) => e.seq)).toEqual([1]);
+      expect((await audit.entriesAfter(3, 10))).toEqual([]);
       // Bodies are served for searchable events only, as the canonical JSON that was hashed.
-      expect(JSON.parse(audit.body('kat-3')!)).toEqual(event(3));
-      expect(audit.body('r.attempt')).toBeUndefined();
-      expect([...audit.searchableIds(3)]).toEqual(['kat-1', 'kat-3']);
-      expect([...audit.searchableIds(2)]).toEqual(['kat-1']);
+      expect(JSON.parse((await audit.body('kat-3'))!)).toEqual(event(3));
+      expect((await audit.body('r.attempt'))).toBeUndefined();
+      expect((await Array.fromAsync(audit.searchableIds(3)))).toEqual(['kat-1', 'kat-3']);
+      expect((await Array.fromAsync(audit.searchableIds(2)))).toEqual(['kat-1']);
     });
 
     it('indexes idempotently by sequence number: the mark and the events it covers move together', async () => {
       const { index } = await fresh();
-      expect(index.indexedThrough()).toBe(0);
+      expect((await index.indexedThrough())).toBe(0);
       const entry = (id: string) => ({ id, recorded: '2026-01-01T00:00:00.000Z', index: [{ param: 'action', grp: 0, code: 'R' }] });
-      index.index([entry('b'), entry('a')], 2);
-      expect(index.indexedThrough()).toBe(2);
+      await index.index([entry('b'), entry('a')], 2);
+      expect((await index.indexedThrough())).toBe(2);
       // A second indexer that read the same range finds the mark there and adds nothing.
-      index.index([entry('b'), entry('c')], 2);
-      expect([...index.ids()]).toEqual(['a', 'b']);
-      index.index([entry('c')], 5);
-      expect(index.indexedThrough()).toBe(5);
-      expect([...index.ids()]).toEqual(['a', 'b', 'c']);
+      await index.index([entry('b'), entry('c')], 2);
+      expect((await Array.fromAsync(index.ids()))).toEqual(['a', 'b']);
+      await index.index([entry('c')], 5);
+      expect((await index.indexedThrough())).toBe(5);
+      expect((await Array.fromAsync(index.ids()))).toEqual(['a', 'b', 'c']);
     });
 
     it('appends a batch as one transaction: a failure keeps none of it', async () => {
@@ -96,9 +96,9 @@ export function auditContract(name: string, open: () => Promise<AuditSubject>): 
         throw new Error('signer down');
       };
       await expect(audit.appendAudit([append(event(2)), append(event(3))], failing)).rejects.toThrow('signer down');
-      expect([...audit.chain()].map((l) => l.id)).toEqual(['kat-1']);
+      expect((await Array.fromAsync(audit.chain())).map((l) => l.id)).toEqual(['kat-1']);
       await audit.appendAudit([append(event(2))]);
-      expect([...audit.chain()].map((l) => l.seq)).toEqual([1, 2]);
+      expect((await Array.fromAsync(audit.chain())).map((l) => l.seq)).toEqual([1, 2]);
     });
 
     it('stores the checkpoints its signer makes, and they verify against the public key', async () => {
@@ -108,41 +108,41 @@ export function auditContract(name: string, open: () => Promise<AuditSubject>): 
       await audit.appendAudit([append(event(1))], sign);
       await audit.appendAudit([append(event(2)), append(event(3))], sign);
       // The head of every batch is signed.
-      expect(audit.checkpoints().map((c) => [c.seq, c.keyId])).toEqual([[1, 'k1'], [3, 'k1']]);
-      expect(verifyChain(audit, publicKey)).toMatchObject({ ok: true, events: 3, checkpoints: 2 });
-      expect(verifyChain(audit, generateKeyPairSync('ed25519').publicKey)).toMatchObject({ ok: false, problem: 'checkpoint at seq 1: bad signature' });
+      expect((await audit.checkpoints()).map((c) => [c.seq, c.keyId])).toEqual([[1, 'k1'], [3, 'k1']]);
+      expect(await verifyChain(audit, publicKey)).toMatchObject({ ok: true, events: 3, checkpoints: 2 });
+      expect(await verifyChain(audit, generateKeyPairSync('ed25519').publicKey)).toMatchObject({ ok: false, problem: 'checkpoint at seq 1: bad signature' });
     });
 
     it('reads the events recorded in [from, to), in chain order', async () => {
       const { audit } = await fresh();
       await audit.appendAudit([1, 2, 3, 4].map((n) => append(event(n))));
-      const ids = [...audit.eventsBetween('2026-01-01T00:00:01.000Z', '2026-01-01T00:00:03.000Z')].map((e) => e.id);
+      const ids = (await Array.fromAsync(audit.eventsBetween('2026-01-01T00:00:01.000Z', '2026-01-01T00:00:03.000Z'))).map((e) => e.id);
       expect(ids).toEqual(['kat-2', 'kat-3']);
     });
 
     it('purges only events before the cutoff, anchors the rest, and chains the purge itself', async () => {
       const { audit } = await fresh();
       await audit.appendAudit([1, 2, 3].map((n) => append(event(n))));
-      const before = [...audit.chain()];
+      const before = (await Array.fromAsync(audit.chain()));
       const record = await audit.purgeAudit(
         '2026-01-01T00:00:02.000Z',
         (count, throughSeq) => append({ ...event(9, '2026-01-02T00:00:00.000Z'), id: `purge-${count}-${throughSeq}` }),
         '2026-01-02T00:00:00.000Z',
       );
       expect(record).toMatchObject({ throughSeq: 2, lastHash: before[1].hash, count: 2, cutoff: '2026-01-01T00:00:02.000Z' });
-      expect(audit.purges()).toEqual([record]);
-      expect([...audit.chain()].map((l) => [l.seq, l.id])).toEqual([[3, 'kat-3'], [4, 'purge-2-2']]);
-      expect(verifyChain(audit, undefined)).toMatchObject({ ok: true, events: 2 });
+      expect((await audit.purges())).toEqual([record]);
+      expect((await Array.fromAsync(audit.chain())).map((l) => [l.seq, l.id])).toEqual([[3, 'kat-3'], [4, 'purge-2-2']]);
+      expect(await verifyChain(audit, undefined)).toMatchObject({ ok: true, events: 2 });
     });
 
     it('keeps a write-ahead attempt in the chain but out of reads, and lists it open until its request has an event', async () => {
       const { audit } = await fresh();
       const attempt = { ...append({ ...event(1), id: 'req-9.attempt' }), searchable: false };
       await audit.appendAudit([attempt]);
-      expect([...audit.chain()].map((l) => l.id)).toEqual(['req-9.attempt']);
-      expect(audit.openAttempts()).toEqual([{ requestId: 'req-9', attempt: { ...event(1), id: 'req-9.attempt' } }]);
+      expect((await Array.fromAsync(audit.chain())).map((l) => l.id)).toEqual(['req-9.attempt']);
+      expect((await audit.openAttempts())).toEqual([{ requestId: 'req-9', attempt: { ...event(1), id: 'req-9.attempt' } }]);
       await audit.appendAudit([append({ ...event(2), id: 'req-9' })]);
-      expect(audit.openAttempts()).toEqual([]);
+      expect((await audit.openAttempts())).toEqual([]);
     });
 
     it('offers no way to change or remove an event', async () => {
@@ -158,7 +158,7 @@ export function auditContract(name: string, open: () => Promise<AuditSubject>): 
       opened.splice(opened.indexOf(s), 1);
       const again = await s.reopen();
       opened.push(again);
-      expect([...again.audit.chain()].map((l) => l.hash)).toEqual(['1d5f6f6b1168d000ed155d0007e94684e1e3ac5b61f5565a5db918e328b1f6d6']);
+      expect((await Array.fromAsync(again.audit.chain())).map((l) => l.hash)).toEqual(['1d5f6f6b1168d000ed155d0007e94684e1e3ac5b61f5565a5db918e328b1f6d6']);
     });
   });
 }

@@ -14,6 +14,7 @@
 // writers wait for it.
 import { platform, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
+import { asyncAuditIndex, asyncAuditStore } from '../../audit/audit-store.ts';
 import { AuditIndexer, indexingFailed } from '../../audit/indexer.ts';
 import { loadFhirModel } from '../../fhir/definitions.ts';
 import { SqliteAuditLog } from './sqlite-audit-log.ts';
@@ -42,7 +43,8 @@ if (platform() === 'linux') setPriority(NICE);
 const logDb = openAuditLogDb(data.logPath);
 const log = new SqliteAuditLog(logDb);
 const resources = new SqliteStore({ dataDir: data.dataDir, synchronous: 'NORMAL' });
-const indexer = new AuditIndexer(log, resources.auditIndex(), loadFhirModel({ updateCreate: false }), data.baseUrl);
+const model = loadFhirModel({ updateCreate: false });
+const indexer = new AuditIndexer(asyncAuditStore(log), asyncAuditIndex(resources.auditIndex()), model, data.baseUrl);
 let closed = false;
 let running = false;
 const progress = (indexed: number) => parentPort?.postMessage({ indexed } satisfies AuditIndexWorkerReply);
@@ -51,24 +53,24 @@ const progress = (indexed: number) => parentPort?.postMessage({ indexed } satisf
 function index(): void {
   if (closed || running) return;
   running = true;
-  const pump = () => {
+  const pump = async () => {
     let more = false;
     try {
-      more = !closed && indexer.step(progress, CHUNK);
+      more = !closed && (await indexer.step(progress, CHUNK));
     } catch (err) {
       indexingFailed(err);
     }
-    if (more) setTimeout(pump, PAUSE_MS);
+    if (more) setTimeout(() => void pump(), PAUSE_MS);
     else running = false;
   };
-  pump();
+  void pump();
 }
 
-indexer.applyPurges();
-indexer.catchUp(progress);
+await indexer.applyPurges();
+await indexer.catchUp(progress);
 const follow = setInterval(index, INDEX_DELAY_MS);
 
-parentPort?.on('message', (msg: 'index' | 'close') => {
+parentPort?.on('message', async (msg: 'index' | 'close') => {
   if (msg === 'index') {
     index();
     return;
@@ -76,7 +78,7 @@ parentPort?.on('message', (msg: 'index' | 'close') => {
   // What is committed is indexed before the thread stops (the next start would do it too).
   closed = true;
   try {
-    indexer.catchUp(progress);
+    await indexer.catchUp(progress);
   } catch (err) {
     indexingFailed(err);
   }

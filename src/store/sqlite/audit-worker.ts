@@ -5,6 +5,7 @@
 // holds a commit up.
 import { parentPort, workerData } from 'node:worker_threads';
 import type { AuditFacts } from '../../audit/audit-event.ts';
+import { asyncAuditStore } from '../../audit/audit-store.ts';
 import { storeWriter } from '../../audit/audit-sink.ts';
 import { checkpointSigner, loadSigningKey } from '../../audit/signing-key.ts';
 import { openWitness } from '../../audit/witness.ts';
@@ -35,7 +36,7 @@ const data = workerData as AuditWorkerData;
 const logDb = openAuditLogDb(data.logPath);
 const log = new SqliteAuditLog(logDb);
 const write = storeWriter(
-  log,
+  asyncAuditStore(log),
   data.keyring.kind === 'file' ? LocalKeyring.open(data.keyring.path, false) : LocalKeyring.fromJson(data.keyring.json),
   checkpointSigner(loadSigningKey(data.audit.signingKey), () => new Date()),
   openWitness(data.audit.witness),

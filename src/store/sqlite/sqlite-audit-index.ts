@@ -1,5 +1,5 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import type { AuditIndex, IndexedAuditEvent } from '../../audit/audit-store.ts';
+import type { IndexedAuditEvent, SyncAuditIndex } from '../../audit/audit-store.ts';
 import { IndexWriter } from './index-writer.ts';
 import { idsInOrder } from './sqlite-audit-log.ts';
 
@@ -12,7 +12,7 @@ export const SET_INDEXED_MARK = 'INSERT INTO audit_indexed (one, seq) VALUES (1,
  * search index entries, and the mark of how far the log has been indexed — moved in the same
  * transaction as the rows it covers, so that indexing resumes exactly where it stopped.
  */
-export class SqliteAuditIndex implements AuditIndex {
+export class SqliteAuditIndex implements SyncAuditIndex {
   readonly #db: DatabaseSync;
   readonly #transaction: <T>(work: () => T) => T;
   readonly #index: IndexWriter;

@@ -2,7 +2,7 @@ import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { AuditEvent } from 'fhir/r4.js';
 import type {
   AuditAppend,
-  AuditStore,
+  SyncAuditStore,
   ChainHead,
   ChainLink,
   Checkpoint,
@@ -117,7 +117,7 @@ export interface StoredLink {
  * chain (SQLite serialises writers); the commit is durable (WAL, synchronous=FULL, set by whoever
  * opens the connection). Bodies are canonical JSON, compressed (log-codec.ts).
  */
-export class SqliteAuditLog implements AuditStore {
+export class SqliteAuditLog implements SyncAuditStore {
   readonly #db: DatabaseSync;
   readonly #stmt: Record<string, StatementSync>;
 

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
+import { asyncAuditIndex, asyncAuditStore } from '../../audit/audit-store.ts';
 import type { Storage } from '../port.ts';
 import { SqliteAuditLog } from './sqlite-audit-log.ts';
 import { SqliteStore } from './sqlite-store.ts';
@@ -37,11 +38,14 @@ export function sqliteStorage(options: SqliteStorageOptions): Storage {
   if (legacy) store.dropLegacyAudit(log.importLegacy(legacy));
   return {
     resources: store,
-    audit: log,
-    auditIndex: store.auditIndex(),
-    keys: store,
+    audit: asyncAuditStore(log),
+    auditIndex: asyncAuditIndex(store.auditIndex()),
+    keys: {
+      countKeyUse: async (kekId) => store.countKeyUse(kekId),
+      rewrapAll: async (kek, rewrap, progress, batch) => store.rewrapAll(kek, rewrap, progress, batch),
+    },
     capabilities: { adapter: 'sqlite', file: memory ? undefined : store.path, auditFile: memory ? undefined : logPath },
-    hasResources: () => store.hasResources(),
+    hasResources: async () => store.hasResources(),
     async close() {
       await store.close();
       if (logDb.isOpen) logDb.close();

@@ -13,9 +13,7 @@ import {
   type WriteResult,
   type WrittenVersion,
 } from '../resource-store.ts';
-import type { AuditIndex } from '../../audit/audit-store.ts';
 import { KEK_ID_PATH } from '../../crypto/envelope.ts';
-import type { KeyMaintenance } from '../port.ts';
 import { IndexWriter } from './index-writer.ts';
 import { SET_INDEXED_MARK, SqliteAuditIndex } from './sqlite-audit-index.ts';
 import type { LegacyAudit, StoredLink } from './sqlite-audit-log.ts';
@@ -60,7 +58,7 @@ interface LegacyRow {
  * The embedded ResourceStore on node:sqlite: one file under the data directory, WAL journal,
  * `synchronous=FULL` so that a commit is on disk before the call returns.
  */
-export class SqliteStore implements ResourceStore, KeyMaintenance {
+export class SqliteStore implements ResourceStore {
   readonly #db: DatabaseSync;
   readonly #clock: () => Date;
   readonly #stmt: Record<string, StatementSync>;
@@ -161,7 +159,7 @@ export class SqliteStore implements ResourceStore, KeyMaintenance {
   }
 
   /** The searchable copy of the audit log, in this database. */
-  auditIndex(): AuditIndex {
+  auditIndex(): SqliteAuditIndex {
     return new SqliteAuditIndex(this.#db, (work) => this.#transaction(work));
   }
 
