@@ -1,0 +1,422 @@
+import { createHash, randomInt, randomUUID } from 'node:crypto';
+import type { ClientSession, Collection, Db, Filter } from 'mongodb';
+import type { SearchQuery, SortKey, StoredVersion } from '../../fhir/query.ts';
+import { KEK_ID_PATH } from '../../crypto/envelope.ts';
+import {
+  type HistoryPage,
+  type HistoryQuery,
+  type Prepare,
+  type ResourceStore,
+  type SearchPage,
+  StoreError,
+  type WriteResult,
+  type WrittenVersion,
+} from '../resource-store.ts';
+import type { KeyMaintenance } from '../port.ts';
+import { COLLECTIONS } from './mongo-schema.ts';
+import { inTransaction, type Transactions } from './mongo-transaction.ts';
+import { type ResourceDoc, searchFilter, storedIndex } from './mongo-query.ts';
+
+/** A version as stored in resource_versions. */
+export interface VersionDoc {
+  _id: string;
+  type: string;
+  id: string;
+  v: number;
+  at: string;
+  /** write order, newest highest: what history pages by */
+  ord: number;
+  deleted: boolean;
+  body: string | null;
+  /** the key-encryption key its data key is wrapped under (key rotation's work list) */
+  kek?: string;
+  writeId?: string;
+}
+
+interface ClaimDoc {
+  _id: string;
+}
+
+/** How many times a write that lost a race (another wrote the same version first) is tried anew. */
+const RACE_RETRIES = 20;
+/** Candidates a search sorted by anything but id may order in memory, at most. */
+export const SORT_CAP = 10_000;
+/** References a chained parameter may resolve to, at most. */
+export const CHAIN_CAP = 10_000;
+
+let lastOrd = 0;
+/**
+ * Write order for history: the instant in ms times 4096 plus a counter, strictly increasing in
+ * this process (2^41 ms fit with 12 bits to spare below 2^53). Two instances writing in the same
+ * millisecond interleave by their counters, which start at a random point.
+ */
+function nextOrd(atMs: number): number {
+  lastOrd = Math.max(lastOrd + 1, atMs * 4096 + (lastOrd === 0 ? randomInt(4096) : 0));
+  return lastOrd;
+}
+
+/**
+ * The ResourceStore on MongoDB. A write is one multi-document transaction: the new version
+ * inserted into resource_versions under `Type/id/version` (so a concurrent writer of the same
+ * version collides, and one of them loses: 412 with If-Match, a fresh try without), the current
+ * document replaced with its body and index entries, and for conditional writes a claim named by
+ * the criteria (concurrent conditional creates collide on it instead of both creating).
+ */
+export class MongoStore implements ResourceStore, KeyMaintenance {
+  readonly #tx: Transactions;
+  readonly #resources: Collection<ResourceDoc>;
+  readonly #versions: Collection<VersionDoc>;
+  readonly #claims: Collection<ClaimDoc>;
+  readonly #clock: () => Date;
+  readonly #auditBody: (id: string) => Promise<string | undefined>;
+
+  constructor(tx: Transactions, db: Db, clock: () => Date, auditBody: (id: string) => Promise<string | undefined>) {
+    this.#tx = tx;
+    this.#resources = db.collection<ResourceDoc>(COLLECTIONS.resources);
+    this.#versions = db.collection<VersionDoc>(COLLECTIONS.versions);
+    this.#claims = db.collection<ClaimDoc>(COLLECTIONS.claims);
+    this.#clock = clock;
+    this.#auditBody = auditBody;
+  }
+
+  async hasResources(): Promise<boolean> {
+    return (await this.#versions.findOne({}, { projection: { _id: 1 } })) !== null;
+  }
+
+  async countKeyUse(kekId: string): Promise<number> {
+    return this.#versions.countDocuments({ kek: kekId });
+  }
+
+  async rewrapAll(
+    currentKek: string,
+    rewrap: (type: string, id: string, version: number, body: Record<string, unknown>) => Record<string, unknown> | undefined,
+    progress: (done: number, total: number) => void,
+    batch = 200,
+  ): Promise<number> {
+    const pending: Filter<VersionDoc> = { kek: { $exists: true, $ne: currentKek } };
+    const total = await this.#versions.countDocuments(pending);
+    let done = 0;
+    progress(0, total);
+    let after = '';
+    for (;;) {
+      const rows = await this.#versions.find({ ...pending, _id: { $gt: after } }).sort({ _id: 1 }).limit(batch).toArray();
+      if (rows.length === 0) break;
+      for (const r of rows) {
+        if (r.body === null) continue;
+        const next = rewrap(r.type, r.id, r.v, JSON.parse(r.body) as Record<string, unknown>);
+        if (!next) continue;
+        const body = JSON.stringify(next);
+        // Compare-and-set on the old body, in the version and (when it is current) the resource.
+        const kek = kekOf(next);
+        const u = await this.#versions.updateOne({ _id: r._id, body: r.body }, { $set: { body, ...(kek ? { kek } : {}) } });
+        await this.#resources.updateOne({ _id: `${r.type}/${r.id}`, v: r.v, body: r.body }, { $set: { body } });
+        done += u.modifiedCount;
+      }
+      after = rows[rows.length - 1]._id;
+      progress(done, total);
+    }
+    return done;
+  }
+
+  async create(type: string, prepare: Prepare, ifNoneExist?: SearchQuery): Promise<WriteResult> {
+    refuseAudit(type);
+    return this.#retrying(async (session) => {
+      if (ifNoneExist) {
+        const existing = await this.#matchAtMostOne(ifNoneExist, 'If-None-Exist', session);
+        if (existing) return { outcome: 'exists', version: existing };
+        await this.#claim(ifNoneExist, session);
+      }
+      return { outcome: 'created', version: await this.#write(type, randomUUID(), undefined, prepare, session) };
+    });
+  }
+
+  async update(
+    type: string,
+    target: { readonly id: string } | { readonly query: SearchQuery },
+    prepare: Prepare,
+    options: { readonly ifMatch?: number; readonly allowCreate: boolean },
+  ): Promise<WriteResult> {
+    refuseAudit(type);
+    return this.#retrying(async (session) => {
+      let id: string;
+      if ('query' in target) {
+        const match = await this.#matchAtMostOne(target.query, 'conditional update', session);
+        if (!match) {
+          // See: https://hl7.org/fhir/R4/http.html#cond-update (no match: the server performs a create)
+          await this.#claim(target.query, session);
+          return { outcome: 'created', version: await this.#write(type, randomUUID(), undefined, prepare, session) };
+        }
+        id = match.id;
+      } else {
+        id = target.id;
+      }
+      const current = await this.#resources.findOne({ _id: `${type}/${id}` }, { session });
+      if (options.ifMatch !== undefined && (!current || current.deleted || current.v !== options.ifMatch)) {
+        throw versionConflict(type, id, options.ifMatch);
+      }
+      if (!current && !options.allowCreate) throw new StoreError({ kind: 'not-found', type, id });
+      const outcome = current && !current.deleted ? 'updated' : 'created';
+      return { outcome, version: await this.#write(type, id, current ?? undefined, prepare, session) };
+    }, options.ifMatch !== undefined ? { type, id: 'id' in target ? target.id : '', ifMatch: options.ifMatch } : undefined);
+  }
+
+  async delete(type: string, id: string, ifMatch?: number, writeId?: string): Promise<StoredVersion | undefined> {
+    refuseAudit(type);
+    return this.#retrying(async (session) => {
+      const current = await this.#resources.findOne({ _id: `${type}/${id}` }, { session });
+      if (ifMatch !== undefined && current?.v !== ifMatch) throw versionConflict(type, id, ifMatch);
+      if (!current || current.deleted) return undefined;
+      const v = current.v + 1;
+      const at = this.#clock().toISOString();
+      await this.#versions.insertOne(
+        { _id: `${type}/${id}/${v}`, type, id, v, at, ord: nextOrd(Date.parse(at)), deleted: true, body: null, ...(writeId ? { writeId } : {}) },
+        { session },
+      );
+      await this.#resources.replaceOne(
+        { _id: current._id, v: current.v },
+        { type, id, v, at, deleted: true, body: null, ix: [], cx: [] },
+        { session },
+      );
+      return { type, id, versionId: v, lastUpdated: at, deleted: true };
+    }, ifMatch !== undefined ? { type, id, ifMatch } : undefined);
+  }
+
+  async writtenBy(writeId: string): Promise<WrittenVersion[]> {
+    const rows = await this.#versions.find({ writeId }).sort({ ord: 1 }).toArray();
+    return rows.map((r) => ({ type: r.type, id: r.id, versionId: r.v, deleted: r.deleted }));
+  }
+
+  async read(type: string, id: string): Promise<StoredVersion | undefined> {
+    const doc = await this.#resources.findOne({ _id: `${type}/${id}` });
+    return doc ? this.#toVersion(doc) : undefined;
+  }
+
+  async vread(type: string, id: string, versionId: number): Promise<StoredVersion | undefined> {
+    if (type === 'AuditEvent') return versionId === 1 ? this.read(type, id) : undefined;
+    const doc = await this.#versions.findOne({ _id: `${type}/${id}/${versionId}` });
+    return doc ? this.#toVersion(doc) : undefined;
+  }
+
+  /** A document as a version; an AuditEvent's body is the audit log's (gone after a purge). */
+  async #toVersion(doc: Pick<VersionDoc, 'type' | 'id' | 'v' | 'at' | 'deleted' | 'body'>): Promise<StoredVersion | undefined> {
+    let body = doc.body;
+    if (doc.type === 'AuditEvent' && body === null && !doc.deleted) {
+      body = (await this.#auditBody(doc.id)) ?? null;
+      if (body === null) return undefined;
+    }
+    return {
+      type: doc.type,
+      id: doc.id,
+      versionId: doc.v,
+      lastUpdated: doc.at,
+      deleted: doc.deleted,
+      resource: body === null ? undefined : (JSON.parse(body) as Record<string, unknown>),
+    };
+  }
+
+  async history(query: HistoryQuery): Promise<HistoryPage> {
+    const filter: Filter<VersionDoc> = { type: query.type };
+    if (query.id !== undefined) filter.id = query.id;
+    if (query.since !== undefined) filter.at = { $gte: query.since };
+    const total = await this.#versions.countDocuments(filter);
+    const page = await this.#versions
+      .find(query.after === undefined ? filter : { ...filter, ord: { $lt: query.after } })
+      .sort({ ord: -1 })
+      .limit(query.count + 1)
+      .toArray();
+    const rows = page.slice(0, query.count);
+    const versions = (await Promise.all(rows.map((r) => this.#toVersion(r)))).filter((v) => v !== undefined);
+    return { versions, next: page.length > query.count ? rows[rows.length - 1].ord : undefined, total };
+  }
+
+  async search(query: SearchQuery): Promise<SearchPage> {
+    return this.#search(query);
+  }
+
+  async #search(query: SearchQuery, session?: ClientSession): Promise<SearchPage> {
+    const filter = await searchFilter(query.type, query.where, (targetType, where) => this.#references(targetType, where, session));
+    const backwards = query.cursor?.direction === 'previous';
+    const { docs, keys, more } = query.sort.length
+      ? await this.#sortedPage(query, filter, session)
+      : await this.#idPage(query, filter, session);
+    const matches: StoredVersion[] = [];
+    const pageKeys: (string | number | null)[][] = [];
+    for (const [n, doc] of docs.entries()) {
+      const v = await this.#toVersion(doc);
+      if (!v) continue;
+      matches.push(v);
+      pageKeys.push(keys[n]);
+    }
+    const total = query.total === 'none' ? undefined : await this.#resources.countDocuments(filter, { session });
+    return {
+      matches,
+      keys: pageKeys,
+      hasNext: backwards ? true : more,
+      hasPrevious: backwards ? more : query.cursor !== undefined,
+      total,
+    };
+  }
+
+  /** A page in id order (no _sort): the type_id index serves both the filter's type and the order. */
+  async #idPage(query: SearchQuery, filter: Filter<ResourceDoc>, session?: ClientSession) {
+    const backwards = query.cursor?.direction === 'previous';
+    const keyset: Filter<ResourceDoc> | undefined = query.cursor ? { id: { [backwards ? '$lt' : '$gt']: query.cursor.id } } : undefined;
+    const rows = await this.#resources
+      .find(keyset ? { $and: [filter, keyset] } : filter, { session })
+      .sort({ type: 1, deleted: 1, id: backwards ? -1 : 1 })
+      .limit(query.count + 1)
+      .toArray();
+    const more = rows.length > query.count;
+    let docs = rows.slice(0, query.count);
+    if (backwards) docs = docs.reverse();
+    return { docs, keys: docs.map(() => []), more };
+  }
+
+  /**
+   * A page sorted by search parameters: each candidate's sort values are the lowest (ascending)
+   * or highest (descending) of its entries for the parameter, missing values last in both
+   * directions, then id — as the embedded store orders them. The candidates (their ids and
+   * entries) are ordered in memory, at most SORT_CAP of them; the page's bodies are read after.
+   */
+  async #sortedPage(query: SearchQuery, filter: Filter<ResourceDoc>, session?: ClientSession) {
+    const params = [...new Set(query.sort.map((k) => k.param))];
+    const candidates = await this.#resources
+      .find(filter, { session, projection: { _id: 1, id: 1, ix: { $elemMatch: { param: { $in: params } } } } })
+      .limit(SORT_CAP + 1)
+      .toArray();
+    if (candidates.length > SORT_CAP) throw new StoreError({ kind: 'too-costly', type: query.type, limit: SORT_CAP });
+    // The projection's $elemMatch keeps one entry only: read the entries of the sort parameters whole.
+    const entries = new Map<string, ResourceDoc['ix']>();
+    for await (const d of this.#resources.find({ _id: { $in: candidates.map((c) => c._id) } }, { session, projection: { ix: 1 } })) {
+      entries.set(d._id, d.ix.filter((e) => params.includes(e.param)));
+    }
+    const rows = candidates.map((c) => ({ _id: c._id, id: c.id, keys: query.sort.map((k) => sortValue(entries.get(c._id) ?? [], k)) }));
+    const backwards = query.cursor?.direction === 'previous';
+    const compare = (a: (typeof rows)[number], b: (typeof rows)[number]) => compareRows(query.sort, a, b);
+    rows.sort(compare);
+    const cursor = query.cursor;
+    let ordered = rows;
+    if (cursor) {
+      const at = { _id: '', id: cursor.id, keys: cursor.values.map((v) => v ?? null) };
+      ordered = backwards ? rows.filter((r) => compare(r, at) < 0).reverse() : rows.filter((r) => compare(r, at) > 0);
+    }
+    const more = ordered.length > query.count;
+    let page = ordered.slice(0, query.count);
+    if (backwards) page = page.reverse();
+    const bodies = new Map<string, ResourceDoc>();
+    for await (const d of this.#resources.find({ _id: { $in: page.map((r) => r._id) } }, { session })) bodies.set(d._id, d);
+    const docs = page.map((r) => bodies.get(r._id)).filter((d) => d !== undefined);
+    return { docs, keys: page.filter((r) => bodies.has(r._id)).map((r) => r.keys), more };
+  }
+
+  /** The references (`Type/id`) of the resources a chained parameter's clauses match. */
+  async #references(targetType: string, where: Filter<ResourceDoc>, session?: ClientSession): Promise<string[]> {
+    const ids = await this.#resources.find(where, { session, projection: { _id: 1 } }).limit(CHAIN_CAP + 1).toArray();
+    if (ids.length > CHAIN_CAP) throw new StoreError({ kind: 'too-costly', type: targetType, limit: CHAIN_CAP });
+    return ids.map((d) => d._id);
+  }
+
+  async close(): Promise<void> {
+    // The client is the storage's (mongo-storage.ts), closed there.
+  }
+
+  async #matchAtMostOne(query: SearchQuery, what: string, session: ClientSession): Promise<StoredVersion | undefined> {
+    const page = await this.#search({ ...query, count: 2, cursor: undefined, total: 'none' }, session);
+    if (page.matches.length > 1) {
+      // See: https://hl7.org/fhir/R4/http.html#ccreate (multiple matches: 412 Precondition Failed)
+      throw new StoreError({ kind: 'multiple-matches', type: query.type, what });
+    }
+    return page.matches[0];
+  }
+
+  /**
+   * A conditional write's claim on its criteria: one document per write, named by the criteria and
+   * how many claims they already have, so that two writers that both found no match insert the
+   * same name and one of them loses (and, tried anew, finds what the other created).
+   */
+  async #claim(query: SearchQuery, session: ClientSession): Promise<void> {
+    const criteria = createHash('sha256').update(JSON.stringify([query.type, query.where])).digest('base64url');
+    const n = await this.#claims.countDocuments({ _id: { $gte: `${criteria}:`, $lt: `${criteria};` } }, { session });
+    await this.#claims.insertOne({ _id: `${criteria}:${String(n).padStart(12, '0')}` }, { session });
+  }
+
+  async #write(type: string, id: string, current: ResourceDoc | undefined, prepare: Prepare, session: ClientSession): Promise<StoredVersion> {
+    const versionId = (current?.v ?? 0) + 1;
+    const lastUpdated = this.#clock().toISOString();
+    const { resource, index, writeId } = prepare({ id, versionId, lastUpdated });
+    const body = JSON.stringify(resource);
+    const kek = kekOf(resource);
+    await this.#versions.insertOne(
+      {
+        _id: `${type}/${id}/${versionId}`,
+        type,
+        id,
+        v: versionId,
+        at: lastUpdated,
+        ord: nextOrd(Date.parse(lastUpdated)),
+        deleted: false,
+        body,
+        ...(kek ? { kek } : {}),
+        ...(writeId ? { writeId } : {}),
+      },
+      { session },
+    );
+    const doc = { type, id, v: versionId, at: lastUpdated, deleted: false, body, ...storedIndex(index) };
+    if (current) await this.#resources.replaceOne({ _id: current._id, v: current.v }, doc, { session });
+    else await this.#resources.insertOne({ _id: `${type}/${id}`, ...doc }, { session });
+    return { type, id, versionId, lastUpdated, deleted: false, resource };
+  }
+
+  /**
+   * Runs `work` in a durable transaction, anew when it lost a race to a concurrent writer; with
+   * If-Match (`guard`), a lost race is the version conflict itself.
+   */
+  #retrying<T>(work: (session: ClientSession) => Promise<T>, guard?: { type: string; id: string; ifMatch: number }): Promise<T> {
+    return inTransaction(this.#tx, work, (err, attempt) => {
+      if (guard) throw versionConflict(guard.type, guard.id, guard.ifMatch);
+      if (attempt >= RACE_RETRIES) throw err;
+    });
+  }
+}
+
+function kekOf(resource: Record<string, unknown>): string | undefined {
+  let v: unknown = resource;
+  for (const k of KEK_ID_PATH) v = v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined;
+  return typeof v === 'string' ? v : undefined;
+}
+
+/** A candidate's value for one sort key: the lowest (ascending) or highest (descending) of its entries. */
+function sortValue(entries: ResourceDoc['ix'], k: SortKey): string | number | null {
+  let best: string | number | null = null;
+  for (const e of entries) {
+    if (e.param !== k.param) continue;
+    const v = e[k.field];
+    if (v === undefined || v === null) continue;
+    if (best === null || (k.descending ? v > best : v < best)) best = v;
+  }
+  return best;
+}
+
+/** Sort order: per key, present values before missing ones, then by value; then by id. */
+function compareRows(sort: readonly SortKey[], a: { id: string; keys: (string | number | null)[] }, b: { id: string; keys: (string | number | null)[] }): number {
+  for (const [n, k] of sort.entries()) {
+    const x = a.keys[n];
+    const y = b.keys[n];
+    if (x === null || y === null) {
+      if (x !== y) return x === null ? 1 : -1;
+      continue;
+    }
+    if (x !== y) return (x < y ? -1 : 1) * (k.descending ? -1 : 1);
+  }
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+/** AuditEvents are written by the audit sink only, and never changed. */
+function refuseAudit(type: string): void {
+  if (type === 'AuditEvent') throw new Error('AuditEvents are written only through the AuditStore');
+}
+
+// See: https://hl7.org/fhir/R4/http.html#concurrency
+function versionConflict(type: string, id: string, ifMatch: number): StoreError {
+  return new StoreError({ kind: 'version-conflict', type, id, ifMatch });
+}
