@@ -12,7 +12,7 @@ import { openWitness } from './audit/witness.ts';
 import { loadCompartments, type Policy } from './auth/authorize.ts';
 import { loadRoles } from './auth/roles.ts';
 import { JwtVerifier, type TokenVerifier } from './auth/token-verifier.ts';
-import { type Config, ConfigError } from './config/config.ts';
+import { type Config, ConfigError, mongoDatabaseOf } from './config/config.ts';
 import { BlindIndex } from './crypto/blind-index.ts';
 import { type KeyProvider, KeyringError, LocalKeyring } from './crypto/keyring.ts';
 import { loadProtectionPolicy } from './crypto/protection.ts';
@@ -24,6 +24,7 @@ import { AuditReadBarrier } from './store/audit-read-barrier.ts';
 import { EncryptingStore } from './store/encrypting-store.ts';
 import type { Storage } from './store/port.ts';
 import type { ResourceStore } from './store/resource-store.ts';
+import { MongoSetupError, mongoStorage } from './store/mongo/mongo-storage.ts';
 import { AUDIT_LOG_FILE, RESOURCE_FILE, sqliteStorage } from './store/sqlite/sqlite-storage.ts';
 import { WorkerAuditIndexer } from './store/sqlite/worker-audit-indexer.ts';
 import { WorkerAuditWriter } from './store/sqlite/worker-audit-writer.ts';
@@ -85,13 +86,24 @@ export function loadDefinitions(updateCreate: boolean): Definitions {
   return d;
 }
 
-/** The storage the configuration names: today the embedded SQLite store under the data directory. */
-export function openStorage(config: Config, clock?: () => Date): Storage {
-  return sqliteStorage({ dataDir: config.dataDir, clock });
+/**
+ * The storage the configuration names: MongoDB when HEARTH_MONGODB_URI is set, otherwise the
+ * embedded SQLite store under the data directory. A MongoDB that cannot serve (unreachable, a
+ * standalone server where a replica set is required) stops the start like a configuration mistake.
+ */
+export async function openStorage(config: Config, clock?: () => Date): Promise<Storage> {
+  if (!config.mongodb) return sqliteStorage({ dataDir: config.dataDir, clock });
+  try {
+    return await mongoStorage({ uri: config.mongodb.uri, database: mongoDatabaseOf(config.mongodb.uri) || 'hearth', requireReplicaSet: config.mongodb.requireReplicaSet, clock });
+  } catch (err) {
+    if (err instanceof MongoSetupError) throw new ConfigError([{ name: 'HEARTH_MONGODB_URI', message: err.message }]);
+    throw err;
+  }
 }
 
 /** The configured storage for an operator command, or undefined when no database exists yet. */
-export function existingStorage(config: Config): Storage | undefined {
+export async function existingStorage(config: Config): Promise<Storage | undefined> {
+  if (config.mongodb) return openStorage(config);
   return [RESOURCE_FILE, AUDIT_LOG_FILE].some((f) => existsSync(join(config.dataDir, f))) ? openStorage(config) : undefined;
 }
 
@@ -115,7 +127,7 @@ export function auditSigner(config: Config, clock: () => Date): CheckpointSigner
 export async function createServices(config: Config, deps: ServiceDeps = {}): Promise<Services> {
   const clock = deps.clock ?? (() => new Date());
   const { model, validator } = loadDefinitions(config.updateCreate);
-  const storage = deps.storage ?? openStorage(config, clock);
+  const storage = deps.storage ?? (await openStorage(config, clock));
   const keys = deps.keys ?? openKeyring(config, !(await storage.hasResources()));
   const protection = loadProtectionPolicy(model, config.protectionFile);
   // A reader that has to wait asks the indexer to run now (defined below, called only later).

@@ -66,8 +66,8 @@ async function signedWrite<T>(config: Config, clock: () => Date, write: (sign: C
 
 const AUDIT_LOG_USED = { code: '110101', display: 'Audit Log Used' };
 
-export function openStore(config: Config): Storage {
-  const storage = existingStorage(config);
+export async function openStore(config: Config): Promise<Storage> {
+  const storage = await existingStorage(config);
   if (!storage) throw new CliError(`no Hearth database in ${config.dataDir} (HEARTH_DATA_DIR)`);
   return storage;
 }
@@ -86,7 +86,7 @@ export async function auditVerify(
   const keyPath = publicKeyPath ?? publicKeyOf(config.audit.signingKey);
   if (!existsSync(keyPath)) throw new CliError(`no checkpoint public key at ${keyPath} (--public-key)`);
   if (witnessPath !== undefined && !existsSync(witnessPath)) throw new CliError(`no witness file at ${witnessPath} (--witness)`);
-  const store = openStore(config);
+  const store = await openStore(config);
   try {
     const heads = witnessPath === undefined ? undefined : readWitness(readFileSync(witnessPath, 'utf8'));
     const r = await verifyInParallel(store, loadPublicKey(keyPath), heads, threads);
@@ -163,7 +163,7 @@ export async function auditReportCli(config: Config, args: { from?: string; to?:
   } catch (err) {
     throw new CliError((err as Error).message.replace(/\bstart\b/, '--from').replace(/\bend\b/, '--to').replace(/\btop\b/, '--top').replace(/\bformat\b/, '--format'));
   }
-  const store = openStore(config);
+  const store = await openStore(config);
   try {
     const { options, format } = parsed;
     const report = await auditReport(store.audit.eventsBetween(options.from.toISOString(), options.to.toISOString()), options);
@@ -192,7 +192,7 @@ export async function auditPurge(config: Config, before: string | undefined, now
     }
     cutoff = new Date(t);
   }
-  const store = openStore(config);
+  const store = await openStore(config);
   try {
     const record = await signedWrite(config, () => now, (sign) => store.audit.purgeAudit(
       cutoff.toISOString(),

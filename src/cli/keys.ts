@@ -8,7 +8,7 @@ import { CliError, openStore, recordOperatorEvent } from './audit.ts';
 
 /** Key changes are security events: each leaves an AuditEvent in the chain (when data exists). */
 async function auditKeyChange(config: Config, command: string, description: string): Promise<void> {
-  const s = existingStorage(config);
+  const s = await existingStorage(config);
   if (!s) return;
   try {
     await recordOperatorEvent(config, s, {
@@ -39,7 +39,7 @@ export async function keysRotate(config: Config): Promise<string> {
 /** `hearth keys rewrap`: re-wraps every data key not under the current KEK, in small transactions, with progress. */
 export async function keysRewrap(config: Config, progress: (line: string) => void): Promise<string> {
   const keys = keyring(config);
-  const s = openStore(config);
+  const s = await openStore(config);
   try {
     const current = keys.currentKekId();
     let last = -1;
@@ -67,7 +67,7 @@ export async function keysRewrap(config: Config, progress: (line: string) => voi
 export async function keysRetire(config: Config, version: string | undefined): Promise<string> {
   if (!version || !/^[1-9]\d{0,5}$/.test(version)) throw new CliError('usage: hearth keys retire <version>');
   const keys = keyring(config);
-  const s = openStore(config);
+  const s = await openStore(config);
   try {
     const used = await s.keys.countKeyUse(`local:${version}`);
     if (used > 0) throw new CliError(`key version ${version} still wraps ${used} data keys: run 'hearth keys rewrap' first`);

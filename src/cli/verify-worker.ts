@@ -14,7 +14,7 @@ export interface VerifyStretch {
 }
 
 const stretch = workerData as VerifyStretch;
-const storage = existingStorage(loadConfig(process.env));
+const storage = await existingStorage(loadConfig(process.env));
 if (!storage) throw new Error('no Hearth database');
 try {
   const links = storage.audit.chain(stretch.from, stretch.to);

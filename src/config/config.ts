@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, resolve } from 'node:path';
+import { MongoClient } from 'mongodb';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -16,6 +17,8 @@ export interface Config {
   readonly host: string;
   readonly port: number;
   readonly dataDir: string;
+  /** MongoDB instead of the embedded store: the connection string, and whether a standalone server is refused */
+  readonly mongodb?: { readonly uri: string; readonly requireReplicaSet: boolean };
   readonly baseUrl: string;
   readonly logLevel: LogLevel;
   readonly bodyLimit: number;
@@ -97,6 +100,17 @@ const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debu
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', '[::1]', 'localhost']);
 
 /** `a, b,,c` → ['a', 'b', 'c'] */
+/** The database a MongoDB connection string names ('' for none), or undefined when it is not one. */
+export function mongoDatabaseOf(uri: string): string | undefined {
+  const m = /^mongodb(?:\+srv)?:\/\/[^/?#]+(?:\/([^?#]*))?(?:\?[^#]*)?$/.exec(uri);
+  if (!m) return undefined;
+  try {
+    return decodeURIComponent(m[1] ?? '');
+  } catch {
+    return undefined;
+  }
+}
+
 const commaList = (raw: string) => raw.split(',').map((item) => item.trim()).filter((item) => item !== '');
 
 const readablePem = (raw: string): string | { error: string } => {
@@ -126,6 +140,26 @@ export const SETTINGS = {
   HEARTH_DATA_DIR: {
     doc: 'directory holding every file the server writes (default ./data)',
     parse: (raw: string) => (raw.trim() === '' ? { error: 'must not be empty' } : resolve(raw)),
+  },
+  HEARTH_MONGODB_URI: {
+    doc: 'store resources and the audit log in MongoDB (mongodb:// or mongodb+srv:// URI naming the database, default database "hearth") instead of the embedded store under HEARTH_DATA_DIR',
+    parse: (raw: string) => {
+      // (Never echoed: it may carry a password.)
+      const db = mongoDatabaseOf(raw);
+      if (db === undefined) return { error: 'must be a mongodb:// or mongodb+srv:// connection string: mongodb://host[:port][,host...]/[database][?options]' };
+      try {
+        new MongoClient(raw);
+      } catch (err) {
+        return { error: `is not a connection string the MongoDB driver accepts: ${(err as Error).message.replace(/\/\/[^@/]*@/g, '//***@')}` };
+      }
+      // See: https://www.mongodb.com/docs/manual/reference/limits/#naming-restrictions
+      if (db !== '' && !/^[^/\\. "$*<>:|?]{1,63}$/.test(db)) return { error: 'names a database MongoDB does not allow' };
+      return raw;
+    },
+  },
+  HEARTH_MONGODB_REQUIRE_REPLICA_SET: {
+    doc: 'refuse to start on a standalone MongoDB server (default true; false for development only: writes are then not transactions)',
+    parse: boolean,
   },
   HEARTH_BASE_URL: {
     doc: 'public FHIR base URL used in links (default http://<host>:<port>/fhir)',
@@ -355,6 +389,9 @@ export function loadConfig(env: Env): Config {
   if (values.HEARTH_KEYRING !== undefined && values.HEARTH_KEYRING_FILE !== undefined) {
     problems.push({ name: 'HEARTH_KEYRING', message: 'give HEARTH_KEYRING or HEARTH_KEYRING_FILE, not both' });
   }
+  if (values.HEARTH_MONGODB_REQUIRE_REPLICA_SET !== undefined && values.HEARTH_MONGODB_URI === undefined) {
+    problems.push({ name: 'HEARTH_MONGODB_REQUIRE_REPLICA_SET', message: 'applies only with HEARTH_MONGODB_URI' });
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   const urlHost = host.includes(':') ? `[${host}]` : host;
   const dataDir = (values.HEARTH_DATA_DIR as string | undefined) ?? resolve('data');
@@ -362,6 +399,9 @@ export function loadConfig(env: Env): Config {
     host,
     port,
     dataDir,
+    ...(values.HEARTH_MONGODB_URI !== undefined
+      ? { mongodb: { uri: values.HEARTH_MONGODB_URI as string, requireReplicaSet: (values.HEARTH_MONGODB_REQUIRE_REPLICA_SET as boolean | undefined) ?? true } }
+      : {}),
     protectionFile: values.HEARTH_PROTECTION_FILE as string | undefined,
     keyring:
       values.HEARTH_KEYRING !== undefined

@@ -9,6 +9,7 @@ import { type Config, loadConfig } from '../../src/config/config.ts';
 import type { Storage } from '../../src/store/port.ts';
 import type { AuditIndex, AuditStore } from '../../src/audit/audit-store.ts';
 import { sqliteStorage } from '../../src/store/sqlite/sqlite-storage.ts';
+import { mongoTestStorage } from './mongo.ts';
 import { RecordingStore } from './recording-store.ts';
 
 export const BASE = 'http://127.0.0.1:8080/fhir';
@@ -74,7 +75,13 @@ export interface TestApp {
   auditIndexed: () => Promise<void>;
 }
 
-/** The real app on the real SQLite adapter (in memory unless a data dir is given), with a controllable clock. */
+/** Whether this run's apps store in MongoDB (the second pass of the end-to-end suites). */
+export const ON_MONGODB = process.env.HEARTH_TEST_STORE === 'mongodb';
+
+/**
+ * The real app on the real SQLite adapter (in memory unless a data dir is given), or on MongoDB
+ * in the "mongodb" test project, with a controllable clock.
+ */
 export async function testApp(
   env: Record<string, string> = {},
   options: { dataDir?: string; wrapAudit?: (s: AuditStore) => AuditStore; wrapAuditIndex?: (s: AuditIndex) => AuditIndex } = {},
@@ -94,13 +101,15 @@ export async function testApp(
     HEARTH_TRUSTED_PROXIES: '127.0.0.1',
     ...env,
   });
-  const storage = sqliteStorage({
-    dataDir: options.dataDir ?? ':memory:',
-    clock: () => {
-      t += 1;
-      return new Date(t);
-    },
-  });
+  const storeClock = () => {
+    t += 1;
+    return new Date(t);
+  };
+  // The end-to-end suites run once more on MongoDB (vitest.config.ts, project "mongodb").
+  const storage =
+    ON_MONGODB && options.dataDir === undefined
+      ? await mongoTestStorage(storeClock)
+      : sqliteStorage({ dataDir: options.dataDir ?? ':memory:', clock: storeClock });
   const recording = new RecordingStore(storage.resources);
   const wrapped = {
     ...storage,

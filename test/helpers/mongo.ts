@@ -3,13 +3,13 @@
 // @jongodb/memory-server-bin-linux-x64-gnu (in memory, one per test file, on a free loopback
 // port). Each call gets a database of its own.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { afterAll } from 'vitest';
 import { mongoStorage } from '../../src/store/mongo/mongo-storage.ts';
 import type { Storage } from '../../src/store/port.ts';
-import { freePort } from './app.ts';
 
 export interface WireServer {
   /** connection string without a database */
@@ -27,12 +27,26 @@ export function wireServerBinary(): string {
   return join(dirname(require.resolve('@jongodb/memory-server-bin-linux-x64-gnu/package.json')), 'bin', 'jongodb');
 }
 
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+    srv.once('error', reject);
+  });
+}
+
 /** Starts the wire-compatible server: a single-node replica set (rs0) unless `standalone`. */
 export async function startWireServer(standalone = false): Promise<WireServer> {
   const port = await freePort();
   const args = [`--host=127.0.0.1`, `--port=${port}`];
   if (!standalone) args.push('--topology-profile=singleNodeReplicaSet', '--replica-set-name=rs0');
   const child: ChildProcess = spawn(wireServerBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Never outlives the test process, however it ends.
+  const kill = () => child.kill('SIGKILL');
+  process.once('exit', kill);
+  child.once('exit', () => process.off('exit', kill));
   const uri = await new Promise<string>((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`the wire server did not start: ${out}`)), 15_000);
@@ -60,14 +74,16 @@ export async function startWireServer(standalone = false): Promise<WireServer> {
 }
 
 let shared: Promise<WireServer> | undefined;
+afterAll(async () => {
+  const server = shared;
+  shared = undefined;
+  await (await server)?.stop();
+});
 
 /** The server of this test file (started on first use, stopped after the file), or the configured one. */
 export function testMongo(): Promise<WireServer> {
   if (external) return Promise.resolve({ uri: external, kind: 'HEARTH_TEST_MONGODB_URI', stop: async () => undefined });
-  if (!shared) {
-    shared = startWireServer();
-    afterAll(async () => (await shared)?.stop());
-  }
+  shared ??= startWireServer();
   return shared;
 }
 

@@ -1,5 +1,5 @@
 import type { AuditEvent } from 'fhir/r4.js';
-import type { ClientSession, Collection, Db } from 'mongodb';
+import { type ClientSession, type Collection, type Db, MongoBulkWriteError, MongoServerError } from 'mongodb';
 import type {
   AuditAppend,
   AuditIndex,
@@ -17,7 +17,7 @@ import { canonicalize } from '../../audit/canonical-json.ts';
 import { GENESIS, linkHashOfCanonical } from '../../audit/chain.ts';
 import { COLLECTIONS } from './mongo-schema.ts';
 import { type ResourceDoc, storedIndex } from './mongo-query.ts';
-import { inTransaction, type Transactions } from './mongo-transaction.ts';
+import { inTransaction, lostRace, type Transactions } from './mongo-transaction.ts';
 
 interface LinkDoc {
   /** the sequence number */
@@ -70,11 +70,35 @@ export class MongoAuditLog implements AuditStore {
     this.#purges = db.collection<PurgeDoc>(COLLECTIONS.purges);
   }
 
+  /**
+   * One ordered bulk insert of the batch (majority-acknowledged, journaled), then its signed head.
+   * The signer runs before anything is written, so a signer that fails leaves nothing. When another
+   * instance appended first, the insert stops at the first sequence number it took: what went in
+   * before it is in the chain (it followed the head it read), the rest is chained anew after the
+   * new head.
+   */
   async appendAudit(events: readonly AuditAppend[], sign?: CheckpointSigner): Promise<ChainHead> {
-    return this.#transaction((session) => this.#append(events, sign, session));
+    let rest = events;
+    for (let attempt = 0; ; attempt++) {
+      const { links, head } = await this.#links(rest);
+      const last = sign && (await this.#checkpoints.find({}).sort({ _id: -1 }).limit(1).next());
+      const cp = sign?.(head, last ? toCheckpoint(last) : undefined);
+      try {
+        if (links.length) await this.#log.insertMany(links, { ordered: true });
+      } catch (err) {
+        const inserted = err instanceof MongoBulkWriteError ? err.insertedCount : 0;
+        if (!lostRace(err) && !(err instanceof MongoBulkWriteError && [err.writeErrors].flat().every((e) => e.code === 11000))) throw err;
+        if (attempt >= APPEND_RETRIES) throw err;
+        rest = rest.slice(inserted);
+        continue;
+      }
+      if (cp) await this.#insertCheckpoint(cp);
+      return head;
+    }
   }
 
-  async #append(events: readonly AuditAppend[], sign: CheckpointSigner | undefined, session: ClientSession): Promise<ChainHead> {
+  /** The events chained after the current head, canonical JSON and hashes. */
+  async #links(events: readonly AuditAppend[], session?: ClientSession): Promise<{ links: LinkDoc[]; head: ChainHead }> {
     let head = await this.#head(session);
     const links: LinkDoc[] = [];
     for (const e of events) {
@@ -85,11 +109,16 @@ export class MongoAuditLog implements AuditStore {
       links.push({ _id: seq, id: e.resource.id ?? '', recorded: e.resource.recorded ?? '', searchable: e.searchable !== false, prevHash: head.hash, hash, body });
       head = { seq, hash };
     }
-    if (links.length) await this.#log.insertMany(links, { session, ordered: true });
-    const last = await this.#checkpoints.find({}, { session }).sort({ _id: -1 }).limit(1).next();
-    const cp = sign?.(head, last ? toCheckpoint(last) : undefined);
-    if (cp) await this.#checkpoints.insertOne({ _id: cp.seq, hash: cp.hash, signedAt: cp.signedAt, keyId: cp.keyId, signature: cp.signature }, { session });
-    return head;
+    return { links, head };
+  }
+
+  async #insertCheckpoint(cp: Checkpoint, session?: ClientSession): Promise<void> {
+    try {
+      await this.#checkpoints.insertOne({ _id: cp.seq, hash: cp.hash, signedAt: cp.signedAt, keyId: cp.keyId, signature: cp.signature }, { session });
+    } catch (err) {
+      // Another instance signed the same head first: it is signed.
+      if (!(err instanceof MongoServerError && err.code === 11000)) throw err;
+    }
   }
 
   async #head(session?: ClientSession): Promise<ChainHead> {
@@ -161,7 +190,11 @@ export class MongoAuditLog implements AuditStore {
         await this.#purges.insertOne({ _id: throughSeq, lastHash, cutoff, purgedAt: now, count }, { session });
       }
       // The purge itself is the next link of the chain, in the same transaction.
-      await this.#append([purgeEvent(count, throughSeq)], sign, session);
+      const { links, head } = await this.#links([purgeEvent(count, throughSeq)], session);
+      await this.#log.insertMany(links, { session, ordered: true });
+      const lastCp = sign && (await this.#checkpoints.find({}, { session }).sort({ _id: -1 }).limit(1).next());
+      const cp = sign?.(head, lastCp ? toCheckpoint(lastCp) : undefined);
+      if (cp) await this.#insertCheckpoint(cp, session);
       return { throughSeq, lastHash, cutoff, purgedAt: now, count };
     });
   }
@@ -181,50 +214,56 @@ function toCheckpoint({ _id, ...c }: CheckpointDoc): Checkpoint {
 const MARK = 'audit-indexed';
 
 /**
- * The searchable copy of the audit log in the `resources` collection: a body-less document per
+ * The searchable copy of the audit log in the `audit_index` collection: a body-less document per
  * searchable AuditEvent with its index entries (read back through the log), and the mark of how
  * far the log is indexed, moved in the same transaction as the documents it covers.
  */
 export class MongoAuditIndex implements AuditIndex {
-  readonly #tx: Transactions;
   readonly #resources: Collection<ResourceDoc>;
   readonly #marks: Collection<MarkDoc>;
 
-  constructor(tx: Transactions, db: Db) {
-    this.#tx = tx;
-    this.#resources = db.collection<ResourceDoc>(COLLECTIONS.resources);
+  constructor(db: Db) {
+    this.#resources = db.collection<ResourceDoc>(COLLECTIONS.auditIndex);
     this.#marks = db.collection<MarkDoc>(COLLECTIONS.marks);
   }
 
-  async indexedThrough(session?: ClientSession): Promise<number> {
-    return (await this.#marks.findOne({ _id: MARK }, { session }))?.seq ?? 0;
+  async indexedThrough(): Promise<number> {
+    return (await this.#marks.findOne({ _id: MARK }))?.seq ?? 0;
   }
 
+  /**
+   * Idempotent without a transaction: the documents are named by their events (one already there
+   * is left as it is), and the mark only moves forward, after them. Indexing that stops between
+   * the two resumes from the old mark and finds its documents in place; two instances indexing
+   * the same stretch insert each document once.
+   */
   async index(events: readonly IndexedAuditEvent[], throughSeq: number): Promise<void> {
-    await inTransaction(
-      this.#tx,
-      async (session) => {
-        // Another indexer (another instance) may have got here first.
-        if ((await this.indexedThrough(session)) >= throughSeq) return;
-        const docs = events.map((e) => ({
-          _id: `AuditEvent/${e.id}`,
-          type: 'AuditEvent',
-          id: e.id,
-          v: 1,
-          at: e.recorded,
-          deleted: false,
-          body: null,
-          ...storedIndex(e.index),
-        }));
-        const known = new Set((await this.#resources.find({ _id: { $in: docs.map((d) => d._id) } }, { session, projection: { _id: 1 } }).toArray()).map((d) => d._id));
-        const fresh = docs.filter((d) => !known.has(d._id));
-        if (fresh.length) await this.#resources.insertMany(fresh, { session, ordered: true });
-        await this.#marks.updateOne({ _id: MARK }, { $set: { seq: throughSeq } }, { session, upsert: true });
-      },
-      (err, attempt) => {
-        if (attempt >= APPEND_RETRIES) throw err;
-      },
-    );
+    if ((await this.indexedThrough()) >= throughSeq) return;
+    const docs = events.map((e) => ({
+      _id: `AuditEvent/${e.id}`,
+      type: 'AuditEvent',
+      id: e.id,
+      v: 1,
+      at: e.recorded,
+      deleted: false,
+      body: null,
+      ...storedIndex(e.index),
+    }));
+    if (docs.length) {
+      try {
+        await this.#resources.insertMany(docs, { ordered: false });
+      } catch (err) {
+        // Documents another pass inserted first: each of ours that failed did so on its own name.
+        const errors = err instanceof MongoBulkWriteError ? [err.writeErrors].flat() : [];
+        if (errors.length === 0 || errors.some((e) => e.code !== 11000)) throw err;
+      }
+    }
+    try {
+      // Forward only: a mark already at or past `throughSeq` makes the upsert collide on its name.
+      await this.#marks.updateOne({ _id: MARK, seq: { $lt: throughSeq } }, { $set: { seq: throughSeq } }, { upsert: true });
+    } catch (err) {
+      if (!(err instanceof MongoServerError && err.code === 11000)) throw err;
+    }
   }
 
   async removeBefore(cutoff: string): Promise<number> {

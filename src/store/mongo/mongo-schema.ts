@@ -3,8 +3,10 @@
 //
 // - resources: one document per resource (the current version, or its tombstone): `_id`
 //   "Type/id", the stored body (protected elements already ciphertext), and its search index as
-//   an array of typed entries (`ix`, multikey-indexed) plus composite groups (`cx`). AuditEvents
-//   are here too, as the searchable copy the indexer keeps behind the audit log: entries, no body.
+//   an array of typed entries (`ix`, multikey-indexed) plus composite groups (`cx`).
+// - audit_index: the searchable copy of the audit log the indexer keeps behind it, in the same
+//   shape (entries, no body: the body is read from the log), apart from the resources so that
+//   clinical writes never touch the collection that grows with every request.
 // - resource_versions: every version ever written, `_id` "Type/id/version" (a second writer of
 //   the same version collides on it: how a lost race is detected), with the request that wrote it.
 // - write_claims: conditional creates and updates insert a claim named by their criteria, so
@@ -17,6 +19,7 @@ import type { CreateIndexesOptions, IndexSpecification } from 'mongodb';
 
 export const COLLECTIONS = {
   resources: 'resources',
+  auditIndex: 'audit_index',
   versions: 'resource_versions',
   claims: 'write_claims',
   auditLog: 'audit_log',
@@ -35,6 +38,17 @@ export interface IndexDef {
 /** Every index the adapter's queries rely on, by collection. */
 export const INDEXES: Record<CollectionName, readonly IndexDef[]> = {
   resources: [
+    // Search in id order (the default order, and the keyset cursor's tie-break).
+    { key: { type: 1, deleted: 1, id: 1 }, options: { name: 'type_id' } },
+    // Token, string, reference, uri equality and prefixes: param then code.
+    { key: { type: 1, 'ix.param': 1, 'ix.code': 1 }, options: { name: 'ix_code' } },
+    // Dates, numbers, quantities: param then the low bound.
+    { key: { type: 1, 'ix.param': 1, 'ix.lo': 1 }, options: { name: 'ix_lo' } },
+    // Composite parameters by their first component's code.
+    { key: { type: 1, 'cx.param': 1, 'cx.c0.code': 1 }, options: { name: 'cx_code' } },
+    { key: { type: 1, at: 1 }, options: { name: 'type_at' } },
+  ],
+  audit_index: [
     // Search in id order (the default order, and the keyset cursor's tie-break).
     { key: { type: 1, deleted: 1, id: 1 }, options: { name: 'type_id' } },
     // Token, string, reference, uri equality and prefixes: param then code.

@@ -65,6 +65,7 @@ function nextOrd(atMs: number): number {
 export class MongoStore implements ResourceStore, KeyMaintenance {
   readonly #tx: Transactions;
   readonly #resources: Collection<ResourceDoc>;
+  readonly #auditIndex: Collection<ResourceDoc>;
   readonly #versions: Collection<VersionDoc>;
   readonly #claims: Collection<ClaimDoc>;
   readonly #clock: () => Date;
@@ -73,6 +74,7 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
   constructor(tx: Transactions, db: Db, clock: () => Date, auditBody: (id: string) => Promise<string | undefined>) {
     this.#tx = tx;
     this.#resources = db.collection<ResourceDoc>(COLLECTIONS.resources);
+    this.#auditIndex = db.collection<ResourceDoc>(COLLECTIONS.auditIndex);
     this.#versions = db.collection<VersionDoc>(COLLECTIONS.versions);
     this.#claims = db.collection<ClaimDoc>(COLLECTIONS.claims);
     this.#clock = clock;
@@ -186,8 +188,13 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
     return rows.map((r) => ({ type: r.type, id: r.id, versionId: r.v, deleted: r.deleted }));
   }
 
+  /** Where current documents of `type` live: AuditEvents in the audit log's searchable copy. */
+  #current(type: string): Collection<ResourceDoc> {
+    return type === 'AuditEvent' ? this.#auditIndex : this.#resources;
+  }
+
   async read(type: string, id: string): Promise<StoredVersion | undefined> {
-    const doc = await this.#resources.findOne({ _id: `${type}/${id}` });
+    const doc = await this.#current(type).findOne({ _id: `${type}/${id}` });
     return doc ? this.#toVersion(doc) : undefined;
   }
 
@@ -235,10 +242,11 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
 
   async #search(query: SearchQuery, session?: ClientSession): Promise<SearchPage> {
     const filter = await searchFilter(query.type, query.where, (targetType, where) => this.#references(targetType, where, session));
+    const current = this.#current(query.type);
     const backwards = query.cursor?.direction === 'previous';
     const { docs, keys, more } = query.sort.length
-      ? await this.#sortedPage(query, filter, session)
-      : await this.#idPage(query, filter, session);
+      ? await this.#sortedPage(current, query, filter, session)
+      : await this.#idPage(current, query, filter, session);
     const matches: StoredVersion[] = [];
     const pageKeys: (string | number | null)[][] = [];
     for (const [n, doc] of docs.entries()) {
@@ -247,7 +255,7 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
       matches.push(v);
       pageKeys.push(keys[n]);
     }
-    const total = query.total === 'none' ? undefined : await this.#resources.countDocuments(filter, { session });
+    const total = query.total === 'none' ? undefined : await current.countDocuments(filter, { session });
     return {
       matches,
       keys: pageKeys,
@@ -258,10 +266,10 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
   }
 
   /** A page in id order (no _sort): the type_id index serves both the filter's type and the order. */
-  async #idPage(query: SearchQuery, filter: Filter<ResourceDoc>, session?: ClientSession) {
+  async #idPage(current: Collection<ResourceDoc>, query: SearchQuery, filter: Filter<ResourceDoc>, session?: ClientSession) {
     const backwards = query.cursor?.direction === 'previous';
     const keyset: Filter<ResourceDoc> | undefined = query.cursor ? { id: { [backwards ? '$lt' : '$gt']: query.cursor.id } } : undefined;
-    const rows = await this.#resources
+    const rows = await current
       .find(keyset ? { $and: [filter, keyset] } : filter, { session })
       .sort({ type: 1, deleted: 1, id: backwards ? -1 : 1 })
       .limit(query.count + 1)
@@ -278,16 +286,16 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
    * directions, then id — as the embedded store orders them. The candidates (their ids and
    * entries) are ordered in memory, at most SORT_CAP of them; the page's bodies are read after.
    */
-  async #sortedPage(query: SearchQuery, filter: Filter<ResourceDoc>, session?: ClientSession) {
+  async #sortedPage(current: Collection<ResourceDoc>, query: SearchQuery, filter: Filter<ResourceDoc>, session?: ClientSession) {
     const params = [...new Set(query.sort.map((k) => k.param))];
-    const candidates = await this.#resources
+    const candidates = await current
       .find(filter, { session, projection: { _id: 1, id: 1, ix: { $elemMatch: { param: { $in: params } } } } })
       .limit(SORT_CAP + 1)
       .toArray();
     if (candidates.length > SORT_CAP) throw new StoreError({ kind: 'too-costly', type: query.type, limit: SORT_CAP });
     // The projection's $elemMatch keeps one entry only: read the entries of the sort parameters whole.
     const entries = new Map<string, ResourceDoc['ix']>();
-    for await (const d of this.#resources.find({ _id: { $in: candidates.map((c) => c._id) } }, { session, projection: { ix: 1 } })) {
+    for await (const d of current.find({ _id: { $in: candidates.map((c) => c._id) } }, { session, projection: { ix: 1 } })) {
       entries.set(d._id, d.ix.filter((e) => params.includes(e.param)));
     }
     const rows = candidates.map((c) => ({ _id: c._id, id: c.id, keys: query.sort.map((k) => sortValue(entries.get(c._id) ?? [], k)) }));
@@ -304,14 +312,14 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
     let page = ordered.slice(0, query.count);
     if (backwards) page = page.reverse();
     const bodies = new Map<string, ResourceDoc>();
-    for await (const d of this.#resources.find({ _id: { $in: page.map((r) => r._id) } }, { session })) bodies.set(d._id, d);
+    for await (const d of current.find({ _id: { $in: page.map((r) => r._id) } }, { session })) bodies.set(d._id, d);
     const docs = page.map((r) => bodies.get(r._id)).filter((d) => d !== undefined);
     return { docs, keys: page.filter((r) => bodies.has(r._id)).map((r) => r.keys), more };
   }
 
   /** The references (`Type/id`) of the resources a chained parameter's clauses match. */
   async #references(targetType: string, where: Filter<ResourceDoc>, session?: ClientSession): Promise<string[]> {
-    const ids = await this.#resources.find(where, { session, projection: { _id: 1 } }).limit(CHAIN_CAP + 1).toArray();
+    const ids = await this.#current(targetType).find(where, { session, projection: { _id: 1 } }).limit(CHAIN_CAP + 1).toArray();
     if (ids.length > CHAIN_CAP) throw new StoreError({ kind: 'too-costly', type: targetType, limit: CHAIN_CAP });
     return ids.map((d) => d._id);
   }
