@@ -12,7 +12,6 @@ const ON_BOTH_STORES = [
   'test/http/fhir-kit-client.test.ts',
   'test/audit/auditor.test.ts',
   'test/audit/disclosures.test.ts',
-  'test/crypto/encryption.test.ts',
 ];
 
 export default defineConfig({

@@ -43,6 +43,7 @@ try {
   process.exit(EXIT_CANNOT_LISTEN);
 }
 app.log.info(
-  { host: config.host, baseUrl: config.baseUrl, dataDir: config.dataDir, issuers: config.auth.issuers.map((i) => i.issuer) },
+  // (The store by kind only: a MongoDB URI may carry a password.)
+  { host: config.host, baseUrl: config.baseUrl, store: config.mongodb ? 'mongodb' : 'embedded', dataDir: config.dataDir, issuers: config.auth.issuers.map((i) => i.issuer) },
   `Hearth FHIR R4 server listening on ${config.host}:${config.port}; FHIR base ${config.baseUrl}`,
 );

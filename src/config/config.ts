@@ -400,7 +400,12 @@ export function loadConfig(env: Env): Config {
     port,
     dataDir,
     ...(values.HEARTH_MONGODB_URI !== undefined
-      ? { mongodb: { uri: values.HEARTH_MONGODB_URI as string, requireReplicaSet: (values.HEARTH_MONGODB_REQUIRE_REPLICA_SET as boolean | undefined) ?? true } }
+      ? {
+          mongodb: {
+            uri: values.HEARTH_MONGODB_URI as string,
+            requireReplicaSet: (values.HEARTH_MONGODB_REQUIRE_REPLICA_SET as boolean | undefined) ?? true,
+          },
+        }
       : {}),
     protectionFile: values.HEARTH_PROTECTION_FILE as string | undefined,
     keyring:

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { create, ids, json, PLAIN, type TestApp, tempDir, testApp } from '../helpers/app.ts';
+import { CANARIES, canaryPatient } from '../helpers/canaries.ts';
 
 const run = promisify(execFile);
 const cli = new URL('../../src/cli/main.ts', import.meta.url).pathname;
@@ -13,19 +14,6 @@ const hearth = (dataDir: string, ...args: string[]) =>
     (r) => ({ code: 0, ...r }),
     (e) => ({ code: e.code as number, stdout: e.stdout as string, stderr: e.stderr as string }),
   );
-
-const CANARIES = ['Zqcanaryfam', 'Zqcanarygiv', '1933-03-03', 'ZQMRN98765', '555-7788-1234', 'Zq Canary Lane', 'Zqnarrative', 'Zqvaluestring', 'Zqnotetext', '987.654', 'Zqkinname'];
-const canaryPatient = {
-  resourceType: 'Patient',
-  text: { status: 'generated', div: '<div xmlns="http://www.w3.org/1999/xhtml">Zqnarrative</div>' },
-  identifier: [{ system: 'urn:mrn', value: 'ZQMRN98765' }],
-  name: [{ family: 'Zqcanaryfam', given: ['Zqcanarygiv'] }],
-  telecom: [{ system: 'phone', value: '555-7788-1234' }],
-  gender: 'female',
-  birthDate: '1933-03-03',
-  address: [{ line: ['Zq Canary Lane'] }],
-  contact: [{ name: { family: 'Zqkinname' } }],
-};
 
 describe('PHI canaries never rest in the clear', () => {
   it('written through the API, they are absent from the database file and its WAL, and read back whole', async () => {

@@ -84,7 +84,13 @@ export const ON_MONGODB = process.env.HEARTH_TEST_STORE === 'mongodb';
  */
 export async function testApp(
   env: Record<string, string> = {},
-  options: { dataDir?: string; wrapAudit?: (s: AuditStore) => AuditStore; wrapAuditIndex?: (s: AuditIndex) => AuditIndex } = {},
+  options: {
+    dataDir?: string;
+    /** on MongoDB whatever the project */
+    mongodb?: boolean;
+    wrapAudit?: (s: AuditStore) => AuditStore;
+    wrapAuditIndex?: (s: AuditIndex) => AuditIndex;
+  } = {},
 ): Promise<TestApp> {
   let t = Date.parse('2026-01-15T10:00:00.000Z');
   const clock = () => new Date(t);
@@ -107,7 +113,7 @@ export async function testApp(
   };
   // The end-to-end suites run once more on MongoDB (vitest.config.ts, project "mongodb").
   const storage =
-    ON_MONGODB && options.dataDir === undefined
+    options.mongodb || (ON_MONGODB && options.dataDir === undefined)
       ? await mongoTestStorage(storeClock)
       : sqliteStorage({ dataDir: options.dataDir ?? ':memory:', clock: storeClock });
   const recording = new RecordingStore(storage.resources);

@@ -114,7 +114,8 @@ export class MongoAuditLog implements AuditStore {
 
   async #insertCheckpoint(cp: Checkpoint, session?: ClientSession): Promise<void> {
     try {
-      await this.#checkpoints.insertOne({ _id: cp.seq, hash: cp.hash, signedAt: cp.signedAt, keyId: cp.keyId, signature: cp.signature }, { session });
+      const { seq, ...signed } = cp;
+      await this.#checkpoints.insertOne({ _id: seq, ...signed }, { session });
     } catch (err) {
       // Another instance signed the same head first: it is signed.
       if (!(err instanceof MongoServerError && err.code === 11000)) throw err;
@@ -142,7 +143,8 @@ export class MongoAuditLog implements AuditStore {
   }
 
   async* searchableIds(throughSeq: number): AsyncIterable<string> {
-    for await (const r of this.#log.find({ searchable: true, _id: { $lte: throughSeq } }, { projection: { id: 1 } }).sort({ id: 1 })) yield r.id;
+    const rows = this.#log.find({ searchable: true, _id: { $lte: throughSeq } }, { projection: { id: 1 } }).sort({ id: 1 });
+    for await (const r of rows) yield r.id;
   }
 
   async* chain(fromSeq = Number.MIN_SAFE_INTEGER, toSeq = Number.MAX_SAFE_INTEGER): AsyncIterable<ChainLink> {
@@ -180,7 +182,11 @@ export class MongoAuditLog implements AuditStore {
     sign?: CheckpointSigner,
   ): Promise<PurgeRecord> {
     return this.#transaction(async (session) => {
-      const last = await this.#log.find({ recorded: { $lt: cutoff } }, { session, projection: { _id: 1, hash: 1 } }).sort({ _id: -1 }).limit(1).next();
+      const last = await this.#log
+        .find({ recorded: { $lt: cutoff } }, { session, projection: { _id: 1, hash: 1 } })
+        .sort({ _id: -1 })
+        .limit(1)
+        .next();
       const anchor = (await this.#purges.find({}, { session }).sort({ _id: -1 }).limit(1).next())?._id ?? 0;
       const throughSeq = last?._id ?? anchor;
       const count = last ? last._id - anchor : 0;

@@ -63,7 +63,7 @@ export const INDEXES: Record<CollectionName, readonly IndexDef[]> = {
     { key: { type: 1, id: 1, v: -1 }, options: { name: 'instance_history' } },
     { key: { type: 1, ord: -1 }, options: { name: 'type_history' } },
     { key: { writeId: 1 }, options: { name: 'write_id', sparse: true } },
-    { key: { 'kek': 1 }, options: { name: 'kek', sparse: true } },
+    { key: { kek: 1 }, options: { name: 'kek', sparse: true } },
   ],
   write_claims: [],
   audit_log: [

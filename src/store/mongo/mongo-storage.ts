@@ -1,5 +1,3 @@
-import { createRequire } from 'node:module';
-const require = createRequire(import.meta.url);
 import { type Db, MongoClient, MongoServerError } from 'mongodb';
 import type { Storage } from '../port.ts';
 import { MongoAuditIndex, MongoAuditLog } from './mongo-audit-log.ts';
@@ -60,25 +58,7 @@ export async function mongoStorage(options: MongoStorageOptions): Promise<Storag
     readPreference: 'primary',
     retryWrites: true,
     appName: 'hearth',
-    monitorCommands: process.env.HEARTH_MONGO_PROFILE === '1',
   });
-  if (process.env.HEARTH_MONGO_PROFILE === '1') {
-    const agg = new Map<string, { n: number; ms: number }>();
-    const started = new Map<number, string>();
-    client.on('commandStarted', (e) => started.set(e.requestId, `${e.commandName} ${String(e.command[e.commandName])} ${JSON.stringify(e.command.filter ?? e.command.query ?? '').slice(0, 80)}`));
-    client.on('commandSucceeded', (e) => {
-      const k = started.get(e.requestId) ?? e.commandName;
-      const a = agg.get(k) ?? { n: 0, ms: 0 };
-      a.n++;
-      a.ms += e.duration;
-      agg.set(k, a);
-      if (++count % 200 === 0) dump();
-    });
-    let count = 0;
-    const dump = (() => {
-      require('node:fs').writeFileSync('/tmp/mongo-prof.txt', [...agg].sort((x, y) => y[1].ms - x[1].ms).slice(0, 30).map(([k, a]) => `${a.n} ${a.ms.toFixed(0)} ${k}`).join('\n'));
-    });
-  }
   try {
     await client.connect();
   } catch (err) {
@@ -93,8 +73,8 @@ export async function mongoStorage(options: MongoStorageOptions): Promise<Storag
     if (!transactions && options.requireReplicaSet) {
       throw new MongoSetupError(
         'HEARTH_MONGODB_URI names a standalone MongoDB server: Hearth needs a replica set (or a sharded cluster) for ' +
-          'multi-document transactions and majority-acknowledged writes. Use a replica set (even of one member), or set ' +
-          'HEARTH_MONGODB_REQUIRE_REPLICA_SET=false for development only',
+        'multi-document transactions and majority-acknowledged writes. Use a replica set (even of one member), or set ' +
+        'HEARTH_MONGODB_REQUIRE_REPLICA_SET=false for development only',
       );
     }
     await ensureSchema(db);

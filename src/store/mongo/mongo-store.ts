@@ -14,7 +14,7 @@ import {
 } from '../resource-store.ts';
 import type { KeyMaintenance } from '../port.ts';
 import { COLLECTIONS } from './mongo-schema.ts';
-import { inTransaction, type Transactions } from './mongo-transaction.ts';
+import { inTransaction, KeyedQueue, type Transactions } from './mongo-transaction.ts';
 import { type ResourceDoc, searchFilter, storedIndex } from './mongo-query.ts';
 
 /** A version as stored in resource_versions. */
@@ -64,6 +64,7 @@ function nextOrd(atMs: number): number {
  */
 export class MongoStore implements ResourceStore, KeyMaintenance {
   readonly #tx: Transactions;
+  readonly #queue = new KeyedQueue();
   readonly #resources: Collection<ResourceDoc>;
   readonly #auditIndex: Collection<ResourceDoc>;
   readonly #versions: Collection<VersionDoc>;
@@ -122,6 +123,11 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
 
   async create(type: string, prepare: Prepare, ifNoneExist?: SearchQuery): Promise<WriteResult> {
     refuseAudit(type);
+    if (ifNoneExist) return this.#queue.run(`?${criteriaKey(ifNoneExist)}`, () => this.#create(type, prepare, ifNoneExist));
+    return this.#create(type, prepare);
+  }
+
+  #create(type: string, prepare: Prepare, ifNoneExist?: SearchQuery): Promise<WriteResult> {
     return this.#retrying(async (session) => {
       if (ifNoneExist) {
         const existing = await this.#matchAtMostOne(ifNoneExist, 'If-None-Exist', session);
@@ -139,6 +145,16 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
     options: { readonly ifMatch?: number; readonly allowCreate: boolean },
   ): Promise<WriteResult> {
     refuseAudit(type);
+    const key = 'query' in target ? `?${criteriaKey(target.query)}` : `${type}/${target.id}`;
+    return this.#queue.run(key, () => this.#update(type, target, prepare, options));
+  }
+
+  #update(
+    type: string,
+    target: { readonly id: string } | { readonly query: SearchQuery },
+    prepare: Prepare,
+    options: { readonly ifMatch?: number; readonly allowCreate: boolean },
+  ): Promise<WriteResult> {
     return this.#retrying(async (session) => {
       let id: string;
       if ('query' in target) {
@@ -164,21 +180,23 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
 
   async delete(type: string, id: string, ifMatch?: number, writeId?: string): Promise<StoredVersion | undefined> {
     refuseAudit(type);
+    return this.#queue.run(`${type}/${id}`, () => this.#delete(type, id, ifMatch, writeId));
+  }
+
+  #delete(type: string, id: string, ifMatch?: number, writeId?: string): Promise<StoredVersion | undefined> {
     return this.#retrying(async (session) => {
       const current = await this.#resources.findOne({ _id: `${type}/${id}` }, { session });
       if (ifMatch !== undefined && current?.v !== ifMatch) throw versionConflict(type, id, ifMatch);
       if (!current || current.deleted) return undefined;
       const v = current.v + 1;
       const at = this.#clock().toISOString();
+      const versionKey = `${type}/${id}/${v}`;
       await this.#versions.insertOne(
-        { _id: `${type}/${id}/${v}`, type, id, v, at, ord: nextOrd(Date.parse(at)), deleted: true, body: null, ...(writeId ? { writeId } : {}) },
+        { _id: versionKey, type, id, v, at, ord: nextOrd(Date.parse(at)), deleted: true, body: null, ...(writeId ? { writeId } : {}) },
         { session },
       );
-      await this.#resources.replaceOne(
-        { _id: current._id, v: current.v },
-        { type, id, v, at, deleted: true, body: null, ix: [], cx: [] },
-        { session },
-      );
+      const tombstone = { type, id, v, at, deleted: true, body: null, ix: [], cx: [] };
+      await this.#resources.replaceOne({ _id: current._id, v: current.v }, tombstone, { session });
       return { type, id, versionId: v, lastUpdated: at, deleted: true };
     }, ifMatch !== undefined ? { type, id, ifMatch } : undefined);
   }
@@ -343,12 +361,18 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
    * same name and one of them loses (and, tried anew, finds what the other created).
    */
   async #claim(query: SearchQuery, session: ClientSession): Promise<void> {
-    const criteria = createHash('sha256').update(JSON.stringify([query.type, query.where])).digest('base64url');
+    const criteria = criteriaKey(query);
     const n = await this.#claims.countDocuments({ _id: { $gte: `${criteria}:`, $lt: `${criteria};` } }, { session });
     await this.#claims.insertOne({ _id: `${criteria}:${String(n).padStart(12, '0')}` }, { session });
   }
 
-  async #write(type: string, id: string, current: ResourceDoc | undefined, prepare: Prepare, session: ClientSession): Promise<StoredVersion> {
+  async #write(
+    type: string,
+    id: string,
+    current: ResourceDoc | undefined,
+    prepare: Prepare,
+    session: ClientSession,
+  ): Promise<StoredVersion> {
     const versionId = (current?.v ?? 0) + 1;
     const lastUpdated = this.#clock().toISOString();
     const { resource, index, writeId } = prepare({ id, versionId, lastUpdated });
@@ -387,6 +411,11 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
   }
 }
 
+/** A name for conditional criteria: the same query always gives the same name. */
+function criteriaKey(query: SearchQuery): string {
+  return createHash('sha256').update(JSON.stringify([query.type, query.where])).digest('base64url');
+}
+
 function kekOf(resource: Record<string, unknown>): string | undefined {
   let v: unknown = resource;
   for (const k of KEK_ID_PATH) v = v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined;
@@ -406,7 +435,9 @@ function sortValue(entries: ResourceDoc['ix'], k: SortKey): string | number | nu
 }
 
 /** Sort order: per key, present values before missing ones, then by value; then by id. */
-function compareRows(sort: readonly SortKey[], a: { id: string; keys: (string | number | null)[] }, b: { id: string; keys: (string | number | null)[] }): number {
+type Keyed = { id: string; keys: (string | number | null)[] };
+
+function compareRows(sort: readonly SortKey[], a: Keyed, b: Keyed): number {
   for (const [n, k] of sort.entries()) {
     const x = a.keys[n];
     const y = b.keys[n];

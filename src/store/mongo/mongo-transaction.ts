@@ -48,3 +48,27 @@ export async function inTransaction<T>(
     }
   }
 }
+
+/**
+ * Runs the writes of one key one after another in this process. Two requests of one instance
+ * writing the same resource (or the same conditional criteria) then never race each other in the
+ * database: no write-conflict retries, and the second sees the first's outcome. Writers on other
+ * instances are still decided by the database (duplicate keys, write conflicts).
+ */
+export class KeyedQueue {
+  readonly #tails = new Map<string, Promise<unknown>>();
+
+  run<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const before = this.#tails.get(key) ?? Promise.resolve();
+    const result = before.then(work, work);
+    const tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#tails.set(key, tail);
+    void tail.then(() => {
+      if (this.#tails.get(key) === tail) this.#tails.delete(key);
+    });
+    return result;
+  }
+}
