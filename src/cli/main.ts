@@ -5,6 +5,7 @@ import { auditPurge, auditReportCli, auditVerify, CliError } from './audit.ts';
 import { checkScopes, DEV_ISSUER, devToken, widerThanPatient } from './dev-token.ts';
 import { KeyringError } from '../crypto/keyring.ts';
 import { keysList, keysRetire, keysRewrap, keysRotate } from './keys.ts';
+import { mongoInitCli } from './mongo.ts';
 
 const USAGE = `usage: hearth <command> [options]
 
@@ -22,6 +23,9 @@ commands:
   audit report  --from <date> --to <date> [--format md|json|html] [--top N]
   audit purge   remove AuditEvents older than HEARTH_AUDIT_RETENTION_DAYS (or --before <date>,
               which must be older still); the purge is recorded in the chain
+  mongo init  create the collections, indexes and the roles hearthApp (may never update or delete
+              the audit log) and hearthAuditor (reads the audit trail only) in HEARTH_MONGODB_URI's
+              database; run with an administrator's credentials
   dev-token   print an access token from a local development issuer
               --scope "<scopes>"   SMART scopes (default "system/*.cruds"; with --patient,
                                    "patient/*.cruds launch/patient")
@@ -96,7 +100,21 @@ async function keys(sub: string | undefined): Promise<void> {
   }
 }
 
+async function mongo(sub: string | undefined): Promise<void> {
+  if (sub !== 'init' || rest.length > 1) fail(`unknown mongo command "${rest.join(' ')}": init`);
+  if (!config.mongodb) fail('mongo init needs HEARTH_MONGODB_URI');
+  try {
+    process.stdout.write(await mongoInitCli(config));
+  } catch (err) {
+    if (err instanceof ConfigError) exitWithConfigError(err);
+    throw err;
+  }
+}
+
 switch (command) {
+  case 'mongo':
+    await mongo(rest[0]);
+    break;
   case 'keys':
     await keys(rest[0]);
     break;

@@ -389,6 +389,11 @@ export function loadConfig(env: Env): Config {
   if (values.HEARTH_KEYRING !== undefined && values.HEARTH_KEYRING_FILE !== undefined) {
     problems.push({ name: 'HEARTH_KEYRING', message: 'give HEARTH_KEYRING or HEARTH_KEYRING_FILE, not both' });
   }
+  // Listening on every interface, no address of this machine is the one clients use: the base URL
+  // (the tokens' audience, every link) must be said.
+  if ((host === '0.0.0.0' || host === '::') && values.HEARTH_BASE_URL === undefined && !problems.some((p) => p.name === 'HEARTH_BASE_URL')) {
+    problems.push({ name: 'HEARTH_BASE_URL', message: `is required with HEARTH_HOST=${host}: the public FHIR base URL clients use (and tokens name as their audience)` });
+  }
   if (values.HEARTH_MONGODB_REQUIRE_REPLICA_SET !== undefined && values.HEARTH_MONGODB_URI === undefined) {
     problems.push({ name: 'HEARTH_MONGODB_REQUIRE_REPLICA_SET', message: 'applies only with HEARTH_MONGODB_URI' });
   }

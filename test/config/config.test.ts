@@ -85,8 +85,13 @@ describe('loadConfig', () => {
     }
   });
 
-  it('may listen on every interface now that every request is authorized', () => {
-    expect(loadConfig({ HEARTH_HOST: '0.0.0.0' }).host).toBe('0.0.0.0');
+  it('may listen on every interface now that every request is authorized, given the public base URL', () => {
+    expect(loadConfig({ HEARTH_HOST: '0.0.0.0', HEARTH_BASE_URL: 'https://fhir.example.org/fhir' }).host).toBe('0.0.0.0');
+    for (const host of ['0.0.0.0', '::']) {
+      expect(() => loadConfig({ HEARTH_HOST: host })).toThrow(
+        `HEARTH_BASE_URL: is required with HEARTH_HOST=${host}: the public FHIR base URL clients use (and tokens name as their audience)`,
+      );
+    }
   });
 
   it('takes one issuer or a list, with JWKS from a file or an https URL', async () => {

@@ -17,7 +17,7 @@ import { canonicalize } from '../../audit/canonical-json.ts';
 import { GENESIS, linkHashOfCanonical } from '../../audit/chain.ts';
 import { COLLECTIONS } from './mongo-schema.ts';
 import { type ResourceDoc, storedIndex } from './mongo-query.ts';
-import { inTransaction, lostRace, type Transactions } from './mongo-transaction.ts';
+import { inTransaction, KeyedQueue, lostRace, type Transactions } from './mongo-transaction.ts';
 
 interface LinkDoc {
   /** the sequence number */
@@ -62,6 +62,11 @@ export class MongoAuditLog implements AuditStore {
   readonly #log: Collection<LinkDoc>;
   readonly #checkpoints: Collection<CheckpointDoc>;
   readonly #purges: Collection<PurgeDoc>;
+  readonly #appends = new KeyedQueue();
+  /** the head after this instance's last append (undefined: read it from the log) */
+  #known: ChainHead | undefined;
+  /** this instance's last signed head (null: none stored; undefined: read it) */
+  #lastCp: Checkpoint | null | undefined;
 
   constructor(tx: Transactions, db: Db) {
     this.#tx = tx;
@@ -77,29 +82,51 @@ export class MongoAuditLog implements AuditStore {
    * before it is in the chain (it followed the head it read), the rest is chained anew after the
    * new head.
    */
-  async appendAudit(events: readonly AuditAppend[], sign?: CheckpointSigner): Promise<ChainHead> {
+  appendAudit(events: readonly AuditAppend[], sign?: CheckpointSigner): Promise<ChainHead> {
+    // This instance's batches one after another, in the order given (the sink sends the next
+    // before the last is durable): they never collide with each other, only with other instances'.
+    return this.#appends.run('append', () => this.#append(events, sign));
+  }
+
+  async #append(events: readonly AuditAppend[], sign?: CheckpointSigner): Promise<ChainHead> {
     let rest = events;
     for (let attempt = 0; ; attempt++) {
-      const { links, head } = await this.#links(rest);
-      const last = sign && (await this.#checkpoints.find({}).sort({ _id: -1 }).limit(1).next());
-      const cp = sign?.(head, last ? toCheckpoint(last) : undefined);
+      // The head this instance last appended is the head, unless another instance appended since:
+      // then the insert collides on its first sequence number, and the head is read anew.
+      const from = this.#known ?? (await this.#head());
+      const { links, head } = this.#chainAfter(from, rest);
+      const cp = sign?.(head, await this.#lastCheckpoint());
       try {
         if (links.length) await this.#log.insertMany(links, { ordered: true });
       } catch (err) {
+        this.#known = undefined;
         const inserted = err instanceof MongoBulkWriteError ? err.insertedCount : 0;
         if (!lostRace(err) && !(err instanceof MongoBulkWriteError && [err.writeErrors].flat().every((e) => e.code === 11000))) throw err;
         if (attempt >= APPEND_RETRIES) throw err;
         rest = rest.slice(inserted);
         continue;
       }
-      if (cp) await this.#insertCheckpoint(cp);
+      this.#known = head;
+      if (cp) {
+        await this.#insertCheckpoint(cp);
+        this.#lastCp = cp;
+      }
       return head;
     }
   }
 
-  /** The events chained after the current head, canonical JSON and hashes. */
-  async #links(events: readonly AuditAppend[], session?: ClientSession): Promise<{ links: LinkDoc[]; head: ChainHead }> {
-    let head = await this.#head(session);
+  /** The last signed head: this instance's own last one, or (once) the stored one. */
+  async #lastCheckpoint(session?: ClientSession): Promise<Checkpoint | undefined> {
+    if (this.#lastCp === undefined || session) {
+      const last = await this.#checkpoints.find({}, { session }).sort({ _id: -1 }).limit(1).next();
+      this.#lastCp = last ? toCheckpoint(last) : null;
+    }
+    return this.#lastCp ?? undefined;
+  }
+
+  /** The events chained after `from`: canonical JSON and hashes. */
+  #chainAfter(from: ChainHead, events: readonly AuditAppend[]): { links: LinkDoc[]; head: ChainHead } {
+    let head = from;
     const links: LinkDoc[] = [];
     for (const e of events) {
       const seq = head.seq + 1;
@@ -181,7 +208,7 @@ export class MongoAuditLog implements AuditStore {
     now: string,
     sign?: CheckpointSigner,
   ): Promise<PurgeRecord> {
-    return this.#transaction(async (session) => {
+    return this.#appends.run('append', () => this.#transaction(async (session) => {
       const last = await this.#log
         .find({ recorded: { $lt: cutoff } }, { session, projection: { _id: 1, hash: 1 } })
         .sort({ _id: -1 })
@@ -196,13 +223,14 @@ export class MongoAuditLog implements AuditStore {
         await this.#purges.insertOne({ _id: throughSeq, lastHash, cutoff, purgedAt: now, count }, { session });
       }
       // The purge itself is the next link of the chain, in the same transaction.
-      const { links, head } = await this.#links([purgeEvent(count, throughSeq)], session);
+      this.#known = undefined;
+      const { links, head } = this.#chainAfter(await this.#head(session), [purgeEvent(count, throughSeq)]);
       await this.#log.insertMany(links, { session, ordered: true });
-      const lastCp = sign && (await this.#checkpoints.find({}, { session }).sort({ _id: -1 }).limit(1).next());
-      const cp = sign?.(head, lastCp ? toCheckpoint(lastCp) : undefined);
+      const cp = sign?.(head, await this.#lastCheckpoint(session));
       if (cp) await this.#insertCheckpoint(cp, session);
+      this.#lastCp = undefined;
       return { throughSeq, lastHash, cutoff, purgedAt: now, count };
-    });
+    }));
   }
 
   /** A durable transaction, tried anew when another instance appended the same sequence numbers first. */

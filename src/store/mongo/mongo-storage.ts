@@ -24,6 +24,11 @@ export class MongoSetupError extends Error {
   }
 }
 
+/** A driver's message without the credentials a connection string may carry. */
+export function withoutCredentials(message: string): string {
+  return message.replace(/\/\/[^@/\s]*@/g, '//***@');
+}
+
 /** What the server says it is: a replica set member (its set's name), a mongos, or a standalone. */
 export async function topologyOf(db: Db): Promise<{ replicaSet?: string; sharded: boolean }> {
   const hello = await db.command({ hello: 1 });
@@ -64,7 +69,7 @@ export async function mongoStorage(options: MongoStorageOptions): Promise<Storag
   } catch (err) {
     await client.close().catch(() => undefined);
     // The driver's message names the host and the reason; never the password of the URI.
-    throw new MongoSetupError(`cannot reach MongoDB at HEARTH_MONGODB_URI: ${(err as Error).message.replace(/\/\/[^@/]*@/g, '//***@')}`);
+    throw new MongoSetupError(`cannot reach MongoDB at HEARTH_MONGODB_URI: ${withoutCredentials((err as Error).message)}`);
   }
   try {
     const db = client.db(options.database);
