@@ -105,3 +105,13 @@ export class StoreError extends Error {
     this.failure = failure;
   }
 }
+
+/** AuditEvents are written by the audit sink only, and never changed: adapters refuse them as resources. */
+export function refuseAudit(type: string): void {
+  if (type === 'AuditEvent') throw new Error('AuditEvents are written only through the AuditStore');
+}
+
+// See: https://hl7.org/fhir/R4/http.html#concurrency
+export function versionConflict(type: string, id: string, ifMatch: number): StoreError {
+  return new StoreError({ kind: 'version-conflict', type, id, ifMatch });
+}

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { create, ids, json, PLAIN, type TestApp, tempDir, testApp } from '../helpers/app.ts';
-import { CANARIES, canaryPatient } from '../helpers/canaries.ts';
+import { CANARIES, canaryObservation, canaryPatient } from '../helpers/canaries.ts';
 
 const run = promisify(execFile);
 const cli = new URL('../../src/cli/main.ts', import.meta.url).pathname;
@@ -20,15 +20,7 @@ describe('PHI canaries never rest in the clear', () => {
     const dataDir = tempDir();
     const t = await testApp({}, { dataDir });
     const p = await create(t.app, canaryPatient);
-    const o = await create(t.app, {
-      resourceType: 'Observation',
-      status: 'final',
-      code: { text: 'panel' },
-      subject: { reference: `Patient/${p.id}` },
-      valueString: 'Zqvaluestring',
-      note: [{ text: 'Zqnotetext' }],
-      component: [{ code: { text: 'c' }, valueQuantity: { value: 987.654 } }],
-    });
+    const o = await create(t.app, canaryObservation(p.id));
     await t.app.inject({ method: 'PUT', url: `/fhir/Patient/${p.id}`, headers: { 'content-type': 'application/fhir+json' }, payload: JSON.stringify({ ...p, gender: 'other' }) });
     // Searching by them leaves no trace in clear either: blind indexes, and a sealed audit query.
     const found = json(await t.app.inject({ method: 'GET', url: '/fhir/Patient?family=Zqcanaryfam&identifier=ZQMRN98765' }));

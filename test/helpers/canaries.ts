@@ -11,3 +11,14 @@ export const canaryPatient = {
   address: [{ line: ['Zq Canary Lane'] }],
   contact: [{ name: { family: 'Zqkinname' } }],
 };
+
+/** An Observation of the canary Patient whose protected elements are canaries too. */
+export const canaryObservation = (patientId: string) => ({
+  resourceType: 'Observation',
+  status: 'final',
+  code: { text: 'panel' },
+  subject: { reference: `Patient/${patientId}` },
+  valueString: 'Zqvaluestring',
+  note: [{ text: 'Zqnotetext' }],
+  component: [{ code: { text: 'c' }, valueQuantity: { value: 987.654 } }],
+});

@@ -7,7 +7,7 @@ import { openStorage } from '../../src/compose.ts';
 import { COLLECTIONS } from '../../src/store/mongo/mongo-schema.ts';
 import { mongoStorage } from '../../src/store/mongo/mongo-storage.ts';
 import { create, FHIR_JSON, json, PLAIN, testApp } from '../helpers/app.ts';
-import { CANARIES, canaryPatient } from '../helpers/canaries.ts';
+import { CANARIES, canaryObservation, canaryPatient } from '../helpers/canaries.ts';
 import { mongoTestStorage, startWireServer, testMongo, withDatabase } from '../helpers/mongo.ts';
 import { startServer, stopServer } from '../helpers/server.ts';
 
@@ -28,15 +28,7 @@ describe('MongoDB: only ciphertext and blind indexes reach the database', () => 
   it('holds no plaintext of any protected element, in any collection, after writes, searches and reads through the API', async () => {
     const t = await testApp({}, { mongodb: true });
     const p = await create(t.app, canaryPatient);
-    await create(t.app, {
-      resourceType: 'Observation',
-      status: 'final',
-      code: { text: 'panel' },
-      subject: { reference: `Patient/${p.id}` },
-      valueString: 'Zqvaluestring',
-      note: [{ text: 'Zqnotetext' }],
-      component: [{ code: { text: 'c' }, valueQuantity: { value: 987.654 } }],
-    });
+    await create(t.app, canaryObservation(p.id));
     const put = await t.app.inject({ method: 'PUT', url: `/fhir/Patient/${p.id}`, headers: { 'content-type': FHIR_JSON }, payload: JSON.stringify({ ...p, gender: 'other' }) });
     expect(put.statusCode).toBe(200);
     const found = json(await t.app.inject({ method: 'GET', url: '/fhir/Patient?family=Zqcanaryfam&identifier=ZQMRN98765' }));

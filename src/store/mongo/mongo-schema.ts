@@ -35,30 +35,23 @@ export interface IndexDef {
   readonly options: CreateIndexesOptions & { name: string };
 }
 
+/** The indexes of a collection searched like resources (resources, and the audit log's searchable copy). */
+const SEARCHABLE: readonly IndexDef[] = [
+  // Search in id order (the default order, and the keyset cursor's tie-break).
+  { key: { type: 1, deleted: 1, id: 1 }, options: { name: 'type_id' } },
+  // Token, string, reference, uri equality and prefixes: param then code.
+  { key: { type: 1, 'ix.param': 1, 'ix.code': 1 }, options: { name: 'ix_code' } },
+  // Dates, numbers, quantities: param then the low bound.
+  { key: { type: 1, 'ix.param': 1, 'ix.lo': 1 }, options: { name: 'ix_lo' } },
+  // Composite parameters by their first component's code.
+  { key: { type: 1, 'cx.param': 1, 'cx.c0.code': 1 }, options: { name: 'cx_code' } },
+  { key: { type: 1, at: 1 }, options: { name: 'type_at' } },
+];
+
 /** Every index the adapter's queries rely on, by collection. */
 export const INDEXES: Record<CollectionName, readonly IndexDef[]> = {
-  resources: [
-    // Search in id order (the default order, and the keyset cursor's tie-break).
-    { key: { type: 1, deleted: 1, id: 1 }, options: { name: 'type_id' } },
-    // Token, string, reference, uri equality and prefixes: param then code.
-    { key: { type: 1, 'ix.param': 1, 'ix.code': 1 }, options: { name: 'ix_code' } },
-    // Dates, numbers, quantities: param then the low bound.
-    { key: { type: 1, 'ix.param': 1, 'ix.lo': 1 }, options: { name: 'ix_lo' } },
-    // Composite parameters by their first component's code.
-    { key: { type: 1, 'cx.param': 1, 'cx.c0.code': 1 }, options: { name: 'cx_code' } },
-    { key: { type: 1, at: 1 }, options: { name: 'type_at' } },
-  ],
-  audit_index: [
-    // Search in id order (the default order, and the keyset cursor's tie-break).
-    { key: { type: 1, deleted: 1, id: 1 }, options: { name: 'type_id' } },
-    // Token, string, reference, uri equality and prefixes: param then code.
-    { key: { type: 1, 'ix.param': 1, 'ix.code': 1 }, options: { name: 'ix_code' } },
-    // Dates, numbers, quantities: param then the low bound.
-    { key: { type: 1, 'ix.param': 1, 'ix.lo': 1 }, options: { name: 'ix_lo' } },
-    // Composite parameters by their first component's code.
-    { key: { type: 1, 'cx.param': 1, 'cx.c0.code': 1 }, options: { name: 'cx_code' } },
-    { key: { type: 1, at: 1 }, options: { name: 'type_at' } },
-  ],
+  resources: SEARCHABLE,
+  audit_index: SEARCHABLE,
   resource_versions: [
     { key: { type: 1, id: 1, v: -1 }, options: { name: 'instance_history' } },
     { key: { type: 1, ord: -1 }, options: { name: 'type_history' } },

@@ -8,7 +8,9 @@ import {
   type Prepare,
   type ResourceStore,
   type SearchPage,
+  refuseAudit,
   StoreError,
+  versionConflict,
   type WriteResult,
   type WrittenVersion,
 } from '../resource-store.ts';
@@ -448,14 +450,4 @@ function compareRows(sort: readonly SortKey[], a: Keyed, b: Keyed): number {
     if (x !== y) return (x < y ? -1 : 1) * (k.descending ? -1 : 1);
   }
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
-}
-
-/** AuditEvents are written by the audit sink only, and never changed. */
-function refuseAudit(type: string): void {
-  if (type === 'AuditEvent') throw new Error('AuditEvents are written only through the AuditStore');
-}
-
-// See: https://hl7.org/fhir/R4/http.html#concurrency
-function versionConflict(type: string, id: string, ifMatch: number): StoreError {
-  return new StoreError({ kind: 'version-conflict', type, id, ifMatch });
 }

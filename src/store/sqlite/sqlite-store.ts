@@ -9,7 +9,9 @@ import {
   type Prepare,
   type ResourceStore,
   type SearchPage,
+  refuseAudit,
   StoreError,
+  versionConflict,
   type WriteResult,
   type WrittenVersion,
 } from '../resource-store.ts';
@@ -378,16 +380,6 @@ export class SqliteStore implements ResourceStore {
   #transaction<T>(work: () => T): T {
     return immediate(this.#db, work);
   }
-}
-
-/** AuditEvents are written by the audit sink only, and never changed. */
-function refuseAudit(type: string): void {
-  if (type === 'AuditEvent') throw new Error('AuditEvents are written only through the AuditStore');
-}
-
-// See: https://hl7.org/fhir/R4/http.html#concurrency
-function versionConflict(type: string, id: string, ifMatch: number): StoreError {
-  return new StoreError({ kind: 'version-conflict', type, id, ifMatch });
 }
 
 function toVersion(row: VersionRow): StoredVersion {
