@@ -48,12 +48,13 @@ export const CHAIN_CAP = 10_000;
 
 let lastOrd = 0;
 /**
- * Write order for history: the instant in ms times 4096 plus a counter, strictly increasing in
- * this process (2^41 ms fit with 12 bits to spare below 2^53). Two instances writing in the same
- * millisecond interleave by their counters, which start at a random point.
+ * Write order for history: the instant in ms times 1024 plus a counter, strictly increasing in
+ * this process (ms since 1970 fit in 2^43 until the year 2248, with 10 bits to spare below 2^53).
+ * Two instances writing in the same millisecond interleave by their counters, which start at a
+ * random point.
  */
 function nextOrd(atMs: number): number {
-  lastOrd = Math.max(lastOrd + 1, atMs * 4096 + (lastOrd === 0 ? randomInt(4096) : 0));
+  lastOrd = Math.max(lastOrd + 1, atMs * 1024 + (lastOrd === 0 ? randomInt(1024) : 0));
   return lastOrd;
 }
 
