@@ -14,6 +14,7 @@ import { fhirRoutes } from './http/fhir-routes.ts';
 import { loggerOptions } from './http/logger.ts';
 import { negotiationPlugin } from './http/negotiation.ts';
 import { operationsRoutes } from './http/operations-routes.ts';
+import { answerOptions } from './http/options.ts';
 import { publicRoutes } from './http/public-routes.ts';
 import { registerRateLimit } from './http/rate-limit.ts';
 import { tlsMaterial } from './http/tls.ts';
@@ -117,6 +118,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   app.setNotFoundHandler((request, reply) => refuseUnrouted(notFound(request), request, reply));
   // After the error and not-found handlers: the plugin's OPTIONS route takes them when it is made.
   await registerCors(app, config.corsOrigins);
+  app.addHook('onRequest', answerOptions(model));
   const health = {
     ...services.health,
     gauges: () => [

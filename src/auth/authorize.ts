@@ -94,6 +94,16 @@ export function loadCompartments(): ReadonlyMap<string, readonly string[]> {
 }
 
 /**
+ * The scope context a missing scope is named in: the token's own — patient with a patient in
+ * context, system for a token of system/ scopes only, user otherwise.
+ */
+function contextOf(principal: Principal): 'patient' | 'user' | 'system' {
+  if (principal.patient) return 'patient';
+  const contexts = new Set(principal.grants.map((g) => g.context));
+  return contexts.has('system') && !contexts.has('user') ? 'system' : 'user';
+}
+
+/**
  * The authorization decision: pure, no I/O. A request is allowed when, for every permission its
  * interaction needs, some grant (after the role's ceiling) covers the type.
  */
@@ -109,7 +119,7 @@ export function authorize(
       return {
         allowed: false,
         reason: `the token does not grant ${interaction} on ${type}`,
-        scopeNeeded: `${principal.patient ? 'patient' : 'user'}/${type}.${p}`,
+        scopeNeeded: `${contextOf(principal)}/${type}.${p}`,
       };
     }
   }

@@ -174,7 +174,14 @@ export function loadFhirModel(options: { updateCreate: boolean }): FhirModel {
     }
     const interactions = new Set((rc.interaction ?? []).map((i) => i.code as Interaction));
     rc.updateCreate = interactions.has('update') && options.updateCreate;
-    rc.searchParam = [...params.values()].map((p) => ({ name: p.code, definition: p.url, type: p.type }));
+    // What the file says of a parameter (documentation) is kept; the rest comes from R4.
+    const documented = new Map((rc.searchParam ?? []).filter((p) => p.documentation).map((p) => [p.name, p.documentation]));
+    rc.searchParam = [...params.values()].map((p) => ({
+      name: p.code,
+      definition: p.url,
+      type: p.type,
+      ...(documented.has(p.code) ? { documentation: documented.get(p.code) } : {}),
+    }));
     types.set(type, {
       type,
       interactions,

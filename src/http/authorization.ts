@@ -5,6 +5,7 @@ import { bearerToken, InvalidTokenError, type TokenVerifier } from '../auth/toke
 import type { FhirModel } from '../fhir/definitions.ts';
 import { badRequest, FhirError } from '../fhir/errors.ts';
 import { notSupported } from '../rest/params.ts';
+import { isOffered } from './fhir-routes.ts';
 
 /**
  * Authentication for the protected API: exactly one Authorization header, carrying a bearer token
@@ -82,8 +83,10 @@ function decide(request: FastifyRequest, model: FhirModel, policy: Policy): Deci
   const interaction = fhir.interaction;
   const offered = model.types.get(fhir.type)?.interactions;
   // See: https://hl7.org/fhir/R4/http.html#general (405 for an interaction the type does not support)
-  if (interaction === 'capabilities' || interaction === 'conditional-delete' || !offered?.has(interaction === 'conditional-update' ? 'update' : interaction)) {
-    throw notSupported(interaction, fhir.type);
+  // and https://www.rfc-editor.org/rfc/rfc9110#section-15.5.6 (a 405 MUST carry Allow)
+  if (!isOffered(offered, interaction)) {
+    const what = interaction === 'method-not-allowed' ? `${request.method} on this URL` : interaction;
+    throw notSupported(what, fhir.type, fhir.allow);
   }
   // See: https://hl7.org/fhir/R4/http.html#ccreate (a conditional create also searches)
   const asked = interaction === 'create' && request.headers['if-none-exist'] !== undefined ? 'conditional-create' : interaction;

@@ -1,7 +1,7 @@
 import type { FastifyContextConfig, FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import type { AuditStore } from '../audit/audit-store.ts';
 import type { Config } from '../config/config.ts';
-import type { FhirModel } from '../fhir/definitions.ts';
+import type { FhirModel, Interaction } from '../fhir/definitions.ts';
 import { FhirError } from '../fhir/errors.ts';
 import { INTERACTIONS } from '../rest/interactions.ts';
 import { notSupported } from '../rest/params.ts';
@@ -40,7 +40,44 @@ const ROUTES: { method: RouteOptions['method']; url: string; interaction: RouteI
   { method: 'GET', url: '/:id/_history/:vid', interaction: 'vread', params: VID_PARAMS },
   // See: https://hl7.org/fhir/R4/http.html#cdelete (not offered: a 405 from the same decision path)
   { method: 'DELETE', url: '', interaction: 'conditional-delete' },
+  // See: https://hl7.org/fhir/R4/http.html#patch (not offered), and methods no FHIR interaction has
+  // at these URLs: 405 with Allow, from the same decision path.
+  { method: 'PATCH', url: '', interaction: 'patch' },
+  { method: 'PATCH', url: '/:id', interaction: 'patch', params: ID_PARAMS },
+  { method: 'POST', url: '/:id', interaction: 'method-not-allowed', params: ID_PARAMS },
 ];
+
+/** What a type offers at one of its URLs: the methods of its offered interactions there (HEAD with GET). */
+export function allowedMethods(model: FhirModel, type: string, url: string): string[] {
+  const offered = model.types.get(type)?.interactions;
+  const methods = ROUTES.filter((r) => r.url === url && isOffered(offered, r.interaction)).map((r) => String(r.method));
+  if (methods.includes('GET')) methods.splice(methods.indexOf('GET') + 1, 0, 'HEAD');
+  return methods;
+}
+
+/** Whether the type offers the interaction (a conditional update is an update; some never are). */
+export function isOffered(offered: ReadonlySet<string> | undefined, interaction: RouteInteraction): interaction is Interaction | 'conditional-update' {
+  if (interaction === 'capabilities' || interaction === 'conditional-delete' || interaction === 'patch' || interaction === 'method-not-allowed') return false;
+  return offered?.has(interaction === 'conditional-update' ? 'update' : interaction) ?? false;
+}
+
+/** The FHIR URL shape of a path under the base (`/Patient/123` → Patient, `/:id`), for OPTIONS. */
+export function routeShape(model: FhirModel, path: string): { type: string; url: string } | undefined {
+  const m = /^\/([A-Za-z]+)(\/.*)?$/.exec(path);
+  if (!m || !model.types.has(m[1])) return undefined;
+  const rest = m[2] ?? '';
+  const id = '[A-Za-z0-9\\-.]{1,64}';
+  const shapes: [RegExp, string][] = [
+    [/^$/, ''],
+    [/^\/_search$/, '/_search'],
+    [/^\/_history$/, '/_history'],
+    [new RegExp(`^/${id}$`), '/:id'],
+    [new RegExp(`^/${id}/_history$`), '/:id/_history'],
+    [new RegExp(`^/${id}/_history/[1-9][0-9]{0,9}$`), '/:id/_history/:vid'],
+  ];
+  const shape = shapes.find(([re]) => re.test(rest));
+  return shape ? { type: m[1], url: shape[1] } : undefined;
+}
 
 /**
  * The protected FHIR API: every interaction of every type in capability-statement.json, each
@@ -71,7 +108,7 @@ export async function fhirRoutes(app: FastifyInstance, opts: FhirRoutesOptions):
         method: r.method,
         url: `/${type}${r.url}`,
         schema: r.params ? { params: r.params } : undefined,
-        config: { fhir: { type, interaction: r.interaction } },
+        config: { fhir: { type, interaction: r.interaction, allow: allowedMethods(model, type, r.url).join(', ') } },
         handler,
       });
     }

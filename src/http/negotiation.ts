@@ -27,6 +27,12 @@ export function queryPairs(url: string): [string, string][] {
  * See: https://hl7.org/fhir/R4/http.html#mime-type
  */
 export function negotiate(request: FastifyRequest): void {
+  // See: https://hl7.org/fhir/R4/http.html#parameters (_pretty: true asks for a formatted response)
+  const pretty = request.fhirQuery.filter(([k]) => k === '_pretty').map(([, v]) => v);
+  if (pretty.length > 1 || (pretty.length === 1 && pretty[0] !== 'true' && pretty[0] !== 'false')) {
+    throw new FhirError('HEARTH_BAD_QUERY', { code: 'invalid', diagnostics: '_pretty must appear at most once, as true or false', expression: '_pretty' });
+  }
+  request.fhirPretty = pretty[0] === 'true';
   const formats = request.fhirQuery.filter(([k]) => k === '_format').map(([, v]) => v);
   if (formats.length > 1) throw notAcceptable('_format may appear only once');
   if (formats.length === 1) {
@@ -62,6 +68,7 @@ export const negotiationPlugin = fp(
   async (app: FastifyInstance) => {
     app.decorateRequest('fhirQuery', null as unknown as [string, string][]);
     app.decorateRequest('fhirFormat', undefined);
+    app.decorateRequest('fhirPretty', false);
     app.addHook('onRequest', async (request, reply) => {
       reply.header('x-request-id', request.id);
       request.fhirQuery = queryPairs(request.url);

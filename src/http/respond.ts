@@ -31,5 +31,5 @@ export function sendResource(
   body: unknown,
 ): FastifyReply {
   reply.code(status).header('content-type', responseType(request));
-  return reply.send(body === undefined ? '' : JSON.stringify(body));
+  return reply.send(body === undefined ? '' : JSON.stringify(body, null, request.fhirPretty ? 2 : undefined));
 }

@@ -41,3 +41,25 @@ export function parseIfMatch(header: string | undefined): number | undefined {
   if (!m) throw badHeader(`If-Match must be an ETag such as W/"1", got "${header.slice(0, 40)}"`);
   return Number(m[1]);
 }
+
+/**
+ * Conditional read: whether the client's copy (If-None-Match, else If-Modified-Since) is the
+ * current one, so that a 304 answers. See: https://hl7.org/fhir/R4/http.html#cread and
+ * https://www.rfc-editor.org/rfc/rfc9110#section-13.2.2 (If-None-Match first; an If-Modified-Since
+ * that is not an HTTP-date is ignored; ETags compare weakly).
+ */
+export function notModified(
+  ifNoneMatch: string | undefined,
+  ifModifiedSince: string | undefined,
+  versionId: number,
+  lastUpdated: string,
+): boolean {
+  if (ifNoneMatch !== undefined) {
+    if (ifNoneMatch.trim() === '*') return true;
+    return ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === `"${versionId}"`);
+  }
+  if (ifModifiedSince === undefined || !/^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(ifModifiedSince.trim())) return false;
+  const since = Date.parse(ifModifiedSince);
+  // HTTP dates have whole seconds: the version's instant is compared at that precision.
+  return !Number.isNaN(since) && Math.floor(Date.parse(lastUpdated) / 1000) * 1000 <= since;
+}

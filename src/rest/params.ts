@@ -12,11 +12,12 @@ export function onlyParams(req: Pick<RestRequest, 'query'>, allowed: ReadonlySet
   if (bad) throw badRequest('HEARTH_UNKNOWN_PARAM', `parameter ${bad[0]} is not supported on this interaction`);
 }
 
-export function notSupported(what: string, type: string): FhirError {
-  return new FhirError('HEARTH_NOT_ALLOWED', {
-    code: 'not-supported',
-    diagnostics: `${what} is not supported for ${type}`,
-  });
+export function notSupported(what: string, type: string, allow?: string): FhirError {
+  return new FhirError(
+    'HEARTH_NOT_ALLOWED',
+    { code: 'not-supported', diagnostics: `${what} is not supported for ${type}` },
+    allow === undefined ? {} : { allow },
+  );
 }
 
 /** The criteria of a conditional write (`If-None-Exist`, conditional update) as a store query. */

@@ -1,4 +1,5 @@
 import { parseSubset } from '../fhir/subsetting.ts';
+import { notModified } from './headers.ts';
 import { onlyParams, READ_PARAMS } from './params.ts';
 import { type Interaction, noteVersion, versionOf } from './request.ts';
 import { shaper } from './shape.ts';
@@ -9,6 +10,7 @@ export const read: Interaction = async ({ repository }, req) => {
   onlyParams(req, READ_PARAMS);
   const v = await repository.read(req.type, req.id!, req.access);
   noteVersion(req.audit, v);
+  if (notModified(req.header('if-none-match'), req.header('if-modified-since'), v.versionId, v.lastUpdated)) return { status: 304, ...versionOf(v) };
   return { status: 200, resource: shaper(repository, req.access, req.type, subset)(v), ...versionOf(v) };
 };
 
@@ -18,5 +20,6 @@ export const vread: Interaction = async ({ repository }, req) => {
   onlyParams(req, READ_PARAMS);
   const v = await repository.vread(req.type, req.id!, Number(req.vid), req.access);
   noteVersion(req.audit, v);
+  if (notModified(req.header('if-none-match'), req.header('if-modified-since'), v.versionId, v.lastUpdated)) return { status: 304, ...versionOf(v) };
   return { status: 200, resource: shaper(repository, req.access, req.type, subset)(v), ...versionOf(v) };
 };

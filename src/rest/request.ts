@@ -25,7 +25,7 @@ export function noteRef(notes: AuditNotes, reference: string, role: EntityRole):
 }
 
 /** The headers an interaction honours. */
-export type HeaderName = 'if-match' | 'if-none-exist' | 'prefer';
+export type HeaderName = 'if-match' | 'if-none-exist' | 'if-none-match' | 'if-modified-since' | 'prefer';
 
 export interface RestRequest {
   readonly type: string;

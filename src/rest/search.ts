@@ -112,7 +112,9 @@ async function historyOf(ctx: RestContext, req: RestRequest, id: string | undefi
   const path = `${base}/${type}${id ? `/${id}` : ''}/_history`;
   const params = new URLSearchParams(req.query.filter(([k]) => k !== '_cursor'));
   params.set('_count', String(count));
-  const links: BundleLink[] = [{ relation: 'self', url: `${path}?${new URLSearchParams(req.query).toString()}` }];
+  // The request as it was asked: no dangling `?` when it had no parameters.
+  const asked = new URLSearchParams(req.query).toString();
+  const links: BundleLink[] = [{ relation: 'self', url: asked ? `${path}?${asked}` : path }];
   if (page.next !== undefined) {
     params.set('_cursor', String(page.next));
     links.push({ relation: 'next', url: `${path}?${params.toString()}` });

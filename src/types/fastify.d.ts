@@ -6,7 +6,13 @@ import type { AuditNotes } from '../rest/request.ts';
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** What a FHIR route is: the one hook that decides whether reads this, never the handler. */
-    fhir?: { type: string; interaction: Interaction | 'capabilities' | 'conditional-update' | 'conditional-delete'; operation?: string };
+    fhir?: {
+      type: string;
+      interaction: Interaction | 'capabilities' | 'conditional-update' | 'conditional-delete' | 'patch' | 'method-not-allowed';
+      operation?: string;
+      /** the methods this URL offers for the type (the Allow header of a 405 or an OPTIONS answer) */
+      allow?: string;
+    };
   }
   interface FastifyInstance {
     /** every route registered, with its declared FHIR interaction (see app.ts) */
@@ -19,6 +25,8 @@ declare module 'fastify' {
     fhirQuery: [string, string][];
     /** `_format` asked for, normalised to a MIME type. */
     fhirFormat?: string;
+    /** `_pretty=true`: the JSON indented */
+    fhirPretty: boolean;
     /** Set by the authentication hook on every protected route. */
     principal: Principal;
     /** Set by the authorization decision: what this request may touch. */

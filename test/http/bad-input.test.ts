@@ -651,7 +651,7 @@ const cases: Case[] = [
     says: 'percent-encoding',
   },
   { name: 'id over 200 characters', method: 'GET', url: `/fhir/Patient/${'a'.repeat(201)}`, status: 414, code: 'too-long', says: '200 characters' },
-  { name: 'unsupported method on an instance', method: 'PATCH', url: '/fhir/Patient/{P}', status: 404, code: 'not-found', says: 'PATCH' },
+  { name: 'unsupported method on an instance', method: 'PATCH', url: '/fhir/Patient/{P}', status: 405, code: 'not-supported', says: 'patch is not supported' },
   { name: 'path outside the API', method: 'GET', url: '/admin/config', status: 404, code: 'not-found', says: '/admin/config' },
   {
     name: 'version id not a number',

@@ -20,8 +20,9 @@ const UPDATE_B = '401 403 403 200 403 403 403 403 403 403';
 const DELETE_B = '401 404 404 204 404 404 403 403 403 403';
 const NOT_OFFERED = '401 405 405 405 405 405 405 405 405 405';
 const PUBLIC = '200 200 200 200 200 200 200 200 200 200';
-// The CORS plugin's route: a preflight needs an allowed Origin (edge.test.ts); without one it is no route.
-const NO_PREFLIGHT = '404 404 404 404 404 404 404 404 404 404';
+// The CORS plugin's route: a preflight needs an allowed Origin (edge.test.ts); without one, OPTIONS
+// of a FHIR URL is answered with its Allow header alone, the same for everyone.
+const OPTIONS_ALLOW = '204 204 204 204 204 204 204 204 204 204';
 const AUDIT_SEARCH = '401 200 403 200 200 403 403 403 403 200';
 
 interface Fixture {
@@ -63,12 +64,15 @@ function typeRows(type: 'Patient' | 'Observation'): Record<string, [Build, strin
     [`GET /fhir/${type}/:id/_history/:vid`]: [(f) => ({ url: `/${target(f)}/_history/1` }), READ_B],
     [`HEAD /fhir/${type}/:id/_history/:vid`]: [(f) => ({ url: `/${target(f)}/_history/1` }), READ_B],
     [`DELETE /fhir/${type}`]: [() => ({ url: '?identifier=x' }), NOT_OFFERED],
+    [`PATCH /fhir/${type}`]: [() => ({ url: '?identifier=x', body: [] }), NOT_OFFERED],
+    [`PATCH /fhir/${type}/:id`]: [(f) => ({ url: `/${target(f)}`, body: [] }), NOT_OFFERED],
+    [`POST /fhir/${type}/:id`]: [(f) => ({ url: `/${target(f)}`, body: { resourceType: type } }), NOT_OFFERED],
   };
 }
 
 const auditEvent = { resourceType: 'AuditEvent', type: { code: 'rest' }, recorded: '2026-01-01T00:00:00Z', agent: [{ requestor: true }], source: { observer: { display: 'x' } } };
 const TABLE: Record<string, [Build, string]> = {
-  'OPTIONS *': [() => ({ url: '/fhir/Patient' }), NO_PREFLIGHT],
+  'OPTIONS *': [() => ({ url: '/fhir/Patient' }), OPTIONS_ALLOW],
   'GET /healthz': [() => ({ url: '' }), PUBLIC],
   'HEAD /healthz': [() => ({ url: '' }), PUBLIC],
   'GET /readyz': [() => ({ url: '' }), PUBLIC],
@@ -99,6 +103,9 @@ const TABLE: Record<string, [Build, string]> = {
   'GET /fhir/AuditEvent/$report': [() => ({ url: '/$report?start=2020-01-01&end=2030-01-01' }), '401 403 403 200 200 403 403 403 403 200'],
   'HEAD /fhir/AuditEvent/$report': [() => ({ url: '/$report?start=2020-01-01&end=2030-01-01' }), '401 403 403 200 200 403 403 403 403 200'],
   'DELETE /fhir/AuditEvent': [() => ({ url: '?outcome=0' }), NOT_OFFERED],
+  'PATCH /fhir/AuditEvent': [() => ({ url: '?outcome=0', body: [] }), NOT_OFFERED],
+  'PATCH /fhir/AuditEvent/:id': [(f) => ({ url: `/${f.eventAboutB}`, body: [] }), NOT_OFFERED],
+  'POST /fhir/AuditEvent/:id': [(f) => ({ url: `/${f.eventAboutB}`, body: auditEvent }), NOT_OFFERED],
 };
 
 describe('one policy, every route: each registered route × each kind of token', () => {
