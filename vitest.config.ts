@@ -7,6 +7,7 @@ import { defineConfig } from 'vitest/config';
 const ON_BOTH_STORES = [
   'test/http/crud.test.ts',
   'test/http/search.test.ts',
+  'test/http/conformance.test.ts',
   'test/http/auth.test.ts',
   'test/http/write-compartment.test.ts',
   'test/http/fhir-kit-client.test.ts',

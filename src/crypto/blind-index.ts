@@ -66,7 +66,8 @@ export class BlindIndex {
           break;
         case 'reference':
         case 'uri':
-          if (e.code !== undefined) out.push({ ...base, code: this.#h('r', e.param, e.code) });
+          // (no code: a reference present with no searchable target, kept for :missing)
+          out.push(e.code === undefined ? base : { ...base, code: this.#h('r', e.param, e.code) });
           break;
         default:
           // numbers and quantities: presence only (for :missing); no value, no unit.

@@ -115,4 +115,19 @@ describe('conformance of the REST surface', () => {
     expect(params.find((p: any) => p.name === 'agent').documentation).toMatch(/agent:identifier=<issuer>\|<subject>/);
     expect(params.find((p: any) => p.name === 'altid')).toMatchObject({ type: 'token' });
   });
+
+  it(':missing agrees with what a reference holds: an identifier, a display or a contained target is a value; only the absent one is missing', async () => {
+    const obs = (basedOn?: object[], extra: object = {}) =>
+      create(t.app, { resourceType: 'Observation', status: 'final', code: { text: 'missing-probe' }, ...(basedOn ? { basedOn } : {}), ...extra });
+    const byIdentifier = (await obs([{ identifier: { system: 'urn:order', value: 'O-1' } }])).id;
+    const byDisplay = (await obs([{ display: 'the order on paper' }])).id;
+    const contained = (await obs([{ reference: '#sr' }], { contained: [{ resourceType: 'ServiceRequest', id: 'sr', status: 'active', intent: 'order', subject: { display: 'x' } }] })).id;
+    const real = (await obs([{ reference: 'ServiceRequest/77' }])).id;
+    const none = (await obs()).id;
+    const found = async (q: string) => (json(await t.app.inject({ method: 'GET', url: `/fhir/Observation?code:text=missing-probe&${q}` })).entry ?? []).map((e: any) => e.resource.id).sort();
+    expect(await found('based-on:missing=false')).toEqual([byIdentifier, byDisplay, contained, real].sort());
+    expect(await found('based-on:missing=true')).toEqual([none]);
+    expect(await found('based-on=ServiceRequest/77')).toEqual([real]);
+    expect(await found('based-on:identifier=urn:order|O-1')).toEqual([byIdentifier]);
+  });
 });
