@@ -134,7 +134,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   // Public routes answer without a token; one that comes with a token is audited all the same.
   await app.register(async (open) => {
     open.addHook('onSend', refusals.onSend);
-    await open.register(publicRoutes, { prefix: '/fhir', config, model });
+    await open.register(publicRoutes, { prefix: '/fhir', config, model, searchDocumentation: services.searchDocumentation });
     await open.register(operationsRoutes, { health });
   });
   // Everything else under /fhir needs a verified bearer token: its own plugin scope, not a URL allow-list.

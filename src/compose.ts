@@ -13,7 +13,7 @@ import { loadCompartments, type Policy } from './auth/authorize.ts';
 import { loadRoles } from './auth/roles.ts';
 import { JwtVerifier, type TokenVerifier } from './auth/token-verifier.ts';
 import { type Config, ConfigError, mongoDatabaseOf } from './config/config.ts';
-import { BlindIndex } from './crypto/blind-index.ts';
+import { BlindIndex, protectedSearchDocumentation } from './crypto/blind-index.ts';
 import { type KeyProvider, KeyringError, LocalKeyring } from './crypto/keyring.ts';
 import { loadProtectionPolicy } from './crypto/protection.ts';
 import { type FhirModel, loadFhirModel } from './fhir/definitions.ts';
@@ -60,6 +60,8 @@ export interface Services {
   readonly verifier: TokenVerifier;
   readonly policy: Policy;
   readonly repository: FhirRepository;
+  /** what the CapabilityStatement says of a search parameter over encrypted elements (none for the others) */
+  readonly searchDocumentation: (type: string, param: string) => string | undefined;
   /** What /readyz and /metrics report: the store, the keys, the audit log writer and its indexer. */
   readonly health: Health;
   /** Start-up recovery: an outcome for every write-ahead attempt a crash left without one. */
@@ -226,6 +228,7 @@ export async function createServices(config: Config, deps: ServiceDeps = {}): Pr
     verifier,
     policy,
     repository,
+    searchDocumentation: (type, param) => protectedSearchDocumentation(protection, type, param),
     async recover() {
       const appendOf = auditAppendOf(keys);
       return recoverAttempts({

@@ -19,6 +19,21 @@ const FORMS: Partial<Record<SearchParamType, string>> = {
 };
 
 /**
+ * What the CapabilityStatement says of a search parameter over encrypted elements: the forms the
+ * blind index answers, and that every other form is refused.
+ */
+export function protectedSearchDocumentation(policy: ProtectionPolicy, type: string, param: string): string | undefined {
+  const blinded = policy.blinded.get(type);
+  // (a composite is blinded by its components: `code-value-quantity$1`)
+  const kind = blinded?.get(param) ?? [...(blinded?.entries() ?? [])].find(([k]) => k.startsWith(`${param}$`))?.[1];
+  if (!kind) return undefined;
+  return (
+    `Reads elements encrypted at rest; searched through keyed blind indexes. Answered: ${FORMS[kind] ?? ':missing only'}. ` +
+    'Every other form (ranges, other prefixes, :contains, _sort by it) is refused with 400 naming the supported forms: never answered by scanning.'
+  );
+}
+
+/**
  * Keyed blind indexes (HMAC-SHA256 under the keyring's index key, truncated to 128 bits) for
  * search parameters over encrypted elements: the same normalisation as plain search, then a
  * keyed hash, so equality still works and the values do not rest in the clear.

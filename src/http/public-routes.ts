@@ -8,13 +8,20 @@ import { onlyParams, READ_PARAMS } from '../rest/params.ts';
  * The only FHIR-side routes that need no token, in a plugin scope of their own: the capability
  * statement and SMART discovery. Nothing here reads or reveals stored data.
  */
-export async function publicRoutes(app: FastifyInstance, opts: { config: Config; model: FhirModel }): Promise<void> {
-  const { config, model } = opts;
+export async function publicRoutes(
+  app: FastifyInstance,
+  opts: { config: Config; model: FhirModel; searchDocumentation: (type: string, param: string) => string | undefined },
+): Promise<void> {
+  const { config, model, searchDocumentation } = opts;
   const capabilityStatement = {
     ...model.capabilityStatement,
     implementation: { ...model.capabilityStatement.implementation, url: config.baseUrl },
     rest: model.capabilityStatement.rest?.map((r) => ({
       ...r,
+      resource: r.resource?.map((res) => ({
+        ...res,
+        searchParam: res.searchParam?.map((p) => documented(searchDocumentation(res.type, p.name), p)),
+      })),
       // See: https://hl7.org/fhir/smart-app-launch/conformance.html (SMART on FHIR security service)
       security: {
         service: [
@@ -65,4 +72,10 @@ export async function publicRoutes(app: FastifyInstance, opts: { config: Config;
     reply.header('content-type', 'application/json; charset=utf-8');
     return reply.code(200).send(JSON.stringify(smartConfiguration));
   });
+}
+
+/** A search parameter as published, with what can be asked of it when it reads encrypted elements. */
+function documented<P extends { name: string; documentation?: string }>(doc: string | undefined, p: P): P {
+  if (!doc) return p;
+  return { ...p, documentation: p.documentation ? `${p.documentation} ${doc}` : doc };
 }

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { create, FHIR_JSON, json, type TestApp, testApp } from '../helpers/app.ts';
+import { create, FHIR_JSON, json, PLAIN, type TestApp, testApp } from '../helpers/app.ts';
 
 // The HTTP and FHIR conformance details an integrator's client relies on.
 describe('conformance of the REST surface', () => {
@@ -129,5 +129,25 @@ describe('conformance of the REST surface', () => {
     expect(await found('based-on:missing=true')).toEqual([none]);
     expect(await found('based-on=ServiceRequest/77')).toEqual([real]);
     expect(await found('based-on:identifier=urn:order|O-1')).toEqual([byIdentifier]);
+  });
+
+  it('the CapabilityStatement says, for every parameter over encrypted elements, what is answered and that the rest is refused', async () => {
+    const params = (cs: any, type: string) =>
+      new Map(cs.rest[0].resource.find((r: any) => r.type === type).searchParam.map((p: any) => [p.name, p.documentation]));
+    const sealed = json(await t.raw.inject({ method: 'GET', url: '/fhir/metadata' }));
+    const patient = params(sealed, 'Patient');
+    expect(patient.get('family')).toBe(
+      'Reads elements encrypted at rest; searched through keyed blind indexes. Answered: a prefix of 3 to 24 characters or a whole value, :exact, :missing. ' +
+      'Every other form (ranges, other prefixes, :contains, _sort by it) is refused with 400 naming the supported forms: never answered by scanning.',
+    );
+    expect(patient.get('birthdate')).toContain('Answered: a whole year, month or day without prefix (birthdate=1974-12), :missing.');
+    expect(patient.get('identifier')).toContain('Answered: code, system|code, |code, system|, :not, :missing.');
+    expect(patient.get('gender')).toBeUndefined();
+    const observation = params(sealed, 'Observation');
+    expect(observation.get('value-quantity')).toContain('Answered: :missing only.');
+    expect(observation.get('code-value-quantity')).toContain('Answered: :missing only.');
+    expect(observation.get('code')).toBeUndefined();
+    const plain = await testApp(PLAIN);
+    expect(params(json(await plain.raw.inject({ method: 'GET', url: '/fhir/metadata' })), 'Patient').get('family')).toBeUndefined();
   });
 });
