@@ -16,6 +16,9 @@ import { LocalKeyring } from '../src/crypto/keyring.ts';
 import { loadProtectionPolicy } from '../src/crypto/protection.ts';
 import { loadFhirModel } from '../src/fhir/definitions.ts';
 import { extractIndex } from '../src/fhir/index-extractor.ts';
+import type { SearchQuery } from '../src/fhir/query.ts';
+import { EncryptingStore } from '../src/store/encrypting-store.ts';
+import { sqliteStorage } from '../src/store/sqlite/sqlite-storage.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'hearth-micro-'));
 const { publicKey, privateKey } = await generateKeyPair('ES256');
@@ -77,5 +80,27 @@ rows.push(await time(`blind indexes of a Patient's ${entries.length} index entri
 rows.push(await time(`seal a Patient (${paths.length} protected paths)`, 20_000, () => sealResource(keyring, paths, 'Patient', 'p500', 1, patient)));
 const sealed = sealResource(keyring, paths, 'Patient', 'p500', 1, patient);
 rows.push(await time('open a sealed Patient', 20_000, () => openResource(keyring, 'Patient', 'p500', 1, sealed)));
+
+// Bounded decryption: `Patient?birthdate=lt1970` over N Patients whose birth dates are encrypted
+// (no other parameter narrows it, so all N are candidates), on the embedded store in memory.
+for (const n of [100, 1_000, 10_000]) {
+  const storage = sqliteStorage({ dataDir: ':memory:' });
+  const store = new EncryptingStore(storage.resources, keyring, protection, blind, { model, baseUrl: config.baseUrl, bound: 10_000 });
+  for (let i = 0; i < n; i++) {
+    await store.create('Patient', (v) => {
+      const resource = { ...patient, id: v.id, birthDate: `19${String(40 + (i % 60)).padStart(2, '0')}-06-10`, meta: { versionId: '1', lastUpdated: v.lastUpdated } };
+      return { resource, index: extractIndex(patientModel, resource, config.baseUrl) };
+    });
+  }
+  const query: SearchQuery = {
+    type: 'Patient',
+    where: [{ kind: 'exists', param: 'birthdate', where: [{ field: 'lo', op: 'lt', value: Date.UTC(1970, 0, 1) }] }],
+    sort: [],
+    count: 20,
+    total: 'accurate',
+  };
+  rows.push(await time(`search Patient?birthdate=lt1970 by decrypting ${n.toLocaleString('en')} candidates`, n >= 10_000 ? 5 : 50, () => store.search(query)));
+  await storage.close();
+}
 rmSync(dir, { recursive: true, force: true });
 process.stdout.write(['| operation | time per op |', '| --- | --- |', ...rows, ''].join('\n'));

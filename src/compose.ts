@@ -137,7 +137,11 @@ export async function createServices(config: Config, deps: ServiceDeps = {}): Pr
   const indexer = new AuditIndexer(storage.audit, storage.auditIndex, model, config.baseUrl);
   const indexed = (seq: number) => progress.index(seq);
   const store = new AuditReadBarrier(
-    new EncryptingStore(storage.resources, keys, protection, new BlindIndex(keys.indexKey(), protection)),
+    new EncryptingStore(storage.resources, keys, protection, new BlindIndex(keys.indexKey(), protection), {
+      model,
+      baseUrl: config.baseUrl,
+      bound: config.search.decryptBound,
+    }),
     progress,
     config.audit.indexWaitMs,
   );
@@ -228,7 +232,7 @@ export async function createServices(config: Config, deps: ServiceDeps = {}): Pr
     verifier,
     policy,
     repository,
-    searchDocumentation: (type, param) => protectedSearchDocumentation(protection, type, param),
+    searchDocumentation: (type, param) => protectedSearchDocumentation(protection, type, param, config.search.decryptBound),
     async recover() {
       const appendOf = auditAppendOf(keys);
       return recoverAttempts({

@@ -34,7 +34,8 @@ export interface Config {
   readonly maxConnectionsPerAddress: number;
   /** browser origins allowed to call the API cross-origin (SMART apps); none by default */
   readonly corsOrigins: readonly string[];
-  readonly search: { readonly defaultCount: number; readonly maxCount: number };
+  /** page sizes, and how many candidates a search over encrypted elements may decrypt (0: none) */
+  readonly search: { readonly defaultCount: number; readonly maxCount: number; readonly decryptBound: number };
   readonly updateCreate: boolean;
   readonly auth: AuthConfig;
   readonly audit: AuditConfig;
@@ -253,6 +254,10 @@ export const SETTINGS = {
   HEARTH_MAX_JSON_DEPTH: { doc: 'deepest JSON nesting accepted (default 48)', parse: integer(8, 256) },
   HEARTH_SEARCH_DEFAULT_COUNT: { doc: 'page size when _count is absent (default 20)', parse: integer(1, 10000) },
   HEARTH_SEARCH_MAX_COUNT: { doc: 'largest _count honoured (default 500)', parse: integer(1, 10000) },
+  HEARTH_SEARCH_DECRYPT_BOUND: {
+    doc: 'a search over encrypted elements that the blind indexes cannot answer is answered by decrypting its candidates when its other parameters leave at most this many (default 10000; 0: never, such searches are 400)',
+    parse: integer(0, 1_000_000),
+  },
   HEARTH_UPDATE_CREATE: { doc: 'allow PUT to create a resource with a client id (default false)', parse: boolean },
   HEARTH_KEYRING_FILE: {
     doc: 'the keyring file (default <data dir>/keys/keyring.json; keep it off the data volume in production)',
@@ -436,7 +441,7 @@ export function loadConfig(env: Env): Config {
       byRole: (values.HEARTH_RATE_LIMIT_ROLES as Record<string, number> | undefined) ?? {},
       redisUrl: values.HEARTH_RATE_LIMIT_REDIS as string | undefined,
     },
-    search: { defaultCount, maxCount },
+    search: { defaultCount, maxCount, decryptBound: (values.HEARTH_SEARCH_DECRYPT_BOUND as number | undefined) ?? 10_000 },
     updateCreate: (values.HEARTH_UPDATE_CREATE as boolean | undefined) ?? false,
     audit: {
       retentionDays: (values.HEARTH_AUDIT_RETENTION_DAYS as number | undefined) ?? 2192,

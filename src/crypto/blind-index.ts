@@ -22,15 +22,21 @@ const FORMS: Partial<Record<SearchParamType, string>> = {
  * What the CapabilityStatement says of a search parameter over encrypted elements: the forms the
  * blind index answers, and that every other form is refused.
  */
-export function protectedSearchDocumentation(policy: ProtectionPolicy, type: string, param: string): string | undefined {
+export function protectedSearchDocumentation(
+  policy: ProtectionPolicy,
+  type: string,
+  param: string,
+  decryptBound: number,
+): string | undefined {
   const blinded = policy.blinded.get(type);
   // (a composite is blinded by its components: `code-value-quantity$1`)
   const kind = blinded?.get(param) ?? [...(blinded?.entries() ?? [])].find(([k]) => k.startsWith(`${param}$`))?.[1];
   if (!kind) return undefined;
-  return (
-    `Reads elements encrypted at rest; searched through keyed blind indexes. Answered: ${FORMS[kind] ?? ':missing only'}. ` +
-    'Every other form (ranges, other prefixes, :contains, _sort by it) is refused with 400 naming the supported forms: never answered by scanning.'
-  );
+  const indexed = `Reads elements encrypted at rest; searched through keyed blind indexes. Answered by index: ${FORMS[kind] ?? ':missing only'}. `;
+  return decryptBound > 0
+    ? `${indexed}Every other form (ranges, other prefixes, :contains, _sort by it) is answered by decrypting the resources the search's other ` +
+    `parameters leave, when they are at most ${decryptBound}; otherwise refused with 400 naming the limit: never answered by scanning.`
+    : `${indexed}Every other form (ranges, other prefixes, :contains, _sort by it) is refused with 400 naming the supported forms: never answered by scanning.`;
 }
 
 /**

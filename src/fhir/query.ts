@@ -72,3 +72,38 @@ export interface SearchQuery {
   readonly cursor?: Cursor;
   readonly total: 'none' | 'estimate' | 'accurate';
 }
+
+/** A row being ordered by sort keys: its id and its value for each key (null: none). */
+export interface SortRow {
+  readonly id: string;
+  readonly keys: readonly (string | number | null)[];
+}
+
+/** A resource's value for one sort key: the lowest (ascending) or highest (descending) of its entries. */
+export function sortValue(entries: readonly Pick<IndexEntry, 'param' | 'code' | 'lo'>[], k: SortKey): string | number | null {
+  let best: string | number | null = null;
+  for (const e of entries) {
+    if (e.param !== k.param) continue;
+    const v = e[k.field];
+    if (v === undefined || v === null) continue;
+    if (best === null || (k.descending ? v > best : v < best)) best = v;
+  }
+  return best;
+}
+
+/**
+ * The search order every store keeps: per key, present values before missing ones (in both
+ * directions), then by value; then by id.
+ */
+export function compareSorted(sort: readonly SortKey[], a: SortRow, b: SortRow): number {
+  for (const [n, k] of sort.entries()) {
+    const x = a.keys[n];
+    const y = b.keys[n];
+    if (x === null || y === null) {
+      if (x !== y) return x === null ? 1 : -1;
+      continue;
+    }
+    if (x !== y) return (x < y ? -1 : 1) * (k.descending ? -1 : 1);
+  }
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}

@@ -2,8 +2,20 @@ import type { BlindIndex } from '../crypto/blind-index.ts';
 import { openResource, sealResource } from '../crypto/envelope.ts';
 import type { KeyProvider } from '../crypto/keyring.ts';
 import type { ProtectionPolicy } from '../crypto/protection.ts';
-import type { SearchQuery, StoredVersion } from '../fhir/query.ts';
+import type { FhirModel } from '../fhir/definitions.ts';
+import { FhirError } from '../fhir/errors.ts';
+import { extractIndex } from '../fhir/index-extractor.ts';
+import { matches } from '../fhir/match.ts';
+import { compareSorted, type SearchQuery, type SortRow, sortValue, type StoredVersion } from '../fhir/query.ts';
 import type { HistoryPage, HistoryQuery, Prepare, ResourceStore, SearchPage, WriteResult, WrittenVersion } from './resource-store.ts';
+
+/** What a search the blind indexes cannot answer needs to be answered by decryption. */
+export interface BoundedSearch {
+  readonly model: FhirModel;
+  readonly baseUrl: string;
+  /** candidates that may be decrypted for one search, at most */
+  readonly bound: number;
+}
 
 /**
  * The encryption boundary, as a decorator over any ResourceStore adapter: protected elements are
@@ -16,12 +28,14 @@ export class EncryptingStore implements ResourceStore {
   readonly #keys: KeyProvider;
   readonly #policy: ProtectionPolicy;
   readonly #blind: BlindIndex;
+  readonly #bounded?: BoundedSearch;
 
-  constructor(inner: ResourceStore, keys: KeyProvider, policy: ProtectionPolicy, blind: BlindIndex) {
+  constructor(inner: ResourceStore, keys: KeyProvider, policy: ProtectionPolicy, blind: BlindIndex, bounded?: BoundedSearch) {
     this.#inner = inner;
     this.#keys = keys;
     this.#policy = policy;
     this.#blind = blind;
+    this.#bounded = bounded && bounded.bound > 0 ? bounded : undefined;
   }
 
   #seal(type: string, prepare: Prepare): Prepare {
@@ -78,8 +92,87 @@ export class EncryptingStore implements ResourceStore {
   }
 
   async search(query: SearchQuery): Promise<SearchPage> {
-    const page = await this.#inner.search(this.#blind.query(query));
+    let blinded: SearchQuery;
+    try {
+      blinded = this.#blind.query(query);
+    } catch (err) {
+      if (!this.#bounded || !(err instanceof FhirError && err.code === 'HEARTH_PROTECTED_SEARCH')) throw err;
+      return this.#decryptingSearch(query, this.#bounded);
+    }
+    const page = await this.#inner.search(blinded);
     return { ...page, matches: page.matches.map((v) => this.#open(v)) };
+  }
+
+  /**
+   * A search the blind indexes cannot answer whole (a range or prefix over an encrypted value,
+   * :contains, _sort by one): its clauses they can answer select the candidates in the store —
+   * at most `bound` of them, or a 400 naming the limit — which are decrypted; the rest of the
+   * clauses and the order are evaluated on the plain resources, exactly as a plain store would,
+   * with the same keyset paging. Never a decryption of more than `bound` resources.
+   */
+  async #decryptingSearch(query: SearchQuery, bounded: BoundedSearch): Promise<SearchPage> {
+    const answerable: SearchQuery['where'][number][] = [];
+    const residual: SearchQuery['where'][number][] = [];
+    for (const c of query.where) {
+      try {
+        this.#blind.query({ ...query, where: [c], sort: [] });
+        answerable.push(c);
+      } catch (err) {
+        if (!(err instanceof FhirError && err.code === 'HEARTH_PROTECTED_SEARCH')) throw err;
+        residual.push(c);
+      }
+    }
+    const candidates = await this.#inner.search(
+      this.#blind.query({ type: query.type, where: answerable, sort: [], count: bounded.bound + 1, total: 'none' }),
+    );
+    if (candidates.matches.length > bounded.bound || candidates.hasNext) {
+      throw new FhirError(
+        'HEARTH_SEARCH_LIMIT',
+        `this search reads elements encrypted at rest in a way only decrypting can answer, and its other parameters leave more than ${bounded.bound} ` +
+        `${query.type} resources to decrypt (HEARTH_SEARCH_DECRYPT_BOUND): narrow it with a patient or subject, a code, an identifier, an _id or a date`,
+      );
+    }
+    const resolve = async (reference: string) => {
+      const [type, id] = reference.split('/');
+      const v = type && id ? await this.read(type, id) : undefined;
+      return v?.deleted ? undefined : v?.resource;
+    };
+    const typeModel = bounded.model.types.get(query.type);
+    const rows: (SortRow & { version: StoredVersion })[] = [];
+    for (const stored of candidates.matches) {
+      const version = this.#open(stored);
+      const resource = version.resource;
+      if (!resource || !typeModel) continue;
+      let all = true;
+      for (const c of residual) {
+        if (!(await matches(bounded.model, query.type, resource, c, bounded.baseUrl, resolve))) {
+          all = false;
+          break;
+        }
+      }
+      if (!all) continue;
+      const entries = query.sort.length ? extractIndex(typeModel, resource, bounded.baseUrl) : [];
+      rows.push({ id: version.id, keys: query.sort.map((k) => sortValue(entries, k)), version });
+    }
+    rows.sort((a, b) => compareSorted(query.sort, a, b));
+    const cursor = query.cursor;
+    const backwards = cursor?.direction === 'previous';
+    let ordered = rows;
+    if (cursor) {
+      const at: SortRow = { id: cursor.id, keys: cursor.values.map((v) => v ?? null) };
+      const after = (r: SortRow) => compareSorted(query.sort, r, at);
+      ordered = backwards ? rows.filter((r) => after(r) < 0).reverse() : rows.filter((r) => after(r) > 0);
+    }
+    const more = ordered.length > query.count;
+    let page = ordered.slice(0, query.count);
+    if (backwards) page = page.reverse();
+    return {
+      matches: page.map((r) => r.version),
+      keys: page.map((r) => r.keys),
+      hasNext: backwards ? true : more,
+      hasPrevious: backwards ? more : cursor !== undefined,
+      total: query.total === 'none' ? undefined : rows.length,
+    };
   }
 
   close(): Promise<void> {

@@ -12,7 +12,7 @@ describe('loadConfig', () => {
     expect(c.rateLimit).toEqual({ perSecond: 100, byRole: {}, redisUrl: undefined });
     expect(c.corsOrigins).toEqual([]);
     expect(c.logLevel).toBe('info');
-    expect(c.search).toEqual({ defaultCount: 20, maxCount: 500 });
+    expect(c.search).toEqual({ defaultCount: 20, maxCount: 500, decryptBound: 10_000 });
     expect(c.updateCreate).toBe(false);
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.search)).toBe(true);

@@ -137,15 +137,18 @@ describe('conformance of the REST surface', () => {
     const sealed = json(await t.raw.inject({ method: 'GET', url: '/fhir/metadata' }));
     const patient = params(sealed, 'Patient');
     expect(patient.get('family')).toBe(
-      'Reads elements encrypted at rest; searched through keyed blind indexes. Answered: a prefix of 3 to 24 characters or a whole value, :exact, :missing. ' +
-      'Every other form (ranges, other prefixes, :contains, _sort by it) is refused with 400 naming the supported forms: never answered by scanning.',
+      'Reads elements encrypted at rest; searched through keyed blind indexes. Answered by index: a prefix of 3 to 24 characters or a whole value, :exact, :missing. ' +
+      'Every other form (ranges, other prefixes, :contains, _sort by it) is answered by decrypting the resources the search\'s other parameters leave, ' +
+      'when they are at most 10000; otherwise refused with 400 naming the limit: never answered by scanning.',
     );
-    expect(patient.get('birthdate')).toContain('Answered: a whole year, month or day without prefix (birthdate=1974-12), :missing.');
-    expect(patient.get('identifier')).toContain('Answered: code, system|code, |code, system|, :not, :missing.');
+    expect(patient.get('birthdate')).toContain('Answered by index: a whole year, month or day without prefix (birthdate=1974-12), :missing.');
+    expect(patient.get('identifier')).toContain('Answered by index: code, system|code, |code, system|, :not, :missing.');
     expect(patient.get('gender')).toBeUndefined();
     const observation = params(sealed, 'Observation');
-    expect(observation.get('value-quantity')).toContain('Answered: :missing only.');
-    expect(observation.get('code-value-quantity')).toContain('Answered: :missing only.');
+    expect(observation.get('value-quantity')).toContain('Answered by index: :missing only.');
+    expect(observation.get('code-value-quantity')).toContain('Answered by index: :missing only.');
+    const off = await testApp({ HEARTH_SEARCH_DECRYPT_BOUND: '0' });
+    expect(params(json(await off.raw.inject({ method: 'GET', url: '/fhir/metadata' })), 'Patient').get('family')).toMatch(/is refused with 400 naming the supported forms/);
     expect(observation.get('code')).toBeUndefined();
     const plain = await testApp(PLAIN);
     expect(params(json(await plain.raw.inject({ method: 'GET', url: '/fhir/metadata' })), 'Patient').get('family')).toBeUndefined();

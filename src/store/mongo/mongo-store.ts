@@ -1,6 +1,6 @@
 import { createHash, randomInt, randomUUID } from 'node:crypto';
 import type { ClientSession, Collection, Db, Filter } from 'mongodb';
-import type { SearchQuery, SortKey, StoredVersion } from '../../fhir/query.ts';
+import { compareSorted, type SearchQuery, sortValue, type StoredVersion } from '../../fhir/query.ts';
 import { KEK_ID_PATH } from '../../crypto/envelope.ts';
 import {
   type HistoryPage,
@@ -321,7 +321,7 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
     }
     const rows = candidates.map((c) => ({ _id: c._id, id: c.id, keys: query.sort.map((k) => sortValue(entries.get(c._id) ?? [], k)) }));
     const backwards = query.cursor?.direction === 'previous';
-    const compare = (a: (typeof rows)[number], b: (typeof rows)[number]) => compareRows(query.sort, a, b);
+    const compare = (a: (typeof rows)[number], b: (typeof rows)[number]) => compareSorted(query.sort, a, b);
     rows.sort(compare);
     const cursor = query.cursor;
     let ordered = rows;
@@ -423,32 +423,4 @@ function kekOf(resource: Record<string, unknown>): string | undefined {
   let v: unknown = resource;
   for (const k of KEK_ID_PATH) v = v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined;
   return typeof v === 'string' ? v : undefined;
-}
-
-/** A candidate's value for one sort key: the lowest (ascending) or highest (descending) of its entries. */
-function sortValue(entries: ResourceDoc['ix'], k: SortKey): string | number | null {
-  let best: string | number | null = null;
-  for (const e of entries) {
-    if (e.param !== k.param) continue;
-    const v = e[k.field];
-    if (v === undefined || v === null) continue;
-    if (best === null || (k.descending ? v > best : v < best)) best = v;
-  }
-  return best;
-}
-
-/** Sort order: per key, present values before missing ones, then by value; then by id. */
-type Keyed = { id: string; keys: (string | number | null)[] };
-
-function compareRows(sort: readonly SortKey[], a: Keyed, b: Keyed): number {
-  for (const [n, k] of sort.entries()) {
-    const x = a.keys[n];
-    const y = b.keys[n];
-    if (x === null || y === null) {
-      if (x !== y) return x === null ? 1 : -1;
-      continue;
-    }
-    if (x !== y) return (x < y ? -1 : 1) * (k.descending ? -1 : 1);
-  }
-  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
