@@ -122,10 +122,11 @@ export class EncryptingStore implements ResourceStore {
         residual.push(c);
       }
     }
-    const candidates = await this.#inner.search(
-      this.#blind.query({ type: query.type, where: answerable, sort: [], count: bounded.bound + 1, total: 'none' }),
-    );
-    if (candidates.matches.length > bounded.bound || candidates.hasNext) {
+    // Counted first (from the index), so that a search over the bound reads no resource at all.
+    const select = this.#blind.query({ type: query.type, where: answerable, sort: [], count: 1, total: 'accurate' });
+    const counted = (await this.#inner.search(select)).total ?? Number.POSITIVE_INFINITY;
+    const candidates = counted > bounded.bound ? undefined : await this.#inner.search({ ...select, count: bounded.bound, total: 'none' });
+    if (!candidates || candidates.hasNext) {
       throw new FhirError(
         'HEARTH_SEARCH_LIMIT',
         `this search reads elements encrypted at rest in a way only decrypting can answer, and its other parameters leave more than ${bounded.bound} ` +
