@@ -24,10 +24,16 @@ describe('FHIR REST interactions', () => {
     const types = cs.rest[0].resource.map((r: any) => r.type);
     expect(types).toEqual(['Patient', 'Observation', 'AuditEvent']);
     const pat = cs.rest[0].resource[0];
-    expect(pat.searchParam.find((p: any) => p.name === 'family')).toEqual({
+    expect(pat.searchParam.find((p: any) => p.name === 'family')).toMatchObject({
       name: 'family',
       definition: 'http://hl7.org/fhir/SearchParameter/individual-family',
       type: 'string',
+    });
+    // (family reads encrypted elements: its documentation says how it is searched, conformance.test.ts)
+    expect(pat.searchParam.find((p: any) => p.name === 'gender')).toEqual({
+      name: 'gender',
+      definition: 'http://hl7.org/fhir/SearchParameter/individual-gender',
+      type: 'token',
     });
     expect(pat.updateCreate).toBe(false);
     const audit = cs.rest[0].resource[2];
