@@ -25,7 +25,8 @@ async function auditKeyChange(config: Config, command: string, description: stri
 
 function keyring(config: Config) {
   if (config.keyring.kind !== 'file') throw new CliError('the keyring comes from HEARTH_KEYRING: rotate it where that secret is kept');
-  const hasData = existsSync(join(config.dataDir, 'hearth.db'));
+  // On MongoDB the data is elsewhere: a missing keyring is never made anew by a key command there.
+  const hasData = config.mongodb !== undefined || existsSync(join(config.dataDir, 'hearth.db'));
   return openKeyring(config, !hasData);
 }
 
