@@ -74,7 +74,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     bodyLimit: config.bodyLimit,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
-    return503OnClosing: true,
+    // Requests already on an open connection when shutdown begins are served (and audited), not
+    // refused by Fastify with a bare 503 outside every hook; new connections are no longer accepted.
+    return503OnClosing: false,
     clientErrorHandler: answerClientError,
     requestTimeout: config.timeouts.requestMs,
     keepAliveTimeout: config.timeouts.keepAliveMs,
