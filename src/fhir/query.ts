@@ -92,6 +92,25 @@ export function sortValue(entries: readonly Pick<IndexEntry, 'param' | 'code' | 
 }
 
 /**
+ * One page of rows ordered in memory (where no index can order them): sorted as every store
+ * sorts, those after the cursor (or, going back, before it), at most `count`, in page order;
+ * `more` when rows are left beyond the page in the direction of travel.
+ */
+export function pageInMemory<R extends SortRow>(rows: R[], query: Pick<SearchQuery, 'sort' | 'count' | 'cursor'>): { page: R[]; more: boolean } {
+  rows.sort((a, b) => compareSorted(query.sort, a, b));
+  const cursor = query.cursor;
+  const backwards = cursor?.direction === 'previous';
+  let ordered = rows;
+  if (cursor) {
+    const at: SortRow = { id: cursor.id, keys: cursor.values.map((v) => v ?? null) };
+    const after = (r: SortRow) => compareSorted(query.sort, r, at);
+    ordered = backwards ? rows.filter((r) => after(r) < 0).reverse() : rows.filter((r) => after(r) > 0);
+  }
+  const page = ordered.slice(0, query.count);
+  return { page: backwards ? page.reverse() : page, more: ordered.length > query.count };
+}
+
+/**
  * The search order every store keeps: per key, present values before missing ones (in both
  * directions), then by value; then by id.
  */

@@ -6,7 +6,7 @@ import type { FhirModel } from '../fhir/definitions.ts';
 import { FhirError } from '../fhir/errors.ts';
 import { extractIndex } from '../fhir/index-extractor.ts';
 import { matches } from '../fhir/match.ts';
-import { compareSorted, type SearchQuery, type SortRow, sortValue, type StoredVersion } from '../fhir/query.ts';
+import { pageInMemory, type SearchQuery, type SortRow, sortValue, type StoredVersion } from '../fhir/query.ts';
 import type { HistoryPage, HistoryQuery, Prepare, ResourceStore, SearchPage, WriteResult, WrittenVersion } from './resource-store.ts';
 
 /** What a search the blind indexes cannot answer needs to be answered by decryption. */
@@ -155,23 +155,13 @@ export class EncryptingStore implements ResourceStore {
       const entries = query.sort.length ? extractIndex(typeModel, resource, bounded.baseUrl) : [];
       rows.push({ id: version.id, keys: query.sort.map((k) => sortValue(entries, k)), version });
     }
-    rows.sort((a, b) => compareSorted(query.sort, a, b));
-    const cursor = query.cursor;
-    const backwards = cursor?.direction === 'previous';
-    let ordered = rows;
-    if (cursor) {
-      const at: SortRow = { id: cursor.id, keys: cursor.values.map((v) => v ?? null) };
-      const after = (r: SortRow) => compareSorted(query.sort, r, at);
-      ordered = backwards ? rows.filter((r) => after(r) < 0).reverse() : rows.filter((r) => after(r) > 0);
-    }
-    const more = ordered.length > query.count;
-    let page = ordered.slice(0, query.count);
-    if (backwards) page = page.reverse();
+    const { page, more } = pageInMemory(rows, query);
+    const backwards = query.cursor?.direction === 'previous';
     return {
       matches: page.map((r) => r.version),
       keys: page.map((r) => r.keys),
       hasNext: backwards ? true : more,
-      hasPrevious: backwards ? more : cursor !== undefined,
+      hasPrevious: backwards ? more : query.cursor !== undefined,
       total: query.total === 'none' ? undefined : rows.length,
     };
   }

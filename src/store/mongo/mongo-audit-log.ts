@@ -101,8 +101,8 @@ export class MongoAuditLog implements AuditStore {
       } catch (err) {
         this.#known = undefined;
         const inserted = err instanceof MongoBulkWriteError ? err.insertedCount : 0;
-        if (!lostRace(err) && !(err instanceof MongoBulkWriteError && [err.writeErrors].flat().every((e) => e.code === 11000))) throw err;
-        if (attempt >= APPEND_RETRIES) throw err;
+        // (a bulk insert that stopped on a taken sequence number is a duplicate key: a lost race)
+        if (!lostRace(err) || attempt >= APPEND_RETRIES) throw err;
         rest = rest.slice(inserted);
         continue;
       }

@@ -1,6 +1,6 @@
 import { createHash, randomInt, randomUUID } from 'node:crypto';
 import type { ClientSession, Collection, Db, Filter } from 'mongodb';
-import { compareSorted, type SearchQuery, sortValue, type StoredVersion } from '../../fhir/query.ts';
+import { pageInMemory, type SearchQuery, sortValue, type StoredVersion } from '../../fhir/query.ts';
 import { KEK_ID_PATH } from '../../crypto/envelope.ts';
 import {
   type HistoryPage,
@@ -126,16 +126,17 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
 
   async create(type: string, prepare: Prepare, ifNoneExist?: SearchQuery): Promise<WriteResult> {
     refuseAudit(type);
-    if (ifNoneExist) return this.#queue.run(`?${criteriaKey(ifNoneExist)}`, () => this.#create(type, prepare, ifNoneExist));
-    return this.#create(type, prepare);
+    if (!ifNoneExist) return this.#create(type, prepare);
+    const criteria = criteriaKey(ifNoneExist);
+    return this.#queue.run(`?${criteria}`, () => this.#create(type, prepare, { query: ifNoneExist, criteria }));
   }
 
-  #create(type: string, prepare: Prepare, ifNoneExist?: SearchQuery): Promise<WriteResult> {
+  #create(type: string, prepare: Prepare, ifNoneExist?: { query: SearchQuery; criteria: string }): Promise<WriteResult> {
     return this.#retrying(async (session) => {
       if (ifNoneExist) {
-        const existing = await this.#matchAtMostOne(ifNoneExist, 'If-None-Exist', session);
+        const existing = await this.#matchAtMostOne(ifNoneExist.query, 'If-None-Exist', session);
         if (existing) return { outcome: 'exists', version: existing };
-        await this.#claim(ifNoneExist, session);
+        await this.#claim(ifNoneExist.criteria, session);
       }
       return { outcome: 'created', version: await this.#write(type, randomUUID(), undefined, prepare, session) };
     });
@@ -148,8 +149,9 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
     options: { readonly ifMatch?: number; readonly allowCreate: boolean },
   ): Promise<WriteResult> {
     refuseAudit(type);
-    const key = 'query' in target ? `?${criteriaKey(target.query)}` : `${type}/${target.id}`;
-    return this.#queue.run(key, () => this.#update(type, target, prepare, options));
+    const criteria = 'query' in target ? criteriaKey(target.query) : undefined;
+    const key = 'query' in target ? `?${criteria}` : `${type}/${target.id}`;
+    return this.#queue.run(key, () => this.#update(type, target, prepare, options, criteria));
   }
 
   #update(
@@ -157,6 +159,7 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
     target: { readonly id: string } | { readonly query: SearchQuery },
     prepare: Prepare,
     options: { readonly ifMatch?: number; readonly allowCreate: boolean },
+    criteria?: string,
   ): Promise<WriteResult> {
     return this.#retrying(async (session) => {
       let id: string;
@@ -164,7 +167,7 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
         const match = await this.#matchAtMostOne(target.query, 'conditional update', session);
         if (!match) {
           // See: https://hl7.org/fhir/R4/http.html#cond-update (no match: the server performs a create)
-          await this.#claim(target.query, session);
+          await this.#claim(criteria ?? criteriaKey(target.query), session);
           return { outcome: 'created', version: await this.#write(type, randomUUID(), undefined, prepare, session) };
         }
         id = match.id;
@@ -308,30 +311,11 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
    * entries) are ordered in memory, at most SORT_CAP of them; the page's bodies are read after.
    */
   async #sortedPage(current: Collection<ResourceDoc>, query: SearchQuery, filter: Filter<ResourceDoc>, session?: ClientSession) {
-    const params = [...new Set(query.sort.map((k) => k.param))];
-    const candidates = await current
-      .find(filter, { session, projection: { _id: 1, id: 1, ix: { $elemMatch: { param: { $in: params } } } } })
-      .limit(SORT_CAP + 1)
-      .toArray();
+    // Ids and index entries only (no bodies) of the candidates; the page's bodies are read after.
+    const candidates = await current.find(filter, { session, projection: { _id: 1, id: 1, ix: 1 } }).limit(SORT_CAP + 1).toArray();
     if (candidates.length > SORT_CAP) throw new StoreError({ kind: 'too-costly', type: query.type, limit: SORT_CAP });
-    // The projection's $elemMatch keeps one entry only: read the entries of the sort parameters whole.
-    const entries = new Map<string, ResourceDoc['ix']>();
-    for await (const d of current.find({ _id: { $in: candidates.map((c) => c._id) } }, { session, projection: { ix: 1 } })) {
-      entries.set(d._id, d.ix.filter((e) => params.includes(e.param)));
-    }
-    const rows = candidates.map((c) => ({ _id: c._id, id: c.id, keys: query.sort.map((k) => sortValue(entries.get(c._id) ?? [], k)) }));
-    const backwards = query.cursor?.direction === 'previous';
-    const compare = (a: (typeof rows)[number], b: (typeof rows)[number]) => compareSorted(query.sort, a, b);
-    rows.sort(compare);
-    const cursor = query.cursor;
-    let ordered = rows;
-    if (cursor) {
-      const at = { _id: '', id: cursor.id, keys: cursor.values.map((v) => v ?? null) };
-      ordered = backwards ? rows.filter((r) => compare(r, at) < 0).reverse() : rows.filter((r) => compare(r, at) > 0);
-    }
-    const more = ordered.length > query.count;
-    let page = ordered.slice(0, query.count);
-    if (backwards) page = page.reverse();
+    const rows = candidates.map((c) => ({ _id: c._id, id: c.id, keys: query.sort.map((k) => sortValue(c.ix, k)) }));
+    const { page, more } = pageInMemory(rows, query);
     const bodies = new Map<string, ResourceDoc>();
     for await (const d of current.find({ _id: { $in: page.map((r) => r._id) } }, { session })) bodies.set(d._id, d);
     const docs = page.map((r) => bodies.get(r._id)).filter((d) => d !== undefined);
@@ -363,8 +347,7 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
    * how many claims they already have, so that two writers that both found no match insert the
    * same name and one of them loses (and, tried anew, finds what the other created).
    */
-  async #claim(query: SearchQuery, session: ClientSession): Promise<void> {
-    const criteria = criteriaKey(query);
+  async #claim(criteria: string, session: ClientSession): Promise<void> {
     const n = await this.#claims.countDocuments({ _id: { $gte: `${criteria}:`, $lt: `${criteria};` } }, { session });
     await this.#claims.insertOne({ _id: `${criteria}:${String(n).padStart(12, '0')}` }, { session });
   }
