@@ -11,6 +11,7 @@ const ON_BOTH_STORES = [
   'test/http/auth.test.ts',
   'test/http/write-compartment.test.ts',
   'test/http/fhir-kit-client.test.ts',
+  'test/fhir/decimals.test.ts',
   'test/audit/auditor.test.ts',
   'test/audit/disclosures.test.ts',
 ];

@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, createSecretKey, randomBytes } from 'node:crypto';
 import { FhirError } from '../fhir/errors.ts';
+import { cloneJson, parseStored } from '../fhir/json.ts';
 import type { KeyProvider } from './keyring.ts';
 
 /** Where a sealed resource keeps its envelope. The name cannot collide with a FHIR element. */
@@ -86,7 +87,7 @@ export function sealResource(
 ): Json {
   // Nothing to protect (an AuditEvent of a read has no query): the input as it is, uncopied.
   if (locate(resource, paths).length === 0) return resource;
-  const out: Json = structuredClone(resource);
+  const out: Json = cloneJson(resource);
   const found = locate(out, paths);
   const dekRaw = randomBytes(32);
   const dek = createSecretKey(dekRaw);
@@ -114,7 +115,7 @@ export function openResource(keys: KeyProvider, type: string, id: string, versio
     if (envelope.v !== 1) throw new Error('unknown envelope version');
     const dek = createSecretKey(open(keys.kek(envelope.kek), envelope.dek, `${where}#dek#${envelope.kek}`));
     for (const [path, sealed] of Object.entries(envelope.f)) {
-      const value = JSON.parse(open(dek, sealed, `${where}#${path}`).toString('utf8'));
+      const value = parseStored(open(dek, sealed, `${where}#${path}`).toString('utf8'));
       const parts = path.split('.');
       if (parts.length === 1) out[parts[0]] = value;
       else {

@@ -1,6 +1,7 @@
 import type { IndexEntry } from './query.ts';
 import type { SearchParamDef, SearchParamType, TypeModel } from './definitions.ts';
 import { dateRange, MAX_TIME, MIN_TIME, normalizeReference, normalizeString } from './search-values.ts';
+import { numberValue } from './json.ts';
 
 type Fields = Omit<IndexEntry, 'param' | 'grp'>;
 type Node = Record<string, unknown>;
@@ -83,10 +84,14 @@ export function valuesOf(type: SearchParamType, node: unknown, baseUrl: string):
     case 'date':
       return dateValues(node);
     case 'number':
-      return typeof node === 'number' ? [{ lo: node, hi: node }] : [];
+    {
+      const n = numberValue(node);
+      return n === undefined ? [] : [{ lo: n, hi: n }];
+    }
     case 'quantity': {
-      if (!isObject(node) || typeof node.value !== 'number') return [];
-      return [{ lo: node.value, hi: node.value, sys: str(node.system), code: str(node.code), text: str(node.unit) }];
+      const n = isObject(node) ? numberValue(node.value) : undefined;
+      if (!isObject(node) || n === undefined) return [];
+      return [{ lo: n, hi: n, sys: str(node.system), code: str(node.code), text: str(node.unit) }];
     }
     case 'reference':
       return referenceValues(node, baseUrl);

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { choiceKeys, type FhirModel } from './definitions.ts';
 import { FhirError, type Issue } from './errors.ts';
+import { withNumbers } from './json.ts';
 
 /** sha256 of the unmodified HL7 fhir.schema.json in profiles/ (see profiles/README.md). */
 export const SCHEMA_SHA256 = '15b9548af6412c44faaa411456e0652542de286fd1c58ef882b09bdc8947909d';
@@ -82,7 +83,7 @@ export class ResourceValidator {
         },
       ]);
     }
-    const issues = this.#check(r, type, type);
+    const issues = this.#check(withNumbers(r, schemaValue), type, type);
     if (issues.length > 0) throw invalid(issues.slice(0, MAX_ISSUES));
   }
 
@@ -235,6 +236,18 @@ function containedRules(c: Record<string, unknown>, where: string): Issue[] {
     issues.push({ code: 'invariant', diagnostics: 'a contained resource may not have security labels (dom-5)', expression: `${where}.meta.security` });
   }
   return issues;
+}
+
+/**
+ * What the schema checks for a number kept as written (fhir/json.ts): its value; but text with a
+ * fraction or an exponent (`1.0`, `1e2`) is never a FHIR integer, whose form is
+ * `-?([0]|([1-9][0-9]*))`, so it is checked as a value that no integer type accepts (decimals have
+ * no bounds in the schema).
+ * See: https://hl7.org/fhir/R4/datatypes.html#integer
+ */
+function schemaValue(text: string): number {
+  const value = Number(text);
+  return Number.isInteger(value) && /[.eE]/.test(text) ? value + 0.5 : value;
 }
 
 function invalid(issues: Issue[]): FhirError {

@@ -1,9 +1,10 @@
 import { badRequest, type FhirError } from '../fhir/errors.ts';
+import { isLossy, parseExact } from '../fhir/json.ts';
 
 // Keys that could reach an object's prototype chain in code that copies or merges JSON.
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
-// FHIR decimals carry at most 18 significant digits, and every number must survive a double
-// unchanged: what is stored is what was sent.
+// FHIR decimals carry at most 18 significant digits. What is stored is what was sent: a number a
+// double would change is kept as written (fhir/json.ts); search compares its value as a double.
 // See: https://hl7.org/fhir/R4/datatypes.html#decimal
 const MAX_SIGNIFICANT_DIGITS = 18;
 
@@ -29,21 +30,23 @@ class ScanError extends Error {
 
 /**
  * Parses a request body as JSON the way a PHI server must: nesting deeper than `maxDepth`,
- * duplicate keys, prototype keys, numbers a double cannot hold (too large, too precise, or so
- * small they would become 0) and strings R4 forbids (control characters, lone surrogates, over
+ * duplicate keys, prototype keys, numbers out of a double's range (too large, or so small they
+ * would become 0), over 18 significant digits and strings R4 forbids (control characters, lone surrogates, over
  * 1 MB) are rejected before any recursive code (JSON.parse, the validator, a serializer) sees
- * the document; a refusal names the element (`Patient.name[0].family`).
+ * the document; a refusal names the element (`Patient.name[0].family`). Numbers are kept as
+ * written (fhir/json.ts).
  */
 export function parseStrictJson(text: string, maxDepth: number): unknown {
+  let lossy: boolean;
   try {
-    scan(text, maxDepth);
+    lossy = scan(text, maxDepth);
   } catch (err) {
     if (!(err instanceof ScanError)) throw err;
     const type = /"resourceType"\s*:\s*"([A-Za-z]{1,64})"/.exec(text)?.[1];
     throw err.make(expressionOf(type, err.where));
   }
   try {
-    return JSON.parse(text);
+    return parseExact(text, lossy);
   } catch (err) {
     throw badRequest('HEARTH_MALFORMED_JSON', `malformed JSON: ${(err as Error).message}`, undefined, 'structure');
   }
@@ -59,7 +62,9 @@ function expressionOf(type: string | undefined, where: readonly (string | number
 /** Where a value stands: per open object the key being filled, per open array the index. */
 type Frame = { keys: Set<string>; key: string | undefined } | { index: number };
 
-function scan(text: string, maxDepth: number): void {
+/** Refuses what must not reach JSON.parse; says whether a number must be kept as written. */
+function scan(text: string, maxDepth: number): boolean {
+  let lossy = false;
   const stack: Frame[] = [];
   const where = () => stack.map((f) => ('index' in f ? f.index : (f.key ?? '')));
   let expectKey = false;
@@ -117,7 +122,7 @@ function scan(text: string, maxDepth: number): void {
         if (d === 0x22) break;
         i++;
       }
-      if (i >= n) return; // unterminated: JSON.parse reports it
+      if (i >= n) return lossy; // unterminated: JSON.parse reports it
       i++;
       if (expectKey) {
         const raw = text.slice(start + 1, i - 1);
@@ -126,7 +131,7 @@ function scan(text: string, maxDepth: number): void {
           try {
             key = JSON.parse(text.slice(start, i));
           } catch {
-            return;
+            return lossy;
           }
         }
         const frame = stack[stack.length - 1] as { keys: Set<string>; key: string | undefined };
@@ -153,6 +158,7 @@ function scan(text: string, maxDepth: number): void {
       const token = text.slice(start, i);
       try {
         checkNumber(token);
+        lossy ||= isLossy(token);
       } catch (err) {
         throw new ScanError(where(), (expression) => withExpression(err as FhirError, expression));
       }
@@ -161,6 +167,7 @@ function scan(text: string, maxDepth: number): void {
     // Literals (true/false/null) and anything malformed: JSON.parse decides.
     i++;
   }
+  return lossy;
 }
 
 /** The same refusal, now naming where it is. */
@@ -237,22 +244,5 @@ function checkNumber(token: string): void {
       undefined,
       'value',
     );
-  }
-  // A double holds 15 to 17 significant digits: refuse a number that would come back different.
-  if (significant.length > 15) {
-    const back = Math.abs(value)
-      .toPrecision(significant.length)
-      .replace(/e.*$/, '')
-      .replace('.', '')
-      .replace(/^0+/, '')
-      .replace(/0+$/, '');
-    if (back !== significant) {
-      throw badRequest(
-        'HEARTH_NUMBER_PRECISION',
-        `number ${token.slice(0, 40)} cannot be stored without losing digits`,
-        undefined,
-        'value',
-      );
-    }
   }
 }

@@ -9,6 +9,7 @@ import { type Config, loadConfig } from '../../src/config/config.ts';
 import type { Storage } from '../../src/store/port.ts';
 import type { AuditIndex, AuditStore } from '../../src/audit/audit-store.ts';
 import { sqliteStorage } from '../../src/store/sqlite/sqlite-storage.ts';
+import { parseExact } from '../../src/fhir/json.ts';
 import { mongoTestStorage } from './mongo.ts';
 import { RecordingStore } from './recording-store.ts';
 
@@ -217,7 +218,13 @@ export function examples(prefix: 'Patient' | 'Observation'): { file: string; res
   return readdirSync(examplesDir)
     .filter((f) => f.startsWith(`${prefix}-`) && f.endsWith('.json'))
     .sort()
-    .map((file) => ({ file, resource: JSON.parse(readFileSync(new URL(file, examplesDir), 'utf8')) }));
+    .map((file) => ({ file, resource: parseExact(readFileSync(new URL(file, examplesDir), 'utf8'), true) as any }));
+}
+
+/** The 173 Patient and Observation resources inside the official example Bundles (fixtures README), numbers as written. */
+export function bundledExamples(): { file: string; resource: any }[] {
+  const list = parseExact(readFileSync(new URL('in-bundles.json', examplesDir), 'utf8'), true) as { bundle: string; entry: number; resource: any }[];
+  return list.map((e) => ({ file: `${e.bundle}#entry[${e.entry}]`, resource: e.resource }));
 }
 
 /** A TCP port on 127.0.0.1 that was free a moment ago. */

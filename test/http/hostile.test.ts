@@ -40,8 +40,10 @@ function attacks(pid: string): Attack[] {
     out.push(post('deep arrays', `{"resourceType":"Patient","extension":${'['.repeat(depth)}${']'.repeat(depth)}}`));
     out.push(post('deep objects', `{"resourceType":"Patient","extension":[${'{"extension":['.repeat(depth)}${']}'.repeat(depth)}]}`));
   }
-  // Numbers no double holds, in several elements.
-  for (const n of ['1e309', '-1e309', '1e-400', '-4.9e-325', '123456789012345678901', '0.12345678901234567891', '9007199254740993', '1E400', 'NaN', 'Infinity', '-Infinity', '0x10']) {
+  // Numbers out of a double's range or over 18 digits, in several elements (one a double would
+  // round, 9007199254740993, is a valid decimal kept as written: test/fhir/decimals.test.ts).
+  out.push(post('number', '{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueInteger":9007199254740993}', {}, '/fhir/Observation'));
+  for (const n of ['1e309', '-1e309', '1e-400', '-4.9e-325', '123456789012345678901', '0.12345678901234567891', '1E400', 'NaN', 'Infinity', '-Infinity', '0x10']) {
     for (const el of ['"valueQuantity":{"value":N}', '"valueInteger":N', '"component":[{"code":{"text":"c"},"valueQuantity":{"value":N}}]']) {
       out.push(post('number', `{"resourceType":"Observation","status":"final","code":{"text":"x"},${el.replace('N', n)}}`, {}, '/fhir/Observation'));
     }

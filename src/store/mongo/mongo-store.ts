@@ -1,6 +1,7 @@
 import { createHash, randomInt, randomUUID } from 'node:crypto';
 import type { ClientSession, Collection, Db, Filter } from 'mongodb';
 import { pageInMemory, type SearchQuery, sortValue, type StoredVersion } from '../../fhir/query.ts';
+import { parseStored } from '../../fhir/json.ts';
 import { KEK_ID_PATH } from '../../crypto/envelope.ts';
 import {
   type HistoryPage,
@@ -109,7 +110,7 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
       if (rows.length === 0) break;
       for (const r of rows) {
         if (r.body === null) continue;
-        const next = rewrap(r.type, r.id, r.v, JSON.parse(r.body) as Record<string, unknown>);
+        const next = rewrap(r.type, r.id, r.v, parseStored(r.body) as Record<string, unknown>);
         if (!next) continue;
         const body = JSON.stringify(next);
         // Compare-and-set on the old body, in the version and (when it is current) the resource.
@@ -241,7 +242,7 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
       versionId: doc.v,
       lastUpdated: doc.at,
       deleted: doc.deleted,
-      resource: body === null ? undefined : (JSON.parse(body) as Record<string, unknown>),
+      resource: body === null ? undefined : (parseStored(body) as Record<string, unknown>),
     };
   }
 

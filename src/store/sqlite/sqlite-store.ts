@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { parseStored } from '../../fhir/json.ts';
 import type { SearchQuery, StoredVersion } from '../../fhir/query.ts';
 import {
   type HistoryPage,
@@ -149,7 +150,7 @@ export class SqliteStore implements ResourceStore {
       if (rows.length === 0) break;
       this.#transaction(() => {
         for (const r of rows) {
-          const next = rewrap(r.type, r.id, r.version, JSON.parse(r.body));
+          const next = rewrap(r.type, r.id, r.version, parseStored(r.body) as Record<string, unknown>);
           // Compare-and-set on the old body: a concurrent writer never loses its row.
           if (next) done += Number(write.run(JSON.stringify(next), r.rid, r.body).changes);
         }
@@ -389,6 +390,6 @@ function toVersion(row: VersionRow): StoredVersion {
     versionId: row.version,
     lastUpdated: row.last_updated,
     deleted: row.deleted === 1,
-    resource: row.body === null ? undefined : (JSON.parse(row.body) as Record<string, unknown>),
+    resource: row.body === null ? undefined : (parseStored(row.body) as Record<string, unknown>),
   };
 }
