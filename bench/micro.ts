@@ -63,7 +63,7 @@ rows.push(
 // envelope seal, one open (the bench's Patient, the policy in profiles/protection.json).
 const keyring = LocalKeyring.open(join(dir, 'keyring.json'), true);
 const protection = loadProtectionPolicy(model);
-const blind = new BlindIndex(keyring.indexKey(), protection);
+const blind = new BlindIndex(keyring.indexKey(), protection, keyring.indexPrefixFrom());
 const patient = {
   resourceType: 'Patient',
   id: 'p500',

@@ -137,7 +137,7 @@ export async function createServices(config: Config, deps: ServiceDeps = {}): Pr
   const indexer = new AuditIndexer(storage.audit, storage.auditIndex, model, config.baseUrl);
   const indexed = (seq: number) => progress.index(seq);
   const store = new AuditReadBarrier(
-    new EncryptingStore(storage.resources, keys, protection, new BlindIndex(keys.indexKey(), protection), {
+    new EncryptingStore(storage.resources, keys, protection, new BlindIndex(keys.indexKey(), protection, keys.indexPrefixFrom()), {
       model,
       baseUrl: config.baseUrl,
       bound: config.search.decryptBound,
@@ -232,7 +232,7 @@ export async function createServices(config: Config, deps: ServiceDeps = {}): Pr
     verifier,
     policy,
     repository,
-    searchDocumentation: (type, param) => protectedSearchDocumentation(protection, type, param, config.search.decryptBound),
+    searchDocumentation: (type, param) => protectedSearchDocumentation(protection, type, param, config.search.decryptBound, keys.indexPrefixFrom()),
     async recover() {
       const appendOf = auditAppendOf(keys);
       return recoverAttempts({

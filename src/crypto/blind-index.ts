@@ -4,19 +4,29 @@ import { FhirError } from '../fhir/errors.ts';
 import type { Clause, EntryPredicate, IndexEntry, SearchQuery } from '../fhir/query.ts';
 import type { ProtectionPolicy } from './protection.ts';
 
-// Prefixes of protected strings are indexed from MIN_PREFIX to MAX_PREFIX characters, and the
-// whole value: a search shorter than MIN_PREFIX is refused; one longer than MAX_PREFIX matches
-// whole values only. Every indexed prefix is one more keyed hash per write.
-export const MIN_PREFIX = 3;
+// Prefixes of protected strings are indexed from the keyring's `indexPrefixFrom()` (1; 3 in
+// keyrings made before short values were) to MAX_PREFIX characters, and the whole value: a shorter
+// search goes to bounded decryption; one longer than MAX_PREFIX matches whole values only. Every
+// indexed prefix is one more keyed hash per write.
 export const MAX_PREFIX = 24;
 
-const FORMS: Partial<Record<SearchParamType, string>> = {
-  token: 'code, system|code, |code, system|, :not, :missing',
-  string: `a prefix of ${MIN_PREFIX} to ${MAX_PREFIX} characters or a whole value, :exact, :missing`,
-  date: 'a whole year, month or day without prefix (birthdate=1974-12), :missing',
-  reference: 'Type/id, :missing',
-  uri: 'the exact URI, :missing',
-};
+/** The forms of a search the blind index of `kind` answers. */
+function formsOf(kind: SearchParamType | undefined, prefixFrom: number): string {
+  switch (kind) {
+    case 'token':
+      return 'code, system|code, |code, system|, :not, :missing';
+    case 'string':
+      return `a prefix of ${prefixFrom} to ${MAX_PREFIX} characters or a whole value, :exact, :missing`;
+    case 'date':
+      return 'a whole year, month or day without prefix (birthdate=1974-12), :missing';
+    case 'reference':
+      return 'Type/id, :missing';
+    case 'uri':
+      return 'the exact URI, :missing';
+    default:
+      return ':missing only';
+  }
+}
 
 /**
  * What the CapabilityStatement says of a search parameter over encrypted elements: the forms the
@@ -27,12 +37,13 @@ export function protectedSearchDocumentation(
   type: string,
   param: string,
   decryptBound: number,
+  prefixFrom: number,
 ): string | undefined {
   const blinded = policy.blinded.get(type);
   // (a composite is blinded by its components: `code-value-quantity$1`)
   const kind = blinded?.get(param) ?? [...(blinded?.entries() ?? [])].find(([k]) => k.startsWith(`${param}$`))?.[1];
   if (!kind) return undefined;
-  const indexed = `Reads elements encrypted at rest; searched through keyed blind indexes. Answered by index: ${FORMS[kind] ?? ':missing only'}. `;
+  const indexed = `Reads elements encrypted at rest; searched through keyed blind indexes. Answered by index: ${formsOf(kind, prefixFrom)}. `;
   return decryptBound > 0
     ? `${indexed}Every other form (ranges, other prefixes, :contains, _sort by it) is answered by decrypting the resources the search's other ` +
     `parameters leave, when they are at most ${decryptBound}; otherwise refused with 400 naming the limit: never answered by scanning.`
@@ -47,10 +58,12 @@ export function protectedSearchDocumentation(
 export class BlindIndex {
   readonly #key: KeyObject;
   readonly #policy: ProtectionPolicy;
+  readonly #prefixFrom: number;
 
-  constructor(key: KeyObject, policy: ProtectionPolicy) {
+  constructor(key: KeyObject, policy: ProtectionPolicy, prefixFrom: number) {
     this.#key = key;
     this.#policy = policy;
+    this.#prefixFrom = prefixFrom;
   }
 
   #h(kind: string, param: string, value: string): string {
@@ -76,8 +89,8 @@ export class BlindIndex {
           break;
         case 'string': {
           const norm = e.code ?? '';
-          for (let n = MIN_PREFIX; n <= Math.min(norm.length, MAX_PREFIX); n++) out.push({ ...base, code: this.#h('p', e.param, norm.slice(0, n)) });
-          if (norm.length < MIN_PREFIX || norm.length > MAX_PREFIX) out.push({ ...base, code: this.#h('p', e.param, norm) });
+          for (let n = this.#prefixFrom; n <= Math.min(norm.length, MAX_PREFIX); n++) out.push({ ...base, code: this.#h('p', e.param, norm.slice(0, n)) });
+          if (norm.length < this.#prefixFrom || norm.length > MAX_PREFIX) out.push({ ...base, code: this.#h('p', e.param, norm) });
           // (a search longer than MAX_PREFIX is looked up as a whole value)
           if (e.text !== undefined) out.push({ ...base, text: this.#h('x', e.param, e.text) });
           break;
@@ -102,7 +115,7 @@ export class BlindIndex {
   query(q: SearchQuery): SearchQuery {
     const blinded = this.#policy.blinded.get(q.type);
     for (const k of q.sort) {
-      if (blinded?.has(k.param)) throw refuse(q.type, k.param, undefined, `cannot sort by ${k.param}: it reads elements encrypted at rest`);
+      if (blinded?.has(k.param)) throw refuse(q.type, k.param, undefined, this.#prefixFrom, `cannot sort by ${k.param}: it reads elements encrypted at rest`);
     }
     return { ...q, where: q.where.map((c) => this.#clause(q.type, c)) };
   }
@@ -135,7 +148,7 @@ export class BlindIndex {
 
   #predicates(type: string, param: string, kind: SearchParamType, preds: readonly EntryPredicate[]): EntryPredicate[] {
     if (preds.length === 0) return []; // :missing
-    const no = () => refuse(type, param, kind);
+    const no = () => refuse(type, param, kind, this.#prefixFrom);
     if (kind === 'date') {
       const lo = preds.find((p) => p.field === 'lo' && p.op === 'ge');
       const hi = preds.find((p) => p.field === 'hi' && p.op === 'le');
@@ -154,7 +167,9 @@ export class BlindIndex {
       if (kind === 'string') {
         if (p.field === 'code' && p.op === 'prefix') {
           const v = p.value as string;
-          if (v.length < MIN_PREFIX) throw refuse(type, param, kind, `${param}: a search of an encrypted element needs at least ${MIN_PREFIX} characters`);
+          if (v.length < this.#prefixFrom) {
+            throw refuse(type, param, kind, this.#prefixFrom, `${param}: a search of an encrypted element needs at least ${this.#prefixFrom} characters`);
+          }
           return { field: 'code', op: 'eq', value: h('p', v) };
         }
         if (p.field === 'text' && p.op === 'eq') return { field: 'text', op: 'eq', value: h('x', p.value as string) };
@@ -168,8 +183,8 @@ export class BlindIndex {
   }
 }
 
-function refuse(type: string, param: string, kind?: SearchParamType, message?: string): FhirError {
-  const forms = kind ? (FORMS[kind] ?? ':missing only') : '';
+function refuse(type: string, param: string, kind: SearchParamType | undefined, prefixFrom: number, message?: string): FhirError {
+  const forms = kind ? formsOf(kind, prefixFrom) : '';
   return new FhirError('HEARTH_PROTECTED_SEARCH', {
     code: 'not-supported',
     diagnostics:

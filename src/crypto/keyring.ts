@@ -14,7 +14,16 @@ export interface KeyProvider {
   kek(id: string): KeyObject;
   /** the HMAC key of the blind indexes (never rotated by `keys rotate`) */
   indexKey(): KeyObject;
+  /**
+   * The shortest prefix of a protected string its blind index holds: 1 for keyrings made since
+   * short prefixes (`Il`, `NY`) are indexed, 3 for older ones, whose stored entries start at 3
+   * characters (a shorter search there goes to bounded decryption).
+   */
+  indexPrefixFrom(): number;
 }
+
+/** What a keyring made before short prefixes were indexed holds from (its entries start there). */
+export const LEGACY_PREFIX_FROM = 3;
 
 /**
  * The KEK id of the audit trail's own key. AuditEvents are append-only and hash-chained, so their
@@ -29,6 +38,8 @@ interface KeyringFile {
   keks: Record<string, string>;
   retired: number[];
   index: string;
+  /** the shortest indexed prefix (absent in keyrings older than short prefixes: LEGACY_PREFIX_FROM) */
+  prefixFrom?: number;
 }
 
 export class KeyringError extends Error {}
@@ -63,6 +74,9 @@ export class LocalKeyring implements KeyProvider {
     if (!data.keks[String(data.current)]) throw new KeyringError(`keyring: the current key version ${data.current} is missing`);
     const index = Buffer.from(data.index, 'base64');
     if (index.length !== 32) throw new KeyringError('keyring: the blind-index key is not 256 bits');
+    if (data.prefixFrom !== undefined && (!Number.isInteger(data.prefixFrom) || data.prefixFrom < 1 || data.prefixFrom > LEGACY_PREFIX_FROM)) {
+      throw new KeyringError(`keyring: prefixFrom must be an integer from 1 to ${LEGACY_PREFIX_FROM}`);
+    }
     this.#keks = keks;
     return createSecretKey(index);
   }
@@ -79,7 +93,9 @@ export class LocalKeyring implements KeyProvider {
     const mtime = statSync(this.path).mtimeMs;
     if (mtime === this.#mtime) return;
     const data = JSON.parse(readFileSync(this.path, 'utf8')) as KeyringFile;
-    if (data.index !== this.#data.index) throw new KeyringError('keyring: the blind-index key changed; refusing to reload');
+    if (data.index !== this.#data.index || data.prefixFrom !== this.#data.prefixFrom) {
+      throw new KeyringError('keyring: the blind index (its key or prefixFrom) changed; refusing to reload');
+    }
     this.#load(data);
     this.#data = data;
     this.#mtime = mtime;
@@ -95,7 +111,7 @@ export class LocalKeyring implements KeyProvider {
         throw new KeyringError(`keyring ${path} is missing but encrypted data exists: restore the keyring (it cannot be recreated)`);
       }
       mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-      const data: KeyringFile = { version: 1, current: 1, keks: { 1: b64(32) }, retired: [], index: b64(32) };
+      const data: KeyringFile = { version: 1, current: 1, keks: { 1: b64(32) }, retired: [], index: b64(32), prefixFrom: 1 };
       writeFileSync(path, JSON.stringify(data, null, 1), { mode: 0o600, flag: 'wx' });
     }
     const mode = statSync(path).mode & 0o777;
@@ -137,6 +153,10 @@ export class LocalKeyring implements KeyProvider {
 
   indexKey(): KeyObject {
     return this.#index;
+  }
+
+  indexPrefixFrom(): number {
+    return this.#data.prefixFrom ?? LEGACY_PREFIX_FROM;
   }
 
   versions(): { version: number; current: boolean; retired: boolean }[] {

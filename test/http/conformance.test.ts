@@ -137,7 +137,7 @@ describe('conformance of the REST surface', () => {
     const sealed = json(await t.raw.inject({ method: 'GET', url: '/fhir/metadata' }));
     const patient = params(sealed, 'Patient');
     expect(patient.get('family')).toBe(
-      'Reads elements encrypted at rest; searched through keyed blind indexes. Answered by index: a prefix of 3 to 24 characters or a whole value, :exact, :missing. ' +
+      'Reads elements encrypted at rest; searched through keyed blind indexes. Answered by index: a prefix of 1 to 24 characters or a whole value, :exact, :missing. ' +
       'Every other form (ranges, other prefixes, :contains, _sort by it) is answered by decrypting the resources the search\'s other parameters leave, ' +
       'when they are at most 10000; otherwise refused with 400 naming the limit: never answered by scanning.',
     );
