@@ -232,7 +232,8 @@ export async function createServices(config: Config, deps: ServiceDeps = {}): Pr
     verifier,
     policy,
     repository,
-    searchDocumentation: (type, param) => protectedSearchDocumentation(protection, type, param, config.search.decryptBound, keys.indexPrefixFrom()),
+    searchDocumentation: (type, param) =>
+      protectedSearchDocumentation(protection, type, param, config.search.decryptBound, keys.indexPrefixFrom()),
     async recover() {
       const appendOf = auditAppendOf(keys);
       return recoverAttempts({

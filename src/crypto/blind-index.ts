@@ -5,8 +5,8 @@ import type { Clause, EntryPredicate, IndexEntry, SearchQuery } from '../fhir/qu
 import type { ProtectionPolicy } from './protection.ts';
 
 // Prefixes of protected strings are indexed from the keyring's `indexPrefixFrom()` (1; 3 in
-// keyrings made before short values were) to MAX_PREFIX characters, and the whole value: a shorter
-// search goes to bounded decryption; one longer than MAX_PREFIX matches whole values only. Every
+// keyrings made before short values were) to MAX_PREFIX characters: a shorter or longer search
+// goes to bounded decryption (a longer one narrowed by its first MAX_PREFIX characters). Every
 // indexed prefix is one more keyed hash per write.
 export const MAX_PREFIX = 24;
 
@@ -90,8 +90,7 @@ export class BlindIndex {
         case 'string': {
           const norm = e.code ?? '';
           for (let n = this.#prefixFrom; n <= Math.min(norm.length, MAX_PREFIX); n++) out.push({ ...base, code: this.#h('p', e.param, norm.slice(0, n)) });
-          if (norm.length < this.#prefixFrom || norm.length > MAX_PREFIX) out.push({ ...base, code: this.#h('p', e.param, norm) });
-          // (a search longer than MAX_PREFIX is looked up as a whole value)
+          if (norm.length < this.#prefixFrom) out.push({ ...base, code: this.#h('p', e.param, norm) });
           if (e.text !== undefined) out.push({ ...base, text: this.#h('x', e.param, e.text) });
           break;
         }
@@ -118,6 +117,21 @@ export class BlindIndex {
       if (blinded?.has(k.param)) throw refuse(q.type, k.param, undefined, this.#prefixFrom, `cannot sort by ${k.param}: it reads elements encrypted at rest`);
     }
     return { ...q, where: q.where.map((c) => this.#clause(q.type, c)) };
+  }
+
+  /**
+   * A clause the index can answer that every match of `c` also matches (a prefix past
+   * MAX_PREFIX cut to it), to narrow the candidates of a decrypting search; undefined when none.
+   */
+  narrowing(type: string, c: Clause): Clause | undefined {
+    if (c.kind !== 'exists' || this.#policy.blinded.get(type)?.get(c.param) !== 'string') return undefined;
+    const cut = c.where.map((p) => (p.field === 'code' && p.op === 'prefix' && (p.value as string).length > MAX_PREFIX ? { ...p, value: (p.value as string).slice(0, MAX_PREFIX) } : p));
+    if (cut.every((p, i) => p === c.where[i])) return undefined;
+    try {
+      return this.#clause(type, { ...c, where: cut });
+    } catch {
+      return undefined;
+    }
   }
 
   #clause(type: string, c: Clause): Clause {
@@ -169,6 +183,9 @@ export class BlindIndex {
           const v = p.value as string;
           if (v.length < this.#prefixFrom) {
             throw refuse(type, param, kind, this.#prefixFrom, `${param}: a search of an encrypted element needs at least ${this.#prefixFrom} characters`);
+          }
+          if (v.length > MAX_PREFIX) {
+            throw refuse(type, param, kind, this.#prefixFrom, `${param}: a search of an encrypted element is indexed up to ${MAX_PREFIX} characters`);
           }
           return { field: 'code', op: 'eq', value: h('p', v) };
         }

@@ -74,7 +74,8 @@ export class LocalKeyring implements KeyProvider {
     if (!data.keks[String(data.current)]) throw new KeyringError(`keyring: the current key version ${data.current} is missing`);
     const index = Buffer.from(data.index, 'base64');
     if (index.length !== 32) throw new KeyringError('keyring: the blind-index key is not 256 bits');
-    if (data.prefixFrom !== undefined && (!Number.isInteger(data.prefixFrom) || data.prefixFrom < 1 || data.prefixFrom > LEGACY_PREFIX_FROM)) {
+    const from = data.prefixFrom;
+    if (from !== undefined && (!Number.isInteger(from) || from < 1 || from > LEGACY_PREFIX_FROM)) {
       throw new KeyringError(`keyring: prefixFrom must be an integer from 1 to ${LEGACY_PREFIX_FROM}`);
     }
     this.#keks = keks;

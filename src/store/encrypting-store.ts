@@ -112,18 +112,20 @@ export class EncryptingStore implements ResourceStore {
    */
   async #decryptingSearch(query: SearchQuery, bounded: BoundedSearch): Promise<SearchPage> {
     const answerable: SearchQuery['where'][number][] = [];
+    const narrowing: SearchQuery['where'][number][] = [];
     const residual: SearchQuery['where'][number][] = [];
     for (const c of query.where) {
       try {
-        this.#blind.query({ ...query, where: [c], sort: [] });
-        answerable.push(c);
+        answerable.push(this.#blind.query({ ...query, where: [c], sort: [] }).where[0]);
       } catch (err) {
         if (!(err instanceof FhirError && err.code === 'HEARTH_PROTECTED_SEARCH')) throw err;
         residual.push(c);
+        const n = this.#blind.narrowing(query.type, c);
+        if (n) narrowing.push(n);
       }
     }
     // Counted first (from the index), so that a search over the bound reads no resource at all.
-    const select = this.#blind.query({ type: query.type, where: answerable, sort: [], count: 1, total: 'accurate' });
+    const select: SearchQuery = { type: query.type, where: [...answerable, ...narrowing], sort: [], count: 1, total: 'accurate' };
     const counted = (await this.#inner.search(select)).total ?? Number.POSITIVE_INFINITY;
     const candidates = counted > bounded.bound ? undefined : await this.#inner.search({ ...select, count: bounded.bound, total: 'none' });
     if (!candidates || candidates.hasNext) {
