@@ -83,6 +83,8 @@ const ctx = {
   search: config.search,
   updateCreate: false,
   clock: () => new Date(),
+  policy: services.policy,
+  bundles: config.bundles,
 };
 const run = () =>
   INTERACTIONS['search-type'](ctx, { type: 'AuditEvent', query, body: () => undefined, form: () => [], header: () => undefined, access, audit: { touched: [] } });

@@ -148,7 +148,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       await api.register(authenticationPlugin, { verifier });
       await registerRateLimit(api, config.rateLimit, clock);
       await api.register(authorizationPlugin, { model, policy });
-      await api.register(fhirRoutes, { config, model, repository, clock, auditStore: storage.audit });
+      await api.register(fhirRoutes, { config, model, repository, clock, auditStore: storage.audit, policy });
       // Under the API, what matches no route is refused in its scope: authenticated and audited
       // like every other request (the decision is skipped: there is nothing to reach).
       api.setNotFoundHandler((request, reply) => errorHandler(notFound(request), request, reply));

@@ -27,6 +27,8 @@ export interface AuditFacts {
    * commits; it has no outcome yet, and its request's own event follows it.
    */
   readonly phase?: 'attempt';
+  /** for an entry of a batch or transaction: the request id of its Bundle (whose AuditEvent has that id) */
+  readonly partOf?: string;
 }
 
 /** Marks a write-ahead attempt, and an outcome that start-up recovery made for one. */
@@ -117,6 +119,14 @@ export function buildAuditEvent(f: AuditFacts): AuditEvent {
       role: { system: OBJECT_ROLE, code: '24', display: 'Query' },
       description: f.resourceType,
       query: Buffer.from(f.query, 'utf8').toString('base64'),
+    });
+  }
+  if (f.partOf !== undefined) {
+    // See: BALP, the X-Request-Id entity: the Bundle's request, whose own AuditEvent has this id.
+    entity.push({
+      what: { identifier: { system: 'urn:hearth:request', value: f.partOf } },
+      type: { system: 'https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType', code: 'XrequestId', display: 'X-Request-Id' },
+      description: 'the batch or transaction Bundle this entry came in',
     });
   }
   const attempt = f.phase === 'attempt';

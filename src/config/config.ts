@@ -36,6 +36,8 @@ export interface Config {
   readonly corsOrigins: readonly string[];
   /** page sizes, and how many candidates a search over encrypted elements may decrypt (0: none) */
   readonly search: { readonly defaultCount: number; readonly maxCount: number; readonly decryptBound: number };
+  /** batch and transaction Bundles: most entries, largest body */
+  readonly bundles: { readonly maxEntries: number; readonly bodyLimit: number };
   readonly updateCreate: boolean;
   readonly auth: AuthConfig;
   readonly audit: AuditConfig;
@@ -258,6 +260,11 @@ export const SETTINGS = {
     doc: 'a search over encrypted elements that the blind indexes cannot answer is answered by decrypting its candidates when its other parameters leave at most this many (default 10000; 0: never, such searches are 400)',
     parse: integer(0, 1_000_000),
   },
+  HEARTH_BUNDLE_MAX_ENTRIES: { doc: 'most entries in a batch or transaction Bundle; more is 413 (default 1000)', parse: integer(1, 100_000) },
+  HEARTH_BUNDLE_BODY_LIMIT: {
+    doc: 'largest batch or transaction Bundle body in bytes, decoded (default 33554432); 413 above',
+    parse: integer(1024, 512 * 1024 * 1024),
+  },
   HEARTH_UPDATE_CREATE: { doc: 'allow PUT to create a resource with a client id (default false)', parse: boolean },
   HEARTH_KEYRING_FILE: {
     doc: 'the keyring file (default <data dir>/keys/keyring.json; keep it off the data volume in production)',
@@ -442,6 +449,10 @@ export function loadConfig(env: Env): Config {
       redisUrl: values.HEARTH_RATE_LIMIT_REDIS as string | undefined,
     },
     search: { defaultCount, maxCount, decryptBound: (values.HEARTH_SEARCH_DECRYPT_BOUND as number | undefined) ?? 10_000 },
+    bundles: {
+      maxEntries: (values.HEARTH_BUNDLE_MAX_ENTRIES as number | undefined) ?? 1000,
+      bodyLimit: (values.HEARTH_BUNDLE_BODY_LIMIT as number | undefined) ?? 32 * 1024 * 1024,
+    },
     updateCreate: (values.HEARTH_UPDATE_CREATE as boolean | undefined) ?? false,
     audit: {
       retentionDays: (values.HEARTH_AUDIT_RETENTION_DAYS as number | undefined) ?? 2192,

@@ -7,6 +7,7 @@ import { patientsOf } from '../audit/patients.ts';
 import type { Config } from '../config/config.ts';
 import type { FhirModel } from '../fhir/definitions.ts';
 import { FhirError, operationOutcome } from '../fhir/errors.ts';
+import type { AuditNotes, EntryFacts, EntryTransport } from '../rest/request.ts';
 
 // Headers that describe a resource: none may go out with a response whose audit failed.
 const RESOURCE_HEADERS = ['etag', 'last-modified', 'location', 'content-location'];
@@ -32,10 +33,12 @@ function registerAuditHooks(api: FastifyInstance, deps: AuditDeps): void {
   const { sink, model, compartments, config, clock } = deps;
   api.decorateRequest('auditNotes', null as never);
   api.decorateRequest('auditAttempt', null as never);
+  api.decorateRequest('entryAudit', null);
   api.addHook('onRequest', async (request, reply) => {
     request.auditNotes = { touched: [] };
     // The write-ahead event: who is about to write what, durable before the data commits.
     request.auditAttempt = () => sink.recordFacts({ ...factsOf(request, reply), phase: 'attempt' });
+    if (request.routeOptions.config.fhir?.interaction === 'bundle') request.entryAudit = entryTransport(request);
   });
   api.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
     const facts = factsOf(request, reply);
@@ -47,21 +50,60 @@ function registerAuditHooks(api: FastifyInstance, deps: AuditDeps): void {
     }
   });
 
-  function factsOf(request: FastifyRequest, reply: FastifyReply): AuditFacts {
-    const fhir = request.routeOptions.config.fhir;
-    const notes = request.auditNotes ?? { touched: [] };
+  /** The references an interaction noted, and the patients whose data they hold. */
+  function touchedFacts(notes: AuditNotes): { entities: AuditFacts['entities'][number][]; patients: Set<string> } {
     const entities: AuditFacts['entities'][number][] = [];
     const patients = new Set<string>();
     for (const { reference, role, v } of notes.touched) {
       entities.push({ reference, role });
       if (v) for (const p of patientsOf(model, compartments, v, config.baseUrl)) patients.add(p);
     }
+    return { entities, patients };
+  }
+
+  /** Each entry of a batch or transaction: its own AuditEvent (and write-ahead attempt), linked to the Bundle's. */
+  function entryTransport(request: FastifyRequest): EntryTransport {
+    const facts = (f: EntryFacts, phase?: 'attempt'): AuditFacts => {
+      const { entities, patients } = touchedFacts(f.audit);
+      return {
+        requestId: f.requestId,
+        recorded: clock(),
+        interaction: f.interaction,
+        resourceType: f.type,
+        status: f.status,
+        issueCode: f.issueCode,
+        principal: request.principal ?? undefined,
+        address: request.ip,
+        entities,
+        patients: [...patients],
+        query: f.query,
+        server: { baseUrl: config.baseUrl, name: 'Hearth' },
+        partOf: request.id,
+        ...(phase ? { phase } : {}),
+      };
+    };
+    return {
+      requestId: (index) => `${request.id}.${index}`,
+      attempt: (f) => sink.recordFacts(facts(f, 'attempt')),
+      record: (f) => sink.recordFacts(facts(f)),
+      fault: (err, requestId) => {
+        const e = err as Error;
+        const frames = (e.stack ?? '').split('\n').slice(1).join('\n');
+        request.log.error({ err: { type: e.name, frames }, entry: requestId }, 'server fault in a Bundle entry');
+      },
+    };
+  }
+
+  function factsOf(request: FastifyRequest, reply: FastifyReply): AuditFacts {
+    const fhir = request.routeOptions.config.fhir;
+    const notes = request.auditNotes ?? { touched: [] };
+    const { entities, patients } = touchedFacts(notes);
     const params = (request.params ?? {}) as { id?: string; vid?: string };
     if (entities.length === 0 && fhir && params.id && /^[A-Za-z0-9\-.]{1,64}$/.test(params.id)) {
       entities.push({ reference: `${fhir.type}/${params.id}${params.vid && /^\d+$/.test(params.vid) ? `/_history/${params.vid}` : ''}`, role: 'domain' });
     }
     if (fhir?.type === 'Patient' && params.id && /^[A-Za-z0-9\-.]{1,64}$/.test(params.id)) patients.add(`Patient/${params.id}`);
-    const interaction = fhir?.operation ? 'operation' : (fhir?.interaction ?? 'operation');
+    const interaction = notes.interaction ?? (fhir?.operation ? 'operation' : (fhir?.interaction ?? 'operation'));
     const isQuery = interaction === 'search-type' || interaction === 'history-type' || interaction === 'operation';
     const q = request.url.indexOf('?');
     return {

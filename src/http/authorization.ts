@@ -1,11 +1,10 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { authorize, authorizeOperation, type Decision, type Policy } from '../auth/authorize.ts';
+import type { Decision, Policy } from '../auth/authorize.ts';
 import { bearerToken, InvalidTokenError, type TokenVerifier } from '../auth/token-verifier.ts';
 import type { FhirModel } from '../fhir/definitions.ts';
 import { badRequest, FhirError } from '../fhir/errors.ts';
-import { notSupported } from '../rest/params.ts';
-import { isOffered } from './fhir-routes.ts';
+import { decideRoute } from '../rest/routes.ts';
 
 /**
  * Authentication for the protected API: exactly one Authorization header, carrying a bearer token
@@ -75,20 +74,9 @@ export function registerAuthorization(api: FastifyInstance, opts: { model: FhirM
   });
 }
 
-/** 405 for what the type does not offer, else the decision for the route's interaction or operation. */
+/** The route's meaning, decided by the one decision (rest/routes.ts). */
 function decide(request: FastifyRequest, model: FhirModel, policy: Policy): Decision {
   const fhir = request.routeOptions.config.fhir;
   if (!fhir) throw new Error('a protected route without a declared interaction');
-  if (fhir.operation !== undefined) return authorizeOperation(request.principal, fhir.operation, fhir.type, policy);
-  const interaction = fhir.interaction;
-  const offered = model.types.get(fhir.type)?.interactions;
-  // See: https://hl7.org/fhir/R4/http.html#general (405 for an interaction the type does not support)
-  // and https://www.rfc-editor.org/rfc/rfc9110#section-15.5.6 (a 405 MUST carry Allow)
-  if (!isOffered(offered, interaction)) {
-    const what = interaction === 'method-not-allowed' ? `${request.method} on this URL` : interaction;
-    throw notSupported(what, fhir.type, fhir.allow);
-  }
-  // See: https://hl7.org/fhir/R4/http.html#ccreate (a conditional create also searches)
-  const asked = interaction === 'create' && request.headers['if-none-exist'] !== undefined ? 'conditional-create' : interaction;
-  return authorize(request.principal, asked, fhir.type, policy);
+  return decideRoute(request.principal, fhir, request.headers['if-none-exist'] !== undefined, model, policy, request.method);
 }

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FhirModel } from '../fhir/definitions.ts';
-import { allowedMethods, routeShape } from './fhir-routes.ts';
+import { allowedMethods, routeShape } from '../rest/routes.ts';
 
 /**
  * OPTIONS that is not a CORS preflight: which methods the URL offers (RFC 9110 §9.3.7), in
@@ -14,7 +14,7 @@ export function answerOptions(model: FhirModel) {
     if (request.method !== 'OPTIONS' || request.headers['access-control-request-method'] !== undefined) return;
     const path = request.url.split('?')[0].replace(/\/+$/, '');
     let methods: string[] | undefined;
-    if (path === '/fhir') methods = [];
+    if (path === '/fhir') methods = ['POST']; // a batch (rest/bundle.ts)
     else if (path === '/fhir/metadata') methods = ['GET', 'HEAD'];
     else if (path.startsWith('/fhir/')) {
       const shape = routeShape(model, path.slice('/fhir'.length));

@@ -1,3 +1,4 @@
+import { bundleInteraction } from './bundle.ts';
 import { remove } from './delete.ts';
 import { read, vread } from './read.ts';
 import { report } from './report.ts';
@@ -17,4 +18,5 @@ export const INTERACTIONS: Readonly<Record<string, Interaction>> = {
   'history-type': history,
   'search-type': search,
   $report: report,
+  bundle: bundleInteraction(() => INTERACTIONS),
 };

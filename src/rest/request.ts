@@ -1,4 +1,4 @@
-import type { Access } from '../auth/authorize.ts';
+import type { Access, Policy } from '../auth/authorize.ts';
 import type { AuditStore } from '../audit/audit-store.ts';
 import type { FhirModel } from '../fhir/definitions.ts';
 import type { StoredVersion } from '../fhir/query.ts';
@@ -14,6 +14,8 @@ export interface AuditNotes {
   /** in the order touched; `v` when the version's content is at hand (it names the patients) */
   touched: { reference: string; role: EntityRole; v?: StoredVersion }[];
   query?: string;
+  /** the interaction when the route does not say it alone (a Bundle: batch or transaction) */
+  interaction?: string;
 }
 
 export function noteVersion(notes: AuditNotes, v: StoredVersion, role: EntityRole = 'domain'): void {
@@ -47,6 +49,34 @@ export interface RestRequest {
   readonly audit: AuditNotes;
   /** for writes: the write-ahead audit the transport provides */
   readonly writeAhead?: WriteAhead;
+  /** for a batch or transaction: how the transport audits each entry */
+  readonly entries?: EntryTransport;
+}
+
+/** What one Bundle entry did, for its own AuditEvent. */
+export interface EntryFacts {
+  /** the entry's request id: the Bundle request's id and the entry's index */
+  readonly requestId: string;
+  readonly interaction: string;
+  readonly type?: string;
+  readonly status: number;
+  readonly issueCode?: string;
+  readonly audit: AuditNotes;
+  /** the search's query string (GET entries) */
+  readonly query?: string;
+}
+
+/**
+ * How a transport audits the entries of a batch or transaction: each entry leaves its own
+ * AuditEvent, linked to the Bundle's, and each write entry its write-ahead attempt first.
+ */
+export interface EntryTransport {
+  /** the id of entry `index`'s AuditEvent (and of its write, for recovery) */
+  requestId(index: number): string;
+  attempt(facts: EntryFacts): Promise<void>;
+  record(facts: EntryFacts): Promise<void>;
+  /** an unexpected fault in an entry: logged by the transport, answered with a generic 500 */
+  fault(err: unknown, requestId: string): void;
 }
 
 export interface RestResult {
@@ -65,6 +95,9 @@ export interface RestResult {
 export interface RestContext {
   readonly baseUrl: string;
   readonly model: FhirModel;
+  /** the authorization policy: Bundle entries pass the same decision as routes (rest/routes.ts) */
+  readonly policy: Policy;
+  readonly bundles: { readonly maxEntries: number };
   readonly repository: FhirRepository;
   readonly auditStore: AuditStore;
   readonly search: { readonly defaultCount: number; readonly maxCount: number };

@@ -1,18 +1,12 @@
 import 'fastify';
 import type { Access, Principal } from '../auth/authorize.ts';
-import type { Interaction } from '../fhir/definitions.ts';
-import type { AuditNotes } from '../rest/request.ts';
+import type { RouteMeaning } from '../rest/routes.ts';
+import type { AuditNotes, EntryTransport } from '../rest/request.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** What a FHIR route is: the one hook that decides whether reads this, never the handler. */
-    fhir?: {
-      type: string;
-      interaction: Interaction | 'capabilities' | 'conditional-update' | 'conditional-delete' | 'patch' | 'method-not-allowed';
-      operation?: string;
-      /** the methods this URL offers for the type (the Allow header of a 405 or an OPTIONS answer) */
-      allow?: string;
-    };
+    fhir?: RouteMeaning;
   }
   interface FastifyInstance {
     /** every route registered, with its declared FHIR interaction (see app.ts) */
@@ -35,6 +29,8 @@ declare module 'fastify' {
     auditNotes: AuditNotes;
     /** Makes this request's write-ahead AuditEvent durable (set by the audit plugin). */
     auditAttempt: () => Promise<void>;
+    /** For a batch or transaction: how its entries are audited (set by the audit plugin). */
+    entryAudit: EntryTransport | null;
     /** The FHIR issue code of the error response, if any (set by the error handler). */
     auditIssue?: string;
   }

@@ -19,7 +19,7 @@ describe('conformance of the REST surface', () => {
     ['/fhir/AuditEvent', 'GET, HEAD, OPTIONS'],
     ['/fhir/AuditEvent/abc', 'GET, HEAD, OPTIONS'],
     ['/fhir/metadata', 'GET, HEAD, OPTIONS'],
-    ['/fhir/', 'OPTIONS'],
+    ['/fhir/', 'POST, OPTIONS'],
   ])('OPTIONS %s (no preflight, no token) → 204 with Allow: %s, and no body', async (url, allow) => {
     const r = await t.raw.inject({ method: 'OPTIONS', url });
     expect(r.statusCode).toBe(204);
@@ -27,6 +27,12 @@ describe('conformance of the REST surface', () => {
     expect(r.body).toBe('');
     expect(r.headers['access-control-allow-origin']).toBeUndefined();
     expect(r.headers['cache-control']).toBe('no-store');
+  });
+
+  it('/metadata offers batch at the base, documented', async () => {
+    const cs = json(await t.raw.inject({ method: 'GET', url: '/fhir/metadata' }));
+    expect(cs.rest[0].interaction.map((i: any) => i.code)).toEqual(['batch']);
+    expect(cs.rest[0].interaction[0].documentation).toContain('HEARTH_BUNDLE_MAX_ENTRIES');
   });
 
   it('OPTIONS of what is no FHIR URL stays a 404', async () => {

@@ -70,6 +70,12 @@ function typeRows(type: 'Patient' | 'Observation'): Record<string, [Build, strin
   };
 }
 
+/** A batch of one entry: the route's status is that entry's (the Bundle itself is 200 once authenticated). */
+const batchOf = (method: string, url: string, resource?: unknown) => ({
+  url: '',
+  body: { resourceType: 'Bundle', type: 'batch', entry: [{ request: { method, url }, ...(resource === undefined ? {} : { resource }) }] },
+});
+
 const auditEvent = { resourceType: 'AuditEvent', type: { code: 'rest' }, recorded: '2026-01-01T00:00:00Z', agent: [{ requestor: true }], source: { observer: { display: 'x' } } };
 const TABLE: Record<string, [Build, string]> = {
   'OPTIONS *': [() => ({ url: '/fhir/Patient' }), OPTIONS_ALLOW],
@@ -106,6 +112,8 @@ const TABLE: Record<string, [Build, string]> = {
   'PATCH /fhir/AuditEvent': [() => ({ url: '?outcome=0', body: [] }), NOT_OFFERED],
   'PATCH /fhir/AuditEvent/:id': [(f) => ({ url: `/${f.eventAboutB}`, body: [] }), NOT_OFFERED],
   'POST /fhir/AuditEvent/:id': [(f) => ({ url: `/${f.eventAboutB}`, body: auditEvent }), NOT_OFFERED],
+  // A batch's entry passes the same decision as the route it names (every route: the test below).
+  'POST /fhir': [(f) => batchOf('GET', `Patient/${f.b}`), READ_B],
 };
 
 describe('one policy, every route: each registered route × each kind of token', () => {
@@ -164,8 +172,10 @@ describe('one policy, every route: each registered route × each kind of token',
         },
         ...(body !== undefined ? { payload: body } : {}),
       });
-      got.push(`${kind}:${res.statusCode}`);
-      if (res.statusCode !== statuses[i]) continue;
+      // A batch answers 200 once authenticated; what the decision said is its entry's status.
+      const status = method === 'POST' && pattern === '/fhir' && res.statusCode === 200 ? Number.parseInt(JSON.parse(res.body).entry[0].response.status) : res.statusCode;
+      got.push(`${kind}:${status}`);
+      if (status !== statuses[i]) continue;
       // Refused or not, the access left its AuditEvent — on a public route, when it carried a token.
       if (!/^OPTIONS/.test(route) && (tokens[kind] || !/metadata|smart-configuration|healthz|readyz|metrics/.test(route))) {
         const event = await t.store.read('AuditEvent', res.headers['x-request-id'] as string);
@@ -174,6 +184,57 @@ describe('one policy, every route: each registered route × each kind of token',
     }
     expect(got).toEqual(KINDS.map((k, i) => `${k}:${statuses[i]}`));
   });
+});
+
+describe('one policy inside a batch: every type route, sent as a batch entry, gets the status the route gets', () => {
+  it.each(['Patient', 'Observation'] as const)('%s', async (type) => {
+    const t = await testApp({ HEARTH_AUTH_RELATIONSHIP: 'true' });
+    const a = (await create(t.app, { resourceType: 'Patient', generalPractitioner: [{ reference: 'Practitioner/dr1' }] })).id;
+    const b = (await create(t.app, { resourceType: 'Patient', generalPractitioner: [{ reference: 'Practitioner/dr2' }] })).id;
+    const ob = (await create(t.app, { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${b}` } })).id;
+    let n = 0;
+    const fresh: Fixture['fresh'] = async (kind) => {
+      const identifier = `urn:batch-policy|${++n}`;
+      const [system, value] = identifier.split('|');
+      const body =
+        kind === 'Patient'
+          ? { resourceType: 'Patient', identifier: [{ system, value }], generalPractitioner: [{ reference: 'Practitioner/dr2' }], link: [{ other: { reference: `Patient/${b}` }, type: 'seealso' }] }
+          : { resourceType: 'Observation', identifier: [{ system, value }], status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${b}` } };
+      return { id: (await create(t.app, body)).id, identifier, body };
+    };
+    const f: Fixture = { b, ob, eventAboutB: '', fresh };
+    const clinician = (scope: string, role?: string) => t.token({ sub: `u-${role ?? 'none'}`, fhirUser: 'Practitioner/dr1', scope, ...(role ? { role } : {}) });
+    const tokens: Record<Kind, string | undefined> = {
+      none: undefined,
+      patient: await t.token({ sub: 'pa', patient: a, scope: 'patient/*.cruds' }),
+      user: await clinician('user/*.cruds'),
+      system: await t.token({ sub: 'backend', scope: 'system/*.cruds' }),
+      administrator: await clinician('user/*.cruds', 'administrator'),
+      provider: await clinician('user/*.cruds', 'provider'),
+      nurse: await clinician('user/*.cruds', 'nurse'),
+      billing: await clinician('user/*.cruds', 'billing'),
+      'patient role': await t.token({ sub: 'pa2', patient: a, scope: 'patient/*.cruds', role: 'patient' }),
+      auditor: await clinician('user/*.cruds', 'auditor'),
+    };
+    const rows = Object.entries(typeRows(type)).filter(([route]) => !/^HEAD |_search/.test(route));
+    expect(rows.length).toBe(13);
+    for (const [route, [build, expected]] of rows) {
+      const [method, pattern] = route.split(' ');
+      const got: string[] = [];
+      for (const kind of KINDS) {
+        const r = await build(f);
+        const url = `${type}${pattern.replace(`/fhir/${type}`, '').replace(/\/(:id|_history).*$/, '')}${r.url}`;
+        const res = await t.raw.inject({
+          method: 'POST',
+          url: '/fhir',
+          headers: { ...(tokens[kind] ? { authorization: `Bearer ${tokens[kind]}` } : {}), 'content-type': 'application/fhir+json' },
+          payload: JSON.stringify(batchOf(method, url, r.body).body),
+        });
+        got.push(`${kind}:${res.statusCode === 200 ? Number.parseInt(JSON.parse(res.body).entry[0].response.status) : res.statusCode}`);
+      }
+      expect(got, route).toEqual(KINDS.map((k, i) => `${k}:${expected.split(' ')[i]}`));
+    }
+  }, 60_000);
 });
 
 describe('a protected route that declares no interaction', () => {

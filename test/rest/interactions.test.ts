@@ -25,6 +25,8 @@ describe('interactions without a transport', async () => {
     search: config.search,
     updateCreate: false,
     clock: () => new Date('2026-01-15T10:00:00Z'),
+    policy: services.policy,
+    bundles: config.bundles,
   };
   const principal = (scope: string, patient?: string) => ({ issuer: 'i', grants: parseScopes(scope), scopes: [scope], expiresAt: 2e9, patient });
   const request = (r: Partial<RestRequest> & { type: string }, scope = 'system/*.cruds', patient?: string): RestRequest & { audit: AuditNotes } => ({
