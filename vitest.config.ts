@@ -12,6 +12,7 @@ const ON_BOTH_STORES = [
   'test/http/write-compartment.test.ts',
   'test/http/fhir-kit-client.test.ts',
   'test/fhir/decimals.test.ts',
+  'test/http/bundles.test.ts',
   'test/audit/auditor.test.ts',
   'test/audit/disclosures.test.ts',
 ];

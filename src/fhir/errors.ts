@@ -74,6 +74,7 @@ export const ERRORS = {
   HEARTH_NOT_ACCEPTABLE: { status: 406, issue: 'not-supported' },
   HEARTH_GONE: { status: 410, issue: 'deleted' },
   HEARTH_VERSION_CONFLICT: { status: 412, issue: 'conflict' },
+  HEARTH_TRANSACTION_CONFLICT: { status: 409, issue: 'conflict' },
   HEARTH_MULTIPLE_MATCHES: { status: 412, issue: 'multiple-matches' },
   HEARTH_BODY_TOO_LARGE: { status: 413, issue: 'too-long' },
   HEARTH_BUNDLE_TOO_LARGE: { status: 413, issue: 'too-long' },

@@ -9,6 +9,7 @@ import { extractIndex } from '../fhir/index-extractor.ts';
 import { matches } from '../fhir/match.ts';
 import type { IncludeSpec, ParsedSearch } from '../fhir/search-parser.ts';
 import type { ResourceValidator } from '../fhir/validator.ts';
+import { TransactionPlan } from './transaction-plan.ts';
 
 type Json = Record<string, unknown>;
 
@@ -56,6 +57,23 @@ export class FhirRepository {
     this.#store = deps.store;
     this.#baseUrl = deps.baseUrl;
     this.#maxIncludes = deps.maxIncludes;
+  }
+
+  /**
+   * A transaction: the same repository over a plan of the store (rest/transaction-plan.ts), whose
+   * writes are prepared, checked and authorized as any write, and committed together by `apply`.
+   */
+  transaction(now: Date, nextId: () => string): { repository: FhirRepository; plan: TransactionPlan } {
+    const plan = new TransactionPlan(this.#store, now, nextId);
+    const repository = new FhirRepository({
+      model: this.#model,
+      validator: this.#validator,
+      store: plan,
+      baseUrl: this.#baseUrl,
+      maxIncludes: this.#maxIncludes,
+      compartments: this.#compartments,
+    });
+    return { repository, plan };
   }
 
   typeModel(type: string): TypeModel {

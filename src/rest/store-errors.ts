@@ -11,6 +11,12 @@ export function fromStoreFailure(f: StoreFailure): FhirError {
     case 'multiple-matches':
       // See: https://hl7.org/fhir/R4/http.html#cond-update (several matches: 412)
       return new FhirError('HEARTH_MULTIPLE_MATCHES', `${f.what} criteria match more than one resource`);
+    case 'changed':
+      // See: https://hl7.org/fhir/R4/http.html#concurrency (the transaction is not applied; resend it)
+      return new FhirError(
+        'HEARTH_TRANSACTION_CONFLICT',
+        `${f.type}/${f.id} changed while the transaction was being prepared; nothing was written: send it again`,
+      );
     case 'too-costly':
       return new FhirError(
         'HEARTH_SEARCH_LIMIT',

@@ -1,7 +1,7 @@
 import type { AuditProgress } from '../audit/progress.ts';
 import { FhirError } from '../fhir/errors.ts';
 import type { SearchQuery, StoredVersion } from '../fhir/query.ts';
-import type { HistoryPage, HistoryQuery, Prepare, ResourceStore, SearchPage, WriteResult, WrittenVersion } from './resource-store.ts';
+import type { CommitOp, HistoryPage, HistoryQuery, Prepare, ResourceStore, SearchPage, WriteResult, WrittenVersion } from './resource-store.ts';
 
 /**
  * Read-after-write for auditors, as a decorator over the resource store: a read or search of
@@ -46,6 +46,10 @@ export class AuditReadBarrier implements ResourceStore {
 
   delete(type: string, id: string, ifMatch?: number, writeId?: string): Promise<StoredVersion | undefined> {
     return this.#inner.delete(type, id, ifMatch, writeId);
+  }
+
+  commit(ops: readonly CommitOp[]): Promise<void> {
+    return this.#inner.commit(ops);
   }
 
   writtenBy(writeId: string): Promise<WrittenVersion[]> {

@@ -7,7 +7,7 @@ import { FhirError } from '../fhir/errors.ts';
 import { extractIndex } from '../fhir/index-extractor.ts';
 import { matches } from '../fhir/match.ts';
 import { pageInMemory, type SearchQuery, type SortRow, sortValue, type StoredVersion } from '../fhir/query.ts';
-import type { HistoryPage, HistoryQuery, Prepare, ResourceStore, SearchPage, WriteResult, WrittenVersion } from './resource-store.ts';
+import type { CommitOp, HistoryPage, HistoryQuery, Prepare, ResourceStore, SearchPage, WriteResult, WrittenVersion } from './resource-store.ts';
 
 /** What a search the blind indexes cannot answer needs to be answered by decryption. */
 export interface BoundedSearch {
@@ -72,6 +72,20 @@ export class EncryptingStore implements ResourceStore {
 
   delete(type: string, id: string, ifMatch?: number, writeId?: string): Promise<StoredVersion | undefined> {
     return this.#inner.delete(type, id, ifMatch, writeId);
+  }
+
+  /** Seals each version of the transaction as a single write would be sealed, and blinds its criteria. */
+  commit(ops: readonly CommitOp[]): Promise<void> {
+    return this.#inner.commit(
+      ops.map((op) => {
+        const absent = op.absent && this.#blind.query(op.absent);
+        if (!op.content) return { ...op, absent };
+        const { resource, index } = op.content;
+        const version = { id: op.id, versionId: op.versionId, lastUpdated: op.lastUpdated };
+        const sealed = this.#seal(op.type, () => ({ resource, index }))(version);
+        return { ...op, absent, content: { resource: sealed.resource, index: sealed.index } };
+      }),
+    );
   }
 
   writtenBy(writeId: string): Promise<WrittenVersion[]> {

@@ -55,7 +55,30 @@ export interface HistoryPage {
   readonly total?: number;
 }
 
+/**
+ * One version of a transaction, prepared in full before it commits (rest/transaction.ts): it is
+ * written only if what it was prepared against still holds — `expect` is still the current version
+ * (none at all when undefined), and `absent` (a conditional create's criteria) still matches nothing.
+ */
+export interface CommitOp {
+  readonly type: string;
+  readonly id: string;
+  readonly expect: number | undefined;
+  readonly absent?: SearchQuery;
+  readonly versionId: number;
+  readonly lastUpdated: string;
+  /** absent for a deletion (a tombstone) */
+  readonly content?: { readonly resource: Record<string, unknown>; readonly index: IndexEntry[] };
+  readonly writeId?: string;
+}
+
 export interface ResourceStore {
+  /**
+   * Writes every version of a transaction in one store transaction, or none: a StoreError
+   * `version-conflict` when an expectation no longer holds (another write came in between).
+   * See: https://hl7.org/fhir/R4/http.html#transaction (all or nothing)
+   */
+  commit(ops: readonly CommitOp[]): Promise<void>;
   /** Creates a new resource with a server-assigned id; with `ifNoneExist`, only when nothing matches. */
   create(type: string, prepare: Prepare, ifNoneExist?: SearchQuery): Promise<WriteResult>;
   /**
@@ -94,8 +117,15 @@ export type StoreFailure =
   | { readonly kind: 'not-found'; readonly type: string; readonly id: string }
   /** conditional criteria matched more than one resource */
   | { readonly kind: 'multiple-matches'; readonly type: string; readonly what: string }
+  /** a transaction's version was prepared against a state another write has since changed */
+  | { readonly kind: 'changed'; readonly type: string; readonly id: string }
   /** the search would have the adapter order or resolve more than `limit` candidates in memory */
   | { readonly kind: 'too-costly'; readonly type: string; readonly limit: number };
+
+/** A transaction's expectation no longer holds (CommitOp). */
+export function changed(type: string, id: string): StoreError {
+  return new StoreError({ kind: 'changed', type, id });
+}
 
 export class StoreError extends Error {
   readonly failure: StoreFailure;

@@ -1,7 +1,7 @@
 import type { SearchQuery, StoredVersion } from '../../src/fhir/query.ts';
-import type { HistoryPage, HistoryQuery, Prepare, ResourceStore, SearchPage, WriteResult, WrittenVersion } from '../../src/store/resource-store.ts';
+import type { CommitOp, HistoryPage, HistoryQuery, Prepare, ResourceStore, SearchPage, WriteResult, WrittenVersion } from '../../src/store/resource-store.ts';
 
-type Method = 'create' | 'update' | 'delete' | 'read' | 'vread' | 'history' | 'search' | 'writtenBy';
+type Method = 'create' | 'update' | 'delete' | 'read' | 'vread' | 'history' | 'search' | 'writtenBy' | 'commit';
 
 /**
  * A ResourceStore decorator for tests: records which methods were called (so a test can assert
@@ -50,6 +50,11 @@ export class RecordingStore implements ResourceStore {
   async delete(type: string, id: string, ifMatch?: number, writeId?: string): Promise<StoredVersion | undefined> {
     this.#enter('delete');
     return this.#inner.delete(type, id, ifMatch, writeId);
+  }
+
+  async commit(ops: readonly CommitOp[]): Promise<void> {
+    this.#enter('commit');
+    return this.#inner.commit(ops);
   }
 
   async writtenBy(writeId: string): Promise<WrittenVersion[]> {

@@ -1,6 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { Client } from 'fhir-kit-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { create, freePort, json, post, type TestApp, testApp } from '../helpers/app.ts';
+import { create, freePort, json, post, put, type TestApp, testApp } from '../helpers/app.ts';
 
 const batch = (...entry: unknown[]) => ({ resourceType: 'Bundle', type: 'batch', entry });
 const patient = (family: string) => ({ resourceType: 'Patient', name: [{ family }], gender: 'female' });
@@ -147,7 +148,6 @@ describe('batch Bundles: POST [base], each entry on its own', () => {
       [patient('x'), 400, 'invalid', 'Bundle.resourceType'],
       [{ resourceType: 'Bundle', type: 'collection', entry: [] }, 400, 'value', 'Bundle.type'],
       [{ resourceType: 'Bundle', type: 'batch', entry: {} }, 400, 'structure', 'Bundle.entry'],
-      [{ resourceType: 'Bundle', type: 'transaction', entry: [{ request: { method: 'POST', url: 'Patient' }, resource: patient('T') }] }, 400, 'not-supported', 'Bundle.type'],
     ];
     for (const [body, status, code, expression] of cases) {
       const res = await post(t.app, '/fhir', body);
@@ -174,6 +174,141 @@ describe('batch Bundles: POST [base], each entry on its own', () => {
   });
 });
 
+const tx = (...entry: unknown[]) => ({ resourceType: 'Bundle', type: 'transaction', entry });
+const count = async (t: TestApp, query: string) => json(await t.app.inject({ method: 'GET', url: `/fhir/${query}${query.includes('?') ? '&' : '?'}_total=accurate&_count=0` })).total;
+
+describe('transaction Bundles: all or nothing', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await testApp({ HEARTH_UPDATE_CREATE: 'true' });
+  });
+
+  it('resolves urn:uuid fullUrls everywhere they are referenced, in R4 processing order, and answers per entry in Bundle order', async () => {
+    const existing = await create(t.app, { ...patient('Conditional'), identifier: [{ system: 'urn:mrn', value: 'C1' }] });
+    const doomed = await create(t.app, patient('Doomed'));
+    const res = await post(
+      t.app,
+      '/fhir',
+      tx(
+        { request: { method: 'GET', url: 'Patient?family=txnew' } },
+        {
+          fullUrl: 'urn:uuid:11111111-1111-4111-8111-111111111111',
+          request: { method: 'POST', url: 'Observation' },
+          resource: {
+            resourceType: 'Observation',
+            status: 'final',
+            code: { text: 'x' },
+            subject: { reference: 'urn:uuid:22222222-2222-4222-8222-222222222222' },
+            performer: [{ reference: 'urn:uuid:33333333-3333-4333-8333-333333333333' }],
+            extension: [{ url: 'http://example.org/about', valueReference: { reference: 'urn:uuid:22222222-2222-4222-8222-222222222222' } }],
+            contained: [{ resourceType: 'Patient', id: 'p1', link: [{ other: { reference: 'urn:uuid:22222222-2222-4222-8222-222222222222' }, type: 'seealso' }] }],
+          },
+        },
+        { fullUrl: 'urn:uuid:22222222-2222-4222-8222-222222222222', request: { method: 'POST', url: 'Patient' }, resource: patient('Txnew') },
+        {
+          fullUrl: 'urn:uuid:33333333-3333-4333-8333-333333333333',
+          request: { method: 'POST', url: 'Patient', ifNoneExist: 'identifier=urn:mrn|C1' },
+          resource: { ...patient('Ignored'), identifier: [{ system: 'urn:mrn', value: 'C1' }] },
+        },
+        { request: { method: 'DELETE', url: `Patient/${doomed.id}` } },
+        { request: { method: 'PUT', url: 'Patient?identifier=urn:mrn|C2' }, resource: { ...patient('Condupdate'), identifier: [{ system: 'urn:mrn', value: 'C2' }] } },
+        { request: { method: 'PUT', url: 'Patient/chosen-id' }, resource: { ...patient('Chosen'), id: 'chosen-id' } },
+      ),
+    );
+    expect(res.statusCode, res.body).toBe(200);
+    const body = json(res);
+    expect(body.type).toBe('transaction-response');
+    expect(statuses(res)).toEqual(['200 OK', '201 Created', '201 Created', '200 OK', '204 No Content', '201 Created', '201 Created']);
+    const [found, obs, made, matched] = body.entry;
+    const newId = made.resource.id;
+    // the read ran after the writes and sees them
+    expect(found.resource.entry.map((e: any) => e.resource.id)).toEqual([newId]);
+    expect(matched.resource.id).toBe(existing.id);
+    const stored = json(await t.app.inject({ method: 'GET', url: `/fhir/Observation/${obs.resource.id}` }));
+    expect(stored.subject.reference).toBe(`Patient/${newId}`);
+    expect(stored.performer[0].reference).toBe(`Patient/${existing.id}`);
+    expect(stored.extension[0].valueReference.reference).toBe(`Patient/${newId}`);
+    expect(stored.contained[0].link[0].other.reference).toBe(`Patient/${newId}`);
+    // one lastUpdated for every version the transaction wrote
+    const written = body.entry.filter((e: any) => e.response.status === '201 Created');
+    expect(written).toHaveLength(4);
+    expect(new Set(written.map((e: any) => e.response.lastModified)).size).toBe(1);
+    expect((await t.app.inject({ method: 'GET', url: `/fhir/Patient/${doomed.id}` })).statusCode).toBe(410);
+    expect(await count(t, 'Patient?identifier=urn:mrn|C2')).toBe(1);
+    expect(json(await t.app.inject({ method: 'GET', url: '/fhir/Patient/chosen-id' })).name[0].family).toBe('Chosen');
+  });
+
+  it('one invalid entry: nothing is stored, and the OperationOutcome names the entry by index and fullUrl', async () => {
+    const before = await count(t, 'Patient');
+    const beforeObs = await count(t, 'Observation');
+    const res = await post(
+      t.app,
+      '/fhir',
+      tx(
+        { fullUrl: 'urn:uuid:44444444-4444-4444-8444-444444444444', request: { method: 'POST', url: 'Patient' }, resource: patient('Never') },
+        { fullUrl: 'urn:uuid:55555555-5555-4555-8555-555555555555', request: { method: 'POST', url: 'Observation' }, resource: { resourceType: 'Observation', status: 'bogus', code: { text: 'x' }, subject: { reference: 'urn:uuid:44444444-4444-4444-8444-444444444444' } } },
+      ),
+    );
+    expect(res.statusCode).toBe(400);
+    const issue = json(res).issue[0];
+    expect(issue.diagnostics).toMatch(/^entry 1 \(urn:uuid:55555555-5555-4555-8555-555555555555\): /);
+    expect(issue.expression).toEqual(['Observation.status']);
+    expect(await count(t, 'Patient')).toBe(before);
+    expect(await count(t, 'Observation')).toBe(beforeObs);
+    // and every entry that was prepared says in its AuditEvent that it did not happen
+    const id = res.headers['x-request-id'] as string;
+    await t.auditIndexed();
+    const events = json(await t.app.inject({ method: 'GET', url: `/fhir/AuditEvent?entity:identifier=${encodeURIComponent(`urn:hearth:request|${id}`)}&_sort=_id` })).entry.map((e: any) => e.resource);
+    expect(events.map((e: any) => [e.id, e.outcome])).toEqual([[`${id}.0`, '4'], [`${id}.1`, '4']]);
+    expect(json(await t.app.inject({ method: 'GET', url: `/fhir/AuditEvent/${id}` })).subtype[0].code).toBe('transaction');
+  });
+
+  it('refuses references to no entry, a fullUrl twice, and two writes of one resource (the DELETE runs first, so the PUT is named)', async () => {
+    const p = await create(t.app, patient('Twice'));
+    const cases: [unknown, number, RegExp][] = [
+      [tx({ request: { method: 'POST', url: 'Observation' }, resource: { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: 'urn:uuid:66666666-6666-4666-8666-666666666666' } } }), 400, /^entry 0: the reference urn:uuid:6666/],
+      [tx({ fullUrl: 'urn:uuid:1', request: { method: 'POST', url: 'Patient' }, resource: patient('a') }, { fullUrl: 'urn:uuid:1', request: { method: 'POST', url: 'Patient' }, resource: patient('b') }), 400, /^entry 1 \(urn:uuid:1\): this fullUrl is on another entry too/],
+      [tx({ request: { method: 'PUT', url: `Patient/${p.id}` }, resource: { ...patient('x'), id: p.id } }, { request: { method: 'DELETE', url: `Patient/${p.id}` } }), 400, new RegExp(`^entry 0: Patient/${p.id} is written by more than one entry`)],
+    ];
+    for (const [body, status, message] of cases) {
+      const res = await post(t.app, '/fhir', body);
+      expect(res.statusCode, res.body).toBe(status);
+      expect(json(res).issue[0].diagnostics).toMatch(message);
+    }
+    expect(json(await t.app.inject({ method: 'GET', url: `/fhir/Patient/${p.id}` })).meta.versionId).toBe('1');
+  });
+
+  it('a patient token: an entry aimed at another patient\'s compartment fails the whole transaction with 403 naming it', async () => {
+    const mine = await create(t.app, patient('Minetx'));
+    const other = await create(t.app, patient('Othertx'));
+    const token = await t.token({ sub: 'ptx', patient: mine.id, scope: 'patient/*.cruds' });
+    const obs = (subject: string) => ({ resourceType: 'Observation', status: 'final', code: { text: 'tx' }, subject: { reference: `Patient/${subject}` } });
+    const res = await t.raw.inject({
+      method: 'POST',
+      url: '/fhir',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json' },
+      payload: JSON.stringify(tx({ request: { method: 'POST', url: 'Observation' }, resource: obs(mine.id) }, { request: { method: 'POST', url: 'Observation' }, resource: obs(other.id) })),
+    });
+    expect(res.statusCode).toBe(403);
+    expect(json(res).issue[0]).toMatchObject({ code: 'forbidden', expression: ['Bundle.entry[1]'] });
+    expect(json(res).issue[0].diagnostics).toMatch(/^entry 1: /);
+    expect(await count(t, 'Observation?code:text=tx')).toBe(0);
+  });
+
+  it('HL7\'s example transaction, its Patient entries: creates, a conditional create, updates by id and by criteria, a delete, reads', async () => {
+    const example = JSON.parse(readFileSync(new URL('../fixtures/bundles/bundle-transaction-patients.json', import.meta.url), 'utf8'));
+    // What the example assumes exists: a patient with identifier 234234, Patient/123a at version 2, Patient/234.
+    await create(t.app, { ...patient('Old'), identifier: [{ system: 'http:/example.org/fhir/ids', value: '234234' }] });
+    for (const family of ['One', 'Two']) expect((await put(t.app, '/fhir/Patient/123a', { ...patient(family), id: '123a' })).statusCode).toBeLessThan(300);
+    expect((await put(t.app, '/fhir/Patient/234', { ...patient('Gone'), id: '234' })).statusCode).toBe(201);
+    const res = await post(t.app, '/fhir', example);
+    expect(res.statusCode, res.body).toBe(200);
+    expect(statuses(res)).toEqual(['201 Created', '200 OK', '201 Created', '201 Created', '200 OK', '204 No Content', '200 OK', '404 Not Found']);
+    expect(json(res).entry[4].response.etag).toBe('W/"3"');
+    expect(json(await t.app.inject({ method: 'GET', url: '/fhir/Patient/123' })).id).toBe('123');
+  });
+});
+
 describe('batch over HTTP with fhir-kit-client', () => {
   let t: TestApp;
   let client: Client;
@@ -185,6 +320,30 @@ describe('batch over HTTP with fhir-kit-client', () => {
   });
   afterAll(async () => {
     await t.app.close();
+  });
+
+  it('transaction(): a Patient with 10 Observations referencing it by urn:uuid, read back resolved; one invalid entry stores nothing', async () => {
+    const patientUrl = 'urn:uuid:aaaaaaaa-0000-4000-8000-000000000000';
+    const obs = (n: number) => ({
+      fullUrl: `urn:uuid:aaaaaaaa-0000-4000-8000-${String(n + 1).padStart(12, '0')}`,
+      request: { method: 'POST', url: 'Observation' },
+      resource: { resourceType: 'Observation', status: 'final', code: { text: 'kit-tx' }, subject: { reference: patientUrl }, valueQuantity: { value: n } },
+    });
+    const body = tx({ fullUrl: patientUrl, request: { method: 'POST', url: 'Patient' }, resource: patient('Kittx') }, ...Array.from({ length: 10 }, (_, n) => obs(n)));
+    const response: any = await client.transaction({ body });
+    expect(response.type).toBe('transaction-response');
+    expect(response.entry.map((e: any) => e.response.status)).toEqual(Array(11).fill('201 Created'));
+    const id = response.entry[0].resource.id;
+    const back: any = await client.search({ resourceType: 'Observation', searchParams: { subject: `Patient/${id}`, _count: '50', _sort: 'value-quantity' } });
+    expect(back.entry.map((e: any) => [e.resource.subject.reference, e.resource.valueQuantity.value])).toEqual(Array.from({ length: 10 }, (_, n) => [`Patient/${id}`, n]));
+    const bad = tx(...(body.entry as any[]).map((e, n) => (n === 5 ? { ...e, resource: { ...e.resource, status: 'bogus' } } : e)));
+    const refused = await client.transaction({ body: bad }).then(
+      () => undefined,
+      (err: any) => err.response,
+    );
+    expect(refused.status).toBe(400);
+    expect(refused.data.issue[0].diagnostics).toMatch(/^entry 5 \(urn:uuid:aaaaaaaa-0000-4000-8000-000000000005\): /);
+    expect((await client.search({ resourceType: 'Observation', searchParams: { 'code:text': 'kit-tx', _total: 'accurate', _count: '0' } }) as any).total).toBe(10);
   });
 
   it('batch(): a Patient and its Observations, one invalid entry refused, the rest stored', async () => {

@@ -29,9 +29,9 @@ describe('conformance of the REST surface', () => {
     expect(r.headers['cache-control']).toBe('no-store');
   });
 
-  it('/metadata offers batch at the base, documented', async () => {
+  it('/metadata offers batch and transaction at the base, documented', async () => {
     const cs = json(await t.raw.inject({ method: 'GET', url: '/fhir/metadata' }));
-    expect(cs.rest[0].interaction.map((i: any) => i.code)).toEqual(['batch']);
+    expect(cs.rest[0].interaction.map((i: any) => i.code)).toEqual(['batch', 'transaction']);
     expect(cs.rest[0].interaction[0].documentation).toContain('HEARTH_BUNDLE_MAX_ENTRIES');
   });
 

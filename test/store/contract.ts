@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { IndexEntry, SearchQuery } from '../../src/fhir/query.ts';
-import type { Prepare, ResourceStore } from '../../src/store/resource-store.ts';
+import type { CommitOp, Prepare, ResourceStore } from '../../src/store/resource-store.ts';
 
 /**
  * The ResourceStore contract: every adapter runs these tests unchanged. Index entries are written
@@ -111,6 +111,37 @@ export function storeContract(
       expect(await store.writtenBy('req-2')).toEqual([{ type: 'Patient', id: c.version.id, versionId: 2, deleted: false }]);
       expect(await store.writtenBy('req-3')).toEqual([{ type: 'Patient', id: c.version.id, versionId: 3, deleted: true }]);
       expect(await store.writtenBy('req-4')).toEqual([]);
+    });
+
+    it('commits a transaction\'s versions all together, or none when one expectation no longer holds', async () => {
+      const a = await store.create('Patient', family('Alpha'));
+      const b = await store.create('Patient', family('Beta'));
+      const at = '2026-02-01T00:00:00.000Z';
+      const put = (id: string, expect: number | undefined, name: string, writeId: string): CommitOp => {
+        const { resource, index } = family(name)({ id, versionId: (expect ?? 0) + 1, lastUpdated: at });
+        return { type: 'Patient', id, expect, versionId: (expect ?? 0) + 1, lastUpdated: at, content: { resource, index }, writeId };
+      };
+      const gone: CommitOp = { type: 'Patient', id: b.version.id, expect: 1, versionId: 2, lastUpdated: at, writeId: 'tx-1' };
+      // the second op expects a version that is not current: nothing of the transaction is written
+      await expect(store.commit([put('tx-new', undefined, 'Gamma', 'tx-0'), put(a.version.id, 2, 'Stale', 'tx-0')])).rejects.toMatchObject({
+        failure: { kind: 'changed', type: 'Patient', id: a.version.id },
+      });
+      expect(await store.read('Patient', 'tx-new')).toBeUndefined();
+      expect(await store.writtenBy('tx-0')).toEqual([]);
+      // a create under criteria that now match something: refused too
+      await expect(store.commit([{ ...put('tx-new', undefined, 'Gamma', 'tx-0'), absent: q([fam('alpha')]) }])).rejects.toMatchObject({ failure: { kind: 'changed' } });
+      expect(await store.read('Patient', 'tx-new')).toBeUndefined();
+      await store.commit([put('tx-new', undefined, 'Gamma', 'tx-1'), put(a.version.id, 1, 'Alphonse', 'tx-1'), gone, { ...put('tx-c', undefined, 'Delta', 'tx-1'), absent: q([fam('delta')]) }]);
+      expect((await store.read('Patient', 'tx-new'))?.resource?.name).toEqual([{ family: 'Gamma' }]);
+      expect((await store.read('Patient', a.version.id))).toMatchObject({ versionId: 2, lastUpdated: at });
+      expect((await store.read('Patient', b.version.id))).toMatchObject({ versionId: 2, deleted: true });
+      expect((await store.search(q([fam('alphonse')]))).matches.map((m) => m.id)).toEqual([a.version.id]);
+      expect((await store.search(q([fam('beta')]))).matches).toHaveLength(0);
+      expect((await store.writtenBy('tx-1')).map((w) => `${w.id}/${w.versionId}${w.deleted ? ' deleted' : ''}`).sort()).toEqual(
+        [`${a.version.id}/2`, `${b.version.id}/2 deleted`, 'tx-c/1', 'tx-new/1'].sort(),
+      );
+      // a create of an id that now exists is refused as changed
+      await expect(store.commit([put('tx-new', undefined, 'Again', 'tx-2')])).rejects.toMatchObject({ failure: { kind: 'changed', id: 'tx-new' } });
     });
 
     it('rolls back when prepare throws', async () => {

@@ -4,6 +4,8 @@ import { pageInMemory, type SearchQuery, sortValue, type StoredVersion } from '.
 import { parseStored } from '../../fhir/json.ts';
 import { KEK_ID_PATH } from '../../crypto/envelope.ts';
 import {
+  changed,
+  type CommitOp,
   type HistoryPage,
   type HistoryQuery,
   type Prepare,
@@ -206,6 +208,53 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
       await this.#resources.replaceOne({ _id: current._id, v: current.v }, tombstone, { session });
       return { type, id, versionId: v, lastUpdated: at, deleted: true };
     }, ifMatch !== undefined ? { type, id, ifMatch } : undefined);
+  }
+
+  /**
+   * A transaction's versions in one durable multi-document transaction. A concurrent writer of
+   * one of them collides on its version's `_id` (or its criteria's claim) and the whole
+   * transaction is refused as changed: it was prepared against a state that is gone.
+   */
+  async commit(ops: readonly CommitOp[]): Promise<void> {
+    for (const op of ops) refuseAudit(op.type);
+    if (ops.length === 0) return;
+    await inTransaction(
+      this.#tx,
+      async (session) => {
+        for (const op of ops) {
+          const current = await this.#resources.findOne({ _id: `${op.type}/${op.id}` }, { session });
+          if ((current?.v ?? undefined) !== op.expect) throw changed(op.type, op.id);
+          if (op.absent) {
+            if ((await this.#search({ ...op.absent, count: 1, cursor: undefined, total: 'none' }, session)).matches.length > 0) throw changed(op.type, op.id);
+            await this.#claim(criteriaKey(op.absent), session);
+          }
+          const body = op.content ? JSON.stringify(op.content.resource) : null;
+          const kek = op.content ? kekOf(op.content.resource) : undefined;
+          await this.#versions.insertOne(
+            {
+              _id: `${op.type}/${op.id}/${op.versionId}`,
+              type: op.type,
+              id: op.id,
+              v: op.versionId,
+              at: op.lastUpdated,
+              ord: nextOrd(Date.parse(op.lastUpdated)),
+              deleted: !op.content,
+              body,
+              ...(kek ? { kek } : {}),
+              ...(op.writeId ? { writeId: op.writeId } : {}),
+            },
+            { session },
+          );
+          const index = op.content ? storedIndex(op.content.index) : { ix: [], cx: [] };
+          const doc = { type: op.type, id: op.id, v: op.versionId, at: op.lastUpdated, deleted: !op.content, body, ...index };
+          if (current) await this.#resources.replaceOne({ _id: current._id, v: current.v }, doc, { session });
+          else await this.#resources.insertOne({ _id: `${op.type}/${op.id}`, ...doc }, { session });
+        }
+      },
+      () => {
+        throw changed(ops[0].type, ops[0].id);
+      },
+    );
   }
 
   async writtenBy(writeId: string): Promise<WrittenVersion[]> {

@@ -5,6 +5,8 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { parseStored } from '../../fhir/json.ts';
 import type { SearchQuery, StoredVersion } from '../../fhir/query.ts';
 import {
+  changed,
+  type CommitOp,
   type HistoryPage,
   type HistoryQuery,
   type Prepare,
@@ -262,6 +264,25 @@ export class SqliteStore implements ResourceStore {
       const lastUpdated = this.#clock().toISOString();
       this.#stmt.insert.run(type, id, current.version + 1, lastUpdated, 1, null, writeId ?? null);
       return { type, id, versionId: current.version + 1, lastUpdated, deleted: true };
+    });
+  }
+
+  async commit(ops: readonly CommitOp[]): Promise<void> {
+    for (const op of ops) refuseAudit(op.type);
+    this.#transaction(() => {
+      for (const op of ops) {
+        const current = this.#stmt.current.get(op.type, op.id) as unknown as VersionRow | undefined;
+        if (current?.version !== op.expect) throw changed(op.type, op.id);
+        if (op.absent && this.#search({ ...op.absent, count: 1, cursor: undefined, total: 'none' }).matches.length > 0) throw changed(op.type, op.id);
+        if (current) {
+          this.#stmt.retire.run(current.rid);
+          this.#stmt.unindex.run(current.rid);
+        }
+        const body = op.content ? JSON.stringify(op.content.resource) : null;
+        const row = [op.type, op.id, op.versionId, op.lastUpdated, op.content ? 0 : 1, body, op.writeId ?? null] as const;
+        const { rid } = this.#stmt.insert.get(...row) as { rid: number };
+        if (op.content) this.#index.insert(rid, op.type, op.content.index);
+      }
     });
   }
 
