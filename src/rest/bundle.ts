@@ -125,9 +125,9 @@ async function runEntry(
   target: EntryTarget,
   resource: unknown,
   facts: Omit<EntryFacts, 'status'>,
+  attempt: () => Promise<void> = () => req.entries!.attempt({ ...facts, status: 0 }),
 ): Promise<RestResult> {
   const { route, request } = target;
-  const transport = req.entries!;
   const decision = decideRoute(req.access.principal, route, typeof request.ifNoneExist === 'string', ctx.model, ctx.policy, target.method);
   if (!decision.allowed) throw new FhirError('HEARTH_FORBIDDEN', { code: 'forbidden', diagnostics: decision.reason });
   const sub: RestRequest = {
@@ -147,7 +147,7 @@ async function runEntry(
     },
     access: decision.access,
     audit: facts.audit,
-    writeAhead: { id: facts.requestId, record: () => transport.attempt({ ...facts, status: 0 }) },
+    writeAhead: { id: facts.requestId, record: attempt },
   };
   return interactions[route.interaction](ctx, sub);
 }
@@ -257,6 +257,9 @@ async function transaction(
   const planned = { ...ctx, repository };
   const used = new Map<string, number>();
   const done: { index: number; facts: Omit<EntryFacts, 'status'>; result: RestResult }[] = [];
+  // Nothing is written before the commit, so the entries' write-ahead attempts need only be
+  // durable before it: recorded together, they share the audit log's group commits.
+  const attempts: Promise<void>[] = [];
   const results: RestResult[] = [];
   try {
     for (const i of order) {
@@ -267,7 +270,11 @@ async function transaction(
       let result: RestResult;
       try {
         const resource = resolveReferences((entries[i] as Json).resource, resolved, used, i);
-        result = await runEntry(planned, req, interactions, t, resource, facts);
+        const attempt = () => {
+          attempts.push(transport.attempt({ ...facts, status: 0 }));
+          return Promise.resolve();
+        };
+        result = await runEntry(planned, req, interactions, t, resource, facts, attempt);
       } catch (err) {
         done.push({ index: i, facts, result: { status: 0 } });
         throw named(i, err);
@@ -283,17 +290,17 @@ async function transaction(
         resolved.set(fullUrl, written);
       }
     }
+    await Promise.all(attempts);
     await plan.apply();
   } catch (err) {
     // Nothing was written: each entry's AuditEvent says so, with the transaction's status.
+    await Promise.allSettled(attempts);
     const e = asFhirError(err);
-    for (const d of done) await transport.record({ ...d.facts, status: e?.status ?? 500, issueCode: e?.issues[0]?.code ?? 'exception' });
+    await Promise.all(done.map((d) => transport.record({ ...d.facts, status: e?.status ?? 500, issueCode: e?.issues[0]?.code ?? 'exception' })));
     throw err;
   }
-  for (const d of done) {
-    await transport.record({ ...d.facts, status: d.result.status });
-    results[d.index] = d.result;
-  }
+  await Promise.all(done.map((d) => transport.record({ ...d.facts, status: d.result.status })));
+  for (const d of done) results[d.index] = d.result;
   for (const i of order) {
     const t = targets[i];
     if (t.method !== 'GET' && t.method !== 'HEAD') continue;

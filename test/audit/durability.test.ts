@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -216,5 +217,78 @@ async function crashDuringWrites(): Promise<{ dataDir: string; acknowledged: str
     if (write.method === 'DELETE') last[w] = undefined;
   });
   expect(acknowledged.length).toBeGreaterThan(20);
+  return { dataDir, acknowledged };
+}
+
+describe('transactions under a crash: all or nothing, with their AuditEvents', () => {
+  it('killed with SIGKILL during a stream of transactions, then restarted: each is wholly present with its AuditEvents or wholly absent', async () => {
+    let dataDir = '';
+    let acknowledged: string[] = [];
+    for (let crash = 0; crash < 3; crash++) {
+      ({ dataDir, acknowledged } = await crashDuringTransactions());
+      const again = await startServer({ HEARTH_DATA_DIR: dataDir, HEARTH_LOG_LEVEL: 'warn' });
+      expect(await stopServer(again)).toBe(0);
+      if (again.output().includes('"recovered":')) break;
+    }
+    const db = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
+    const rows = db.prepare('SELECT type, id, version, body, write_id FROM resource_versions WHERE type IN (\'Patient\', \'Observation\')').all() as {
+      type: string;
+      id: string;
+      version: number;
+      body: string;
+      write_id: string;
+    }[];
+    db.close();
+    // The versions of one transaction carry its request id and the entry's index: group them.
+    const byTransaction = new Map<string, typeof rows>();
+    for (const r of rows) {
+      const tx = r.write_id.replace(/\.\d+$/, '');
+      byTransaction.set(tx, [...(byTransaction.get(tx) ?? []), r]);
+    }
+    expect(byTransaction.size).toBeGreaterThan(5);
+    const partial: string[] = [];
+    for (const [tx, versions] of byTransaction) {
+      const patient = versions.find((v) => v.type === 'Patient');
+      const subjects = versions.filter((v) => v.type === 'Observation').map((v) => JSON.parse(v.body).subject.reference);
+      if (versions.length !== 6 || !patient || subjects.some((s) => s !== `Patient/${patient.id}`)) partial.push(`${tx}: ${versions.length} versions`);
+    }
+    expect(partial).toEqual([]);
+    for (const tx of acknowledged) expect(byTransaction.get(tx), tx).toHaveLength(6);
+    // Every version's entry has its AuditEvent with a success outcome; no attempt is left open.
+    const log = sqliteStorage({ dataDir });
+    const unnamed: string[] = [];
+    for (const r of rows) {
+      const body = await log.audit.body(r.write_id);
+      const event = body && JSON.parse(body);
+      const ok = event?.outcome === '0' && event.action === 'C' && JSON.stringify(event.entity).includes(`${r.type}/${r.id}/_history/1`);
+      if (!ok) unnamed.push(`${r.type}/${r.id} (${r.write_id})`);
+    }
+    expect(unnamed).toEqual([]);
+    expect(await log.audit.openAttempts()).toEqual([]);
+    await log.close();
+    expect(verify(dataDir).status).toBe(0);
+  });
+});
+
+/** Transactions of a Patient and five Observations referencing it by urn:uuid, from 8 writers, until the server is killed. */
+async function crashDuringTransactions(): Promise<{ dataDir: string; acknowledged: string[] }> {
+  const dataDir = tempDir();
+  const server = await startServer({ HEARTH_DATA_DIR: dataDir, HEARTH_LOG_LEVEL: 'warn' });
+  const headers = { authorization: `Bearer ${server.token}`, 'content-type': 'application/fhir+json' };
+  const acknowledged: string[] = [];
+  await writeUntilKilled(server, 1500, 8, async (w, i) => {
+    const patientUrl = `urn:uuid:${randomUUID()}`;
+    const entry = [
+      { fullUrl: patientUrl, request: { method: 'POST', url: 'Patient' }, resource: { resourceType: 'Patient', name: [{ family: `Tx${w}x${i}` }] } },
+      ...Array.from({ length: 5 }, (_, n) => ({
+        request: { method: 'POST', url: 'Observation' },
+        resource: { resourceType: 'Observation', status: 'final', code: { text: `tx${n}` }, subject: { reference: patientUrl }, valueQuantity: { value: n } },
+      })),
+    ];
+    const res = await fetch(server.base, { method: 'POST', headers, body: JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry }) });
+    await res.text();
+    if (res.status === 200) acknowledged.push(res.headers.get('x-request-id')!);
+  });
+  expect(acknowledged.length).toBeGreaterThan(3);
   return { dataDir, acknowledged };
 }

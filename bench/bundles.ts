@@ -1,0 +1,121 @@
+// npm run bench:bundles: resources per second loaded through 1,000-entry transactions vs single
+// creates, in one run, on the embedded store and on MongoDB (BENCH_MONGODB_URI or
+// HEARTH_TEST_MONGODB_URI when set, otherwise the in-memory wire-protocol test server, whose
+// figures say nothing of a real MongoDB's). Every resource is validated, encrypted, indexed and
+// audited either way. BENCH_STORES=embedded (or MongoDB) runs one store only. The servers run in
+// a child process so the load does not share their CPU time with the client's bookkeeping.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import autocannon from 'autocannon';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { startWireServer } from '../scripts/wire-server.ts';
+import { buildApp } from '../src/app.ts';
+import { loadConfig } from '../src/config/config.ts';
+import { freePort } from './free-port.ts';
+
+const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
+const CONNECTIONS = 10;
+const ENTRIES = 1000;
+const TRANSACTIONS = Number(process.env.BENCH_TRANSACTIONS ?? 5);
+
+const observation = (subject: string, n: number) => ({
+  resourceType: 'Observation',
+  status: 'final',
+  code: { coding: [{ system: 'http://loinc.org', code: '4548-4' }] },
+  subject: { reference: subject },
+  effectiveDateTime: '2026-01-01T10:00:00Z',
+  valueQuantity: { value: 5 + (n % 40) / 10, unit: '%', system: 'http://unitsofmeasure.org', code: '%' },
+});
+
+if (process.argv[2] === 'serve') {
+  const [embeddedPort, mongoPort] = process.argv.slice(3).map(Number);
+  const dir = mkdtempSync(join(tmpdir(), 'hearth-bench-bundles-'));
+  const configured = process.env.BENCH_MONGODB_URI ?? process.env.HEARTH_TEST_MONGODB_URI;
+  const wire = configured ? undefined : await startWireServer();
+  const base = configured ?? wire!.uri;
+  const uri = base.replace(/^(mongodb(?:\+srv)?:\/\/[^/?]*)(\/[^?]*)?/, `$1/hearth_bench_${Date.now()}`);
+  const issuer = 'https://bench-issuer.local';
+  const { publicKey, privateKey } = await generateKeyPair('ES256');
+  writeFileSync(join(dir, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'bench', alg: 'ES256' }] }));
+  const env = {
+    HEARTH_LOG_LEVEL: 'error',
+    HEARTH_AUTH_ISSUER: issuer,
+    HEARTH_AUTH_JWKS: join(dir, 'jwks.json'),
+    HEARTH_BASE_URL: 'http://127.0.0.1/fhir',
+    HEARTH_RATE_LIMIT: 'off',
+    HEARTH_TLS: 'off',
+    HEARTH_TRUSTED_PROXIES: '127.0.0.1',
+  };
+  const embedded = await buildApp(loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, 'embedded') }));
+  const mongo = await buildApp(loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, 'mongo'), HEARTH_MONGODB_URI: uri }));
+  await embedded.listen({ host: '127.0.0.1', port: embeddedPort });
+  await mongo.listen({ host: '127.0.0.1', port: mongoPort });
+  const now = Math.floor(Date.now() / 1000);
+  const token = await new SignJWT({ scope: 'system/*.cruds', sub: 'bench', client_id: 'bench' })
+    .setProtectedHeader({ alg: 'ES256', kid: 'bench' })
+    .setIssuer(issuer)
+    .setAudience('http://127.0.0.1/fhir')
+    .setIssuedAt(now)
+    .setExpirationTime(now + 3600)
+    .sign(privateKey);
+  process.stdout.write(`${JSON.stringify({ token, server: configured ? 'the configured MongoDB' : wire!.kind })}\n`);
+  process.on('SIGTERM', async () => {
+    await embedded.close();
+    await mongo.close();
+    await wire?.stop();
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(0);
+  });
+} else {
+  const ports = [await freePort(), await freePort()];
+  const child: ChildProcess = spawn(process.execPath, [new URL(import.meta.url).pathname, 'serve', ...ports.map(String)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const [line] = await once(createInterface({ input: child.stdout! }), 'line');
+  const { token, server } = JSON.parse(line as string) as { token: string; server: string };
+  const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json' };
+
+  /** Single creates of the same Observation by CONNECTIONS clients for DURATION seconds: resources a second. */
+  const singles = async (base: string) => {
+    const r = await autocannon({ url: `${base}/Observation`, method: 'POST', body: JSON.stringify(observation('Patient/bench', 1)), headers, connections: CONNECTIONS, duration: DURATION });
+    return { perSecond: r.requests.average, errors: r.errors + r.non2xx };
+  };
+  /** TRANSACTIONS transactions, one after another, each a Patient and 999 Observations referencing it by urn:uuid. */
+  const transactions = async (base: string) => {
+    const bodies = Array.from({ length: TRANSACTIONS }, () => {
+      const patientUrl = `urn:uuid:${randomUUID()}`;
+      const entry = [
+        { fullUrl: patientUrl, request: { method: 'POST', url: 'Patient' }, resource: { resourceType: 'Patient', name: [{ family: 'Bulk' }], birthDate: '1970-01-01' } },
+        ...Array.from({ length: ENTRIES - 1 }, (_, n) => ({ request: { method: 'POST', url: 'Observation' }, resource: observation(patientUrl, n) })),
+      ];
+      return JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry });
+    });
+    let errors = 0;
+    const ms: number[] = [];
+    for (const body of bodies) {
+      const t0 = performance.now();
+      const res = await fetch(`${base}/`, { method: 'POST', headers, body });
+      await res.text();
+      ms.push(performance.now() - t0);
+      if (res.status !== 200) errors++;
+    }
+    const total = ms.reduce((a, b) => a + b, 0);
+    return { perSecond: (TRANSACTIONS * ENTRIES * 1000) / total, errors, median: ms.sort((a, b) => a - b)[Math.floor(ms.length / 2)] };
+  };
+  process.stdout.write(`Bulk loading: ${TRANSACTIONS} transactions of ${ENTRIES} entries (one after another) vs single creates (${CONNECTIONS} connections, ${DURATION} s); MongoDB: ${server}\n`);
+  process.stdout.write('| store | single creates, resources/s | transactions, resources/s (median ms per transaction) | transactions ÷ single creates |\n| --- | --- | --- | --- |\n');
+  const only = process.env.BENCH_STORES?.split(',');
+  for (const [name, port] of [['embedded', ports[0]], ['MongoDB', ports[1]]] as const) {
+    if (only && !only.includes(name)) continue;
+    const base = `http://127.0.0.1:${port}/fhir`;
+    const s = await singles(base);
+    const t = await transactions(base);
+    const errors = s.errors + t.errors ? ` (errors: ${s.errors} / ${t.errors})` : '';
+    process.stdout.write(`| ${name} | ${s.perSecond.toFixed(0)} | ${t.perSecond.toFixed(0)} (${t.median.toFixed(0)}) | ${(t.perSecond / s.perSecond).toFixed(1)}${errors} |\n`);
+  }
+  child.kill('SIGTERM');
+  await once(child, 'exit');
+}
