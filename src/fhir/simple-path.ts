@@ -1,7 +1,8 @@
 // A fast evaluator for the most common shape of SearchParameter expression: unions of plain
 // element paths (`AuditEvent.agent.network.address`), optionally filtered to references of one
-// type (`Observation.subject.where(resolve() is Patient)`). Anything else — functions, `as`,
-// choice elements — stays with FHIRPath. The two are held equal by a test over every example
+// type (`Observation.subject.where(resolve() is Patient)`), and choice elements of a named type
+// (`(Observation.component.value as Quantity)`, which is `component.valueQuantity` in JSON, R4's
+// `ofType` intent). Anything else — functions, bare choice elements — stays with FHIRPath. The two are held equal by a test over every example
 // resource and every parameter (test/fhir/simple-path.test.ts).
 
 type Evaluator = (resource: unknown) => unknown[];
@@ -12,6 +13,8 @@ interface Part {
 }
 
 const PART_RE = /^([A-Z][A-Za-z]+)((?:\.[a-z][A-Za-z]*)+)(?:\.where\(resolve\(\) is ([A-Z][A-Za-z]+)\))?$/;
+// `(Observation.value as Quantity)`, `(Observation.value as CodeableConcept).text`
+const AS_RE = /^\(([A-Z][A-Za-z]+)((?:\.[a-z][A-Za-z]*)+) as ([A-Za-z]+)\)((?:\.[a-z][A-Za-z]*)*)$/;
 
 /**
  * Compiles `expression` for `type` when it is simple; undefined otherwise. `isChoice` says whether
@@ -20,6 +23,15 @@ const PART_RE = /^([A-Z][A-Za-z]+)((?:\.[a-z][A-Za-z]*)+)(?:\.where\(resolve\(\)
 export function compileSimplePath(expression: string, type: string, isChoice: (element: string) => boolean): Evaluator | undefined {
   const parts: Part[] = [];
   for (const raw of expression.split(' | ')) {
+    const as = AS_RE.exec(raw.trim());
+    if (as) {
+      if (as[1] !== type) return undefined;
+      // See: https://hl7.org/fhir/R4/json.html#choice (value[x] of type Quantity is valueQuantity)
+      const path = as[2].slice(1).split('.');
+      path.push(`${path.pop()}${as[3][0].toUpperCase()}${as[3].slice(1)}`);
+      parts.push({ path: [...path, ...as[4].split('.').filter(Boolean)] });
+      continue;
+    }
     const m = PART_RE.exec(raw.trim());
     if (!m || m[1] !== type) return undefined;
     const path = m[2].slice(1).split('.');

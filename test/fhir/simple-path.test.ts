@@ -57,7 +57,14 @@ describe('the fast path for plain SearchParameter paths', () => {
         }
       };
       for (const r of resources.filter((x) => x.resourceType === type)) {
-        expect(run(def.evaluate, r)).toEqual(run(def.evaluateFhirPath, r));
+        const slow = run(def.evaluateFhirPath, r);
+        // fhirpath.js refuses a Quantity with a comparator (`>60`) in `as Quantity`; the fast path
+        // returns it, so such a value is indexed instead of leaving the resource unsearchable.
+        if (slow === 'throws Cannot convert a FHIR.Quantity that has a comparator') {
+          expect(run(def.evaluate, r)).toContainEqual(expect.objectContaining({ comparator: expect.any(String) }));
+          continue;
+        }
+        expect(run(def.evaluate, r)).toEqual(slow);
       }
     },
   );
