@@ -5,16 +5,10 @@
 // wire-protocol test server (jongodb, in memory: its figures say nothing of a real MongoDB's).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import autocannon from 'autocannon';
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { startWireServer } from '../scripts/wire-server.ts';
-import { buildApp } from '../src/app.ts';
-import { loadConfig } from '../src/config/config.ts';
 import { freePort } from './free-port.ts';
+import { serveTwoStores } from './two-stores.ts';
 
 const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = 10;
@@ -23,35 +17,7 @@ const SEED = 200;
 if (process.argv[2] === 'serve') {
   // The child: both servers, seeded; one JSON line when ready.
   const [embeddedPort, mongoPort] = process.argv.slice(3).map(Number);
-  const dir = mkdtempSync(join(tmpdir(), 'hearth-bench-mongo-'));
-  const configured = process.env.BENCH_MONGODB_URI ?? process.env.HEARTH_TEST_MONGODB_URI;
-  const wire = configured ? undefined : await startWireServer();
-  const base = configured ?? wire!.uri;
-  const uri = base.replace(/^(mongodb(?:\+srv)?:\/\/[^/?]*)(\/[^?]*)?/, `$1/hearth_bench_${Date.now()}`);
-  const issuer = 'https://bench-issuer.local';
-  const { publicKey, privateKey } = await generateKeyPair('ES256');
-  writeFileSync(join(dir, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'bench', alg: 'ES256' }] }));
-  const env = {
-    HEARTH_LOG_LEVEL: 'error',
-    HEARTH_AUTH_ISSUER: issuer,
-    HEARTH_AUTH_JWKS: join(dir, 'jwks.json'),
-    HEARTH_BASE_URL: 'http://127.0.0.1/fhir',
-    HEARTH_RATE_LIMIT: 'off',
-    HEARTH_TLS: 'off',
-    HEARTH_TRUSTED_PROXIES: '127.0.0.1',
-  };
-  const embedded = await buildApp(loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, 'embedded') }));
-  const mongo = await buildApp(loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, 'mongo'), HEARTH_MONGODB_URI: uri }));
-  await embedded.listen({ host: '127.0.0.1', port: embeddedPort });
-  await mongo.listen({ host: '127.0.0.1', port: mongoPort });
-  const now = Math.floor(Date.now() / 1000);
-  const token = await new SignJWT({ scope: 'system/*.cruds', sub: 'bench', client_id: 'bench' })
-    .setProtectedHeader({ alg: 'ES256', kid: 'bench' })
-    .setIssuer(issuer)
-    .setAudience('http://127.0.0.1/fhir')
-    .setIssuedAt(now)
-    .setExpirationTime(now + 3600)
-    .sign(privateKey);
+  const { embedded, mongo, token, server, close } = await serveTwoStores(embeddedPort, mongoPort, 'mongo');
   const patient = (i: number) => ({
     resourceType: 'Patient',
     identifier: [{ system: 'urn:bench', value: `p${i}` }],
@@ -68,12 +34,9 @@ if (process.argv[2] === 'serve') {
     }
     readIds.push(first);
   }
-  process.stdout.write(`${JSON.stringify({ readIds, token, server: configured ? 'the configured MongoDB (BENCH_MONGODB_URI / HEARTH_TEST_MONGODB_URI)' : wire!.kind, createBody: JSON.stringify(patient(SEED)) })}\n`);
+  process.stdout.write(`${JSON.stringify({ readIds, token, server, createBody: JSON.stringify(patient(SEED)) })}\n`);
   process.on('SIGTERM', async () => {
-    await embedded.close();
-    await mongo.close();
-    await wire?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    await close();
     process.exit(0);
   });
 } else {

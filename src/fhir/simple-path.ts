@@ -1,9 +1,10 @@
 // A fast evaluator for the most common shape of SearchParameter expression: unions of plain
 // element paths (`AuditEvent.agent.network.address`), optionally filtered to references of one
 // type (`Observation.subject.where(resolve() is Patient)`), and choice elements of a named type
-// (`(Observation.component.value as Quantity)`, which is `component.valueQuantity` in JSON, R4's
-// `ofType` intent). Anything else — functions, bare choice elements — stays with FHIRPath. The two are held equal by a test over every example
-// resource and every parameter (test/fhir/simple-path.test.ts).
+// (`(Observation.component.value as Quantity)`: `component.valueQuantity` in JSON, R4's `ofType`
+// intent). Anything else — functions, bare choice elements — stays with FHIRPath. The two are
+// held equal by a test over every example resource and every parameter
+// (test/fhir/simple-path.test.ts).
 
 type Evaluator = (resource: unknown) => unknown[];
 

@@ -116,35 +116,43 @@ const TABLE: Record<string, [Build, string]> = {
   'POST /fhir': [(f) => batchOf('GET', `Patient/${f.b}`), READ_B],
 };
 
+/**
+ * The app under the relationship policy, patients A (the patient tokens' own, Practitioner/dr1's)
+ * and B (neither), an Observation of B, and a token of every kind.
+ */
+async function setUp(system: string): Promise<{ t: TestApp; f: Fixture; tokens: Record<Kind, string | undefined> }> {
+  const t = await testApp({ HEARTH_AUTH_RELATIONSHIP: 'true' });
+  const a = (await create(t.app, { resourceType: 'Patient', generalPractitioner: [{ reference: 'Practitioner/dr1' }] })).id;
+  const b = (await create(t.app, { resourceType: 'Patient', generalPractitioner: [{ reference: 'Practitioner/dr2' }] })).id;
+  const ob = (await create(t.app, { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${b}` } })).id;
+  const read = await t.app.inject({ method: 'GET', url: `/fhir/Patient/${b}` });
+  let n = 0;
+  const fresh: Fixture['fresh'] = async (type) => {
+    const identifier = `${system}|${++n}`;
+    const [sys, value] = identifier.split('|');
+    const body =
+      type === 'Patient'
+        ? { resourceType: 'Patient', identifier: [{ system: sys, value }], generalPractitioner: [{ reference: 'Practitioner/dr2' }], link: [{ other: { reference: `Patient/${b}` }, type: 'seealso' }] }
+        : { resourceType: 'Observation', identifier: [{ system: sys, value }], status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${b}` } };
+    return { id: (await create(t.app, body)).id, identifier, body };
+  };
+  const clinician = (scope: string, role?: string) => t.token({ sub: `u-${role ?? 'none'}`, fhirUser: 'Practitioner/dr1', scope, ...(role ? { role } : {}) });
+  const tokens = { none: undefined } as Record<Kind, string | undefined>;
+  tokens.patient = await t.token({ sub: 'pa', patient: a, scope: 'patient/*.cruds' });
+  tokens.user = await clinician('user/*.cruds');
+  tokens.system = await t.token({ sub: 'backend', scope: 'system/*.cruds' });
+  for (const role of ['administrator', 'provider', 'nurse', 'billing', 'auditor'] as const) tokens[role] = await clinician('user/*.cruds', role);
+  tokens['patient role'] = await t.token({ sub: 'pa2', patient: a, scope: 'patient/*.cruds', role: 'patient' });
+  return { t, f: { b, ob, eventAboutB: read.headers['x-request-id'] as string, fresh }, tokens };
+}
+
 describe('one policy, every route: each registered route × each kind of token', () => {
   let t: TestApp;
   let f: Fixture;
-  const tokens = {} as Record<Kind, string | undefined>;
-  let n = 0;
+  let tokens: Record<Kind, string | undefined>;
 
   beforeAll(async () => {
-    t = await testApp({ HEARTH_AUTH_RELATIONSHIP: 'true' });
-    const a = (await create(t.app, { resourceType: 'Patient', generalPractitioner: [{ reference: 'Practitioner/dr1' }] })).id;
-    const b = (await create(t.app, { resourceType: 'Patient', generalPractitioner: [{ reference: 'Practitioner/dr2' }] })).id;
-    const ob = (await create(t.app, { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${b}` } })).id;
-    const read = await t.app.inject({ method: 'GET', url: `/fhir/Patient/${b}` });
-    const fresh: Fixture['fresh'] = async (type) => {
-      const identifier = `urn:route-policy|${++n}`;
-      const [system, value] = identifier.split('|');
-      const body =
-        type === 'Patient'
-          ? { resourceType: 'Patient', identifier: [{ system, value }], generalPractitioner: [{ reference: 'Practitioner/dr2' }], link: [{ other: { reference: `Patient/${b}` }, type: 'seealso' }] }
-          : { resourceType: 'Observation', identifier: [{ system, value }], status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${b}` } };
-      return { id: (await create(t.app, body)).id, identifier, body };
-    };
-    f = { b, ob, eventAboutB: read.headers['x-request-id'] as string, fresh };
-    const clinician = (scope: string, role?: string) => t.token({ sub: `u-${role ?? 'none'}`, fhirUser: 'Practitioner/dr1', scope, ...(role ? { role } : {}) });
-    tokens.none = undefined;
-    tokens.patient = await t.token({ sub: 'pa', patient: a, scope: 'patient/*.cruds' });
-    tokens.user = await clinician('user/*.cruds');
-    tokens.system = await t.token({ sub: 'backend', scope: 'system/*.cruds' });
-    for (const role of ['administrator', 'provider', 'nurse', 'billing', 'auditor'] as const) tokens[role] = await clinician('user/*.cruds', role);
-    tokens['patient role'] = await t.token({ sub: 'pa2', patient: a, scope: 'patient/*.cruds', role: 'patient' });
+    ({ t, f, tokens } = await setUp('urn:route-policy'));
   });
 
   it('has a row for every route the server registers, and no row for a route it does not', async () => {
@@ -188,34 +196,7 @@ describe('one policy, every route: each registered route × each kind of token',
 
 describe('one policy inside a batch: every type route, sent as a batch entry, gets the status the route gets', () => {
   it.each(['Patient', 'Observation'] as const)('%s', async (type) => {
-    const t = await testApp({ HEARTH_AUTH_RELATIONSHIP: 'true' });
-    const a = (await create(t.app, { resourceType: 'Patient', generalPractitioner: [{ reference: 'Practitioner/dr1' }] })).id;
-    const b = (await create(t.app, { resourceType: 'Patient', generalPractitioner: [{ reference: 'Practitioner/dr2' }] })).id;
-    const ob = (await create(t.app, { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${b}` } })).id;
-    let n = 0;
-    const fresh: Fixture['fresh'] = async (kind) => {
-      const identifier = `urn:batch-policy|${++n}`;
-      const [system, value] = identifier.split('|');
-      const body =
-        kind === 'Patient'
-          ? { resourceType: 'Patient', identifier: [{ system, value }], generalPractitioner: [{ reference: 'Practitioner/dr2' }], link: [{ other: { reference: `Patient/${b}` }, type: 'seealso' }] }
-          : { resourceType: 'Observation', identifier: [{ system, value }], status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${b}` } };
-      return { id: (await create(t.app, body)).id, identifier, body };
-    };
-    const f: Fixture = { b, ob, eventAboutB: '', fresh };
-    const clinician = (scope: string, role?: string) => t.token({ sub: `u-${role ?? 'none'}`, fhirUser: 'Practitioner/dr1', scope, ...(role ? { role } : {}) });
-    const tokens: Record<Kind, string | undefined> = {
-      none: undefined,
-      patient: await t.token({ sub: 'pa', patient: a, scope: 'patient/*.cruds' }),
-      user: await clinician('user/*.cruds'),
-      system: await t.token({ sub: 'backend', scope: 'system/*.cruds' }),
-      administrator: await clinician('user/*.cruds', 'administrator'),
-      provider: await clinician('user/*.cruds', 'provider'),
-      nurse: await clinician('user/*.cruds', 'nurse'),
-      billing: await clinician('user/*.cruds', 'billing'),
-      'patient role': await t.token({ sub: 'pa2', patient: a, scope: 'patient/*.cruds', role: 'patient' }),
-      auditor: await clinician('user/*.cruds', 'auditor'),
-    };
+    const { t, f, tokens } = await setUp('urn:batch-policy');
     const rows = Object.entries(typeRows(type)).filter(([route]) => !/^HEAD |_search/.test(route));
     expect(rows.length).toBe(13);
     for (const [route, [build, expected]] of rows) {

@@ -1,5 +1,5 @@
 import { createHash, randomInt, randomUUID } from 'node:crypto';
-import type { ClientSession, Collection, Db, Filter } from 'mongodb';
+import type { AnyBulkWriteOperation, ClientSession, Collection, Db, Filter } from 'mongodb';
 import { pageInMemory, type SearchQuery, sortValue, type StoredVersion } from '../../fhir/query.ts';
 import { parseStored } from '../../fhir/json.ts';
 import { KEK_ID_PATH } from '../../crypto/envelope.ts';
@@ -221,8 +221,15 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
     await inTransaction(
       this.#tx,
       async (session) => {
-        for (const op of ops) {
-          const current = await this.#resources.findOne({ _id: `${op.type}/${op.id}` }, { session });
+        // Three round trips whatever the size: the current documents, then every version and
+        // every current document in bulk.
+        const ids = ops.map((op) => `${op.type}/${op.id}`);
+        const found = new Map<string, ResourceDoc>();
+        for await (const d of this.#resources.find({ _id: { $in: ids } }, { session })) found.set(d._id, d);
+        const versions: VersionDoc[] = [];
+        const writes: AnyBulkWriteOperation<ResourceDoc>[] = [];
+        for (const [n, op] of ops.entries()) {
+          const current = found.get(ids[n]);
           if ((current?.v ?? undefined) !== op.expect) throw changed(op.type, op.id);
           if (op.absent) {
             if ((await this.#search({ ...op.absent, count: 1, cursor: undefined, total: 'none' }, session)).matches.length > 0) throw changed(op.type, op.id);
@@ -230,26 +237,27 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
           }
           const body = op.content ? JSON.stringify(op.content.resource) : null;
           const kek = op.content ? kekOf(op.content.resource) : undefined;
-          await this.#versions.insertOne(
-            {
-              _id: `${op.type}/${op.id}/${op.versionId}`,
-              type: op.type,
-              id: op.id,
-              v: op.versionId,
-              at: op.lastUpdated,
-              ord: nextOrd(Date.parse(op.lastUpdated)),
-              deleted: !op.content,
-              body,
-              ...(kek ? { kek } : {}),
-              ...(op.writeId ? { writeId: op.writeId } : {}),
-            },
-            { session },
-          );
+          versions.push({
+            _id: `${ids[n]}/${op.versionId}`,
+            type: op.type,
+            id: op.id,
+            v: op.versionId,
+            at: op.lastUpdated,
+            ord: nextOrd(Date.parse(op.lastUpdated)),
+            deleted: !op.content,
+            body,
+            ...(kek ? { kek } : {}),
+            ...(op.writeId ? { writeId: op.writeId } : {}),
+          });
           const index = op.content ? storedIndex(op.content.index) : { ix: [], cx: [] };
           const doc = { type: op.type, id: op.id, v: op.versionId, at: op.lastUpdated, deleted: !op.content, body, ...index };
-          if (current) await this.#resources.replaceOne({ _id: current._id, v: current.v }, doc, { session });
-          else await this.#resources.insertOne({ _id: `${op.type}/${op.id}`, ...doc }, { session });
+          const replace = current && { replaceOne: { filter: { _id: current._id, v: current.v }, replacement: doc } };
+          writes.push(replace ?? { insertOne: { document: { _id: ids[n], ...doc } } });
         }
+        await this.#versions.insertMany(versions, { session, ordered: true });
+        const result = await this.#resources.bulkWrite(writes, { session, ordered: true });
+        // A replaced document that had moved on matched nothing: the transaction is stale.
+        if (result.matchedCount !== writes.filter((w) => 'replaceOne' in w).length) throw changed(ops[0].type, ops[0].id);
       },
       () => {
         throw changed(ops[0].type, ops[0].id);
