@@ -1,13 +1,14 @@
 import type { SearchQuery, StoredVersion } from '../fhir/query.ts';
 import { badRequest } from '../fhir/errors.ts';
 import {
+  atMostOne,
   type CommitOp,
   type HistoryPage,
   type HistoryQuery,
   type Prepare,
   type ResourceStore,
   type SearchPage,
-  StoreError,
+  updateOutcome,
   versionConflict,
   type WriteResult,
   type WrittenVersion,
@@ -65,11 +66,7 @@ export class TransactionPlan implements ResourceStore {
       id = match.id;
     } else id = target.id;
     const current = await this.#store.read(type, id);
-    if (options.ifMatch !== undefined && (!current || current.deleted || current.versionId !== options.ifMatch)) {
-      throw versionConflict(type, id, options.ifMatch);
-    }
-    if (!current && !options.allowCreate) throw new StoreError({ kind: 'not-found', type, id });
-    const outcome = current && !current.deleted ? 'updated' : 'created';
+    const outcome = updateOutcome(type, id, current, options);
     return { outcome, version: this.#put(type, id, current, prepare) };
   }
 
@@ -103,10 +100,7 @@ export class TransactionPlan implements ResourceStore {
   }
 
   async #atMostOne(query: SearchQuery, what: string): Promise<StoredVersion | undefined> {
-    const page = await this.#store.search({ ...query, count: 2, cursor: undefined, total: 'none' });
-    // See: https://hl7.org/fhir/R4/http.html#ccreate (multiple matches: 412 Precondition Failed)
-    if (page.matches.length > 1) throw new StoreError({ kind: 'multiple-matches', type: query.type, what });
-    return page.matches[0];
+    return atMostOne(await this.#store.search({ ...query, count: 2, cursor: undefined, total: 'none' }), query, what);
   }
 
   commit(): Promise<void> {

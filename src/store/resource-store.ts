@@ -122,6 +122,31 @@ export type StoreFailure =
   /** the search would have the adapter order or resolve more than `limit` candidates in memory */
   | { readonly kind: 'too-costly'; readonly type: string; readonly limit: number };
 
+/**
+ * The checks every write of a given id makes of the current version (none, a tombstone, or live):
+ * If-Match names the live current version, and an id that does not exist is created only where
+ * allowed. Whether the write creates or updates.
+ */
+export function updateOutcome(
+  type: string,
+  id: string,
+  current: { readonly versionId: number; readonly deleted: boolean } | undefined,
+  options: { readonly ifMatch?: number; readonly allowCreate: boolean },
+): 'created' | 'updated' {
+  if (options.ifMatch !== undefined && (!current || current.deleted || current.versionId !== options.ifMatch)) {
+    throw versionConflict(type, id, options.ifMatch);
+  }
+  if (!current && !options.allowCreate) throw new StoreError({ kind: 'not-found', type, id });
+  return current && !current.deleted ? 'updated' : 'created';
+}
+
+/** The one match of conditional criteria (a page of at most two), none, or 412 for several. */
+export function atMostOne(page: SearchPage, query: SearchQuery, what: string): StoredVersion | undefined {
+  // See: https://hl7.org/fhir/R4/http.html#ccreate (multiple matches: 412 Precondition Failed)
+  if (page.matches.length > 1) throw new StoreError({ kind: 'multiple-matches', type: query.type, what });
+  return page.matches[0];
+}
+
 /** A transaction's expectation no longer holds (CommitOp). */
 export function changed(type: string, id: string): StoreError {
   return new StoreError({ kind: 'changed', type, id });

@@ -4,8 +4,10 @@ import { pageInMemory, type SearchQuery, sortValue, type StoredVersion } from '.
 import { parseStored } from '../../fhir/json.ts';
 import { KEK_ID_PATH } from '../../crypto/envelope.ts';
 import {
+  atMostOne,
   changed,
   type CommitOp,
+  updateOutcome,
   type HistoryPage,
   type HistoryQuery,
   type Prepare,
@@ -178,11 +180,7 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
         id = target.id;
       }
       const current = await this.#resources.findOne({ _id: `${type}/${id}` }, { session });
-      if (options.ifMatch !== undefined && (!current || current.deleted || current.v !== options.ifMatch)) {
-        throw versionConflict(type, id, options.ifMatch);
-      }
-      if (!current && !options.allowCreate) throw new StoreError({ kind: 'not-found', type, id });
-      const outcome = current && !current.deleted ? 'updated' : 'created';
+      const outcome = updateOutcome(type, id, current ? { versionId: current.v, deleted: current.deleted } : undefined, options);
       return { outcome, version: await this.#write(type, id, current ?? undefined, prepare, session) };
     }, options.ifMatch !== undefined ? { type, id: 'id' in target ? target.id : '', ifMatch: options.ifMatch } : undefined);
   }
@@ -197,16 +195,11 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
       const current = await this.#resources.findOne({ _id: `${type}/${id}` }, { session });
       if (ifMatch !== undefined && current?.v !== ifMatch) throw versionConflict(type, id, ifMatch);
       if (!current || current.deleted) return undefined;
-      const v = current.v + 1;
-      const at = this.#clock().toISOString();
-      const versionKey = `${type}/${id}/${v}`;
-      await this.#versions.insertOne(
-        { _id: versionKey, type, id, v, at, ord: nextOrd(Date.parse(at)), deleted: true, body: null, ...(writeId ? { writeId } : {}) },
-        { session },
-      );
-      const tombstone = { type, id, v, at, deleted: true, body: null, ix: [], cx: [] };
-      await this.#resources.replaceOne({ _id: current._id, v: current.v }, tombstone, { session });
-      return { type, id, versionId: v, lastUpdated: at, deleted: true };
+      const op: CommitOp = { type, id, expect: current.v, versionId: current.v + 1, lastUpdated: this.#clock().toISOString(), writeId };
+      const docs = docsOf(op);
+      await this.#versions.insertOne(docs.version, { session });
+      await this.#resources.replaceOne({ _id: current._id, v: current.v }, docs.current, { session });
+      return { type, id, versionId: op.versionId, lastUpdated: op.lastUpdated, deleted: true };
     }, ifMatch !== undefined ? { type, id, ifMatch } : undefined);
   }
 
@@ -235,22 +228,8 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
             if ((await this.#search({ ...op.absent, count: 1, cursor: undefined, total: 'none' }, session)).matches.length > 0) throw changed(op.type, op.id);
             await this.#claim(criteriaKey(op.absent), session);
           }
-          const body = op.content ? JSON.stringify(op.content.resource) : null;
-          const kek = op.content ? kekOf(op.content.resource) : undefined;
-          versions.push({
-            _id: `${ids[n]}/${op.versionId}`,
-            type: op.type,
-            id: op.id,
-            v: op.versionId,
-            at: op.lastUpdated,
-            ord: nextOrd(Date.parse(op.lastUpdated)),
-            deleted: !op.content,
-            body,
-            ...(kek ? { kek } : {}),
-            ...(op.writeId ? { writeId: op.writeId } : {}),
-          });
-          const index = op.content ? storedIndex(op.content.index) : { ix: [], cx: [] };
-          const doc = { type: op.type, id: op.id, v: op.versionId, at: op.lastUpdated, deleted: !op.content, body, ...index };
+          const { version, current: doc } = docsOf(op);
+          versions.push(version);
           const replace = current && { replaceOne: { filter: { _id: current._id, v: current.v }, replacement: doc } };
           writes.push(replace ?? { insertOne: { document: { _id: ids[n], ...doc } } });
         }
@@ -392,12 +371,7 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
   }
 
   async #matchAtMostOne(query: SearchQuery, what: string, session: ClientSession): Promise<StoredVersion | undefined> {
-    const page = await this.#search({ ...query, count: 2, cursor: undefined, total: 'none' }, session);
-    if (page.matches.length > 1) {
-      // See: https://hl7.org/fhir/R4/http.html#ccreate (multiple matches: 412 Precondition Failed)
-      throw new StoreError({ kind: 'multiple-matches', type: query.type, what });
-    }
-    return page.matches[0];
+    return atMostOne(await this.#search({ ...query, count: 2, cursor: undefined, total: 'none' }, session), query, what);
   }
 
   /**
@@ -420,24 +394,9 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
     const versionId = (current?.v ?? 0) + 1;
     const lastUpdated = this.#clock().toISOString();
     const { resource, index, writeId } = prepare({ id, versionId, lastUpdated });
-    const body = JSON.stringify(resource);
-    const kek = kekOf(resource);
-    await this.#versions.insertOne(
-      {
-        _id: `${type}/${id}/${versionId}`,
-        type,
-        id,
-        v: versionId,
-        at: lastUpdated,
-        ord: nextOrd(Date.parse(lastUpdated)),
-        deleted: false,
-        body,
-        ...(kek ? { kek } : {}),
-        ...(writeId ? { writeId } : {}),
-      },
-      { session },
-    );
-    const doc = { type, id, v: versionId, at: lastUpdated, deleted: false, body, ...storedIndex(index) };
+    const op: CommitOp = { type, id, expect: current?.v, versionId, lastUpdated, content: { resource, index }, writeId };
+    const { version, current: doc } = docsOf(op);
+    await this.#versions.insertOne(version, { session });
     if (current) await this.#resources.replaceOne({ _id: current._id, v: current.v }, doc, { session });
     else await this.#resources.insertOne({ _id: `${type}/${id}`, ...doc }, { session });
     return { type, id, versionId, lastUpdated, deleted: false, resource };
@@ -453,6 +412,34 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
       if (attempt >= RACE_RETRIES) throw err;
     });
   }
+}
+
+/**
+ * The two documents of a version (a tombstone when it has no content): its resource_versions
+ * document, and the current document (without its `_id`) that holds the body again with the
+ * index entries.
+ */
+function docsOf(op: CommitOp): { version: VersionDoc; current: Omit<ResourceDoc, '_id'> } {
+  const body = op.content ? JSON.stringify(op.content.resource) : null;
+  const kek = op.content ? kekOf(op.content.resource) : undefined;
+  const index = op.content ? storedIndex(op.content.index) : { ix: [], cx: [] };
+  const { type, id, versionId: v, lastUpdated: at } = op;
+  const deleted = !op.content;
+  return {
+    version: {
+      _id: `${type}/${id}/${v}`,
+      type,
+      id,
+      v,
+      at,
+      ord: nextOrd(Date.parse(at)),
+      deleted,
+      body,
+      ...(kek ? { kek } : {}),
+      ...(op.writeId ? { writeId: op.writeId } : {}),
+    },
+    current: { type, id, v, at, deleted, body, ...index },
+  };
 }
 
 /** A name for conditional criteria: the same query always gives the same name. */

@@ -5,6 +5,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { parseStored } from '../../fhir/json.ts';
 import type { SearchQuery, StoredVersion } from '../../fhir/query.ts';
 import {
+  atMostOne,
   changed,
   type CommitOp,
   type HistoryPage,
@@ -13,7 +14,7 @@ import {
   type ResourceStore,
   type SearchPage,
   refuseAudit,
-  StoreError,
+  updateOutcome,
   versionConflict,
   type WriteResult,
   type WrittenVersion,
@@ -242,13 +243,7 @@ export class SqliteStore implements ResourceStore {
         id = target.id;
         current = this.#stmt.current.get(type, id) as unknown as VersionRow | undefined;
       }
-      if (options.ifMatch !== undefined && (!current || current.deleted || current.version !== options.ifMatch)) {
-        throw versionConflict(type, id, options.ifMatch);
-      }
-      if (!current && !options.allowCreate) {
-        throw new StoreError({ kind: 'not-found', type, id });
-      }
-      const outcome = current && !current.deleted ? 'updated' : 'created';
+      const outcome = updateOutcome(type, id, current && { versionId: current.version, deleted: current.deleted === 1 }, options);
       return { outcome, version: this.#write(type, id, current, prepare) };
     });
   }
@@ -259,10 +254,8 @@ export class SqliteStore implements ResourceStore {
       const current = this.#stmt.current.get(type, id) as unknown as VersionRow | undefined;
       if (ifMatch !== undefined && current?.version !== ifMatch) throw versionConflict(type, id, ifMatch);
       if (!current || current.deleted) return undefined;
-      this.#stmt.retire.run(current.rid);
-      this.#stmt.unindex.run(current.rid);
       const lastUpdated = this.#clock().toISOString();
-      this.#stmt.insert.run(type, id, current.version + 1, lastUpdated, 1, null, writeId ?? null);
+      this.#put(current, { type, id, expect: current.version, versionId: current.version + 1, lastUpdated, writeId });
       return { type, id, versionId: current.version + 1, lastUpdated, deleted: true };
     });
   }
@@ -274,14 +267,7 @@ export class SqliteStore implements ResourceStore {
         const current = this.#stmt.current.get(op.type, op.id) as unknown as VersionRow | undefined;
         if (current?.version !== op.expect) throw changed(op.type, op.id);
         if (op.absent && this.#search({ ...op.absent, count: 1, cursor: undefined, total: 'none' }).matches.length > 0) throw changed(op.type, op.id);
-        if (current) {
-          this.#stmt.retire.run(current.rid);
-          this.#stmt.unindex.run(current.rid);
-        }
-        const body = op.content ? JSON.stringify(op.content.resource) : null;
-        const row = [op.type, op.id, op.versionId, op.lastUpdated, op.content ? 0 : 1, body, op.writeId ?? null] as const;
-        const { rid } = this.#stmt.insert.get(...row) as { rid: number };
-        if (op.content) this.#index.insert(rid, op.type, op.content.index);
+        this.#put(current, op);
       }
     });
   }
@@ -377,26 +363,30 @@ export class SqliteStore implements ResourceStore {
   }
 
   #matchAtMostOne(query: SearchQuery, what: string): StoredVersion | undefined {
-    const page = this.#search({ ...query, count: 2, cursor: undefined, total: 'none' });
-    if (page.matches.length > 1) {
-      // See: https://hl7.org/fhir/R4/http.html#ccreate (multiple matches: 412 Precondition Failed)
-      throw new StoreError({ kind: 'multiple-matches', type: query.type, what });
-    }
-    return page.matches[0];
+    return atMostOne(this.#search({ ...query, count: 2, cursor: undefined, total: 'none' }), query, what);
   }
 
   #write(type: string, id: string, current: VersionRow | undefined, prepare: Prepare): StoredVersion {
     const versionId = (current?.version ?? 0) + 1;
     const lastUpdated = this.#clock().toISOString();
     const { resource, index, writeId } = prepare({ id, versionId, lastUpdated });
+    this.#put(current, { type, id, expect: current?.version, versionId, lastUpdated, content: { resource, index }, writeId });
+    return { type, id, versionId, lastUpdated, deleted: false, resource };
+  }
+
+  /**
+   * Makes `op` the current version: the one it replaces retired and unindexed, the new one inserted
+   * with its index entries (a tombstone has none). Inside the caller's transaction, checks done.
+   */
+  #put(current: VersionRow | undefined, op: CommitOp): void {
     if (current) {
       this.#stmt.retire.run(current.rid);
       this.#stmt.unindex.run(current.rid);
     }
-    const body = JSON.stringify(resource);
-    const { rid } = this.#stmt.insert.get(type, id, versionId, lastUpdated, 0, body, writeId ?? null) as { rid: number };
-    this.#index.insert(rid, type, index);
-    return { type, id, versionId, lastUpdated, deleted: false, resource };
+    const body = op.content ? JSON.stringify(op.content.resource) : null;
+    const row = [op.type, op.id, op.versionId, op.lastUpdated, op.content ? 0 : 1, body, op.writeId ?? null] as const;
+    const { rid } = this.#stmt.insert.get(...row) as { rid: number };
+    if (op.content) this.#index.insert(rid, op.type, op.content.index);
   }
 
   #transaction<T>(work: () => T): T {
