@@ -8,6 +8,7 @@ import type { Config } from '../config/config.ts';
 import type { FhirModel } from '../fhir/definitions.ts';
 import { FhirError, operationOutcome } from '../fhir/errors.ts';
 import type { AuditNotes, EntryFacts, EntryTransport } from '../rest/request.ts';
+import { logFault } from './error-handler.ts';
 
 // Headers that describe a resource: none may go out with a response whose audit failed.
 const RESOURCE_HEADERS = ['etag', 'last-modified', 'location', 'content-location'];
@@ -86,11 +87,7 @@ function registerAuditHooks(api: FastifyInstance, deps: AuditDeps): void {
       requestId: (index) => `${request.id}.${index}`,
       attempt: (f) => sink.recordFacts(facts(f, 'attempt')),
       record: (f) => sink.recordFacts(facts(f)),
-      fault: (err, requestId) => {
-        const e = err as Error;
-        const frames = (e.stack ?? '').split('\n').slice(1).join('\n');
-        request.log.error({ err: { type: e.name, frames }, entry: requestId }, 'server fault in a Bundle entry');
-      },
+      fault: (err, requestId) => logFault(request, err as Error, { entry: requestId }),
     };
   }
 

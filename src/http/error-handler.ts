@@ -1,7 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { type ErrorCode, FhirError, type IssueCode, operationOutcome, shownToClient } from '../fhir/errors.ts';
-import { fromStoreFailure } from '../rest/store-errors.ts';
-import { StoreError } from '../store/resource-store.ts';
+import { knownError } from '../rest/store-errors.ts';
 import { sendResource } from './respond.ts';
 
 // Fastify's own errors that are the client's fault, as catalogue entries.
@@ -20,11 +19,11 @@ const FRAMEWORK_ERRORS: Record<string, { code: ErrorCode; issue?: IssueCode; tex
  * Fastify's refusals, or an unknown fault — as a catalogue error. Unknown faults are 500.
  */
 export function toFhirError(error: unknown): FhirError {
-  if (error instanceof FhirError) return error;
-  if (error instanceof StoreError) return fromStoreFailure(error.failure);
+  const known = knownError(error);
+  if (known) return known;
   const e = error as FastifyError;
-  const known = FRAMEWORK_ERRORS[e.code ?? ''];
-  if (known) return new FhirError(known.code, { code: known.issue, diagnostics: known.text });
+  const framework = FRAMEWORK_ERRORS[e.code ?? ''];
+  if (framework) return new FhirError(framework.code, { code: framework.issue, diagnostics: framework.text });
   if (e.validation) {
     const v = e.validation[0];
     const where = v?.instancePath?.replace(/^\//, '') || v?.params?.missingProperty || 'request';
@@ -52,8 +51,9 @@ function generic(request: FastifyRequest) {
   return [{ code: 'exception' as const, diagnostics: `internal server error; request id ${request.id}` }];
 }
 
-function logFault(request: FastifyRequest, error: Error): void {
+/** A fault in the log, with what else names where it happened (a Bundle entry). */
+export function logFault(request: FastifyRequest, error: Error, where: Record<string, string> = {}): void {
   // The stack and error class go to the log; messages of unknown errors may quote data, so they stay out.
   const frames = (error.stack ?? '').split('\n').slice(1).join('\n');
-  request.log.error({ err: { type: error.name, code: (error as FastifyError).code, frames } }, 'server fault');
+  request.log.error({ err: { type: error.name, code: (error as FastifyError).code, frames }, ...where }, 'server fault');
 }

@@ -3,11 +3,10 @@ import { STATUS_CODES } from 'node:http';
 import type { BundleEntry } from 'fhir/r4.js';
 import { badRequest, FhirError, operationOutcome } from '../fhir/errors.ts';
 import { isDecimalText } from '../fhir/json.ts';
-import { StoreError } from '../store/resource-store.ts';
 import { onlyParams } from './params.ts';
 import type { AuditNotes, EntryFacts, HeaderName, Interaction, RestContext, RestRequest, RestResult } from './request.ts';
 import { decideRoute, type RouteMeaning, routeShape, TYPE_ROUTES } from './routes.ts';
-import { fromStoreFailure } from './store-errors.ts';
+import { knownError } from './store-errors.ts';
 
 type Json = Record<string, unknown>;
 
@@ -177,7 +176,7 @@ async function batchEntry(
     facts = factsOf(requestId, target);
     result = await runEntry(ctx, req, interactions, target, (raw as Json).resource, facts);
   } catch (err) {
-    const e = asFhirError(err);
+    const e = knownError(err);
     if (!e) {
       transport.fault(err, requestId);
       result = { status: 500, resource: operationOutcome([{ code: 'exception', diagnostics: `internal server error; request id ${requestId}` }]) };
@@ -295,7 +294,7 @@ async function transaction(
   } catch (err) {
     // Nothing was written: each entry's AuditEvent says so, with the transaction's status.
     await Promise.allSettled(attempts);
-    const e = asFhirError(err);
+    const e = knownError(err);
     await Promise.all(done.map((d) => transport.record({ ...d.facts, status: e?.status ?? 500, issueCode: e?.issues[0]?.code ?? 'exception' })));
     throw err;
   }
@@ -309,7 +308,7 @@ async function transaction(
       results[i] = await runEntry(ctx, req, interactions, t, undefined, facts);
       await transport.record({ ...facts, status: results[i].status });
     } catch (err) {
-      const e = asFhirError(err);
+      const e = knownError(err);
       if (!e) throw err;
       results[i] = { status: e.status, resource: operationOutcome(e.issues) };
       await transport.record({ ...facts, status: e.status, issueCode: e.issues[0]?.code });
@@ -336,7 +335,7 @@ function resolveReferences(resource: unknown, resolved: ReadonlyMap<string, stri
 
 /** A transaction's failure, naming the entry (index and fullUrl) it came from. */
 function nameEntry(index: number, fullUrl: string | undefined, err: unknown): unknown {
-  const e = asFhirError(err);
+  const e = knownError(err);
   if (!e) return err;
   const where = `entry ${index}${fullUrl ? ` (${fullUrl.slice(0, 100)})` : ''}`;
   return new FhirError(
@@ -344,12 +343,6 @@ function nameEntry(index: number, fullUrl: string | undefined, err: unknown): un
     e.issues.map((i) => ({ ...i, diagnostics: `${where}: ${i.diagnostics}`, expression: i.expression ?? `Bundle.entry[${index}]` })),
     e.headers,
   );
-}
-
-function asFhirError(err: unknown): FhirError | undefined {
-  if (err instanceof FhirError) return err;
-  if (err instanceof StoreError) return fromStoreFailure(err.failure);
-  return undefined;
 }
 
 const statusLine = (status: number) => `${status} ${STATUS_CODES[status] ?? ''}`.trim();

@@ -1,5 +1,12 @@
 import { FhirError, notFound, versionConflict } from '../fhir/errors.ts';
-import type { StoreFailure } from '../store/resource-store.ts';
+import { StoreError, type StoreFailure } from '../store/resource-store.ts';
+
+/** A refusal as a catalogue error: one of ours, or a storage adapter's; undefined for a fault. */
+export function knownError(err: unknown): FhirError | undefined {
+  if (err instanceof FhirError) return err;
+  if (err instanceof StoreError) return fromStoreFailure(err.failure);
+  return undefined;
+}
 
 /** The one mapping from what a storage adapter reports to the error catalogue. */
 export function fromStoreFailure(f: StoreFailure): FhirError {
