@@ -30,7 +30,12 @@ export interface SearchParamDef {
   /** the top-level elements the expression reads: what a role's element mask must allow */
   readonly elements: readonly string[];
   /** Composite parameters: each component's type and expression relative to each base node. */
-  readonly components?: readonly { readonly type: SearchParamType; readonly expression: string; readonly evaluate: Evaluator }[];
+  readonly components?: readonly {
+    readonly type: SearchParamType;
+    readonly expression: string;
+    readonly evaluate: Evaluator;
+    readonly evaluateFhirPath: Evaluator;
+  }[];
 }
 
 export interface ElementInfo {
@@ -112,10 +117,14 @@ function elementsRead(type: string, expression: string, components: string[]): s
   return [...out];
 }
 
-function compile(expression: string, fast?: { type: string; isChoice: (element: string) => boolean }): Evaluator {
+/**
+ * `expression` through FHIRPath, or through the fast path when it is simple enough (`fast`: the
+ * type it starts from, undefined for a composite's relative component, and its choice elements).
+ */
+function compile(expression: string, fast?: { type: string | undefined; choiceTypes: (element: string) => readonly string[] }): Evaluator {
   const fn = fhirpath.compile(rewriteResolve(expression), r4model);
   const slow: Evaluator = (resource) => fn(resource as object) as unknown[];
-  const simple = fast && compileSimplePath(expression, fast.type, fast.isChoice);
+  const simple = fast && compileSimplePath(expression, fast.type, fast.choiceTypes);
   if (!simple) return slow;
   return (resource) => {
     try {
@@ -154,7 +163,12 @@ export function loadFhirModel(options: { updateCreate: boolean }): FhirModel {
         components = (sp.component ?? []).map((c) => {
           const def = byUrl.get(c.definition);
           if (!def) throw new Error(`composite ${sp.code}: unknown component ${c.definition}`);
-          return { type: def.type as SearchParamType, expression: c.expression, evaluate: compile(c.expression) };
+          return {
+            type: def.type as SearchParamType,
+            expression: c.expression,
+            evaluate: compile(c.expression, { type: undefined, choiceTypes: () => [] }),
+            evaluateFhirPath: compile(c.expression),
+          };
         });
       }
       params.set(sp.code, {
@@ -163,7 +177,7 @@ export function loadFhirModel(options: { updateCreate: boolean }): FhirModel {
         url: sp.url,
         expression,
         targets: sp.target ?? [],
-        evaluate: compile(expression, { type, isChoice: (e) => (elements.get(e)?.types.length ?? 0) > 1 }),
+        evaluate: compile(expression, { type, choiceTypes: (e) => elements.get(e)?.types ?? [] }),
         evaluateFhirPath: compile(expression),
         elements: elementsRead(type, expression, (sp.component ?? []).map((c) => c.expression)),
         components,

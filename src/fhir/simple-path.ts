@@ -1,83 +1,168 @@
-// A fast evaluator for the most common shape of SearchParameter expression: unions of plain
-// element paths (`AuditEvent.agent.network.address`), optionally filtered to references of one
-// type (`Observation.subject.where(resolve() is Patient)`), and choice elements of a named type
-// (`(Observation.component.value as Quantity)`: `component.valueQuantity` in JSON, R4's `ofType`
-// intent). Anything else — functions, bare choice elements — stays with FHIRPath. The two are
-// held equal by a test over every example resource and every parameter
-// (test/fhir/simple-path.test.ts).
+// A fast evaluator for the common shapes of SearchParameter expression: unions of element paths
+// (`AuditEvent.agent.network.address`), the resource itself (`Observation`, a composite's base),
+// references filtered to one type (`Observation.subject.where(resolve() is Patient)`), choice
+// elements of a named type (`(Observation.component.value as Quantity)`, `value.as(Quantity)`:
+// `valueQuantity` in JSON, R4's `ofType` intent), a top-level choice element of any type
+// (`Observation.effective`), extensions by URL (`Observation.extension('http://…')`) and a filter
+// on a string element (`Patient.telecom.where(system='email')`). Relative expressions (a
+// composite's components, evaluated on each base node) are compiled without a type. Anything else —
+// other functions, operators — stays with FHIRPath. The two are held equal by a test over every
+// example resource, every parameter and every composite component (test/fhir/simple-path.test.ts).
 
 type Evaluator = (resource: unknown) => unknown[];
+type Node = Record<string, unknown>;
 
-interface Part {
-  readonly path: readonly string[];
-  readonly referenceType?: string;
-}
+type Step =
+  // `nested`: an element below the top level, which the model here cannot say is not a choice
+  | { readonly kind: 'keys'; readonly keys: readonly string[]; readonly nested?: boolean }
+  | { readonly kind: 'extension'; readonly url: string }
+  | { readonly kind: 'where'; readonly key: string; readonly value: string }
+  | { readonly kind: 'referenceTo'; readonly type: string };
 
-const PART_RE = /^([A-Z][A-Za-z]+)((?:\.[a-z][A-Za-z]*)+)(?:\.where\(resolve\(\) is ([A-Z][A-Za-z]+)\))?$/;
-// `(Observation.value as Quantity)`, `(Observation.value as CodeableConcept).text`
-const AS_RE = /^\(([A-Z][A-Za-z]+)((?:\.[a-z][A-Za-z]*)+) as ([A-Za-z]+)\)((?:\.[a-z][A-Za-z]*)*)$/;
+// `(Observation.value as Quantity).text` is `Observation.value.as(Quantity).text`.
+const AS_RE = /^\(([A-Za-z][\w.]*) as ([A-Za-z]+)\)/;
+const STEP_RE =
+  /^\.(?:([a-z][A-Za-z]*)(?![\w(])|(?:as|ofType)\(([A-Za-z]+)\)|extension\('([^']+)'\)|where\(([a-z][A-Za-z]*)\s*=\s*'([^']*)'\)|where\(resolve\(\) is ([A-Z][A-Za-z]+)\))/;
+
+const capitalised = (s: string) => `${s[0].toUpperCase()}${s.slice(1)}`;
 
 /**
- * Compiles `expression` for `type` when it is simple; undefined otherwise. `isChoice` says whether
- * a top-level element is a choice (value[x]), which plain paths cannot name.
+ * Compiles `expression` when it is simple; undefined otherwise. `type` is the resource type the
+ * expression starts from, or undefined for a relative expression. `choiceTypes` names the types of
+ * a top-level choice element (value[x]: several), which a plain path cannot name.
  */
-export function compileSimplePath(expression: string, type: string, isChoice: (element: string) => boolean): Evaluator | undefined {
-  const parts: Part[] = [];
+export function compileSimplePath(
+  expression: string,
+  type: string | undefined,
+  choiceTypes: (element: string) => readonly string[],
+): Evaluator | undefined {
+  const parts: Step[][] = [];
   for (const raw of expression.split(' | ')) {
-    const as = AS_RE.exec(raw.trim());
-    if (as) {
-      if (as[1] !== type) return undefined;
-      // See: https://hl7.org/fhir/R4/json.html#choice (value[x] of type Quantity is valueQuantity)
-      const path = as[2].slice(1).split('.');
-      path.push(`${path.pop()}${as[3][0].toUpperCase()}${as[3].slice(1)}`);
-      parts.push({ path: [...path, ...as[4].split('.').filter(Boolean)] });
-      continue;
-    }
-    const m = PART_RE.exec(raw.trim());
-    if (!m || m[1] !== type) return undefined;
-    const path = m[2].slice(1).split('.');
-    if (isChoice(path[0])) return undefined;
-    parts.push({ path, referenceType: m[3] });
+    const steps = parsePart(raw.trim().replace(AS_RE, '$1.as($2)'), type, choiceTypes);
+    if (!steps) return undefined;
+    parts.push(steps);
   }
-  const union = parts.length > 1;
-  return (resource) => {
-    const out: unknown[] = [];
-    // FHIRPath's | is a union: equal items appear once.
-    const seen = union ? new Set<string>() : undefined;
-    for (const part of parts) {
+  if (parts.length === 1) {
+    const [steps] = parts;
+    return (resource) => {
       let nodes: unknown[] = [resource];
-      for (const key of part.path) {
-        const next: unknown[] = [];
-        for (const n of nodes) {
-          if (n === null || typeof n !== 'object') continue;
-          const v = (n as Record<string, unknown>)[key];
-          if (v === undefined) {
-            // A nested choice element ([x]) is not a plain path: let FHIRPath decide.
-            if (Object.keys(n).some((k) => k.startsWith(key) && /^[A-Z]/.test(k.slice(key.length)))) throw new NotSimple();
-            continue;
-          }
-          if (Array.isArray(v)) for (const x of v) next.push(x);
-          else next.push(v);
-        }
-        nodes = next;
-      }
-      for (const n of nodes) {
-        if (part.referenceType && !isReferenceTo(n, part.referenceType)) continue;
-        if (seen) {
-          const key = typeof n === 'object' ? JSON.stringify(n) : `${typeof n}:${String(n)}`;
-          if (seen.has(key)) continue;
-          seen.add(key);
-        }
-        out.push(n);
-      }
+      for (const step of steps) nodes = apply(step, nodes);
+      return nodes;
+    };
+  }
+  return (resource) => {
+    const all: unknown[] = [];
+    for (const steps of parts) {
+      let nodes: unknown[] = [resource];
+      for (const step of steps) nodes = apply(step, nodes);
+      for (const n of nodes) all.push(n);
     }
-    return out;
+    return all.length < 2 ? all : distinct(all);
   };
+}
+
+/** FHIRPath's `|` is a union: equal items appear once. */
+function distinct(items: readonly unknown[]): unknown[] {
+  const seen = new Set<string>();
+  return items.filter((n) => {
+    const key = typeof n === 'object' ? JSON.stringify(n) : `${typeof n}:${String(n)}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+function parsePart(part: string, type: string | undefined, choiceTypes: (element: string) => readonly string[]): Step[] | undefined {
+  let rest: string;
+  if (type === undefined) {
+    if (!/^[a-z]/.test(part)) return undefined;
+    rest = `.${part}`;
+  } else {
+    if (part !== type && !part.startsWith(`${type}.`)) return undefined;
+    rest = part.slice(type.length);
+  }
+  const steps: Step[] = [];
+  let elements = 0;
+  while (rest.length > 0) {
+    const m = STEP_RE.exec(rest);
+    if (!m) return undefined;
+    rest = rest.slice(m[0].length);
+    const [, key, asType, url, whereKey, whereValue, referenceType] = m;
+    if (key !== undefined) {
+      elements++;
+      const choices = type !== undefined && elements === 1 ? choiceTypes(key) : [];
+      if (choices.length > 1) {
+        const next = STEP_RE.exec(rest);
+        if (next?.[2] !== undefined) {
+          // See: https://hl7.org/fhir/R4/json.html#choice (value[x] of type Quantity is valueQuantity)
+          rest = rest.slice(next[0].length);
+          steps.push({ kind: 'keys', keys: [`${key}${capitalised(next[2])}`] });
+        } else if (rest.length === 0) {
+          // A bare choice element is its value, whichever type it has.
+          steps.push({ kind: 'keys', keys: choices.map((t) => `${key}${capitalised(t)}`) });
+        } else return undefined;
+      } else steps.push({ kind: 'keys', keys: [key], nested: type === undefined || elements > 1 });
+    } else if (asType !== undefined) {
+      // `.as(T)` right after a nested element (`component.value`, a component's `value`): that
+      // element is a choice; a top-level one that is not a choice is left to FHIRPath.
+      const last = steps.at(-1);
+      if (last?.kind !== 'keys' || last.keys.length !== 1 || (type !== undefined && elements === 1)) return undefined;
+      steps[steps.length - 1] = { kind: 'keys', keys: [`${last.keys[0]}${capitalised(asType)}`] };
+    } else if (url !== undefined) steps.push({ kind: 'extension', url });
+    else if (whereKey !== undefined) steps.push({ kind: 'where', key: whereKey, value: whereValue });
+    else steps.push({ kind: 'referenceTo', type: referenceType });
+  }
+  return steps;
+}
+
+function apply(step: Step, nodes: unknown[]): unknown[] {
+  const next: unknown[] = [];
+  const push = (v: unknown) => {
+    if (Array.isArray(v)) for (const x of v) next.push(x);
+    else if (v !== undefined) next.push(v);
+  };
+  for (const n of nodes) {
+    if (n === null || typeof n !== 'object') continue;
+    const node = n as Node;
+    switch (step.kind) {
+      case 'keys':
+        for (const key of step.keys) {
+          const v = node[key];
+          // A nested choice element ([x]) is not a plain path: let FHIRPath decide.
+          if (v === undefined && step.nested && hasChoiceOf(node, key)) throw new NotSimple();
+          push(v);
+        }
+        break;
+      case 'extension':
+        if (Array.isArray(node.extension)) for (const e of node.extension) if ((e as Node | null)?.url === step.url) next.push(e);
+        break;
+      case 'where':
+        if (node[step.key] === step.value) next.push(node);
+        break;
+      case 'referenceTo':
+        if (isReferenceTo(node, step.type)) next.push(node);
+        break;
+    }
+  }
+  return next;
+}
+
+function hasChoiceOf(node: Node, key: string): boolean {
+  for (const k in node) if (k.length > key.length && k.startsWith(key) && /^[A-Z]/.test(k[key.length])) return true;
+  return false;
 }
 
 export class NotSimple extends Error {}
 
+const REFERENCE_TO = new Map<string, RegExp>();
+
 function isReferenceTo(node: unknown, type: string): boolean {
   const ref = (node as { reference?: unknown } | null)?.reference;
-  return typeof ref === 'string' && new RegExp(`(^|/)${type}/[A-Za-z0-9\\-.]{1,64}(/_history/[^/]+)?$`).test(ref);
+  if (typeof ref !== 'string') return false;
+  let re = REFERENCE_TO.get(type);
+  if (!re) {
+    re = new RegExp(`(^|/)${type}/[A-Za-z0-9\\-.]{1,64}(/_history/[^/]+)?$`);
+    REFERENCE_TO.set(type, re);
+  }
+  return re.test(ref);
 }

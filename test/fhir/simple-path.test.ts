@@ -65,7 +65,24 @@ describe('the fast path for plain SearchParameter paths', () => {
           continue;
         }
         expect(run(def.evaluate, r)).toEqual(slow);
+        // A composite's components, relative to each node of its base.
+        for (const base of Array.isArray(slow) ? slow : []) {
+          for (const c of def.components ?? []) {
+            const component = run(c.evaluateFhirPath, base);
+            if (component === 'throws Cannot convert a FHIR.Quantity that has a comparator') continue;
+            expect(run(c.evaluate, base), `${c.expression} on ${JSON.stringify(base)}`).toEqual(component);
+          }
+        }
       }
     },
   );
+
+  it('takes the fast path for every Observation parameter and component but those FHIRPath needs functions for', () => {
+    const observation = model.types.get('Observation')!;
+    const slow = [...observation.params.values()].flatMap((p) => [
+      ...(p.evaluate === p.evaluateFhirPath ? [p.code] : []),
+      ...(p.components ?? []).filter((c) => c.evaluate === c.evaluateFhirPath).map((c) => `${p.code}: ${c.expression}`),
+    ]);
+    expect(slow).toEqual([]);
+  });
 });
