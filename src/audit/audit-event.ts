@@ -37,6 +37,7 @@ export const PHASE_SYSTEM = 'urn:hearth:audit-phase';
 const DCM = 'http://dicom.nema.org/resources/ontology/DCM';
 const ENTITY_TYPE = 'http://terminology.hl7.org/CodeSystem/audit-entity-type';
 const OBJECT_ROLE = 'http://terminology.hl7.org/CodeSystem/object-role';
+export const RESTFUL_INTERACTION = 'http://hl7.org/fhir/restful-interaction';
 const ACTIONS: Record<string, AuditEvent['action']> = {
   create: 'C',
   read: 'R',
@@ -51,6 +52,31 @@ const ACTIONS: Record<string, AuditEvent['action']> = {
   login: 'E',
 };
 
+/** The AuditEvent.action of an interaction. */
+export const actionOf = (interaction: string): AuditEvent['action'] => ACTIONS[interaction] ?? 'E';
+
+/** The entity of a resource version a request touched; a write names the version it replaced and the one it made. */
+export function entityOf(e: AuditFacts['entities'][number]): AuditEventEntity {
+  return {
+    what: { reference: e.reference },
+    type: { system: ENTITY_TYPE, code: '2', display: 'System Object' },
+    role: { system: OBJECT_ROLE, code: '4', display: 'Domain Resource' },
+    ...(e.role === 'domain' ? {} : { detail: [{ type: 'version', valueString: e.role }] }),
+  };
+}
+
+/**
+ * An entry's link to its batch or transaction Bundle's request, whose own AuditEvent has this id.
+ * See: BALP, the X-Request-Id entity
+ */
+export function partOfEntity(requestId: string): AuditEventEntity {
+  return {
+    what: { identifier: { system: 'urn:hearth:request', value: requestId } },
+    type: { system: 'https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType', code: 'XrequestId', display: 'X-Request-Id' },
+    description: 'the batch or transaction Bundle this entry came in',
+  };
+}
+
 /**
  * One AuditEvent per interaction, shaped per IHE Basic Audit Log Patterns (RESTful activity;
  * patient-specific when a patient is touched). It holds references, codes and identifiers only:
@@ -63,7 +89,7 @@ export function buildAuditEvent(f: AuditFacts): AuditEvent {
   const subtype: Coding =
     f.interaction === 'login'
       ? { system: DCM, code: '110122', display: 'Login' }
-      : { system: 'http://hl7.org/fhir/restful-interaction', code: f.interaction === 'conditional-update' ? 'update' : f.interaction };
+      : { system: RESTFUL_INTERACTION, code: f.interaction === 'conditional-update' ? 'update' : f.interaction };
   const p = f.principal;
   const agents: AuditEventAgent[] = [];
   // The user (or, for a backend service, the client) is the requestor.
@@ -103,15 +129,7 @@ export function buildAuditEvent(f: AuditFacts): AuditEvent {
       role: { system: OBJECT_ROLE, code: '1', display: 'Patient' },
     });
   }
-  for (const e of f.entities) {
-    entity.push({
-      what: { reference: e.reference },
-      type: { system: ENTITY_TYPE, code: '2', display: 'System Object' },
-      role: { system: OBJECT_ROLE, code: '4', display: 'Domain Resource' },
-      // A write names the version it replaced and the one it made.
-      ...(e.role === 'domain' ? {} : { detail: [{ type: 'version', valueString: e.role }] }),
-    });
-  }
+  for (const e of f.entities) entity.push(entityOf(e));
   if (f.query !== undefined) {
     // See: BALP Query: the query as sent, base64-encoded, in entity.query.
     entity.push({
@@ -121,21 +139,14 @@ export function buildAuditEvent(f: AuditFacts): AuditEvent {
       query: Buffer.from(f.query, 'utf8').toString('base64'),
     });
   }
-  if (f.partOf !== undefined) {
-    // See: BALP, the X-Request-Id entity: the Bundle's request, whose own AuditEvent has this id.
-    entity.push({
-      what: { identifier: { system: 'urn:hearth:request', value: f.partOf } },
-      type: { system: 'https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType', code: 'XrequestId', display: 'X-Request-Id' },
-      description: 'the batch or transaction Bundle this entry came in',
-    });
-  }
+  if (f.partOf !== undefined) entity.push(partOfEntity(f.partOf));
   const attempt = f.phase === 'attempt';
   const event: AuditEvent = {
     resourceType: 'AuditEvent',
     id: attempt ? attemptId(f.requestId) : f.requestId,
     type: { system: 'http://terminology.hl7.org/CodeSystem/audit-event-type', code: 'rest', display: 'RESTful Operation' },
     subtype: attempt ? [subtype, { system: PHASE_SYSTEM, code: 'attempt', display: 'write attempted; its outcome follows' }] : [subtype],
-    action: ACTIONS[f.interaction] ?? 'E',
+    action: actionOf(f.interaction),
     recorded: f.recorded.toISOString(),
     // An attempt has no outcome yet: its request's own event carries it.
     ...(attempt ? {} : { outcome }),

@@ -256,9 +256,20 @@ async function transaction(
   const planned = { ...ctx, repository };
   const used = new Map<string, number>();
   const done: { index: number; facts: Omit<EntryFacts, 'status'>; result: RestResult }[] = [];
-  // Nothing is written before the commit, so the entries' write-ahead attempts need only be
-  // durable before it: recorded together, they share the audit log's group commits.
-  const attempts: Promise<void>[] = [];
+  // Nothing is written before the commit, so one write-ahead attempt for the whole transaction
+  // (the Bundle request's: who, from where, under which token), durable before the commit,
+  // covers every entry: each version carries its entry's id (`<request id>.<index>`), by which
+  // start-up recovery finds what a transaction cut short by a crash committed and records each
+  // entry's outcome (audit/recovery.ts). Entries that write nothing need no attempt.
+  let attempted: Promise<void> | undefined;
+  const attempt = () => {
+    if (!attempted) {
+      attempted = req.writeAhead!.record();
+      // (awaited before the commit; a failure meanwhile is not an unhandled rejection)
+      attempted.catch(() => undefined);
+    }
+    return Promise.resolve();
+  };
   const results: RestResult[] = [];
   try {
     for (const i of order) {
@@ -269,10 +280,6 @@ async function transaction(
       let result: RestResult;
       try {
         const resource = resolveReferences((entries[i] as Json).resource, resolved, used, i);
-        const attempt = () => {
-          attempts.push(transport.attempt({ ...facts, status: 0 }));
-          return Promise.resolve();
-        };
         result = await runEntry(planned, req, interactions, t, resource, facts, attempt);
       } catch (err) {
         done.push({ index: i, facts, result: { status: 0 } });
@@ -289,11 +296,11 @@ async function transaction(
         resolved.set(fullUrl, written);
       }
     }
-    await Promise.all(attempts);
+    await attempted;
     await plan.apply();
   } catch (err) {
     // Nothing was written: each entry's AuditEvent says so, with the transaction's status.
-    await Promise.allSettled(attempts);
+    await Promise.allSettled([attempted]);
     const e = knownError(err);
     await Promise.all(done.map((d) => transport.record({ ...d.facts, status: e?.status ?? 500, issueCode: e?.issues[0]?.code ?? 'exception' })));
     throw err;

@@ -20,6 +20,13 @@ export interface WrittenVersion {
   readonly id: string;
   readonly versionId: number;
   readonly deleted: boolean;
+  /** the request's id, or its entry's (`<request id>.<index>`) for an entry of a batch or transaction */
+  readonly writeId: string;
+}
+
+/** Whether a version written by `writeId` was written by the request `requestId` or by one of its entries. */
+export function writtenByRequest(writeId: string, requestId: string): boolean {
+  return writeId === requestId || (writeId.startsWith(requestId) && writeId[requestId.length] === '.' && /^\d+$/.test(writeId.slice(requestId.length + 1)));
 }
 
 export type WriteOutcome = 'created' | 'updated' | 'exists';
@@ -96,7 +103,10 @@ export interface ResourceStore {
    * `ifMatch` guards the current version (412 when it moved on); `writeId` as in Prepare.
    */
   delete(type: string, id: string, ifMatch?: number, writeId?: string): Promise<StoredVersion | undefined>;
-  /** The versions the request `writeId` committed (none when its transaction never committed). */
+  /**
+   * The versions the request `writeId` committed, its entries' included (write ids
+   * `<writeId>.<index>`, a batch or transaction); none when its transaction never committed.
+   */
   writtenBy(writeId: string): Promise<WrittenVersion[]>;
   /** The newest version, which may be a tombstone. */
   read(type: string, id: string): Promise<StoredVersion | undefined>;

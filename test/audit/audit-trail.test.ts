@@ -445,7 +445,7 @@ describe('write-ahead audit of writes', () => {
     const res = await post(t.app, '/fhir/Patient', { resourceType: 'Patient' });
     const id = res.headers['x-request-id'] as string;
     expect((await Array.fromAsync(t.storage.audit.chain())).map((l) => l.id).filter((x) => x.endsWith('.attempt'))).toEqual([`${id}.attempt`]);
-    expect(await t.storage.resources.writtenBy(id)).toEqual([{ type: 'Patient', id: json(res).id, versionId: 1, deleted: false }]);
+    expect(await t.storage.resources.writtenBy(id)).toEqual([{ type: 'Patient', id: json(res).id, versionId: 1, deleted: false, writeId: id }]);
   });
 
   it('recovery at start-up records the outcome of open attempts from what the store holds', async () => {
@@ -466,5 +466,37 @@ describe('write-ahead audit of writes', () => {
     expect(committed).toMatchObject({ action: 'C', outcome: '0', agent: [{ name: 'nurse-9' }], subtype: [{ code: 'create' }, { system: 'urn:hearth:audit-phase', code: 'recovered' }] });
     expect(committed.entity.map((e: any) => e.what.reference)).toEqual([`Patient/${written.id}/_history/1`]);
     expect(await audit(again, 'crash-lost')).toMatchObject({ outcome: '8', agent: [{ name: 'nurse-9' }] });
+  });
+
+  it('recovery gives each entry of a transaction cut short after its commit its own event, from the transaction\'s one attempt', async () => {
+    const dataDir = tempDir();
+    const t = await testApp({}, { dataDir });
+    const writer = auditAppendOf(openKeyring(t.config, false));
+    const principal = { issuer: 'i', subject: 'feed-1', clientId: 'ehr', grants: [], scopes: ['system/*.cud'], expiresAt: 0 };
+    const server = { baseUrl: t.config.baseUrl, name: 'Hearth' };
+    await t.storage.audit.appendAudit([writer(buildAuditEvent({ requestId: 'crash-tx', recorded: t.now(), interaction: 'transaction', status: 0, entities: [], patients: [], server, principal, phase: 'attempt' }), false)]);
+    const existing = await t.storage.resources.create('Patient', (v) => ({ resource: { resourceType: 'Patient', id: v.id, meta: { versionId: '1', lastUpdated: v.lastUpdated } }, index: [] }));
+    const at = t.now().toISOString();
+    const body = (id: string, versionId: number) => ({ resource: { resourceType: 'Patient', id, meta: { versionId: String(versionId), lastUpdated: at } }, index: [] });
+    // The transaction committed (entry 0 a create, entry 3 an update), its events did not reach the log.
+    await t.storage.resources.commit([
+      { type: 'Patient', id: 'tx-made', expect: undefined, versionId: 1, lastUpdated: at, content: body('tx-made', 1), writeId: 'crash-tx.0' },
+      { type: 'Patient', id: existing.version.id, expect: 1, versionId: 2, lastUpdated: at, content: body(existing.version.id, 2), writeId: 'crash-tx.3' },
+    ]);
+    await t.app.close();
+    const again = await testApp({}, { dataDir });
+    expect(await again.storage.audit.openAttempts()).toEqual([]);
+    const bundle = await audit(again, 'crash-tx');
+    expect(bundle).toMatchObject({ outcome: '0', agent: [{ name: 'feed-1' }, { name: 'ehr' }], subtype: [{ code: 'transaction' }, { code: 'recovered' }] });
+    expect(bundle.entity.map((e: any) => e.what.reference)).toEqual(['Patient/tx-made/_history/1', `Patient/${existing.version.id}/_history/2`]);
+    const created = await audit(again, 'crash-tx.0');
+    expect(created).toMatchObject({ action: 'C', outcome: '0', agent: [{ name: 'feed-1' }, { name: 'ehr' }], subtype: [{ code: 'create' }, { code: 'recovered' }] });
+    expect(created.entity.map((e: any) => e.what.reference ?? e.what.identifier.value)).toEqual(['Patient/tx-made/_history/1', 'crash-tx']);
+    const updated = await audit(again, 'crash-tx.3');
+    expect(updated).toMatchObject({ action: 'U', outcome: '0', subtype: [{ code: 'update' }, { code: 'recovered' }] });
+    expect(updated.entity[0].what.reference).toBe(`Patient/${existing.version.id}/_history/2`);
+    // linked to the transaction's event as entries are: by the X-Request-Id entity
+    const linked = json(await again.app.inject({ method: 'GET', url: `/fhir/AuditEvent?entity:identifier=${encodeURIComponent('urn:hearth:request|crash-tx')}&_sort=_id` }));
+    expect(linked.entry.map((e: any) => e.resource.id)).toEqual(['crash-tx.0', 'crash-tx.3']);
   });
 });

@@ -98,7 +98,7 @@ describe('batch Bundles: POST [base], each entry on its own', () => {
     // reached the store, so it has none), the Bundle's own event last; the version names its entry.
     const chain = (await Array.fromAsync(t.storage.audit.chain())).map((l) => l.id).filter((x) => x.startsWith(id));
     expect(chain).toEqual([`${id}.0.attempt`, `${id}.0`, `${id}.1`, `${id}.2`, id]);
-    expect(await t.storage.resources.writtenBy(`${id}.0`)).toEqual([{ type: 'Patient', id: madeId, versionId: 1, deleted: false }]);
+    expect(await t.storage.resources.writtenBy(`${id}.0`)).toEqual([{ type: 'Patient', id: madeId, versionId: 1, deleted: false, writeId: `${id}.0` }]);
     const created = events[0];
     expect(created.entity.map((e: any) => e.what.reference ?? e.what.identifier.value)).toEqual([`Patient/${madeId}`, `Patient/${madeId}/_history/1`, id]);
     expect(created.agent[0].who).toBeDefined();
@@ -236,6 +236,13 @@ describe('transaction Bundles: all or nothing', () => {
     expect((await t.app.inject({ method: 'GET', url: `/fhir/Patient/${doomed.id}` })).statusCode).toBe(410);
     expect(await count(t, 'Patient?identifier=urn:mrn|C2')).toBe(1);
     expect(json(await t.app.inject({ method: 'GET', url: '/fhir/Patient/chosen-id' })).name[0].family).toBe('Chosen');
+    // In the chain: one write-ahead attempt for the whole transaction, before the entries' events
+    // (in processing order: DELETE, conditional POST, POSTs, PUTs, then the read) and the Bundle's.
+    const id = res.headers['x-request-id'] as string;
+    const chain = (await Array.fromAsync(t.storage.audit.chain())).map((l) => l.id).filter((x) => x.startsWith(id));
+    expect(chain).toEqual([`${id}.attempt`, ...[4, 3, 1, 2, 5, 6, 0].map((i) => `${id}.${i}`), id]);
+    // every version names its entry, and all are the transaction's
+    expect((await t.storage.resources.writtenBy(id)).map((w) => w.writeId).sort()).toEqual([1, 2, 4, 5, 6].map((i) => `${id}.${i}`));
   });
 
   it('one invalid entry: nothing is stored, and the OperationOutcome names the entry by index and fullUrl', async () => {

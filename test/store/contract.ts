@@ -107,9 +107,9 @@ export function storeContract(
       await expect(store.create('Patient', tagged('req-4', () => {
         throw new Error('prepare failed');
       }))).rejects.toThrow('prepare failed');
-      expect(await store.writtenBy('req-1')).toEqual([{ type: 'Patient', id: c.version.id, versionId: 1, deleted: false }]);
-      expect(await store.writtenBy('req-2')).toEqual([{ type: 'Patient', id: c.version.id, versionId: 2, deleted: false }]);
-      expect(await store.writtenBy('req-3')).toEqual([{ type: 'Patient', id: c.version.id, versionId: 3, deleted: true }]);
+      expect(await store.writtenBy('req-1')).toEqual([{ type: 'Patient', id: c.version.id, versionId: 1, deleted: false, writeId: 'req-1' }]);
+      expect(await store.writtenBy('req-2')).toEqual([{ type: 'Patient', id: c.version.id, versionId: 2, deleted: false, writeId: 'req-2' }]);
+      expect(await store.writtenBy('req-3')).toEqual([{ type: 'Patient', id: c.version.id, versionId: 3, deleted: true, writeId: 'req-3' }]);
       expect(await store.writtenBy('req-4')).toEqual([]);
     });
 
@@ -140,6 +140,10 @@ export function storeContract(
       expect((await store.writtenBy('tx-1')).map((w) => `${w.id}/${w.versionId}${w.deleted ? ' deleted' : ''}`).sort()).toEqual(
         [`${a.version.id}/2`, `${b.version.id}/2 deleted`, 'tx-c/1', 'tx-new/1'].sort(),
       );
+      // a request's entries (`<id>.<index>`) are its writes too; other ids that start alike are not
+      await store.commit([put('tx-e1', undefined, 'Eps', 'tx-3.0'), put('tx-e2', undefined, 'Zeta', 'tx-3.12'), put('tx-e3', undefined, 'Eta', 'tx-3.x'), put('tx-e4', undefined, 'Theta', 'tx-30')]);
+      expect((await store.writtenBy('tx-3')).map((w) => `${w.id} ${w.writeId}`).sort()).toEqual(['tx-e1 tx-3.0', 'tx-e2 tx-3.12']);
+      expect((await store.writtenBy('tx-3.12')).map((w) => w.id)).toEqual(['tx-e2']);
       // a create of an id that now exists is refused as changed
       await expect(store.commit([put('tx-new', undefined, 'Again', 'tx-2')])).rejects.toMatchObject({ failure: { kind: 'changed', id: 'tx-new' } });
     });

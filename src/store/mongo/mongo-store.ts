@@ -18,6 +18,7 @@ import {
   versionConflict,
   type WriteResult,
   type WrittenVersion,
+  writtenByRequest,
 } from '../resource-store.ts';
 import type { KeyMaintenance } from '../port.ts';
 import { COLLECTIONS } from './mongo-schema.ts';
@@ -245,8 +246,11 @@ export class MongoStore implements ResourceStore, KeyMaintenance {
   }
 
   async writtenBy(writeId: string): Promise<WrittenVersion[]> {
-    const rows = await this.#versions.find({ writeId }).sort({ ord: 1 }).toArray();
-    return rows.map((r) => ({ type: r.type, id: r.id, versionId: r.v, deleted: r.deleted }));
+    // (the id and every id after it up to `<id>/`: `<id>.<index>` of its entries among them)
+    const rows = await this.#versions.find({ writeId: { $gte: writeId, $lt: `${writeId}/` } }).sort({ ord: 1 }).toArray();
+    return rows
+      .filter((r) => writtenByRequest(r.writeId!, writeId))
+      .map((r) => ({ type: r.type, id: r.id, versionId: r.v, deleted: r.deleted, writeId: r.writeId! }));
   }
 
   /** Where current documents of `type` live: AuditEvents in the audit log's searchable copy. */

@@ -18,6 +18,7 @@ import {
   versionConflict,
   type WriteResult,
   type WrittenVersion,
+  writtenByRequest,
 } from '../resource-store.ts';
 import { KEK_ID_PATH } from '../../crypto/envelope.ts';
 import { IndexWriter } from './index-writer.ts';
@@ -113,7 +114,8 @@ export class SqliteStore implements ResourceStore {
       insert: this.#db.prepare(
         'INSERT INTO resource_versions (type, id, version, last_updated, deleted, current, body, write_id) VALUES (?, ?, ?, ?, ?, 1, ?, ?) RETURNING rid',
       ),
-      writtenBy: this.#db.prepare('SELECT type, id, version, deleted FROM resource_versions WHERE write_id = ? ORDER BY rid'),
+      // (the id and every id after it up to `<id>/`: `<id>.<index>` of its entries among them)
+      writtenBy: this.#db.prepare('SELECT type, id, version, deleted, write_id FROM resource_versions WHERE write_id >= ? AND write_id < ? ORDER BY rid'),
     };
   }
 
@@ -273,8 +275,10 @@ export class SqliteStore implements ResourceStore {
   }
 
   async writtenBy(writeId: string): Promise<WrittenVersion[]> {
-    const rows = this.#stmt.writtenBy.all(writeId) as { type: string; id: string; version: number; deleted: number }[];
-    return rows.map((r) => ({ type: r.type, id: r.id, versionId: r.version, deleted: r.deleted === 1 }));
+    const rows = this.#stmt.writtenBy.all(writeId, `${writeId}/`) as { type: string; id: string; version: number; deleted: number; write_id: string }[];
+    return rows
+      .filter((r) => writtenByRequest(r.write_id, writeId))
+      .map((r) => ({ type: r.type, id: r.id, versionId: r.version, deleted: r.deleted === 1, writeId: r.write_id }));
   }
 
   async read(type: string, id: string): Promise<StoredVersion | undefined> {
