@@ -103,8 +103,10 @@ export class BlindIndex {
           out.push(e.code === undefined ? base : { ...base, code: this.#h('r', e.param, e.code) });
           break;
         default:
-          // numbers and quantities: presence only (for :missing); no value, no unit.
-          out.push({ ...base, code: this.#h('q', e.param, `${e.lo}|${e.sys}|${e.code}`) });
+          // Numbers and quantities: presence only (for :missing), no value, no unit, not even a
+          // keyed hash of them — no search of one is answered by the index (ranges need the
+          // value: bounded decryption), so a hash would only tell which records hold equal values.
+          out.push(base);
       }
     }
     return out;

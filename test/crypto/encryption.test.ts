@@ -48,6 +48,28 @@ describe('PHI canaries never rest in the clear', () => {
     // and it is genuinely there, encrypted: the envelope is in the file
     expect(closed).toContain('_hearthEnvelope');
   });
+
+  it('an encrypted quantity is indexed by its presence alone: no value, no unit, no token that equal values share', async () => {
+    const dataDir = tempDir();
+    const t = await testApp({}, { dataDir });
+    const p = await create(t.app, canaryPatient);
+    const obs = (n: number) => create(t.app, { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${p.id}` }, valueQuantity: { value: n, unit: 'mg', system: 'http://unitsofmeasure.org', code: 'mg' } });
+    const [a, b] = [await obs(7.25), await obs(7.25)];
+    await t.app.close();
+    const db = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
+    const rows = db.prepare(`SELECT v.id, s.param, s.grp, s.sys, s.code, s.text, s.lo, s.hi FROM search_index s JOIN resource_versions v ON v.rid = s.rid
+      WHERE v.type = 'Observation' AND s.param IN ('value-quantity', 'combo-value-quantity', 'code-value-quantity$1', 'combo-code-value-quantity$1') ORDER BY s.param`).all();
+    db.close();
+    const presence = (id: string) =>
+      [['code-value-quantity$1', 1], ['combo-code-value-quantity$1', 1], ['combo-value-quantity', 0], ['value-quantity', 0]].map(([param, grp]) => (
+        { id, param, grp, sys: null, code: null, text: null, lo: null, hi: null }
+      ));
+    const byId = (x: { id: unknown }, y: { id: unknown }) => String(x.id).localeCompare(String(y.id));
+    expect(rows.map((r) => ({ ...r })).sort(byId)).toEqual([...presence(a.id), ...presence(b.id)].sort(byId));
+    const again = await testApp({}, { dataDir });
+    expect(json(await again.app.inject({ method: 'GET', url: '/fhir/Observation?value-quantity:missing=false&_total=accurate' })).total).toBe(2);
+    expect(json(await again.app.inject({ method: 'GET', url: '/fhir/Observation?value-quantity:missing=true&_total=accurate' })).total).toBe(0);
+  });
 });
 
 describe('tampering fails closed', () => {
