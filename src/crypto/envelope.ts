@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, createSecretKey, randomBytes } from 'node:crypto';
 import { FhirError } from '../fhir/errors.ts';
-import { cloneJson, parseStored } from '../fhir/json.ts';
+import { parseStored } from '../fhir/json.ts';
 import type { KeyProvider } from './keyring.ts';
 
 /** Where a sealed resource keeps its envelope. The name cannot collide with a FHIR element. */
@@ -25,13 +25,13 @@ export function integrityFailure(what: string): FhirError {
   return new FhirError('HEARTH_INTEGRITY', { code: 'security', diagnostics: `integrity failure: ${what}` });
 }
 
-function seal(key: Parameters<typeof createCipheriv>[1], plaintext: Buffer, aad: string): string {
+function seal(key: Parameters<typeof createCipheriv>[1], plaintext: Buffer, aad: string, iv: Buffer = randomBytes(12)): string {
   // AES-256-GCM with a fresh 96-bit nonce for every value. See: NIST SP 800-38D §8.2.2 (random IVs)
-  const iv = randomBytes(12);
   const cipher = createCipheriv('aes-256-gcm', key, iv);
   cipher.setAAD(Buffer.from(aad, 'utf8'));
-  const ct = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-  return Buffer.concat([iv, ct, cipher.getAuthTag()]).toString('base64');
+  const ct = cipher.update(plaintext);
+  const last = cipher.final();
+  return Buffer.concat([iv, ct, last, cipher.getAuthTag()]).toString('base64');
 }
 
 function open(key: Parameters<typeof createDecipheriv>[1], sealed: string, aad: string): Buffer {
@@ -45,24 +45,51 @@ function open(key: Parameters<typeof createDecipheriv>[1], sealed: string, aad: 
 
 /** The keys of `node` that a protected element name stands for: itself, its choice variants, their `_` twins. */
 function keysFor(node: Json, element: string): string[] {
-  return Object.keys(node).filter((k) => {
-    const bare = k.startsWith('_') ? k.slice(1) : k;
-    return bare === element || (bare.startsWith(element) && /^[A-Z]/.test(bare.slice(element.length)));
-  });
+  const out: string[] = [];
+  for (const k of Object.keys(node)) {
+    const from = k.charCodeAt(0) === 95 /* _ */ ? 1 : 0;
+    if (!k.startsWith(element, from)) continue;
+    const next = k.charCodeAt(from + element.length);
+    // the element itself, or a choice variant (`valueQuantity`: an upper-case letter follows)
+    if (Number.isNaN(next) || (next >= 65 && next <= 90)) out.push(k);
+  }
+  return out;
 }
 
-/** [path, parent, key] of every protected value in `resource` for the policy's paths. */
-function locate(resource: Json, paths: readonly string[]): [string, Json, string][] {
+const SPLIT = new WeakMap<readonly string[], [string, string | undefined][]>();
+
+/** A policy's paths as [element, child element], split once. */
+function split(paths: readonly string[]): [string, string | undefined][] {
+  let parts = SPLIT.get(paths);
+  if (!parts) {
+    parts = paths.map((p) => {
+      const [head, child] = p.split('.');
+      return [head, child];
+    });
+    SPLIT.set(paths, parts);
+  }
+  return parts;
+}
+
+/**
+ * [path, parent, key] of every protected value in `resource` for the policy's paths. With `copy`,
+ * the parents are fresh copies put in place of the originals in `resource` (itself a copy), so
+ * that removing the values leaves the caller's document as it was.
+ */
+function locate(resource: Json, paths: readonly string[], copy = false): [string, Json, string][] {
   const out: [string, Json, string][] = [];
-  for (const p of paths) {
-    const [head, child] = p.split('.');
+  for (const [head, child] of split(paths)) {
     if (!child) {
       for (const k of keysFor(resource, head)) out.push([k, resource, k]);
       continue;
     }
-    const list = resource[head];
+    let list = resource[head];
     if (!Array.isArray(list)) continue;
-    list.forEach((item, i) => {
+    if (copy) {
+      list = list.map((item) => (item && typeof item === 'object' && !Array.isArray(item) && keysFor(item as Json, child).length > 0 ? { ...item } : item));
+      resource[head] = list;
+    }
+    (list as unknown[]).forEach((item, i) => {
       if (item && typeof item === 'object') for (const k of keysFor(item as Json, child)) out.push([`${head}.${i}.${k}`, item as Json, k]);
     });
   }
@@ -73,8 +100,8 @@ function locate(resource: Json, paths: readonly string[]): [string, Json, string
  * Envelope encryption of one resource version: a fresh 256-bit data key, each protected element
  * sealed under it with AAD binding type, id, version and element path (so ciphertext cannot be
  * moved to another record or element), the data key wrapped by the current KEK with AAD binding
- * the same version. Returns a new object, or the input itself when it holds nothing to seal; the
- * input is never changed.
+ * the same version. Returns a new object (sharing what it does not change with the input), or
+ * the input itself when it holds nothing to seal; the input is never changed.
  */
 export function sealResource(
   keys: KeyProvider,
@@ -87,19 +114,22 @@ export function sealResource(
 ): Json {
   // Nothing to protect (an AuditEvent of a read has no query): the input as it is, uncopied.
   if (locate(resource, paths).length === 0) return resource;
-  const out: Json = cloneJson(resource);
-  const found = locate(out, paths);
-  const dekRaw = randomBytes(32);
+  const out: Json = { ...resource };
+  const found = locate(out, paths, true);
+  // The data key and every nonce from one draw of the CSPRNG.
+  const random = randomBytes(32 + 12 * (found.length + 1));
+  const dekRaw = random.subarray(0, 32);
   const dek = createSecretKey(dekRaw);
+  const nonce = (i: number) => random.subarray(32 + 12 * i, 44 + 12 * i);
   const where = `${type}/${id}/_history/${version}`;
   const f: Record<string, string> = {};
-  for (const [path, parent, key] of found) {
-    f[path] = seal(dek, Buffer.from(JSON.stringify(parent[key]), 'utf8'), `${where}#${path}`);
+  found.forEach(([path, parent, key], i) => {
+    f[path] = seal(dek, Buffer.from(JSON.stringify(parent[key]), 'utf8'), `${where}#${path}`, nonce(i));
     delete parent[key];
-  }
+  });
   const kek = kekId ?? keys.currentKekId();
-  const envelope: Envelope = { v: 1, kek, dek: seal(keys.kek(kek), dekRaw, `${where}#dek#${kek}`), f };
-  dekRaw.fill(0);
+  const envelope: Envelope = { v: 1, kek, dek: seal(keys.kek(kek), dekRaw, `${where}#dek#${kek}`, nonce(found.length)), f };
+  random.fill(0, 0, 32);
   out[ENVELOPE] = envelope;
   return out;
 }

@@ -64,7 +64,7 @@ describe('PHI canaries never rest in the clear', () => {
       [['code-value-quantity$1', 1], ['combo-code-value-quantity$1', 1], ['combo-value-quantity', 0], ['value-quantity', 0]].map(([param, grp]) => (
         { id, param, grp, sys: null, code: null, text: null, lo: null, hi: null }
       ));
-    const byId = (x: { id: unknown }, y: { id: unknown }) => String(x.id).localeCompare(String(y.id));
+    const byId = (x: Record<string, unknown>, y: Record<string, unknown>) => String(x.id).localeCompare(String(y.id));
     expect(rows.map((r) => ({ ...r })).sort(byId)).toEqual([...presence(a.id), ...presence(b.id)].sort(byId));
     const again = await testApp({}, { dataDir });
     expect(json(await again.app.inject({ method: 'GET', url: '/fhir/Observation?value-quantity:missing=false&_total=accurate' })).total).toBe(2);
