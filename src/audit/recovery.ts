@@ -82,8 +82,12 @@ export async function recoverAttempts(deps: {
   for (const o of open) {
     const written = await deps.writtenBy(o.requestId);
     events.push(recoveredEvent(o.attempt, o.requestId, written, deps.clock()));
-    // A transaction's entries: each its own event, as each would have had.
-    for (const w of written) if (w.writeId !== o.requestId) events.push(recoveredEntryEvent(o.attempt, o.requestId, w, deps.clock()));
+    // A transaction's entries: each its own event, as each would have had — unless it has it (the
+    // crash came after the entries' events and before the Bundle's).
+    for (const w of written) {
+      if (w.writeId === o.requestId || (await deps.audit.body(w.writeId)) !== undefined) continue;
+      events.push(recoveredEntryEvent(o.attempt, o.requestId, w, deps.clock()));
+    }
   }
   if (events.length) await deps.append(events);
   return open.length;

@@ -149,7 +149,7 @@ describe('write-ahead audit: no committed write without the AuditEvent of who ma
     // to have work; on a loaded machine it may land when none is there: then the crash is repeated.
     let dataDir = '';
     let acknowledged: string[] = [];
-    for (let crash = 0; crash < 4; crash++) {
+    for (let crash = 0; crash < 6; crash++) {
       ({ dataDir, acknowledged } = await crashDuringWrites());
       // The restart resolves what the crash left open, before it takes requests.
       const again = await startServer({ HEARTH_DATA_DIR: dataDir, HEARTH_LOG_LEVEL: 'warn' });
