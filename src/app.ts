@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { authServerRoutes } from './authserver/routes.ts';
 import { createServices, type ServiceDeps } from './compose.ts';
 import type { Config } from './config/config.ts';
 import { FhirError } from './fhir/errors.ts';
@@ -136,9 +137,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   // Public routes answer without a token; one that comes with a token is audited all the same.
   await app.register(async (open) => {
     open.addHook('onSend', refusals.onSend);
-    await open.register(publicRoutes, { prefix: '/fhir', config, model, searchDocumentation: services.searchDocumentation });
+    await open.register(publicRoutes, { prefix: '/fhir', config, model, searchDocumentation: services.searchDocumentation, authServer: services.authServer });
     await open.register(operationsRoutes, { health });
   });
+  // The built-in SMART authorization server (its own endpoints, outside the FHIR API).
+  if (services.authServer) await app.register(authServerRoutes, { server: services.authServer });
   // Everything else under /fhir needs a verified bearer token: its own plugin scope, not a URL allow-list.
   await app.register(
     async (api) => {
@@ -163,8 +166,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     );
   } else if (tls) app.log.info({ fingerprint: tls.fingerprint }, 'serving HTTPS');
   if (recovered > 0) app.log.warn({ recovered }, 'recorded the outcome of writes interrupted by a crash');
-  if (config.auth.issuers.length === 0) {
-    app.log.warn('no trusted token issuer is configured (HEARTH_AUTH_ISSUER/HEARTH_AUTH_JWKS): every FHIR request except metadata is refused with 401');
+  if (config.auth.issuers.length === 0 && !services.authServer) {
+    app.log.warn('no trusted token issuer (HEARTH_AUTH_SERVER=false and no HEARTH_AUTH_ISSUER/HEARTH_AUTH_JWKS): every FHIR request except metadata is refused with 401');
   }
   return app;
 }

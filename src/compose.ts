@@ -12,6 +12,7 @@ import { openWitness } from './audit/witness.ts';
 import { loadCompartments, type Policy } from './auth/authorize.ts';
 import { loadRoles } from './auth/roles.ts';
 import { JwtVerifier, type TokenVerifier } from './auth/token-verifier.ts';
+import { type AuthServer, createAuthServer } from './authserver/provider.ts';
 import { type Config, ConfigError, mongoDatabaseOf } from './config/config.ts';
 import { BlindIndex, protectedSearchDocumentation } from './crypto/blind-index.ts';
 import { type KeyProvider, KeyringError, LocalKeyring } from './crypto/keyring.ts';
@@ -58,6 +59,8 @@ export interface Services {
   /** how far the audit log is committed and indexed (the indexer's lag) */
   readonly auditProgress: AuditProgress;
   readonly verifier: TokenVerifier;
+  /** the built-in authorization server, when on (config.auth.server) */
+  readonly authServer?: AuthServer;
   readonly policy: Policy;
   readonly repository: FhirRepository;
   /** what the CapabilityStatement says of a search parameter over encrypted elements (none for the others) */
@@ -192,7 +195,14 @@ export async function createServices(config: Config, deps: ServiceDeps = {}): Pr
     }),
     (seq) => progress.commit(seq),
   );
-  const verifier = deps.verifier ?? new JwtVerifier(config.auth, config.baseUrl, clock);
+  // The built-in authorization server is one more trusted issuer, its keys known in process.
+  const trustProxy = config.trustedProxies.length > 0;
+  const authServer = config.auth.server
+    ? await createAuthServer({ baseUrl: config.baseUrl, dataDir: config.dataDir, config: config.auth.server, trustProxy })
+    : undefined;
+  const builtIn = authServer && { issuer: authServer.issuer, jwks: { kind: 'file' as const, keys: authServer.jwks } };
+  const issuers = builtIn ? [...config.auth.issuers, builtIn] : config.auth.issuers;
+  const verifier = deps.verifier ?? new JwtVerifier({ ...config.auth, issuers }, config.baseUrl, clock);
   const policy = buildPolicy(config, model);
   const repository = new FhirRepository({
     model,
@@ -230,6 +240,7 @@ export async function createServices(config: Config, deps: ServiceDeps = {}): Pr
       ],
     },
     verifier,
+    authServer,
     policy,
     repository,
     searchDocumentation: (type, param) =>
@@ -257,6 +268,7 @@ export async function createServices(config: Config, deps: ServiceDeps = {}): Pr
       await worker?.close();
       await indexThread?.close();
       witness?.close();
+      authServer?.close();
       await storage.close();
     },
   };

@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, configOrExit, exitWithConfigError } from '../config/config.ts';
 import { auditPurge, auditReportCli, auditVerify, CliError } from './audit.ts';
+import { clientsAdd, clientsList, clientsRevoke } from './clients.ts';
 import { checkScopes, DEV_ISSUER, devToken, widerThanPatient } from './dev-token.ts';
 import { KeyringError } from '../crypto/keyring.ts';
 import { keysList, keysRetire, keysRewrap, keysRotate } from './keys.ts';
@@ -26,6 +27,12 @@ commands:
   mongo init  create the collections, indexes and the roles hearthApp (may never update or delete
               the audit log) and hearthAuditor (reads the audit trail only) in HEARTH_MONGODB_URI's
               database; run with an administrator's credentials
+  clients add  register a client of the built-in authorization server (/auth): a SMART backend
+              service, authenticated by private_key_jwt
+              --id <client_id>     --scope "<system/ scopes it may be granted>"
+              --jwks <file> | --jwks-uri <https URL>   its public keys     --name <text>
+  clients list  the registered clients, active or revoked
+  clients revoke <id>   the client can no longer obtain tokens
   dev-token   print an access token from a local development issuer
               --scope "<scopes>"   SMART scopes (default "system/*.cruds"; with --patient,
                                    "patient/*.cruds launch/patient")
@@ -48,7 +55,7 @@ const config = configOrExit(process.env);
 
 function args(spec: Record<string, { type: 'string' | 'boolean'; default?: string }>): Record<string, string | undefined> {
   try {
-    return parseArgs({ args: rest.slice(command === 'audit' || command === 'keys' ? 1 : 0), strict: true, options: spec }).values as Record<
+    return parseArgs({ args: rest.slice(command === 'audit' || command === 'keys' || command === 'clients' ? 1 : 0), strict: true, options: spec }).values as Record<
       string,
       string | undefined
     >;
@@ -100,6 +107,27 @@ async function keys(sub: string | undefined): Promise<void> {
   }
 }
 
+function clients(sub: string | undefined): void {
+  try {
+    if (sub === 'add') {
+      const spec = { id: { type: 'string' }, name: { type: 'string' }, type: { type: 'string' }, jwks: { type: 'string' }, 'jwks-uri': { type: 'string' }, scope: { type: 'string' } } as const;
+      process.stdout.write(clientsAdd(config, args(spec)));
+    } else if (sub === 'list') {
+      args({});
+      process.stdout.write(clientsList(config));
+    } else if (sub === 'revoke') {
+      if (rest.length !== 2) fail('usage: hearth clients revoke <id>');
+      process.stdout.write(clientsRevoke(config, rest[1]));
+    } else fail(`unknown clients command "${sub ?? ''}": add, list or revoke`);
+  } catch (err) {
+    if (err instanceof CliError) {
+      process.stderr.write(`hearth: ${err.message}\n`);
+      process.exit(err.message.startsWith('no ') ? 66 : 64);
+    }
+    throw err;
+  }
+}
+
 async function mongo(sub: string | undefined): Promise<void> {
   if (sub !== 'init' || rest.length > 1) fail(`unknown mongo command "${rest.join(' ')}": init`);
   if (!config.mongodb) fail('mongo init needs HEARTH_MONGODB_URI');
@@ -112,6 +140,9 @@ async function mongo(sub: string | undefined): Promise<void> {
 }
 
 switch (command) {
+  case 'clients':
+    clients(rest[0]);
+    break;
   case 'mongo':
     await mongo(rest[0]);
     break;

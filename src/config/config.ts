@@ -66,8 +66,16 @@ export interface TrustedIssuer {
   readonly tokenEndpoint?: string;
 }
 
+/** The built-in authorization server (src/authserver): on unless switched off. */
+export interface AuthServerConfig {
+  /** access token lifetime in seconds (backend services' tokens are capped at 300) */
+  readonly accessTokenSeconds: number;
+}
+
 export interface AuthConfig {
   readonly issuers: readonly TrustedIssuer[];
+  /** the built-in authorization server, trusted as one more issuer; undefined when switched off */
+  readonly server?: AuthServerConfig;
   readonly clockSkewSeconds: number;
   readonly maxTokenLifetimeSeconds: number;
   readonly roleClaim: string;
@@ -326,6 +334,14 @@ export const SETTINGS = {
     doc: 'several trusted issuers: a JSON list of {"issuer", "jwks", "authorization_endpoint"?, "token_endpoint"?}',
     parse: parseIssuers,
   },
+  HEARTH_AUTH_SERVER: {
+    doc: 'the built-in SMART authorization server under /auth, trusted as an issuer (default true; false to trust only external issuers)',
+    parse: boolean,
+  },
+  HEARTH_AUTH_SERVER_TOKEN_LIFETIME: {
+    doc: 'lifetime in seconds of the access tokens the built-in server issues, 60..3600 (default 900; backend services at most 300)',
+    parse: integer(60, 3600),
+  },
   HEARTH_AUTH_CLOCK_SKEW: { doc: 'seconds of clock skew tolerated on exp/nbf/iat (default 30)', parse: integer(0, 300) },
   HEARTH_AUTH_MAX_TOKEN_LIFETIME: { doc: 'longest accepted token lifetime in seconds, from iat (default 3600)', parse: integer(60, 86400) },
   HEARTH_AUTH_JWKS_COOLDOWN: {
@@ -412,6 +428,7 @@ export function loadConfig(env: Env): Config {
   if (problems.length > 0) throw new ConfigError(problems);
   const urlHost = host.includes(':') ? `[${host}]` : host;
   const dataDir = (values.HEARTH_DATA_DIR as string | undefined) ?? resolve('data');
+  const tokenSeconds = (values.HEARTH_AUTH_SERVER_TOKEN_LIFETIME as number | undefined) ?? 900;
   return deepFreeze({
     host,
     port,
@@ -462,6 +479,7 @@ export function loadConfig(env: Env): Config {
     },
     auth: {
       issuers,
+      server: values.HEARTH_AUTH_SERVER === false ? undefined : { accessTokenSeconds: tokenSeconds },
       clockSkewSeconds: (values.HEARTH_AUTH_CLOCK_SKEW as number | undefined) ?? 30,
       maxTokenLifetimeSeconds: (values.HEARTH_AUTH_MAX_TOKEN_LIFETIME as number | undefined) ?? 3600,
       roleClaim: (values.HEARTH_AUTH_ROLE_CLAIM as string | undefined) ?? 'role',

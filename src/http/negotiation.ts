@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import { AUTH_PREFIX } from '../authserver/routes.ts';
 import { FhirError } from '../fhir/errors.ts';
 import { acceptedRanges } from './respond.ts';
 
@@ -72,6 +73,8 @@ export const negotiationPlugin = fp(
     app.addHook('onRequest', async (request, reply) => {
       reply.header('x-request-id', request.id);
       request.fhirQuery = queryPairs(request.url);
+      // The authorization server's endpoints speak OAuth (JSON, forms, HTML pages), not FHIR.
+      if (request.url === AUTH_PREFIX || request.url.startsWith(`${AUTH_PREFIX}/`) || request.url.startsWith(`${AUTH_PREFIX}?`)) return;
       negotiate(request);
     });
   },

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { CLIENT_AUTH_ALGORITHMS } from '../authserver/provider.ts';
 import type { Config } from '../config/config.ts';
 import type { FhirModel } from '../fhir/definitions.ts';
 import { sendResource } from './respond.ts';
@@ -10,7 +11,13 @@ import { onlyParams, READ_PARAMS } from '../rest/params.ts';
  */
 export async function publicRoutes(
   app: FastifyInstance,
-  opts: { config: Config; model: FhirModel; searchDocumentation: (type: string, param: string) => string | undefined },
+  opts: {
+    config: Config;
+    model: FhirModel;
+    searchDocumentation: (type: string, param: string) => string | undefined;
+    /** the built-in authorization server, when on: discovery describes it */
+    authServer?: { readonly issuer: string };
+  },
 ): Promise<void> {
   const { config, model, searchDocumentation } = opts;
   const capabilityStatement = {
@@ -40,8 +47,36 @@ export async function publicRoutes(
   });
 
   // See: https://hl7.org/fhir/smart-app-launch/conformance.html#using-well-known
+  const smartConfiguration = opts.authServer ? builtInConfiguration(opts.authServer.issuer) : externalConfiguration(config);
+  app.get('/.well-known/smart-configuration', async (request, reply) => {
+    onlyParams({ query: request.fhirQuery }, new Set());
+    reply.header('content-type', 'application/json; charset=utf-8');
+    return reply.code(200).send(JSON.stringify(smartConfiguration));
+  });
+}
+
+/**
+ * The built-in server as SMART discovery describes it: its endpoints and only the capabilities it
+ * has — backend services (client_credentials, private_key_jwt), SMART scopes v1 and v2. No
+ * `issuer`/`jwks_uri`: those are for sso-openid-connect, which it does not offer (yet).
+ */
+function builtInConfiguration(issuer: string): Record<string, unknown> {
+  return {
+    token_endpoint: `${issuer}/token`,
+    introspection_endpoint: `${issuer}/token/introspection`,
+    revocation_endpoint: `${issuer}/token/revocation`,
+    grant_types_supported: ['client_credentials'],
+    token_endpoint_auth_methods_supported: ['private_key_jwt'],
+    token_endpoint_auth_signing_alg_values_supported: [...CLIENT_AUTH_ALGORITHMS],
+    scopes_supported: ['system/*.rs', 'system/*.cruds', 'system/*.read', 'system/*.write'],
+    capabilities: ['client-confidential-asymmetric', 'permission-v1', 'permission-v2'],
+  };
+}
+
+/** An external authorization server (HEARTH_AUTH_ISSUER or the first of HEARTH_AUTH_ISSUERS), with the endpoints configured for it. */
+function externalConfiguration(config: Config): Record<string, unknown> {
   const first = config.auth.issuers[0];
-  const smartConfiguration = {
+  return {
     issuer: first?.issuer,
     jwks_uri: first?.jwks.kind === 'url' ? first.jwks.url : undefined,
     authorization_endpoint: first?.authorizationEndpoint,
@@ -67,11 +102,6 @@ export async function publicRoutes(
     capabilities: ['permission-v1', 'permission-v2', 'permission-patient', 'permission-user', 'client-confidential-asymmetric'],
     'hearth:trusted_issuers': config.auth.issuers.map((i) => i.issuer),
   };
-  app.get('/.well-known/smart-configuration', async (request, reply) => {
-    onlyParams({ query: request.fhirQuery }, new Set());
-    reply.header('content-type', 'application/json; charset=utf-8');
-    return reply.code(200).send(JSON.stringify(smartConfiguration));
-  });
 }
 
 /** A search parameter as published, with what can be asked of it when it reads encrypted elements. */

@@ -9,13 +9,14 @@ const ALLOWED: Record<string, readonly string[]> = {
   config: [],
   crypto: ['fhir', 'config'],
   auth: ['fhir', 'config'],
+  authserver: ['fhir', 'config', 'auth'],
   audit: ['fhir', 'config', 'crypto', 'auth'],
   store: ['fhir', 'config', 'crypto', 'audit'],
   rest: ['fhir', 'config', 'auth', 'audit', 'store'],
-  http: ['fhir', 'config', 'auth', 'audit', 'rest', 'store'],
-  cli: ['fhir', 'config', 'auth', 'audit', 'crypto', 'store', '(root)'],
+  http: ['fhir', 'config', 'auth', 'authserver', 'audit', 'rest', 'store'],
+  cli: ['fhir', 'config', 'auth', 'authserver', 'audit', 'crypto', 'store', '(root)'],
   types: ['fhir', 'auth', 'audit', 'http', 'rest'],
-  '(root)': ['fhir', 'config', 'auth', 'audit', 'crypto', 'store', 'rest', 'http'],
+  '(root)': ['fhir', 'config', 'auth', 'authserver', 'audit', 'crypto', 'store', 'rest', 'http'],
 };
 // Adapters are named only by the composition root (and by their own folder).
 const ADAPTER = /^store\/sqlite\//;

@@ -96,10 +96,17 @@ describe('token verification: every failure is a 401 that says no more than RFC 
     expect((await t.app.inject({ method: 'GET', url: '/fhir/metadata', headers: { authorization: '' } })).statusCode).toBe(200);
     const smart = await t.app.inject({ method: 'GET', url: '/fhir/.well-known/smart-configuration', headers: { authorization: '' } });
     expect(smart.statusCode).toBe(200);
+    // the built-in authorization server, on by default beside the external issuer, is what discovery describes
     expect(json(smart)).toMatchObject({
-      issuer: ISSUER,
-      capabilities: expect.arrayContaining(['permission-v1', 'permission-v2', 'permission-patient']),
+      token_endpoint: 'http://127.0.0.1:8080/auth/token',
+      capabilities: ['client-confidential-asymmetric', 'permission-v1', 'permission-v2'],
     });
+    // with it switched off, the external issuer and what it is configured with
+    const external = await testApp({ HEARTH_AUTH_SERVER: 'false' });
+    const described = json(await external.app.inject({ method: 'GET', url: '/fhir/.well-known/smart-configuration', headers: { authorization: '' } }));
+    expect(described).toMatchObject({ issuer: ISSUER, capabilities: expect.arrayContaining(['permission-v1', 'permission-v2', 'permission-patient']) });
+    expect(described.token_endpoint).toBeUndefined();
+    expect((await external.app.inject({ method: 'POST', url: '/auth/token', headers: { authorization: '' } })).statusCode).toBe(404);
     const cs = json(await t.app.inject({ method: 'GET', url: '/fhir/metadata', headers: { authorization: '' } }));
     expect(cs.rest[0].security.service[0].coding[0].code).toBe('SMART-on-FHIR');
   });

@@ -1,0 +1,221 @@
+import { randomUUID, type webcrypto } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT } from 'jose';
+import * as client from 'openid-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../src/app.ts';
+import { clientsAdd, clientsList, clientsRevoke } from '../../src/cli/clients.ts';
+import { CliError } from '../../src/cli/audit.ts';
+import { type Config, loadConfig } from '../../src/config/config.ts';
+import { freePort, ISSUER, JWKS_FILE, tempDir } from '../helpers/app.ts';
+
+// The built-in authorization server over real HTTP with a real OAuth client library
+// (openid-client): SMART backend services — client_credentials with private_key_jwt — and the
+// tokens it issues used on the FHIR API. The server runs on the real clock (oidc-provider's).
+
+let app: FastifyInstance;
+let config: Config;
+let origin: string;
+let base: string;
+const keys: Record<string, { privateKey: webcrypto.CryptoKey; jwks: string }> = {};
+
+async function clientKeys(name: string, alg: 'ES384' | 'RS384'): Promise<{ privateKey: webcrypto.CryptoKey; jwks: string }> {
+  const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
+  const jwks = join(tempDir(), `${name}.jwks.json`);
+  writeFileSync(jwks, JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), alg, kid: `${name}-1`, use: 'sig' }] }));
+  return { privateKey, jwks };
+}
+
+beforeAll(async () => {
+  const port = await freePort();
+  origin = `http://127.0.0.1:${port}`;
+  base = `${origin}/fhir`;
+  config = loadConfig({
+    HEARTH_LOG_LEVEL: 'silent',
+    HEARTH_DATA_DIR: tempDir(),
+    HEARTH_PORT: String(port),
+    HEARTH_BASE_URL: base,
+    // an external issuer trusted beside the built-in one, as a deployment may
+    HEARTH_AUTH_ISSUER: ISSUER,
+    HEARTH_AUTH_JWKS: JWKS_FILE,
+    HEARTH_RATE_LIMIT: 'off',
+    HEARTH_TLS: 'off',
+    HEARTH_TRUSTED_PROXIES: '127.0.0.1',
+  });
+  keys.feed = await clientKeys('feed', 'ES384');
+  keys.rsa = await clientKeys('rsa', 'RS384');
+  clientsAdd(config, { id: 'lab-feed', jwks: keys.feed.jwks, scope: 'system/Patient.rs system/Observation.cruds' });
+  clientsAdd(config, { id: 'rsa-client', jwks: keys.rsa.jwks, scope: 'system/*.rs' });
+  app = await buildApp(config);
+  await app.listen({ host: '127.0.0.1', port });
+});
+
+afterAll(async () => {
+  await app?.close();
+});
+
+/** openid-client's configuration for a registered client, discovered from the issuer, its assertion optionally altered. */
+async function configFor(
+  clientId: string,
+  key: webcrypto.CryptoKey,
+  kid: string,
+  alter?: (payload: Record<string, unknown>) => void,
+): Promise<client.Configuration> {
+  const modify = alter && { [client.modifyAssertion]: (_h: unknown, payload: unknown) => alter(payload as Record<string, unknown>) };
+  const auth = client.PrivateKeyJwt({ key, kid }, modify);
+  return client.discovery(new URL(`${origin}/auth`), clientId, undefined, auth, { execute: [client.allowInsecureRequests] });
+}
+
+/** The OAuth error a token request failed with. */
+async function refusal(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    const e = err as { error?: string; code?: string; error_description?: string };
+    return `${e.error ?? e.code}${e.error_description ? `: ${e.error_description}` : ''}`;
+  }
+  throw new Error('the request succeeded');
+}
+
+describe('SMART backend services on the built-in authorization server', () => {
+  it('issues a JWT access token for the FHIR API to a client authenticated with private_key_jwt (ES384), which then reads and writes what it was granted', async () => {
+    const c = await configFor('lab-feed', keys.feed.privateKey, 'feed-1');
+    const tokens = await client.clientCredentialsGrant(c, { scope: 'system/Patient.rs system/Observation.cruds' });
+    expect(tokens.token_type.toLowerCase()).toBe('bearer');
+    expect(tokens.scope).toBe('system/Patient.rs system/Observation.cruds');
+    expect(tokens.expires_in).toBe(300);
+    const header = decodeProtectedHeader(tokens.access_token);
+    expect(header).toMatchObject({ alg: 'ES256', typ: 'at+jwt' });
+    const claims = decodeJwt(tokens.access_token);
+    expect(claims).toMatchObject({ iss: `${origin}/auth`, aud: base, client_id: 'lab-feed', sub: 'lab-feed', scope: 'system/Patient.rs system/Observation.cruds' });
+    expect(claims.exp! - claims.iat!).toBe(300);
+    expect(typeof claims.jti).toBe('string');
+    const headers = { authorization: `Bearer ${tokens.access_token}`, 'content-type': 'application/fhir+json' };
+    const made = await fetch(`${base}/Observation`, { method: 'POST', headers, body: JSON.stringify({ resourceType: 'Observation', status: 'final', code: { text: 'x' } }) });
+    expect(made.status).toBe(201);
+    expect((await fetch(`${base}/Patient?_count=1`, { headers })).status).toBe(200);
+    // granted read on Patient, not write
+    const refused = await fetch(`${base}/Patient`, { method: 'POST', headers, body: JSON.stringify({ resourceType: 'Patient' }) });
+    expect(refused.status).toBe(403);
+  });
+
+  it('grants no more than the registered scopes cover: a narrower request as asked, a wider one cut to what is covered, none at all refused', async () => {
+    const c = await configFor('rsa-client', keys.rsa.privateKey, 'rsa-1');
+    expect((await client.clientCredentialsGrant(c, { scope: 'system/Observation.r' })).scope).toBe('system/Observation.r');
+    expect((await client.clientCredentialsGrant(c, { scope: 'system/Patient.rs system/Patient.cud' })).scope).toBe('system/Patient.rs');
+    expect(await refusal(client.clientCredentialsGrant(c, { scope: 'system/*.cruds' }))).toMatch(/^invalid_scope/);
+    expect(await refusal(client.clientCredentialsGrant(c, { scope: 'patient/*.rs' }))).toMatch(/^invalid_scope/);
+  });
+
+  it('answers the token request with Cache-Control: no-store and Pragma: no-cache', async () => {
+    const { privateKey } = keys.feed;
+    const now = Math.floor(Date.now() / 1000);
+    const assertion = await new SignJWT({})
+      .setProtectedHeader({ alg: 'ES384', kid: 'feed-1' })
+      .setIssuer('lab-feed')
+      .setSubject('lab-feed')
+      .setAudience(`${origin}/auth/token`)
+      .setJti(randomUUID())
+      .setIssuedAt(now)
+      .setExpirationTime(now + 60)
+      .sign(privateKey);
+    const body = new URLSearchParams({
+      grant_type: 'client_credentials',
+      scope: 'system/Patient.rs',
+      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+      client_assertion: assertion,
+    });
+    const res = await fetch(`${origin}/auth/token`, { method: 'POST', body });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    expect(res.headers.get('pragma')).toBe('no-cache');
+    // the same assertion again: its jti was seen
+    const again = await fetch(`${origin}/auth/token`, { method: 'POST', body });
+    expect(again.status).toBe(401);
+    expect(await again.json()).toMatchObject({ error: 'invalid_client' });
+  });
+
+  it('refuses assertions that expire more than five minutes ahead, name another audience, or come from an unknown or revoked client', async () => {
+    const farExp = await configFor('lab-feed', keys.feed.privateKey, 'feed-1', (p) => {
+      p.exp = Math.floor(Date.now() / 1000) + 600;
+    });
+    expect(await refusal(client.clientCredentialsGrant(farExp, { scope: 'system/Patient.rs' }))).toMatch(/^invalid_client/);
+    const wrongAud = await configFor('lab-feed', keys.feed.privateKey, 'feed-1', (p) => {
+      p.aud = `${base}`;
+    });
+    expect(await refusal(client.clientCredentialsGrant(wrongAud, { scope: 'system/Patient.rs' }))).toMatch(/^invalid_client/);
+    // the token endpoint URL as audience (SMART), and the issuer (RFC 7523, as this library sends it): both accepted
+    const tokenAud = await configFor('lab-feed', keys.feed.privateKey, 'feed-1', (p) => {
+      p.aud = `${origin}/auth/token`;
+    });
+    expect((await client.clientCredentialsGrant(tokenAud, { scope: 'system/Patient.rs' })).scope).toBe('system/Patient.rs');
+    const unknown = await configFor('nobody', keys.feed.privateKey, 'feed-1');
+    expect(await refusal(client.clientCredentialsGrant(unknown, { scope: 'system/Patient.rs' }))).toMatch(/^invalid_client/);
+    // a key the client did not register
+    const forged = await configFor('lab-feed', keys.rsa.privateKey, 'feed-1');
+    expect(await refusal(client.clientCredentialsGrant(forged, { scope: 'system/Patient.rs' }))).toMatch(/^invalid_client/);
+    clientsAdd(config, { id: 'short-lived', jwks: keys.feed.jwks, scope: 'system/Patient.rs' });
+    const revoked = await configFor('short-lived', keys.feed.privateKey, 'feed-1');
+    expect((await client.clientCredentialsGrant(revoked, { scope: 'system/Patient.rs' })).scope).toBe('system/Patient.rs');
+    expect(clientsRevoke(config, 'short-lived')).toBe('revoked client short-lived\n');
+    expect(await refusal(client.clientCredentialsGrant(revoked, { scope: 'system/Patient.rs' }))).toMatch(/^invalid_client/);
+  });
+
+  it('publishes its endpoints in the SMART configuration, with only the capabilities it has', async () => {
+    const smart = (await (await fetch(`${base}/.well-known/smart-configuration`)).json()) as any;
+    expect(smart).toMatchObject({
+      token_endpoint: `${origin}/auth/token`,
+      introspection_endpoint: `${origin}/auth/token/introspection`,
+      revocation_endpoint: `${origin}/auth/token/revocation`,
+      grant_types_supported: ['client_credentials'],
+      token_endpoint_auth_methods_supported: ['private_key_jwt'],
+      token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384', 'RS256', 'ES256', 'PS384'],
+      capabilities: ['client-confidential-asymmetric', 'permission-v1', 'permission-v2'],
+    });
+    // no launch flows and no OpenID Connect yet: no authorization endpoint, no issuer or jwks_uri
+    expect(smart.authorization_endpoint).toBeUndefined();
+    expect(smart.issuer).toBeUndefined();
+    expect(smart.jwks_uri).toBeUndefined();
+    const jwks = (await (await fetch(`${origin}/auth/jwks`)).json()) as any;
+    expect(jwks.keys).toHaveLength(1);
+    expect(jwks.keys[0]).not.toHaveProperty('d');
+  });
+});
+
+describe('hearth clients', () => {
+  it('registers backend services with public keys and system/ scopes only, lists and revokes them', async () => {
+    const cfg = loadConfig({ HEARTH_DATA_DIR: tempDir(), HEARTH_TLS: 'off', HEARTH_TRUSTED_PROXIES: '127.0.0.1' });
+    const { jwks } = await clientKeys('cli', 'ES384');
+    const fails = (a: Parameters<typeof clientsAdd>[1]) => {
+      try {
+        clientsAdd(cfg, a);
+      } catch (err) {
+        expect(err).toBeInstanceOf(CliError);
+        return (err as Error).message;
+      }
+      throw new Error('accepted');
+    };
+    expect(fails({ jwks, scope: 'system/*.rs' })).toMatch(/^--id is required/);
+    expect(fails({ id: 'a', scope: 'system/*.rs' })).toMatch(/--jwks <file> or --jwks-uri/);
+    expect(fails({ id: 'a', jwks })).toMatch(/^--scope is required/);
+    expect(fails({ id: 'a', jwks, scope: 'patient/*.rs' })).toBe('--scope: "patient/*.rs" is not a SMART system/ scope (a backend service acts for no user or patient)');
+    expect(fails({ id: 'a', 'jwks-uri': 'http://example.org/jwks', scope: 'system/*.rs' })).toBe('--jwks-uri must be https (http on loopback only)');
+    const priv = join(tempDir(), 'private.json');
+    writeFileSync(priv, JSON.stringify({ keys: [{ ...(await exportJWK((await generateKeyPair('ES384', { extractable: true })).privateKey)) }] }));
+    expect(fails({ id: 'a', jwks: priv, scope: 'system/*.rs' })).toMatch(/holds a private key/);
+    expect(clientsList(cfg)).toBe('no clients registered\n');
+    expect(clientsAdd(cfg, { id: 'a', jwks, scope: 'system/*.rs' })).toBe('registered client a (backend service, private_key_jwt) with scopes system/*.rs\n');
+    expect(clientsAdd(cfg, { id: 'b', 'jwks-uri': 'https://keys.example.org/jwks.json', scope: 'system/Patient.r' })).toMatch(/^registered client b/);
+    expect(fails({ id: 'a', jwks, scope: 'system/*.rs' })).toMatch(/registered already/);
+    expect(clientsRevoke(cfg, 'a')).toBe('revoked client a\n');
+    expect(() => clientsRevoke(cfg, 'a')).toThrow('client a is revoked already');
+    expect(() => clientsRevoke(cfg, 'zzz')).toThrow('no client zzz');
+    expect(clientsList(cfg).split('\n').map((l) => l.split('\t').slice(0, 3).join(' ').replace(/revoked \S+/, 'revoked'))).toEqual([
+      'a revoked system/*.rs',
+      'b active system/Patient.r',
+      '',
+    ]);
+  });
+});
