@@ -9,10 +9,12 @@ import { recoverAttempts } from './audit/recovery.ts';
 import type { CheckpointSigner } from './audit/audit-store.ts';
 import { checkpointSigner, loadSigningKey } from './audit/signing-key.ts';
 import { openWitness } from './audit/witness.ts';
-import { loadCompartments, type Policy } from './auth/authorize.ts';
+import type { AuditFacts } from './audit/audit-event.ts';
+import { loadCompartments, type Policy, type Principal } from './auth/authorize.ts';
 import { loadRoles } from './auth/roles.ts';
+import { parseScopes } from './auth/scopes.ts';
 import { JwtVerifier, type TokenVerifier } from './auth/token-verifier.ts';
-import { type AuthServer, createAuthServer } from './authserver/provider.ts';
+import { type AuthEvent, authIssuer, type AuthServer, createAuthServer } from './authserver/provider.ts';
 import { type Config, ConfigError, mongoDatabaseOf } from './config/config.ts';
 import { BlindIndex, protectedSearchDocumentation } from './crypto/blind-index.ts';
 import { type KeyProvider, KeyringError, LocalKeyring } from './crypto/keyring.ts';
@@ -197,8 +199,9 @@ export async function createServices(config: Config, deps: ServiceDeps = {}): Pr
   );
   // The built-in authorization server is one more trusted issuer, its keys known in process.
   const trustProxy = config.trustedProxies.length > 0;
+  const audit = (e: AuthEvent) => sink.recordFacts(authEventFacts(e, authIssuer(config.baseUrl), config.baseUrl, clock));
   const authServer = config.auth.server
-    ? await createAuthServer({ baseUrl: config.baseUrl, dataDir: config.dataDir, config: config.auth.server, trustProxy })
+    ? await createAuthServer({ baseUrl: config.baseUrl, dataDir: config.dataDir, config: config.auth.server, trustProxy, audit })
     : undefined;
   const builtIn = authServer && { issuer: authServer.issuer, jwks: { kind: 'file' as const, keys: authServer.jwks } };
   const issuers = builtIn ? [...config.auth.issuers, builtIn] : config.auth.issuers;
@@ -271,6 +274,40 @@ export async function createServices(config: Config, deps: ServiceDeps = {}): Pr
       authServer?.close();
       await storage.close();
     },
+  };
+}
+
+/**
+ * The AuditEvent facts of a request to the authorization server: a token request is a login
+ * (BALP: DICOM 110114 User Authentication), by the client it authenticated — or, refused, by
+ * the client it claimed to be; the scopes and the token's jti of what was issued.
+ */
+function authEventFacts(e: AuthEvent, issuer: string, baseUrl: string, clock: () => Date): AuditFacts {
+  const scopes = e.scope?.split(' ').filter(Boolean) ?? [];
+  const principal: Principal | undefined =
+    e.authenticated && e.clientId
+      ? {
+          issuer,
+          subject: e.clientId,
+          clientId: e.clientId,
+          grants: parseScopes(scopes),
+          scopes,
+          tokenId: e.tokenId,
+          expiresAt: e.expiresAt ?? 0,
+        }
+      : undefined;
+  return {
+    requestId: e.requestId,
+    recorded: clock(),
+    interaction: e.endpoint === 'token' ? 'login' : 'operation',
+    status: e.status,
+    issueCode: e.error,
+    principal,
+    claimedBy: principal ? undefined : e.clientId,
+    address: e.address,
+    entities: [],
+    patients: [],
+    server: { baseUrl, name: 'Hearth' },
   };
 }
 

@@ -29,6 +29,8 @@ export interface AuditFacts {
   readonly phase?: 'attempt';
   /** for an entry of a batch or transaction: the request id of its Bundle (whose AuditEvent has that id) */
   readonly partOf?: string;
+  /** with no principal: who the request said it was, not authenticated (a failed login's account) */
+  readonly claimedBy?: string;
 }
 
 /** Marks a write-ahead attempt, and an outcome that start-up recovery made for one. */
@@ -110,7 +112,7 @@ export function buildAuditEvent(f: AuditFacts): AuditEvent {
     if (policy.length) user.policy = policy;
     if (p.purposeOfUse?.length) user.purposeOfUse = p.purposeOfUse.map((code) => ({ coding: [{ code }] }));
   } else {
-    user.name = 'unauthenticated';
+    user.name = f.claimedBy ?? 'unauthenticated';
   }
   agents.push(user);
   if (p?.clientId && (p.fhirUser || p.subject)) {

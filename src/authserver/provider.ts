@@ -1,6 +1,6 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { exportJWK, generateKeyPair, type JWK } from 'jose';
+import { decodeJwt, exportJWK, generateKeyPair, type JWK } from 'jose';
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import type { AuthServerConfig } from '../config/config.ts';
 import { AuthDb } from './auth-db.ts';
@@ -19,6 +19,29 @@ export const BACKEND_TOKEN_TTL = 300;
 const MAX_ASSERTION_SECONDS = 300;
 /** The registered scopes of a client, in its metadata (space-separated SMART scopes). */
 export const ALLOWED_SCOPES = 'hearth_allowed_scopes';
+
+/**
+ * What one request to the authorization server's endpoints did (token, introspection,
+ * revocation), for its AuditEvent: made durable before the response leaves, or the response is a
+ * 503 with no token in it.
+ */
+export interface AuthEvent {
+  readonly requestId: string;
+  readonly address?: string;
+  /** token, introspection or revocation */
+  readonly endpoint: string;
+  readonly grantType?: string;
+  readonly status: number;
+  /** the OAuth error of a refusal (its code, never its description) */
+  readonly error?: string;
+  /** the client, authenticated — or only claimed, when its authentication failed */
+  readonly clientId?: string;
+  readonly authenticated: boolean;
+  /** the scopes granted, and the token's jti and expiry, of an issued token */
+  readonly scope?: string;
+  readonly tokenId?: string;
+  readonly expiresAt?: number;
+}
 
 export interface AuthServer {
   readonly issuer: string;
@@ -61,6 +84,8 @@ export async function createAuthServer(opts: {
   dataDir: string;
   config: AuthServerConfig;
   trustProxy: boolean;
+  /** records an AuditEvent durably; rejects when it cannot */
+  audit: (e: AuthEvent) => Promise<void>;
 }): Promise<AuthServer> {
   const issuer = authIssuer(opts.baseUrl);
   const db = new AuthDb(opts.dataDir);
@@ -118,5 +143,61 @@ export async function createAuthServer(opts: {
     },
   });
   provider.proxy = opts.trustProxy;
+  provider.use(auditedEndpoints(opts.audit));
   return { issuer, provider, jwks: { keys: [publicKey] }, db, close: () => db.close() };
+}
+
+const AUDITED = new Map([
+  ['/token', 'token'],
+  ['/token/introspection', 'introspection'],
+  ['/token/revocation', 'revocation'],
+]);
+
+/**
+ * Koa middleware around oidc-provider's own: every request to an endpoint that takes client
+ * credentials leaves its AuditEvent — issued, refused, failed — before its response leaves; if
+ * the AuditEvent cannot be written, the response becomes a 503 that carries no token.
+ */
+function auditedEndpoints(audit: (e: AuthEvent) => Promise<void>) {
+  return async (ctx: KoaContextWithOIDC, next: () => Promise<void>) => {
+    const endpoint = ctx.method === 'POST' ? AUDITED.get(ctx.path) : undefined;
+    if (!endpoint) return next();
+    await next();
+    const body = (ctx.body ?? {}) as Record<string, unknown>;
+    const ok = ctx.status < 400;
+    const issued = ok && endpoint === 'token' && typeof body.access_token === 'string' ? decodeJwt(body.access_token) : undefined;
+    const params = ctx.oidc?.params as Record<string, unknown> | undefined;
+    const claimed = ctx.oidc?.client?.clientId ?? claimedClient(params);
+    try {
+      await audit({
+        requestId: String((ctx.req as { hearthRequestId?: string }).hearthRequestId ?? ''),
+        address: ctx.ip,
+        endpoint,
+        grantType: typeof params?.grant_type === 'string' ? params.grant_type : undefined,
+        status: ctx.status,
+        error: !ok && typeof body.error === 'string' ? body.error : undefined,
+        clientId: claimed,
+        authenticated: ctx.oidc?.client !== undefined && ok,
+        scope: typeof issued?.scope === 'string' ? issued.scope : undefined,
+        tokenId: issued?.jti,
+        expiresAt: issued?.exp,
+      });
+    } catch {
+      ctx.status = 503;
+      ctx.set('retry-after', '5');
+      ctx.body = { error: 'temporarily_unavailable', error_description: 'the audit trail is unavailable, so nothing was issued' };
+    }
+  };
+}
+
+/** The client a request names (client_id, or the iss of its assertion), unverified: who tried. */
+function claimedClient(params: Record<string, unknown> | undefined): string | undefined {
+  if (typeof params?.client_id === 'string') return params.client_id.slice(0, 128);
+  if (typeof params?.client_assertion !== 'string') return undefined;
+  try {
+    const iss = decodeJwt(params.client_assertion).iss;
+    return typeof iss === 'string' ? iss.slice(0, 128) : undefined;
+  } catch {
+    return undefined;
+  }
 }

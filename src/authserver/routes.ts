@@ -17,6 +17,9 @@ export async function authServerRoutes(app: FastifyInstance, opts: { server: Aut
     reply.hijack();
     const raw = request.raw as typeof request.raw & { originalUrl?: string };
     raw.originalUrl = raw.url;
+    // (the request id names the AuditEvent of a token request, as of every request)
+    (raw as { hearthRequestId?: string }).hearthRequestId = request.id;
+    reply.raw.setHeader('x-request-id', request.id);
     raw.url = (raw.url ?? '').slice(AUTH_PREFIX.length) || '/';
     // Token responses carry Cache-Control: no-store (oidc-provider); Pragma: no-cache for HTTP/1.0
     // caches too, as SMART asks. See: SMART App Launch, backend services ("Cache-Control: no-store",

@@ -1,15 +1,17 @@
 import { randomUUID, type webcrypto } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import * as client from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.ts';
+import { createAuthServer } from '../../src/authserver/provider.ts';
+import { authServerRoutes } from '../../src/authserver/routes.ts';
 import { clientsAdd, clientsList, clientsRevoke } from '../../src/cli/clients.ts';
 import { CliError } from '../../src/cli/audit.ts';
 import { type Config, loadConfig } from '../../src/config/config.ts';
-import { freePort, ISSUER, JWKS_FILE, tempDir } from '../helpers/app.ts';
+import { freePort, ISSUER, JWKS_FILE, signToken, tempDir } from '../helpers/app.ts';
 
 // The built-in authorization server over real HTTP with a real OAuth client library
 // (openid-client): SMART backend services — client_credentials with private_key_jwt — and the
@@ -131,10 +133,27 @@ describe('SMART backend services on the built-in authorization server', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('cache-control')).toBe('no-store');
     expect(res.headers.get('pragma')).toBe('no-cache');
+    const { access_token: issued } = (await res.json()) as { access_token: string };
     // the same assertion again: its jti was seen
     const again = await fetch(`${origin}/auth/token`, { method: 'POST', body });
     expect(again.status).toBe(401);
     expect(await again.json()).toMatchObject({ error: 'invalid_client' });
+    // Both left their AuditEvent (BALP user authentication): the login by the client, with the
+    // token's jti and scope; the refusal by the client it claimed to be.
+    const auditor = await signToken({ sub: 'auditor', scope: 'system/AuditEvent.rs' }, { audience: base, lifetime: 300 });
+    const event = async (r: Response) =>
+      (await (await fetch(`${base}/AuditEvent/${r.headers.get('x-request-id')}`, { headers: { authorization: `Bearer ${auditor}` } })).json()) as any;
+    const login = await event(res);
+    expect(login).toMatchObject({ type: { code: '110114' }, subtype: [{ code: '110122' }], action: 'E', outcome: '0' });
+    expect(login.agent[0]).toMatchObject({
+      who: { identifier: { system: `${origin}/auth`, value: 'lab-feed' } },
+      name: 'lab-feed',
+      policy: [`urn:hearth:token:${decodeJwt(issued).jti}`, 'urn:hearth:scope:system/Patient.rs'],
+    });
+    const refused = await event(again);
+    expect(refused).toMatchObject({ type: { code: '110114' }, outcome: '4', outcomeDesc: '401 invalid_client' });
+    expect(refused.agent[0].name).toBe('lab-feed');
+    expect(refused.agent[0].who).toBeUndefined();
   });
 
   it('refuses assertions that expire more than five minutes ahead, name another audience, or come from an unknown or revoked client', async () => {
@@ -217,5 +236,48 @@ describe('hearth clients', () => {
       'b active system/Patient.r',
       '',
     ]);
+  });
+});
+
+describe('the audit trail gates every token', () => {
+  it('answers 503 with no token when the AuditEvent of the token request cannot be written', async () => {
+    const dataDir = tempDir();
+    const server = await createAuthServer({
+      baseUrl: 'http://127.0.0.1:9/fhir',
+      dataDir,
+      config: { accessTokenSeconds: 900 },
+      trustProxy: false,
+      audit: () => Promise.reject(new Error('disk full')),
+    });
+    const { privateKey, jwks } = await clientKeys('gated', 'ES384');
+    clientsAdd(loadConfig({ HEARTH_DATA_DIR: dataDir, HEARTH_TLS: 'off', HEARTH_TRUSTED_PROXIES: '127.0.0.1' }), { id: 'gated', jwks, scope: 'system/*.rs' });
+    const bare = Fastify();
+    await bare.register(authServerRoutes, { server });
+    const now = Math.floor(Date.now() / 1000);
+    const assertion = await new SignJWT({})
+      .setProtectedHeader({ alg: 'ES384', kid: 'gated-1' })
+      .setIssuer('gated')
+      .setSubject('gated')
+      .setAudience('http://127.0.0.1:9/auth')
+      .setJti(randomUUID())
+      .setIssuedAt(now)
+      .setExpirationTime(now + 60)
+      .sign(privateKey);
+    const res = await bare.inject({
+      method: 'POST',
+      url: '/auth/token',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: new URLSearchParams({
+        grant_type: 'client_credentials',
+        scope: 'system/Patient.rs',
+        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+        client_assertion: assertion,
+      }).toString(),
+    });
+    expect(res.statusCode).toBe(503);
+    expect(res.json()).toEqual({ error: 'temporarily_unavailable', error_description: 'the audit trail is unavailable, so nothing was issued' });
+    expect(res.body).not.toContain('access_token');
+    await bare.close();
+    server.close();
   });
 });
