@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { interactionRoutes } from './authserver/interactions.ts';
 import { authServerRoutes } from './authserver/routes.ts';
 import { createServices, type ServiceDeps } from './compose.ts';
 import type { Config } from './config/config.ts';
@@ -142,6 +143,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   });
   // The built-in SMART authorization server (its own endpoints, outside the FHIR API).
   if (services.authServer) await app.register(authServerRoutes, { server: services.authServer });
+  if (services.authServer && services.signIn) await app.register(interactionRoutes, { server: services.authServer, ...services.signIn });
   // Everything else under /fhir needs a verified bearer token: its own plugin scope, not a URL allow-list.
   await app.register(
     async (api) => {

@@ -14,7 +14,9 @@ import { loadCompartments, type Policy, type Principal } from './auth/authorize.
 import { loadRoles } from './auth/roles.ts';
 import { parseScopes } from './auth/scopes.ts';
 import { JwtVerifier, type TokenVerifier } from './auth/token-verifier.ts';
+import type { LoginEvent, PatientList } from './authserver/interactions.ts';
 import { type AuthEvent, authIssuer, type AuthServer, createAuthServer } from './authserver/provider.ts';
+import { secretBox } from './crypto/secret-box.ts';
 import { type Config, ConfigError, mongoDatabaseOf } from './config/config.ts';
 import { BlindIndex, protectedSearchDocumentation } from './crypto/blind-index.ts';
 import { type KeyProvider, KeyringError, LocalKeyring } from './crypto/keyring.ts';
@@ -61,8 +63,9 @@ export interface Services {
   /** how far the audit log is committed and indexed (the indexer's lag) */
   readonly auditProgress: AuditProgress;
   readonly verifier: TokenVerifier;
-  /** the built-in authorization server, when on (config.auth.server) */
+  /** the built-in authorization server, when on (config.auth.server), and what its sign-in pages need */
   readonly authServer?: AuthServer;
+  readonly signIn?: SignInDeps;
   readonly policy: Policy;
   readonly repository: FhirRepository;
   /** what the CapabilityStatement says of a search parameter over encrypted elements (none for the others) */
@@ -201,8 +204,25 @@ export async function createServices(config: Config, deps: ServiceDeps = {}): Pr
   const trustProxy = config.trustedProxies.length > 0;
   const audit = (e: AuthEvent) => sink.recordFacts(authEventFacts(e, authIssuer(config.baseUrl), config.baseUrl, clock));
   const authServer = config.auth.server
-    ? await createAuthServer({ baseUrl: config.baseUrl, dataDir: config.dataDir, config: config.auth.server, trustProxy, audit })
+    ? await createAuthServer({
+        baseUrl: config.baseUrl,
+        dataDir: config.dataDir,
+        config: config.auth.server,
+        trustProxy,
+        audit,
+        box: secretBox(keys),
+        roleClaim: config.auth.roleClaim,
+      })
     : undefined;
+  const signIn: SignInDeps | undefined = authServer && {
+    record: (e) => sink.recordFacts(loginFacts(e, authServer.issuer, config.baseUrl, clock)),
+    // The patients a user may pick at launch: the first 50 by name (the FHIR API still applies
+    // the user's restrictions to every request the token makes).
+    patients: async () => {
+      const page = await store.search({ type: 'Patient', where: [], sort: [{ param: 'family', field: 'code', descending: false }], count: 50, total: 'none' });
+      return page.matches.map((m) => ({ id: m.id, label: patientLabel(m.resource) }));
+    },
+  };
   const builtIn = authServer && { issuer: authServer.issuer, jwks: { kind: 'file' as const, keys: authServer.jwks } };
   const issuers = builtIn ? [...config.auth.issuers, builtIn] : config.auth.issuers;
   const verifier = deps.verifier ?? new JwtVerifier({ ...config.auth, issuers }, config.baseUrl, clock);
@@ -244,6 +264,7 @@ export async function createServices(config: Config, deps: ServiceDeps = {}): Pr
     },
     verifier,
     authServer,
+    signIn,
     policy,
     repository,
     searchDocumentation: (type, param) =>
@@ -275,6 +296,39 @@ export async function createServices(config: Config, deps: ServiceDeps = {}): Pr
       await storage.close();
     },
   };
+}
+
+export interface SignInDeps {
+  readonly record: (e: LoginEvent) => Promise<void>;
+  readonly patients: PatientList;
+}
+
+/** A sign-in step as an AuditEvent: a BALP user authentication by the user (or by the account a failure named). */
+function loginFacts(e: LoginEvent, issuer: string, baseUrl: string, clock: () => Date): AuditFacts {
+  const status = e.outcome === 'success' ? 200 : e.outcome === 'locked' ? 423 : e.outcome === 'denied' ? 403 : 401;
+  const principal: Principal | undefined =
+    e.outcome === 'success' && e.user
+      ? { issuer, subject: e.user.username, fhirUser: e.user.fhirUser, role: e.user.role, grants: [], scopes: [], expiresAt: 0 }
+      : undefined;
+  return {
+    requestId: e.requestId,
+    recorded: clock(),
+    interaction: 'login',
+    status,
+    issueCode: `${e.step}-${e.outcome}`,
+    principal,
+    claimedBy: principal ? undefined : e.username,
+    address: e.address,
+    entities: [],
+    patients: [],
+    server: { baseUrl, name: 'Hearth' },
+  };
+}
+
+function patientLabel(resource: Record<string, unknown> | undefined): string {
+  const name = (resource?.name as { family?: string; given?: string[] }[] | undefined)?.[0];
+  const text = [name?.given?.join(' '), name?.family].filter(Boolean).join(' ') || 'unnamed';
+  return typeof resource?.birthDate === 'string' ? `${text} (born ${resource.birthDate})` : text;
 }
 
 /**

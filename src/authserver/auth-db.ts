@@ -19,6 +19,23 @@ CREATE TABLE IF NOT EXISTS oidc (
 CREATE INDEX IF NOT EXISTS oidc_grant ON oidc (grant_id) WHERE grant_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS oidc_uid ON oidc (model, uid) WHERE uid IS NOT NULL;
 CREATE INDEX IF NOT EXISTS oidc_user_code ON oidc (model, user_code) WHERE user_code IS NOT NULL;
+CREATE TABLE IF NOT EXISTS users (
+  username TEXT PRIMARY KEY,
+  password_hash TEXT NOT NULL,
+  role TEXT NOT NULL,
+  fhir_user TEXT,
+  totp_secret TEXT,
+  mfa_required INTEGER NOT NULL,
+  failures INTEGER NOT NULL DEFAULT 0,
+  locked_until INTEGER,
+  created_at TEXT NOT NULL,
+  disabled_at TEXT
+) STRICT;
+CREATE TABLE IF NOT EXISTS grant_context (
+  grant_id TEXT PRIMARY KEY,
+  patient TEXT,
+  expires_at INTEGER NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS clients (
   client_id TEXT PRIMARY KEY,
   metadata TEXT NOT NULL,
@@ -60,6 +77,11 @@ export class AuthDb {
     this.#now = now;
   }
 
+  /** The connection, for the stores over this file (users.ts). */
+  get sql(): DatabaseSync {
+    return this.#db;
+  }
+
   /** oidc-provider's adapter for `model` (Session, AuthorizationCode, ReplayDetection, ...); Client reads the registered clients. */
   adapter(model: string): Adapter {
     if (model === 'Client') return new ClientAdapter(this);
@@ -84,6 +106,16 @@ export class AuthDb {
   revokeClient(clientId: string): boolean {
     const r = this.#db.prepare('UPDATE clients SET revoked_at = ? WHERE client_id = ? AND revoked_at IS NULL').run(new Date(this.#now()).toISOString(), clientId);
     return r.changes > 0;
+  }
+
+  /** The launch context a grant was given (the patient picked at consent), kept as long as the grant may be used. */
+  setGrantContext(grantId: string, patient: string | undefined, ttlSeconds = 30 * 24 * 3600): void {
+    this.#db.prepare('INSERT OR REPLACE INTO grant_context (grant_id, patient, expires_at) VALUES (?, ?, ?)').run(grantId, patient ?? null, this.#now() + ttlSeconds * 1000);
+  }
+
+  grantContext(grantId: string): { patient?: string } | undefined {
+    const row = this.#db.prepare('SELECT patient FROM grant_context WHERE grant_id = ? AND expires_at > ?').get(grantId, this.#now()) as { patient: string | null } | undefined;
+    return row && (row.patient ? { patient: row.patient } : {});
   }
 
   get(model: string, id: string): AdapterPayload | undefined {

@@ -5,6 +5,7 @@ import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import type { AuthServerConfig } from '../config/config.ts';
 import { AuthDb } from './auth-db.ts';
 import { grantable } from './scopes.ts';
+import { type Sealer, Users } from './users.ts';
 
 /** The built-in authorization server's issuer identifier: `/auth` on the FHIR server's origin. */
 export function authIssuer(baseUrl: string): string {
@@ -45,7 +46,10 @@ export interface AuthEvent {
 
 export interface AuthServer {
   readonly issuer: string;
+  /** the FHIR base URL: the one resource tokens are for */
+  readonly resource: string;
   readonly provider: Provider;
+  readonly users: Users;
   /** the public keys access tokens are signed with (what the FHIR API verifies them with) */
   readonly jwks: { keys: JWK[] };
   readonly db: AuthDb;
@@ -86,22 +90,66 @@ export async function createAuthServer(opts: {
   trustProxy: boolean;
   /** records an AuditEvent durably; rejects when it cannot */
   audit: (e: AuthEvent) => Promise<void>;
+  /** seals users' TOTP secrets at rest */
+  box: Sealer;
+  /** the token claim naming a user's role (config.auth.roleClaim) */
+  roleClaim: string;
 }): Promise<AuthServer> {
   const issuer = authIssuer(opts.baseUrl);
   const db = new AuthDb(opts.dataDir);
+  const users = new Users(db, opts.box);
   const key = await signingKey(opts.dataDir);
   const { d: _d, ...publicKey } = key;
   const resource = opts.baseUrl;
+  const userTtl = opts.config.accessTokenSeconds;
   const provider = new Provider(issuer, {
     adapter: (name: string) => db.adapter(name),
     jwks: { keys: [key as never] },
-    clientAuthMethods: ['private_key_jwt'],
+    clientAuthMethods: ['private_key_jwt', 'client_secret_basic', 'client_secret_post', 'none'],
     enabledJWA: { clientAuthSigningAlgValues: [...CLIENT_AUTH_ALGORITHMS] },
     clientDefaults: { grant_types: ['client_credentials'], response_types: [], token_endpoint_auth_method: 'private_key_jwt', id_token_signed_response_alg: 'ES256' },
     extraClientMetadata: { properties: [ALLOWED_SCOPES] },
-    scopes: [],
-    // (the authorization code flow and its pages are not built yet; no implicit flow ever)
+    // The identity and launch scopes; clinical scopes are the FHIR API's (getResourceServerInfo).
+    scopes: ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'online_access'],
+    claims: { openid: ['sub'], fhirUser: ['fhirUser'] },
+    // The authorization code flow only (no implicit flow), PKCE S256 always.
+    // See: SMART App Launch 2.x, app-launch.html#step-3-app-requests-authorization (PKCE S256 required)
     responseTypes: ['code'],
+    pkce: { required: () => true },
+    routes: { authorization: '/authorize' },
+    extraParams: ['aud', 'launch'],
+    interactions: { url: (_ctx, interaction) => `/auth/interaction/${interaction.uid}` },
+    findAccount: (_ctx, sub) => {
+      const user = users.get(sub);
+      if (!user || user.disabled) return undefined;
+      return { accountId: sub, claims: () => ({ sub, ...(user.fhirUser ? { fhirUser: user.fhirUser } : {}) }) };
+    },
+    // Refresh tokens for offline_access or online_access, bound to their client, rotated on every
+    // use; a rotated one presented again revokes its whole grant (oidc-provider's reuse detection).
+    issueRefreshToken: (_ctx, client, code) => client.grantTypeAllowed('refresh_token') && (code.scopes.has('offline_access') || code.scopes.has('online_access')),
+    rotateRefreshToken: true,
+    ttl: {
+      AccessToken: (_ctx, token) => (token.accountId ? userTtl : Math.min(BACKEND_TOKEN_TTL, userTtl)),
+      AuthorizationCode: 60,
+      IdToken: opts.config.accessTokenSeconds,
+      RefreshToken: 30 * 24 * 3600,
+      Grant: 30 * 24 * 3600,
+      Interaction: 15 * 60,
+      Session: 8 * 3600,
+    },
+    // A user's token says who the user is, in which role, and the patient picked at launch.
+    extraTokenClaims: (_ctx, token) => {
+      const accountId = (token as { accountId?: string }).accountId;
+      if (!accountId) return undefined;
+      const user = users.get(accountId);
+      const grantId = (token as { grantId?: string }).grantId;
+      const context = grantId ? db.grantContext(grantId) : undefined;
+      return {
+        ...(user ? { [opts.roleClaim]: user.role } : {}),
+        ...(user?.fhirUser ? { fhirUser: user.fhirUser } : {}),
+        ...(context?.patient ? { patient: context.patient } : {}),
+      };
+    },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
@@ -115,15 +163,20 @@ export async function createAuthServer(opts: {
         useGrantedResource: () => true,
         getResourceServerInfo: (ctx: KoaContextWithOIDC, indicator: string, client) => {
           if (indicator !== resource) throw new errors.InvalidTarget(`the only resource is ${resource}`);
-          const requested = String(ctx.oidc.params?.scope ?? '').split(' ').filter(Boolean);
+          // What was asked: the request's scope (authorization, client credentials), or — when
+          // a code or refresh token is exchanged — what the user granted.
+          const entities = ctx.oidc.entities as { Grant?: { resources?: Record<string, string> } } | undefined;
+          const granted = entities?.Grant?.resources?.[resource];
+          const requested = String(ctx.oidc.params?.scope ?? granted ?? '').split(' ').filter(Boolean);
           const allowed = String((client as unknown as Record<string, unknown>)[ALLOWED_SCOPES] ?? '').split(' ').filter(Boolean);
           const scope = grantable(requested, allowed).join(' ');
-          if (!scope) throw new errors.InvalidScope('none of the requested scopes is allowed to this client', requested.join(' '));
+          const backend = ctx.oidc.params?.grant_type === 'client_credentials';
+          if (!scope && backend) throw new errors.InvalidScope('none of the requested scopes is allowed to this client', requested.join(' '));
           return {
             scope,
             audience: resource,
             accessTokenFormat: 'jwt',
-            accessTokenTTL: Math.min(BACKEND_TOKEN_TTL, opts.config.accessTokenSeconds),
+            accessTokenTTL: backend ? Math.min(BACKEND_TOKEN_TTL, opts.config.accessTokenSeconds) : opts.config.accessTokenSeconds,
             jwt: { sign: { alg: 'ES256' } },
           };
         },
@@ -143,8 +196,68 @@ export async function createAuthServer(opts: {
     },
   });
   provider.proxy = opts.trustProxy;
+  provider.use(smartParameters(resource));
   provider.use(auditedEndpoints(opts.audit));
-  return { issuer, provider, jwks: { keys: [publicKey] }, db, close: () => db.close() };
+  return { issuer, resource, provider, users, jwks: { keys: [publicKey] }, db, close: () => db.close() };
+}
+
+/**
+ * SMART's additions around oidc-provider: an authorization request must name this FHIR server
+ * as `aud` (app-launch.html: "aud ... REQUIRED"; a token for another server is refused before
+ * any sign-in), and a token response of a launch carries the `patient` its token holds.
+ */
+function smartParameters(resource: string) {
+  return async (ctx: KoaContextWithOIDC, next: () => Promise<void>) => {
+    if (ctx.path === '/authorize') {
+      const req = ctx.req as typeof ctx.req & { originalUrl?: string };
+      // (the mount path is what the original URL has before the URL oidc-provider sees: kept)
+      const mount = req.originalUrl?.slice(0, Math.max(0, req.originalUrl.indexOf(ctx.url))) ?? '';
+      // An authorization request sent as a form (SMART authorize-post) is the same request as
+      // its GET; it is read as one, so that the checks below see it too.
+      // See: OpenID Connect Core 1.0 §3.1.2.1 (POST: the parameters form-serialized)
+      if (ctx.method === 'POST' && ctx.is('application/x-www-form-urlencoded')) {
+        ctx.method = 'GET';
+        ctx.querystring = await readForm(ctx.req, 64 * 1024);
+      }
+      if (ctx.method === 'GET') {
+        if (ctx.query.aud !== resource) {
+          ctx.status = 400;
+          ctx.type = 'text/plain; charset=utf-8';
+          ctx.body = `invalid_request: aud must be this FHIR server, ${resource}\n`;
+          return;
+        }
+        // SMART apps ask for offline_access without prompt=consent, which OpenID Connect would
+        // drop it for; the user is always asked here, so the request is read as asking for consent.
+        const scope = typeof ctx.query.scope === 'string' ? ctx.query.scope.split(' ') : [];
+        if (scope.includes('offline_access') && ctx.query.prompt === undefined) ctx.query = { ...ctx.query, prompt: 'consent' };
+      }
+      req.originalUrl = `${mount}${ctx.url}`;
+    }
+    await next();
+    if (ctx.path === '/token' && ctx.status === 200) {
+      const body = ctx.body as Record<string, unknown> | undefined;
+      if (typeof body?.access_token === 'string') {
+        const patient = decodeJwt(body.access_token).patient;
+        if (typeof patient === 'string') body.patient = patient;
+        // The response names every scope granted (SMART): the FHIR API's, and the identity and
+        // launch scopes the user allowed (oidc-provider lists the resource's alone).
+        const oidc = (ctx.oidc?.entities as { Grant?: { openid?: { scope?: string } } } | undefined)?.Grant?.openid?.scope;
+        if (oidc) body.scope = [...new Set([...oidc.split(' '), ...String(body.scope ?? '').split(' ')].filter(Boolean))].join(' ');
+      }
+    }
+  };
+}
+
+/** A form body, up to `limit` bytes (413 past it). */
+async function readForm(req: NodeJS.ReadableStream, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw Object.assign(new Error('the authorization request is too large'), { status: 413, expose: true });
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 const AUDITED = new Map([

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseScope } from '../auth/scopes.ts';
 import { AuthDb } from '../authserver/auth-db.ts';
@@ -14,7 +15,11 @@ export interface ClientsAddArgs {
   jwks?: string;
   'jwks-uri'?: string;
   scope?: string;
+  /** app clients: the redirect URIs, space-separated */
+  'redirect-uri'?: string;
 }
+
+const IDENTITY_SCOPES = new Set(['openid', 'fhirUser', 'launch/patient', 'offline_access', 'online_access']);
 
 /**
  * `hearth clients add`: registers a client of the built-in authorization server. Today's kind is
@@ -25,7 +30,8 @@ export interface ClientsAddArgs {
 export function clientsAdd(config: Config, a: ClientsAddArgs): string {
   if (!a.id || !CLIENT_ID.test(a.id)) throw new CliError('--id is required: 1-128 letters, digits, ".", "_" or "-", starting with a letter or digit');
   const type = a.type ?? 'backend';
-  if (type !== 'backend') throw new CliError(`--type ${type} is not supported: "backend" (SMART backend services, private_key_jwt)`);
+  if (type === 'public' || type === 'confidential') return appClient(config, a, type);
+  if (type !== 'backend') throw new CliError(`--type ${type} is not supported: backend (SMART backend services), public or confidential (apps)`);
   if ((a.jwks === undefined) === (a['jwks-uri'] === undefined)) throw new CliError('give the client\'s public keys: --jwks <file> or --jwks-uri <https URL>, one of them');
   const scopes = (a.scope ?? '').split(/\s+/).filter(Boolean);
   if (scopes.length === 0) throw new CliError('--scope is required: the system/ scopes the client may be granted, e.g. "system/Patient.rs system/Observation.rs"');
@@ -50,6 +56,51 @@ export function clientsAdd(config: Config, a: ClientsAddArgs): string {
     db.close();
   }
   return `registered client ${a.id} (backend service, private_key_jwt) with scopes ${scopes.join(' ')}\n`;
+}
+
+/**
+ * An app that users sign in to (the authorization code flow with PKCE): public (a browser or
+ * mobile app, no secret) or confidential (a server, with a client secret — printed once), its
+ * redirect URIs, and the scopes it may ask for: patient/ and user/ scopes, and the identity
+ * and launch scopes (openid fhirUser launch/patient offline_access online_access).
+ */
+function appClient(config: Config, a: ClientsAddArgs, type: 'public' | 'confidential'): string {
+  const redirects = (a['redirect-uri'] ?? '').split(/\s+/).filter(Boolean);
+  if (redirects.length === 0) throw new CliError('--redirect-uri is required for an app: where the sign-in hands the app back its code');
+  for (const r of redirects) {
+    let url: URL;
+    try {
+      url = new URL(r);
+    } catch {
+      throw new CliError(`--redirect-uri: not a URL: ${r}`);
+    }
+    const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname);
+    if (url.hash || !(url.protocol === 'https:' || (url.protocol === 'http:' && loopback))) throw new CliError(`--redirect-uri ${r}: https (http on loopback only), without a fragment`);
+  }
+  const scopes = (a.scope ?? '').split(/\s+/).filter(Boolean);
+  if (scopes.length === 0) throw new CliError('--scope is required: the scopes the app may ask for, e.g. "patient/*.rs launch/patient openid fhirUser"');
+  for (const s of scopes) {
+    const g = parseScope(s);
+    if (!IDENTITY_SCOPES.has(s) && (g === undefined || g.context === 'system')) throw new CliError(`--scope: "${s}" is not a patient/ or user/ scope nor one of ${[...IDENTITY_SCOPES].join(' ')}`);
+  }
+  const secret = type === 'confidential' ? randomBytes(32).toString('base64url') : undefined;
+  const metadata: Record<string, unknown> = {
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: redirects,
+    token_endpoint_auth_method: secret ? 'client_secret_basic' : 'none',
+    ...(secret ? { client_secret: secret } : {}),
+    [ALLOWED_SCOPES]: scopes.join(' '),
+    ...(a.name ? { client_name: a.name } : {}),
+  };
+  const db = new AuthDb(config.dataDir);
+  try {
+    if (db.client(a.id!)) throw new CliError(`a client "${a.id}" is registered already (revoked ids are not reused)`);
+    db.addClient(a.id!, metadata);
+  } finally {
+    db.close();
+  }
+  return `registered client ${a.id} (${type} app) with scopes ${scopes.join(' ')}\n${secret ? `client secret (shown once): ${secret}\n` : ''}`;
 }
 
 export function clientsList(config: Config): string {

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, configOrExit, exitWithConfigError } from '../config/config.ts';
 import { auditPurge, auditReportCli, auditVerify, CliError } from './audit.ts';
 import { clientsAdd, clientsList, clientsRevoke } from './clients.ts';
+import { usersAdd, usersDisable, usersResetMfa } from './users.ts';
 import { checkScopes, DEV_ISSUER, devToken, widerThanPatient } from './dev-token.ts';
 import { KeyringError } from '../crypto/keyring.ts';
 import { keysList, keysRetire, keysRewrap, keysRotate } from './keys.ts';
@@ -27,12 +28,20 @@ commands:
   mongo init  create the collections, indexes and the roles hearthApp (may never update or delete
               the audit log) and hearthAuditor (reads the audit trail only) in HEARTH_MONGODB_URI's
               database; run with an administrator's credentials
-  clients add  register a client of the built-in authorization server (/auth): a SMART backend
-              service, authenticated by private_key_jwt
-              --id <client_id>     --scope "<system/ scopes it may be granted>"
-              --jwks <file> | --jwks-uri <https URL>   its public keys     --name <text>
+  clients add  register a client of the built-in authorization server (/auth)
+              --id <client_id>  --name <text>  --type backend (default) | public | confidential
+              backend: a SMART backend service, private_key_jwt with --jwks <file> | --jwks-uri
+                       <https URL>, --scope "<system/ scopes it may be granted>"
+              public, confidential: an app users sign in to (code flow, PKCE), --redirect-uri
+                       "<uris>", --scope "<patient/ user/ scopes, openid fhirUser launch/patient
+                       offline_access online_access>"; confidential prints its secret once
   clients list  the registered clients, active or revoked
   clients revoke <id>   the client can no longer obtain tokens
+  users add   an account of the built-in authorization server
+              --username <name> --role <administrator|provider|nurse|billing|patient|auditor>
+              --fhir-user <Practitioner/id|Patient/id>   --password-file <file|->
+              --mfa optional       (TOTP is required by default, enrolled at the first sign-in)
+  users disable <username>     users reset-mfa <username>
   dev-token   print an access token from a local development issuer
               --scope "<scopes>"   SMART scopes (default "system/*.cruds"; with --patient,
                                    "patient/*.cruds launch/patient")
@@ -55,7 +64,7 @@ const config = configOrExit(process.env);
 
 function args(spec: Record<string, { type: 'string' | 'boolean'; default?: string }>): Record<string, string | undefined> {
   try {
-    return parseArgs({ args: rest.slice(command === 'audit' || command === 'keys' || command === 'clients' ? 1 : 0), strict: true, options: spec }).values as Record<
+    return parseArgs({ args: rest.slice(['audit', 'keys', 'clients', 'users'].includes(command) ? 1 : 0), strict: true, options: spec }).values as Record<
       string,
       string | undefined
     >;
@@ -110,7 +119,15 @@ async function keys(sub: string | undefined): Promise<void> {
 function clients(sub: string | undefined): void {
   try {
     if (sub === 'add') {
-      const spec = { id: { type: 'string' }, name: { type: 'string' }, type: { type: 'string' }, jwks: { type: 'string' }, 'jwks-uri': { type: 'string' }, scope: { type: 'string' } } as const;
+      const spec = {
+        id: { type: 'string' },
+        name: { type: 'string' },
+        type: { type: 'string' },
+        jwks: { type: 'string' },
+        'jwks-uri': { type: 'string' },
+        scope: { type: 'string' },
+        'redirect-uri': { type: 'string' },
+      } as const;
       process.stdout.write(clientsAdd(config, args(spec)));
     } else if (sub === 'list') {
       args({});
@@ -121,6 +138,24 @@ function clients(sub: string | undefined): void {
     } else fail(`unknown clients command "${sub ?? ''}": add, list or revoke`);
   } catch (err) {
     if (err instanceof CliError) {
+      process.stderr.write(`hearth: ${err.message}\n`);
+      process.exit(err.message.startsWith('no ') ? 66 : 64);
+    }
+    throw err;
+  }
+}
+
+async function users(sub: string | undefined): Promise<void> {
+  try {
+    if (sub === 'add') {
+      const spec = { username: { type: 'string' }, role: { type: 'string' }, 'fhir-user': { type: 'string' }, 'password-file': { type: 'string' }, mfa: { type: 'string' } } as const;
+      process.stdout.write(await usersAdd(config, args(spec)));
+    } else if (sub === 'disable' || sub === 'reset-mfa') {
+      if (rest.length !== 2) fail(`usage: hearth users ${sub} <username>`);
+      process.stdout.write(await (sub === 'disable' ? usersDisable : usersResetMfa)(config, rest[1]));
+    } else fail(`unknown users command "${sub ?? ''}": add, disable or reset-mfa`);
+  } catch (err) {
+    if (err instanceof CliError || err instanceof KeyringError) {
       process.stderr.write(`hearth: ${err.message}\n`);
       process.exit(err.message.startsWith('no ') ? 66 : 64);
     }
@@ -142,6 +177,9 @@ async function mongo(sub: string | undefined): Promise<void> {
 switch (command) {
   case 'clients':
     clients(rest[0]);
+    break;
+  case 'users':
+    await users(rest[0]);
     break;
   case 'mongo':
     await mongo(rest[0]);

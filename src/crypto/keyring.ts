@@ -32,6 +32,12 @@ export const LEGACY_PREFIX_FROM = 3;
  */
 export const AUDIT_KEK = 'audit:1';
 
+/**
+ * The KEK id of the authorization server's secrets at rest (users' TOTP secrets): derived the
+ * same way under its own label, so that they need no re-wrapping when `keys rotate` runs.
+ */
+export const AUTH_KEK = 'auth:1';
+
 interface KeyringFile {
   readonly version: 1;
   current: number;
@@ -52,6 +58,7 @@ export class LocalKeyring implements KeyProvider {
   #keks = new Map<string, KeyObject>();
   #index: KeyObject;
   #auditKey: KeyObject;
+  #authKey: KeyObject;
   readonly path?: string;
   #mtime = 0;
   #checked = 0;
@@ -62,6 +69,7 @@ export class LocalKeyring implements KeyProvider {
     if (path) this.#mtime = statSync(path).mtimeMs;
     this.#index = this.#load(data);
     this.#auditKey = createSecretKey(Buffer.from(hkdfSync('sha256', Buffer.from(data.index, 'base64'), Buffer.alloc(0), 'hearth audit query key', 32)));
+    this.#authKey = createSecretKey(Buffer.from(hkdfSync('sha256', Buffer.from(data.index, 'base64'), Buffer.alloc(0), 'hearth auth secret key', 32)));
   }
 
   #load(data: KeyringFile): KeyObject {
@@ -143,6 +151,7 @@ export class LocalKeyring implements KeyProvider {
 
   kek(id: string): KeyObject {
     if (id === AUDIT_KEK) return this.#auditKey;
+    if (id === AUTH_KEK) return this.#authKey;
     let k = this.#keks.get(id);
     if (!k) {
       this.#refresh(true);

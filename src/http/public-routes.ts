@@ -57,19 +57,56 @@ export async function publicRoutes(
 
 /**
  * The built-in server as SMART discovery describes it: its endpoints and only the capabilities it
- * has — backend services (client_credentials, private_key_jwt), SMART scopes v1 and v2. No
- * `issuer`/`jwks_uri`: those are for sso-openid-connect, which it does not offer (yet).
+ * has — standalone launch with PKCE for public and confidential apps (users signing in on its
+ * pages, a patient picked or implied), OpenID Connect with fhirUser, backend services; SMART
+ * scopes v1 and v2. (No EHR launch yet.)
  */
 function builtInConfiguration(issuer: string): Record<string, unknown> {
   return {
+    issuer,
+    jwks_uri: `${issuer}/jwks`,
+    authorization_endpoint: `${issuer}/authorize`,
     token_endpoint: `${issuer}/token`,
     introspection_endpoint: `${issuer}/token/introspection`,
     revocation_endpoint: `${issuer}/token/revocation`,
-    grant_types_supported: ['client_credentials'],
-    token_endpoint_auth_methods_supported: ['private_key_jwt'],
+    grant_types_supported: ['authorization_code', 'refresh_token', 'client_credentials'],
+    response_types_supported: ['code'],
+    code_challenge_methods_supported: ['S256'],
+    token_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_basic', 'client_secret_post', 'none'],
     token_endpoint_auth_signing_alg_values_supported: [...CLIENT_AUTH_ALGORITHMS],
-    scopes_supported: ['system/*.rs', 'system/*.cruds', 'system/*.read', 'system/*.write'],
-    capabilities: ['client-confidential-asymmetric', 'permission-v1', 'permission-v2'],
+    scopes_supported: [
+      'openid',
+      'fhirUser',
+      'launch/patient',
+      'offline_access',
+      'online_access',
+      'patient/*.rs',
+      'patient/*.cruds',
+      'user/*.rs',
+      'user/*.cruds',
+      'system/*.rs',
+      'system/*.cruds',
+      'patient/*.read',
+      'user/*.read',
+      'user/*.write',
+      'system/*.read',
+      'system/*.write',
+    ],
+    capabilities: [
+      'launch-standalone',
+      'authorize-post',
+      'client-public',
+      'client-confidential-symmetric',
+      'client-confidential-asymmetric',
+      'context-standalone-patient',
+      'sso-openid-connect',
+      'permission-offline',
+      'permission-online',
+      'permission-patient',
+      'permission-user',
+      'permission-v1',
+      'permission-v2',
+    ],
   };
 }
 

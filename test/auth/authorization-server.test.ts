@@ -7,6 +7,8 @@ import * as client from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.ts';
 import { createAuthServer } from '../../src/authserver/provider.ts';
+import { LocalKeyring } from '../../src/crypto/keyring.ts';
+import { secretBox } from '../../src/crypto/secret-box.ts';
 import { authServerRoutes } from '../../src/authserver/routes.ts';
 import { clientsAdd, clientsList, clientsRevoke } from '../../src/cli/clients.ts';
 import { CliError } from '../../src/cli/audit.ts';
@@ -188,15 +190,22 @@ describe('SMART backend services on the built-in authorization server', () => {
       token_endpoint: `${origin}/auth/token`,
       introspection_endpoint: `${origin}/auth/token/introspection`,
       revocation_endpoint: `${origin}/auth/token/revocation`,
-      grant_types_supported: ['client_credentials'],
-      token_endpoint_auth_methods_supported: ['private_key_jwt'],
+      issuer: `${origin}/auth`,
+      jwks_uri: `${origin}/auth/jwks`,
+      authorization_endpoint: `${origin}/auth/authorize`,
+      grant_types_supported: ['authorization_code', 'refresh_token', 'client_credentials'],
+      code_challenge_methods_supported: ['S256'],
+      token_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_basic', 'client_secret_post', 'none'],
       token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384', 'RS256', 'ES256', 'PS384'],
-      capabilities: ['client-confidential-asymmetric', 'permission-v1', 'permission-v2'],
     });
-    // no launch flows and no OpenID Connect yet: no authorization endpoint, no issuer or jwks_uri
-    expect(smart.authorization_endpoint).toBeUndefined();
-    expect(smart.issuer).toBeUndefined();
-    expect(smart.jwks_uri).toBeUndefined();
+    // what it has, and not what it has not (EHR launch)
+    expect(smart.capabilities).toEqual(expect.arrayContaining(['launch-standalone', 'client-public', 'client-confidential-asymmetric', 'sso-openid-connect', 'context-standalone-patient', 'permission-v2']));
+    expect(smart.capabilities).not.toContain('launch-ehr');
+    expect(smart.capabilities).not.toContain('context-ehr-patient');
+    // the OpenID discovery agrees on the endpoints
+    const oidc = (await (await fetch(`${origin}/auth/.well-known/openid-configuration`)).json()) as any;
+    const { issuer, jwks_uri, authorization_endpoint, token_endpoint } = smart;
+    expect(oidc).toMatchObject({ issuer, jwks_uri, authorization_endpoint, token_endpoint });
     const jwks = (await (await fetch(`${origin}/auth/jwks`)).json()) as any;
     expect(jwks.keys).toHaveLength(1);
     expect(jwks.keys[0]).not.toHaveProperty('d');
@@ -248,6 +257,8 @@ describe('the audit trail gates every token', () => {
       config: { accessTokenSeconds: 900 },
       trustProxy: false,
       audit: () => Promise.reject(new Error('disk full')),
+      box: secretBox(LocalKeyring.open(join(dataDir, 'keyring.json'), true)),
+      roleClaim: 'role',
     });
     const { privateKey, jwks } = await clientKeys('gated', 'ES384');
     clientsAdd(loadConfig({ HEARTH_DATA_DIR: dataDir, HEARTH_TLS: 'off', HEARTH_TRUSTED_PROXIES: '127.0.0.1' }), { id: 'gated', jwks, scope: 'system/*.rs' });

@@ -99,7 +99,7 @@ describe('token verification: every failure is a 401 that says no more than RFC 
     // the built-in authorization server, on by default beside the external issuer, is what discovery describes
     expect(json(smart)).toMatchObject({
       token_endpoint: 'http://127.0.0.1:8080/auth/token',
-      capabilities: ['client-confidential-asymmetric', 'permission-v1', 'permission-v2'],
+      capabilities: expect.arrayContaining(['launch-standalone', 'permission-v1', 'permission-v2', 'permission-patient']),
     });
     // with it switched off, the external issuer and what it is configured with
     const external = await testApp({ HEARTH_AUTH_SERVER: 'false' });

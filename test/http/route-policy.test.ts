@@ -158,8 +158,10 @@ describe('one policy, every route: each registered route × each kind of token',
   it('has a row for every route the server registers, and no row for a route it does not', async () => {
     // The built-in authorization server's endpoints (/auth) are outside the FHIR API: they reach
     // no FHIR data, take no bearer token, and are oidc-provider's (test/auth/authorization-server.test.ts).
-    const auth = t.raw.registeredRoutes.filter((r) => r.url === '/auth' || r.url === '/auth/*');
-    expect(new Set(auth.map((r) => r.url))).toEqual(new Set(['/auth', '/auth/*']));
+    const auth = t.raw.registeredRoutes.filter((r) => r.url === '/auth' || r.url.startsWith('/auth/'));
+    expect(new Set(auth.map((r) => r.url))).toEqual(
+      new Set(['/auth', '/auth/*', '/auth/interaction/:uid', '/auth/interaction/:uid/login', '/auth/interaction/:uid/mfa', '/auth/interaction/:uid/consent']),
+    );
     for (const r of auth) expect(r.fhir, `${r.method} ${r.url}`).toBeUndefined();
     const registered = t.raw.registeredRoutes.filter((r) => !auth.includes(r)).map((r) => `${r.method} ${r.url}`).sort();
     expect(registered).toEqual(Object.keys(TABLE).sort());

@@ -1,0 +1,233 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import QRCode from 'qrcode';
+import { parseScope } from '../auth/scopes.ts';
+import { codePage, consentPage, enrolPage, loginPage, type Page } from './pages.ts';
+import type { AuthServer } from './provider.ts';
+import type { User } from './users.ts';
+
+/** What the sign-in steps record: each success, failure, lockout and second-factor event. */
+export interface LoginEvent {
+  readonly requestId: string;
+  readonly address?: string;
+  readonly username: string;
+  /** password, mfa-enrol, mfa, consent */
+  readonly step: string;
+  readonly outcome: 'success' | 'failure' | 'locked' | 'denied';
+  readonly user?: User;
+}
+
+/** Patients a user may pick as the launch context (a practitioner's list). */
+export type PatientList = (user: User) => Promise<{ id: string; label: string }[]>;
+
+const FAILURES_PER_ADDRESS = 20;
+const ADDRESS_WINDOW_MS = 15 * 60 * 1000;
+
+/**
+ * The sign-in steps of the authorization code flow, served under /auth/interaction/<uid>: the
+ * password, the second factor (enrolment on first sign-in), then the patient (a user who may
+ * see several patients, when the app asks for launch/patient) and consent — which of the
+ * scopes the app asked for the user grants. Every form carries a CSRF token bound to the
+ * interaction; failed passwords and codes lock the account (users.ts) and are throttled per
+ * address; every step leaves an AuditEvent.
+ */
+export async function interactionRoutes(
+  app: FastifyInstance,
+  opts: { server: AuthServer; record: (e: LoginEvent) => Promise<void>; patients: PatientList },
+): Promise<void> {
+  const { server, record, patients } = opts;
+  const { provider, users } = server;
+  const secret = randomBytes(32);
+  const csrfOf = (uid: string) => createHmac('sha256', secret).update(`csrf:${uid}`).digest('base64url');
+  const failures = new Map<string, { count: number; since: number }>();
+  // Who passed the password step of an interaction, waiting for the second factor (and the
+  // secret being enrolled): in memory, for the interaction's few minutes.
+  const pending = new Map<string, { username: string; enrolSecret?: string; until: number }>();
+
+  app.removeContentTypeParser('application/x-www-form-urlencoded');
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 16 * 1024 }, (_req, body, done) => {
+    // (a repeated field — the scopes checked — is a list)
+    const out: Record<string, string | string[]> = {};
+    for (const [k, v] of new URLSearchParams(body as string)) {
+      const had = out[k];
+      out[k] = had === undefined ? v : [had].flat().concat(v);
+    }
+    done(null, out);
+  });
+
+  const send = (reply: FastifyReply, p: Page, status = 200) =>
+    reply.code(status).header('content-security-policy', p.csp).header('cache-control', 'no-store').type('text/html; charset=utf-8').send(p.html);
+
+  const form = (request: FastifyRequest) => (request.body ?? {}) as Record<string, string | undefined>;
+  const checkCsrf = (request: FastifyRequest, uid: string) => {
+    const got = Buffer.from(form(request).csrf ?? '');
+    const want = Buffer.from(csrfOf(uid));
+    return got.length === want.length && timingSafeEqual(got, want);
+  };
+  const throttled = (address: string) => {
+    const f = failures.get(address);
+    return f !== undefined && Date.now() - f.since < ADDRESS_WINDOW_MS && f.count >= FAILURES_PER_ADDRESS;
+  };
+  const failedFrom = (address: string) => {
+    const f = failures.get(address);
+    if (!f || Date.now() - f.since >= ADDRESS_WINDOW_MS) failures.set(address, { count: 1, since: Date.now() });
+    else f.count++;
+  };
+
+  app.get('/auth/interaction/:uid', async (request, reply) => {
+    const details = await provider.interactionDetails(request.raw, reply.raw);
+    const uid = details.uid;
+    const client = await provider.Client.find(String(details.params.client_id));
+    const name = client?.clientName ?? String(details.params.client_id);
+    if (details.prompt.name === 'login') return send(reply, loginPage(`/auth/interaction/${uid}/login`, csrfOf(uid), name));
+    return send(reply, await consent(uid, details.session?.accountId, details.params, name));
+  });
+
+  app.post('/auth/interaction/:uid/login', async (request, reply) => {
+    const details = await provider.interactionDetails(request.raw, reply.raw);
+    const uid = details.uid;
+    if (!checkCsrf(request, uid)) return reply.code(403).type('text/plain').send('forbidden: the form expired; start again from the app');
+    const { username = '', password = '' } = form(request);
+    const name = String(details.params.client_id);
+    if (throttled(request.ip)) {
+      await record({ requestId: request.id, address: request.ip, username, step: 'password', outcome: 'locked' });
+      return send(reply, loginPage(`/auth/interaction/${uid}/login`, csrfOf(uid), name, 'Too many failed sign-ins from this address; try again later.'), 429);
+    }
+    const result = await users.checkPassword(username.slice(0, 128), password.slice(0, 1024));
+    if (result === undefined || result === 'locked') {
+      failedFrom(request.ip);
+      await record({ requestId: request.id, address: request.ip, username: username.slice(0, 128), step: 'password', outcome: result === 'locked' ? 'locked' : 'failure' });
+      const message = result === 'locked' ? 'This account is locked for a while after too many failed attempts.' : 'The user name or password is wrong.';
+      return send(reply, loginPage(`/auth/interaction/${uid}/login`, csrfOf(uid), name, message), 401);
+    }
+    await record({ requestId: request.id, address: request.ip, username: result.username, step: 'password', outcome: 'success', user: result });
+    if (!result.mfaRequired) return finishLogin(request, reply, result.username);
+    if (!result.mfaEnrolled) {
+      const enrolment = users.enrolment(result.username);
+      pending.set(uid, { username: result.username, enrolSecret: enrolment.secret, until: Date.now() + 10 * 60 * 1000 });
+      return send(reply, enrolPage(`/auth/interaction/${uid}/mfa`, csrfOf(uid), await QRCode.toString(enrolment.uri, { type: 'svg', margin: 1 }), enrolment.secret));
+    }
+    pending.set(uid, { username: result.username, until: Date.now() + 10 * 60 * 1000 });
+    return send(reply, codePage(`/auth/interaction/${uid}/mfa`, csrfOf(uid)));
+  });
+
+  app.post('/auth/interaction/:uid/mfa', async (request, reply) => {
+    const details = await provider.interactionDetails(request.raw, reply.raw);
+    const uid = details.uid;
+    const p = pending.get(uid);
+    if (!checkCsrf(request, uid) || !p || p.until < Date.now()) return reply.code(403).type('text/plain').send('forbidden: the form expired; start again from the app');
+    const code = (form(request).code ?? '').trim();
+    if (p.enrolSecret) {
+      if (!users.enrol(p.username, p.enrolSecret, code)) {
+        await record({ requestId: request.id, address: request.ip, username: p.username, step: 'mfa-enrol', outcome: 'failure' });
+        const uri = users.enrolment(p.username);
+        pending.set(uid, { ...p, enrolSecret: uri.secret });
+        return send(reply, enrolPage(`/auth/interaction/${uid}/mfa`, csrfOf(uid), await QRCode.toString(uri.uri, { type: 'svg', margin: 1 }), uri.secret, 'That code is not right; scan this new key and try again.'), 401);
+      }
+      await record({ requestId: request.id, address: request.ip, username: p.username, step: 'mfa-enrol', outcome: 'success' });
+    } else {
+      const result = users.checkCode(p.username, code);
+      if (result === undefined || result === 'locked') {
+        failedFrom(request.ip);
+        await record({ requestId: request.id, address: request.ip, username: p.username, step: 'mfa', outcome: result === 'locked' ? 'locked' : 'failure' });
+        if (result === 'locked') pending.delete(uid);
+        return send(reply, codePage(`/auth/interaction/${uid}/mfa`, csrfOf(uid), result === 'locked' ? 'This account is locked for a while.' : 'That code is not right.'), 401);
+      }
+      await record({ requestId: request.id, address: request.ip, username: p.username, step: 'mfa', outcome: 'success', user: result });
+    }
+    pending.delete(uid);
+    return finishLogin(request, reply, p.username);
+  });
+
+  app.post('/auth/interaction/:uid/consent', async (request, reply) => {
+    const details = await provider.interactionDetails(request.raw, reply.raw);
+    const uid = details.uid;
+    const accountId = details.session?.accountId;
+    if (!checkCsrf(request, uid) || !accountId || details.prompt.name !== 'consent') return reply.code(403).type('text/plain').send('forbidden: the form expired; start again from the app');
+    const user = users.get(accountId);
+    const body = request.body as Record<string, string | string[] | undefined>;
+    if (!user || body.decision !== 'allow') {
+      await record({ requestId: request.id, address: request.ip, username: accountId, step: 'consent', outcome: 'denied', user });
+      reply.hijack();
+      return provider.interactionFinished(request.raw, reply.raw, { error: 'access_denied', error_description: 'the user did not allow access' }, { mergeWithLastSubmission: false });
+    }
+    const requested = new Set(String(details.params.scope ?? '').split(' ').filter(Boolean));
+    const chosen = new Set([body.scope ?? []].flat().filter((s) => requested.has(s)));
+    // The launch context: a patient user is the patient; others pick one the list offered.
+    let patient: string | undefined;
+    if (chosen.has('launch/patient')) {
+      if (user.role === 'patient') patient = user.fhirUser?.startsWith('Patient/') ? user.fhirUser.slice('Patient/'.length) : undefined;
+      else {
+        const offered = await patients(user);
+        patient = offered.find((p) => p.id === body.patient)?.id;
+      }
+      if (!patient) {
+        const client = await provider.Client.find(String(details.params.client_id));
+        return send(reply, await consent(uid, accountId, details.params, client?.clientName ?? String(details.params.client_id), 'Choose a patient.'), 400);
+      }
+    }
+    const grant = new provider.Grant({ accountId, clientId: String(details.params.client_id) });
+    const oidc = [...chosen].filter((s) => parseScope(s) === undefined);
+    const clinical = [...chosen].filter((s) => parseScope(s) !== undefined);
+    if (oidc.length) grant.addOIDCScope(oidc.join(' '));
+    if (clinical.length) grant.addResourceScope(server.resource, clinical.join(' '));
+    // What the user left unchecked is refused, so that the flow does not ask for it again.
+    const refused = [...requested].filter((s) => !chosen.has(s));
+    const refusedOidc = refused.filter((s) => parseScope(s) === undefined);
+    const refusedClinical = refused.filter((s) => parseScope(s) !== undefined);
+    if (refusedOidc.length) grant.rejectOIDCScope(refusedOidc.join(' '));
+    if (refusedClinical.length) grant.rejectResourceScope(server.resource, refusedClinical.join(' '));
+    if (chosen.has('fhirUser') || chosen.has('openid')) grant.addOIDCClaims(['fhirUser']);
+    const grantId = await grant.save();
+    server.db.setGrantContext(grantId, patient);
+    await record({ requestId: request.id, address: request.ip, username: accountId, step: 'consent', outcome: 'success', user });
+    reply.hijack();
+    return provider.interactionFinished(request.raw, reply.raw, { consent: { grantId } }, { mergeWithLastSubmission: true });
+  });
+
+  async function finishLogin(request: FastifyRequest, reply: FastifyReply, username: string) {
+    reply.hijack();
+    await provider.interactionFinished(request.raw, reply.raw, { login: { accountId: username } }, { mergeWithLastSubmission: false });
+  }
+
+  async function consent(
+    uid: string,
+    accountId: string | undefined,
+    params: Record<string, unknown>,
+    clientName: string,
+    message?: string,
+  ): Promise<Page> {
+    const user = accountId ? users.get(accountId) : undefined;
+    const scopes = String(params.scope ?? '').split(' ').filter(Boolean);
+    const offered = scopes.includes('launch/patient') && user && user.role !== 'patient' ? await patients(user) : undefined;
+    const redirect = new URL(String(params.redirect_uri));
+    return consentPage(`/auth/interaction/${uid}/consent`, csrfOf(uid), clientName, scopes.map((s) => ({ scope: s, description: describe(s) })), offered, redirect.origin, message);
+  }
+}
+
+/** What a scope means, in words a patient or clinician understands. */
+function describe(scope: string): string {
+  const g = parseScope(scope);
+  if (g) {
+    const what = g.type === '*' ? 'all health records' : `${g.type} records`;
+    const whose = g.context === 'patient' ? 'of the selected patient' : g.context === 'user' ? 'you may see' : 'of every patient';
+    const can = [g.permissions.has('r') || g.permissions.has('s') ? 'read' : '', g.permissions.has('c') || g.permissions.has('u') ? 'change' : '', g.permissions.has('d') ? 'delete' : '']
+      .filter(Boolean)
+      .join(', ');
+    return `${can} ${what} ${whose}${g.filter ? ' (some only)' : ''}`;
+  }
+  switch (scope) {
+    case 'openid':
+      return 'know that you signed in';
+    case 'fhirUser':
+      return 'know who you are (your record)';
+    case 'launch/patient':
+      return 'know which patient is selected';
+    case 'offline_access':
+      return 'keep access after you close it';
+    case 'online_access':
+      return 'keep access while you are signed in';
+    default:
+      return scope;
+  }
+}

@@ -1,0 +1,268 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { decodeJwt } from 'jose';
+import * as client from 'openid-client';
+import { Secret, TOTP } from 'otpauth';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../src/app.ts';
+import { clientsAdd } from '../../src/cli/clients.ts';
+import { usersAdd } from '../../src/cli/users.ts';
+import { type Config, loadConfig } from '../../src/config/config.ts';
+import { freePort, ISSUER, JWKS_FILE, signToken, tempDir } from '../helpers/app.ts';
+
+// The authorization code flow of the built-in server, as an app drives it with a real OAuth
+// client library (openid-client: PKCE, state, the code exchange, refresh) and a user fills in
+// the sign-in pages (plain HTTP forms here, cookies kept): password, TOTP enrolment and codes,
+// patient picker and consent. The tokens then work on the FHIR API with exactly the access granted.
+
+let app: FastifyInstance;
+let config: Config;
+let origin: string;
+let base: string;
+let admin: string;
+const REDIRECT = 'http://127.0.0.1:9/callback';
+const ids: Record<string, string> = {};
+
+async function createPatient(family: string): Promise<string> {
+  const res = await fetch(`${base}/Patient`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({ resourceType: 'Patient', name: [{ family, given: ['Test'] }], birthDate: '1980-02-03' }),
+  });
+  return ((await res.json()) as { id: string }).id;
+}
+
+async function addUser(username: string, role: string, fhirUser: string, mfa?: string): Promise<void> {
+  const file = join(tempDir(), 'password');
+  writeFileSync(file, `${username}-correct-horse\n`);
+  await usersAdd(config, { username, role, 'fhir-user': fhirUser, 'password-file': file, ...(mfa ? { mfa } : {}) });
+}
+
+beforeAll(async () => {
+  const port = await freePort();
+  origin = `http://127.0.0.1:${port}`;
+  base = `${origin}/fhir`;
+  config = loadConfig({
+    HEARTH_LOG_LEVEL: 'silent',
+    HEARTH_DATA_DIR: tempDir(),
+    HEARTH_PORT: String(port),
+    HEARTH_BASE_URL: base,
+    HEARTH_AUTH_ISSUER: ISSUER,
+    HEARTH_AUTH_JWKS: JWKS_FILE,
+    HEARTH_RATE_LIMIT: 'off',
+    HEARTH_TLS: 'off',
+    HEARTH_TRUSTED_PROXIES: '127.0.0.1',
+  });
+  app = await buildApp(config);
+  await app.listen({ host: '127.0.0.1', port });
+  admin = await signToken({ sub: 'ops', scope: 'system/*.cruds' }, { audience: base, lifetime: 600 });
+  ids.mine = await createPatient('Mine');
+  ids.other = await createPatient('Other');
+  clientsAdd(config, { id: 'chart-app', type: 'public', 'redirect-uri': REDIRECT, scope: 'patient/*.rs user/*.rs launch/patient openid fhirUser offline_access', name: 'Chart App' });
+  await addUser('pat', 'patient', `Patient/${ids.mine}`);
+  await addUser('doc', 'provider', 'Practitioner/doc-1', 'optional');
+});
+
+afterAll(async () => {
+  await app?.close();
+});
+
+interface Visit {
+  status: number;
+  url: string;
+  html: string;
+  location?: string;
+}
+
+/** A browser's cookie jar and redirect-following, enough for the sign-in pages. */
+class Browser {
+  readonly #cookies = new Map<string, string>();
+  async go(url: string, init: { method?: string; form?: Record<string, string | string[]> } = {}): Promise<Visit> {
+    let body: URLSearchParams | undefined;
+    if (init.form) {
+      body = new URLSearchParams();
+      for (const [k, v] of Object.entries(init.form)) for (const x of [v].flat()) body.append(k, x);
+    }
+    const res = await fetch(url, {
+      method: init.method ?? (body ? 'POST' : 'GET'),
+      body,
+      redirect: 'manual',
+      headers: { cookie: [...this.#cookies].map(([k, v]) => `${k}=${v}`).join('; '), accept: 'text/html' },
+    });
+    for (const c of res.headers.getSetCookie()) {
+      const [pair] = c.split(';');
+      const i = pair.indexOf('=');
+      this.#cookies.set(pair.slice(0, i), pair.slice(i + 1));
+    }
+    const location = res.headers.get('location') ?? undefined;
+    const absolute = location && new URL(location, url).href;
+    // Follow redirects within the server; stop at the app's redirect URI.
+    if (absolute && res.status >= 300 && res.status < 400 && absolute.startsWith(origin)) return this.go(absolute);
+    return { status: res.status, url, html: await res.text(), location: absolute };
+  }
+}
+
+const csrf = (html: string) => /name="csrf" value="([^"]+)"/.exec(html)?.[1] ?? '';
+const action = (html: string) => new URL(/<form method="post" action="([^"]+)"/.exec(html)![1].replaceAll('&#47;', '/'), origin).href;
+const totp = (secret: string) => new TOTP({ algorithm: 'SHA1', digits: 6, period: 30, secret: Secret.fromBase32(secret) });
+
+/** The code at the app's redirect URI, exchanged as the app would (its PKCE verifier, its state). */
+function exchange(c: client.Configuration, page: Visit, launch: Launch) {
+  return client.authorizationCodeGrant(c, new URL(page.location!), { pkceCodeVerifier: launch.verifier, expectedState: launch.state });
+}
+
+async function appConfig(): Promise<client.Configuration> {
+  return client.discovery(new URL(`${origin}/auth`), 'chart-app', { id_token_signed_response_alg: 'ES256' }, client.None(), { execute: [client.allowInsecureRequests] });
+}
+
+interface Launch {
+  url: URL;
+  verifier: string;
+  state: string;
+}
+
+async function authorizationUrl(c: client.Configuration, scope: string, extra: Record<string, string> = {}): Promise<Launch> {
+  const verifier = client.randomPKCECodeVerifier();
+  const state = client.randomState();
+  const url = client.buildAuthorizationUrl(c, {
+    redirect_uri: REDIRECT,
+    scope,
+    code_challenge: await client.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: 'S256',
+    state,
+    aud: base,
+    ...extra,
+  });
+  return { url, verifier, state };
+}
+
+describe('the authorization code flow with PKCE, through the sign-in pages', () => {
+  let secret = '';
+
+  it('a patient: password, TOTP enrolment, consent; the token carries the patient and reaches only that record; refresh rotates', async () => {
+    const c = await appConfig();
+    const launch = await authorizationUrl(c, 'patient/*.rs launch/patient openid fhirUser offline_access');
+    const b = new Browser();
+    let page = await b.go(launch.url.href);
+    expect(page.status).toBe(200);
+    expect(page.html).toContain('<h1>Sign in</h1>');
+    page = await b.go(action(page.html), { form: { csrf: csrf(page.html), username: 'pat', password: 'pat-correct-horse' } });
+    expect(page.html).toContain('Set up your second factor');
+    secret = /Key: <code>([A-Z2-7]+)<\/code>/.exec(page.html)![1];
+    page = await b.go(action(page.html), { form: { csrf: csrf(page.html), code: totp(secret).generate() } });
+    expect(page.html).toContain('Allow access?');
+    expect(page.html).toContain('Chart App');
+    const scopes = [...page.html.matchAll(/name="scope" value="([^"]+)"/g)].map((m) => m[1]);
+    expect(scopes).toEqual(['patient/*.rs', 'launch/patient', 'openid', 'fhirUser', 'offline_access']);
+    page = await b.go(action(page.html), { form: { csrf: csrf(page.html), decision: 'allow', scope: scopes } });
+    expect(page.location).toMatch(/^http:\/\/127\.0\.0\.1:9\/callback\?code=/);
+    const tokens = await exchange(c, page, launch);
+    expect(tokens.patient).toBe(ids.mine);
+    expect(tokens.scope?.split(' ').sort()).toEqual(['fhirUser', 'launch/patient', 'offline_access', 'openid', 'patient/*.rs']);
+    expect(tokens.expires_in).toBe(900);
+    expect(tokens.claims()).toMatchObject({ sub: 'pat', fhirUser: `Patient/${ids.mine}` });
+    expect(decodeJwt(tokens.access_token)).toMatchObject({ aud: base, patient: ids.mine, role: 'patient', fhirUser: `Patient/${ids.mine}`, client_id: 'chart-app' });
+    const read = (id: string, token: string) => fetch(`${base}/Patient/${id}`, { headers: { authorization: `Bearer ${token}` } });
+    expect((await read(ids.mine, tokens.access_token)).status).toBe(200);
+    expect((await read(ids.other, tokens.access_token)).status).toBe(404);
+    // Refresh: a new pair; the used refresh token presented again revokes the whole family.
+    const first = tokens.refresh_token!;
+    const next = await client.refreshTokenGrant(c, first);
+    expect(next.refresh_token).toBeDefined();
+    expect(next.refresh_token).not.toBe(first);
+    expect((await read(ids.mine, next.access_token)).status).toBe(200);
+    await expect(client.refreshTokenGrant(c, first)).rejects.toMatchObject({ error: 'invalid_grant' });
+    await expect(client.refreshTokenGrant(c, next.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+  });
+
+  it('a practitioner picks the patient; scopes left unchecked are not granted (the request sent as a form: authorize-post)', async () => {
+    const c = await appConfig();
+    const launch = await authorizationUrl(c, 'user/*.rs launch/patient openid fhirUser');
+    const b = new Browser();
+    let page = await b.go(`${launch.url.origin}${launch.url.pathname}`, { form: Object.fromEntries(launch.url.searchParams) });
+    expect(page.html).toContain('<h1>Sign in</h1>');
+    page = await b.go(action(page.html), { form: { csrf: csrf(page.html), username: 'doc', password: 'doc-correct-horse' } });
+    expect(page.html).toContain('Which patient?');
+    expect(page.html).toContain('Test Mine (born 1980-02-03)');
+    page = await b.go(action(page.html), { form: { csrf: csrf(page.html), decision: 'allow', scope: ['user/*.rs', 'launch/patient', 'openid'], patient: ids.other } });
+    const tokens = await exchange(c, page, launch);
+    expect(tokens.patient).toBe(ids.other);
+    expect(tokens.scope?.split(' ').sort()).toEqual(['launch/patient', 'openid', 'user/*.rs']);
+    expect(decodeJwt(tokens.access_token)).toMatchObject({ role: 'provider', fhirUser: 'Practitioner/doc-1' });
+    expect(tokens.refresh_token).toBeUndefined();
+    // the same code a second time
+    await expect(client.authorizationCodeGrant(c, new URL(page.location!), { pkceCodeVerifier: launch.verifier, expectedState: launch.state })).rejects.toMatchObject({ error: 'invalid_grant' });
+  });
+
+  it('refuses: no PKCE, PKCE plain, a wrong verifier, a reused code, another redirect URI, an aud that is not this server', async () => {
+    const c = await appConfig();
+    const b = new Browser();
+    const plain = await authorizationUrl(c, 'patient/*.rs', { code_challenge_method: 'plain' });
+    expect((await b.go(plain.url.href)).location).toMatch(/error=invalid_request/);
+    const none = new URL(plain.url);
+    none.searchParams.delete('code_challenge');
+    none.searchParams.delete('code_challenge_method');
+    expect((await b.go(none.href)).location).toMatch(/error=invalid_request/);
+    const otherRedirect = new URL(plain.url);
+    otherRedirect.searchParams.set('redirect_uri', 'http://127.0.0.1:9/elsewhere');
+    expect((await b.go(otherRedirect.href)).status).toBe(400);
+    const wrongAud = await authorizationUrl(c, 'patient/*.rs', { aud: 'https://other.example.org/fhir' });
+    const refused = await b.go(wrongAud.url.href);
+    expect(refused.status).toBe(400);
+    expect(refused.html).toContain('aud must be this FHIR server');
+    const refusedPost = await b.go(`${wrongAud.url.origin}${wrongAud.url.pathname}`, { form: Object.fromEntries(wrongAud.url.searchParams) });
+    expect(refusedPost.status).toBe(400);
+    expect(refusedPost.html).toContain('aud must be this FHIR server');
+    // a code, exchanged with the wrong verifier, then (once right) a second time
+    const launch = await authorizationUrl(c, 'patient/*.rs launch/patient openid');
+    let page = await b.go(launch.url.href);
+    page = await b.go(action(page.html), { form: { csrf: csrf(page.html), username: 'doc', password: 'doc-correct-horse' } });
+    page = await b.go(action(page.html), { form: { csrf: csrf(page.html), decision: 'allow', scope: ['patient/*.rs', 'launch/patient', 'openid'], patient: ids.mine } });
+    const callback = new URL(page.location!);
+    await expect(client.authorizationCodeGrant(c, callback, { pkceCodeVerifier: client.randomPKCECodeVerifier(), expectedState: launch.state })).rejects.toMatchObject({ error: 'invalid_grant' });
+  });
+
+  it('a wrong second-factor code is refused and audited', async () => {
+    await addUser('nurse1', 'nurse', 'Practitioner/n-1');
+    const c = await appConfig();
+    const b = new Browser();
+    let page = await b.go((await authorizationUrl(c, 'user/*.rs openid')).url.href);
+    page = await b.go(action(page.html), { form: { csrf: csrf(page.html), username: 'nurse1', password: 'nurse1-correct-horse' } });
+    const key = /Key: <code>([A-Z2-7]+)<\/code>/.exec(page.html)![1];
+    page = await b.go(action(page.html), { form: { csrf: csrf(page.html), code: totp(key).generate() } });
+    expect(page.html).toContain('Allow access?');
+    // signed in again: now the code of the enrolled key is asked for, and a wrong one refused
+    const again = new Browser();
+    page = await again.go((await authorizationUrl(c, 'user/*.rs openid')).url.href);
+    page = await again.go(action(page.html), { form: { csrf: csrf(page.html), username: 'nurse1', password: 'nurse1-correct-horse' } });
+    expect(page.html).toContain('<h1>Second factor</h1>');
+    const wrong = String((Number(totp(key).generate()) + 1) % 1_000_000).padStart(6, '0');
+    const refused = await again.go(action(page.html), { form: { csrf: csrf(page.html), code: wrong } });
+    expect(refused.status).toBe(401);
+    expect(refused.html).toContain('That code is not right.');
+    page = await again.go(action(refused.html), { form: { csrf: csrf(refused.html), code: totp(key).generate() } });
+    expect(page.html).toContain('Allow access?');
+  });
+
+  it('wrong passwords lock the account after five; each attempt is audited', async () => {
+    const c = await appConfig();
+    const launch = await authorizationUrl(c, 'patient/*.rs launch/patient openid');
+    const b = new Browser();
+    const page = await b.go(launch.url.href);
+    const form = page.html;
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i++) statuses.push((await b.go(action(form), { form: { csrf: csrf(form), username: 'pat', password: 'wrong-password-123' } })).status);
+    expect(statuses).toEqual([401, 401, 401, 401, 401]);
+    const locked = await b.go(action(form), { form: { csrf: csrf(form), username: 'pat', password: 'pat-correct-horse' } });
+    expect(locked.status).toBe(401);
+    expect(locked.html).toContain('This account is locked');
+    // a forged form (no CSRF token) is refused before anything is checked
+    expect((await b.go(action(form), { form: { username: 'doc', password: 'doc-correct-horse' } })).status).toBe(403);
+    const auditor = await signToken({ sub: 'auditor', scope: 'system/AuditEvent.rs' }, { audience: base, lifetime: 300 });
+    const events = (await (await fetch(`${base}/AuditEvent?type=110114&_count=100`, { headers: { authorization: `Bearer ${auditor}` } })).json()) as any;
+    const failures = events.entry.map((e: any) => e.resource).filter((e: any) => e.agent[0].name === 'pat' && e.outcome !== '0');
+    expect(failures.map((e: any) => e.outcomeDesc)).toEqual(expect.arrayContaining(['401 password-failure', '423 password-locked']));
+    expect(page.status).toBe(200);
+  });
+});
