@@ -74,12 +74,23 @@ export async function interactionRoutes(
     else f.count++;
   };
 
+  /** The pages of one interaction: its form actions, CSRF token and the app's origin filled in. */
+  const pagesOf = (uid: string, params: Record<string, unknown>) => {
+    const back = appOrigin(params);
+    return {
+      login: (name: string, message?: string) => loginPage(`/auth/interaction/${uid}/login`, csrfOf(uid), name, back, message),
+      code: (message?: string) => codePage(`/auth/interaction/${uid}/mfa`, csrfOf(uid), back, message),
+      enrol: async (e: { uri: string; secret: string }, message?: string) =>
+        enrolPage(`/auth/interaction/${uid}/mfa`, csrfOf(uid), await QRCode.toString(e.uri, { type: 'svg', margin: 1 }), e.secret, back, message),
+    };
+  };
+
   app.get('/auth/interaction/:uid', async (request, reply) => {
     const details = await provider.interactionDetails(request.raw, reply.raw);
     const uid = details.uid;
     const client = await provider.Client.find(String(details.params.client_id));
     const name = client?.clientName ?? String(details.params.client_id);
-    if (details.prompt.name === 'login') return send(reply, loginPage(`/auth/interaction/${uid}/login`, csrfOf(uid), name));
+    if (details.prompt.name === 'login') return send(reply, pagesOf(uid, details.params).login(name));
     return send(reply, await consent(uid, details.session?.accountId, details.params, name));
   });
 
@@ -89,26 +100,27 @@ export async function interactionRoutes(
     if (!checkCsrf(request, uid)) return reply.code(403).type('text/plain').send('forbidden: the form expired; start again from the app');
     const { username = '', password = '' } = form(request);
     const name = String(details.params.client_id);
+    const pages = pagesOf(uid, details.params);
     if (throttled(request.ip)) {
       await record({ requestId: request.id, address: request.ip, username, step: 'password', outcome: 'locked' });
-      return send(reply, loginPage(`/auth/interaction/${uid}/login`, csrfOf(uid), name, 'Too many failed sign-ins from this address; try again later.'), 429);
+      return send(reply, pages.login(name, 'Too many failed sign-ins from this address; try again later.'), 429);
     }
     const result = await users.checkPassword(username.slice(0, 128), password.slice(0, 1024));
     if (result === undefined || result === 'locked') {
       failedFrom(request.ip);
       await record({ requestId: request.id, address: request.ip, username: username.slice(0, 128), step: 'password', outcome: result === 'locked' ? 'locked' : 'failure' });
       const message = result === 'locked' ? 'This account is locked for a while after too many failed attempts.' : 'The user name or password is wrong.';
-      return send(reply, loginPage(`/auth/interaction/${uid}/login`, csrfOf(uid), name, message), 401);
+      return send(reply, pages.login(name, message), 401);
     }
     await record({ requestId: request.id, address: request.ip, username: result.username, step: 'password', outcome: 'success', user: result });
     if (!result.mfaRequired) return finishLogin(request, reply, result.username);
     if (!result.mfaEnrolled) {
       const enrolment = users.enrolment(result.username);
       pending.set(uid, { username: result.username, enrolSecret: enrolment.secret, until: Date.now() + 10 * 60 * 1000 });
-      return send(reply, enrolPage(`/auth/interaction/${uid}/mfa`, csrfOf(uid), await QRCode.toString(enrolment.uri, { type: 'svg', margin: 1 }), enrolment.secret));
+      return send(reply, await pages.enrol(enrolment));
     }
     pending.set(uid, { username: result.username, until: Date.now() + 10 * 60 * 1000 });
-    return send(reply, codePage(`/auth/interaction/${uid}/mfa`, csrfOf(uid)));
+    return send(reply, pages.code());
   });
 
   app.post('/auth/interaction/:uid/mfa', async (request, reply) => {
@@ -117,12 +129,13 @@ export async function interactionRoutes(
     const p = pending.get(uid);
     if (!checkCsrf(request, uid) || !p || p.until < Date.now()) return reply.code(403).type('text/plain').send('forbidden: the form expired; start again from the app');
     const code = (form(request).code ?? '').trim();
+    const pages = pagesOf(uid, details.params);
     if (p.enrolSecret) {
       if (!users.enrol(p.username, p.enrolSecret, code)) {
         await record({ requestId: request.id, address: request.ip, username: p.username, step: 'mfa-enrol', outcome: 'failure' });
-        const uri = users.enrolment(p.username);
-        pending.set(uid, { ...p, enrolSecret: uri.secret });
-        return send(reply, enrolPage(`/auth/interaction/${uid}/mfa`, csrfOf(uid), await QRCode.toString(uri.uri, { type: 'svg', margin: 1 }), uri.secret, 'That code is not right; scan this new key and try again.'), 401);
+        const enrolment = users.enrolment(p.username);
+        pending.set(uid, { ...p, enrolSecret: enrolment.secret });
+        return send(reply, await pages.enrol(enrolment, 'That code is not right; scan this new key and try again.'), 401);
       }
       await record({ requestId: request.id, address: request.ip, username: p.username, step: 'mfa-enrol', outcome: 'success' });
     } else {
@@ -131,7 +144,7 @@ export async function interactionRoutes(
         failedFrom(request.ip);
         await record({ requestId: request.id, address: request.ip, username: p.username, step: 'mfa', outcome: result === 'locked' ? 'locked' : 'failure' });
         if (result === 'locked') pending.delete(uid);
-        return send(reply, codePage(`/auth/interaction/${uid}/mfa`, csrfOf(uid), result === 'locked' ? 'This account is locked for a while.' : 'That code is not right.'), 401);
+        return send(reply, pages.code(result === 'locked' ? 'This account is locked for a while.' : 'That code is not right.'), 401);
       }
       await record({ requestId: request.id, address: request.ip, username: p.username, step: 'mfa', outcome: 'success', user: result });
     }
@@ -200,9 +213,14 @@ export async function interactionRoutes(
     const user = accountId ? users.get(accountId) : undefined;
     const scopes = String(params.scope ?? '').split(' ').filter(Boolean);
     const offered = scopes.includes('launch/patient') && user && user.role !== 'patient' ? await patients(user) : undefined;
-    const redirect = new URL(String(params.redirect_uri));
-    return consentPage(`/auth/interaction/${uid}/consent`, csrfOf(uid), clientName, scopes.map((s) => ({ scope: s, description: describe(s) })), offered, redirect.origin, message);
+    const choices = scopes.map((s) => ({ scope: s, description: describe(s) }));
+    return consentPage(`/auth/interaction/${uid}/consent`, csrfOf(uid), clientName, choices, offered, appOrigin(params), message);
   }
+}
+
+/** The origin of the app's redirect URI (validated by oidc-provider before any page is shown). */
+function appOrigin(params: Record<string, unknown>): string {
+  return new URL(String(params.redirect_uri)).origin;
 }
 
 /** What a scope means, in words a patient or clinician understands. */

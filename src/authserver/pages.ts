@@ -20,7 +20,7 @@ input[type=text],input[type=password]{width:100%;box-sizing:border-box;padding:.
 button{margin-top:1.25rem;padding:.6rem 1.2rem;font:inherit;border:0;border-radius:4px;background:#0b57d0;color:#fff;cursor:pointer}
 button.secondary{background:#5f6368;margin-left:.5rem}
 .error{color:#b3261e;font-weight:600}ul{padding-left:1.2rem}fieldset{border:0;padding:0;margin:1rem 0}
-.qr svg{width:12rem;height:12rem}code{word-break:break-all}label.inline{display:inline;font-weight:400}
+.qr svg{width:12rem;height:12rem}code{white-space:nowrap}code.key{white-space:normal;word-break:break-all}label.inline{display:inline;font-weight:400}
 `;
 
 /** A whole page: title, body, and the CSP that goes with it (`formTargets`: where its forms may lead). */
@@ -44,7 +44,9 @@ export function page(title: string, body: string, formTargets: readonly string[]
 const error = (message?: string) => (message ? `<p class="error" role="alert">${esc(message)}</p>` : '');
 const csrfField = (csrf: string) => `<input type="hidden" name="csrf" value="${esc(csrf)}">`;
 
-export function loginPage(action: string, csrf: string, clientName: string, message?: string): Page {
+// Every form may lead back to the app: once signed in (and consent given before), the answer to
+// a form is the redirect to the app's redirect URI, which form-action must allow.
+export function loginPage(action: string, csrf: string, clientName: string, appOrigin: string, message?: string): Page {
   return page(
     'Sign in',
     `<p>to continue to <strong>${esc(clientName)}</strong></p>${error(message)}
@@ -52,28 +54,31 @@ export function loginPage(action: string, csrf: string, clientName: string, mess
 <label for="username">User name</label><input type="text" id="username" name="username" autocomplete="username" required autofocus>
 <label for="password">Password</label><input type="password" id="password" name="password" autocomplete="current-password" required>
 <button type="submit">Sign in</button></form>`,
+    [appOrigin],
   );
 }
 
-export function codePage(action: string, csrf: string, message?: string): Page {
+export function codePage(action: string, csrf: string, appOrigin: string, message?: string): Page {
   return page(
     'Second factor',
     `<p>Enter the 6-digit code from your authenticator app.</p>${error(message)}
 <form method="post" action="${esc(action)}">${csrfField(csrf)}
 <label for="code">Code</label><input type="text" id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" required autofocus>
 <button type="submit">Verify</button></form>`,
+    [appOrigin],
   );
 }
 
-export function enrolPage(action: string, csrf: string, qrSvg: string, secret: string, message?: string): Page {
+export function enrolPage(action: string, csrf: string, qrSvg: string, secret: string, appOrigin: string, message?: string): Page {
   return page(
     'Set up your second factor',
     `<p>Every account here signs in with a second factor. Scan this code with an authenticator app
 (or enter the key by hand), then enter the 6-digit code it shows.</p>${error(message)}
-<div class="qr" aria-hidden="true">${qrSvg}</div><p>Key: <code>${esc(secret)}</code></p>
+<div class="qr" aria-hidden="true">${qrSvg}</div><p>Key: <code class="key">${esc(secret)}</code></p>
 <form method="post" action="${esc(action)}">${csrfField(csrf)}
 <label for="code">Code</label><input type="text" id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" required autofocus>
 <button type="submit">Verify and continue</button></form>`,
+    [appOrigin],
   );
 }
 
@@ -104,7 +109,7 @@ export function consentPage(
     'Allow access?',
     `<p><strong>${esc(clientName)}</strong> asks for:</p>${error(message)}
 <form method="post" action="${esc(action)}">${csrfField(csrf)}<ul>${list}</ul>${picker}
-<button type="submit" name="decision" value="allow">Allow</button><button type="submit" name="decision" value="deny" class="secondary">Deny</button></form>`,
+<button type="submit" name="decision" value="allow">Allow</button><button type="submit" name="decision" value="deny" class="secondary" formnovalidate>Deny</button></form>`,
     [redirectOrigin],
   );
 }

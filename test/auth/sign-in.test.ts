@@ -149,7 +149,7 @@ describe('the authorization code flow with PKCE, through the sign-in pages', () 
     expect(page.html).toContain('<h1>Sign in</h1>');
     page = await b.go(action(page.html), { form: { csrf: csrf(page.html), username: 'pat', password: 'pat-correct-horse' } });
     expect(page.html).toContain('Set up your second factor');
-    secret = /Key: <code>([A-Z2-7]+)<\/code>/.exec(page.html)![1];
+    secret = /Key: <code class="key">([A-Z2-7]+)<\/code>/.exec(page.html)![1];
     page = await b.go(action(page.html), { form: { csrf: csrf(page.html), code: totp(secret).generate() } });
     expect(page.html).toContain('Allow access?');
     expect(page.html).toContain('Chart App');
@@ -223,13 +223,27 @@ describe('the authorization code flow with PKCE, through the sign-in pages', () 
     await expect(client.authorizationCodeGrant(c, callback, { pkceCodeVerifier: client.randomPKCECodeVerifier(), expectedState: launch.state })).rejects.toMatchObject({ error: 'invalid_grant' });
   });
 
-  it('a wrong second-factor code is refused and audited', async () => {
+  it('a user who denies sends the app back access_denied, and nothing is issued', async () => {
+    const c = await appConfig();
+    const launch = await authorizationUrl(c, 'user/*.rs openid');
+    const b = new Browser();
+    let page = await b.go(launch.url.href);
+    page = await b.go(action(page.html), { form: { csrf: csrf(page.html), username: 'doc', password: 'doc-correct-horse' } });
+    page = await b.go(action(page.html), { form: { csrf: csrf(page.html), decision: 'deny' } });
+    const back = new URL(page.location!);
+    expect(`${back.origin}${back.pathname}`).toBe(REDIRECT);
+    expect(back.searchParams.get('error')).toBe('access_denied');
+    expect(back.searchParams.get('state')).toBe(launch.state);
+    expect(back.searchParams.get('code')).toBeNull();
+  });
+
+  it('a wrong second-factor code is refused; the right one then passes', async () => {
     await addUser('nurse1', 'nurse', 'Practitioner/n-1');
     const c = await appConfig();
     const b = new Browser();
     let page = await b.go((await authorizationUrl(c, 'user/*.rs openid')).url.href);
     page = await b.go(action(page.html), { form: { csrf: csrf(page.html), username: 'nurse1', password: 'nurse1-correct-horse' } });
-    const key = /Key: <code>([A-Z2-7]+)<\/code>/.exec(page.html)![1];
+    const key = /Key: <code class="key">([A-Z2-7]+)<\/code>/.exec(page.html)![1];
     page = await b.go(action(page.html), { form: { csrf: csrf(page.html), code: totp(key).generate() } });
     expect(page.html).toContain('Allow access?');
     // signed in again: now the code of the enrolled key is asked for, and a wrong one refused
