@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS users (
   role TEXT NOT NULL,
   fhir_user TEXT,
   totp_secret TEXT,
+  totp_step INTEGER,
   mfa_required INTEGER NOT NULL,
   failures INTEGER NOT NULL DEFAULT 0,
   locked_until INTEGER,

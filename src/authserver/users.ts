@@ -38,6 +38,7 @@ interface UserRow {
   role: string;
   fhir_user: string | null;
   totp_secret: string | null;
+  totp_step: number | null;
   mfa_required: number;
   failures: number;
   locked_until: number | null;
@@ -104,11 +105,19 @@ export class Users {
     return { uri: totpOf(username, secret).toString(), secret };
   }
 
-  /** Completes enrolment when `code` is right for `secret`; the sealed secret is stored. */
+  /** Completes enrolment when `code` is right for `secret`; the sealed secret is stored (and the code spent). */
   enrol(username: string, secret: string, code: string): boolean {
-    if (totpOf(username, secret).validate({ token: code, window: 1 }) === null) return false;
-    this.#db.sql.prepare('UPDATE users SET totp_secret = ? WHERE username = ?').run(this.#box.seal(secret, `totp:${username}`), username);
+    const step = this.#step(username, secret, code);
+    if (step === undefined) return false;
+    this.#db.sql.prepare('UPDATE users SET totp_secret = ?, totp_step = ? WHERE username = ?').run(this.#box.seal(secret, `totp:${username}`), step, username);
     return true;
+  }
+
+  /** The time step `code` belongs to (this one, or one either side for clock drift); undefined when it is wrong. */
+  #step(username: string, secret: string, code: string): number | undefined {
+    const now = this.#now();
+    const delta = totpOf(username, secret).validate({ token: code, window: 1, timestamp: now });
+    return delta === null ? undefined : Math.floor(now / 30_000) + delta;
   }
 
   /** Checks a TOTP code of an enrolled user; wrong codes count towards the lockout as passwords do. */
@@ -117,8 +126,11 @@ export class Users {
     if (!row || row.disabled_at || !row.totp_secret) return undefined;
     if (row.locked_until && row.locked_until > this.#now()) return 'locked';
     const secret = this.#box.open(row.totp_secret, `totp:${username}`);
-    if (totpOf(username, secret).validate({ token: code, window: 1, timestamp: this.#now() }) === null) return this.#failed(row);
-    this.#db.sql.prepare('UPDATE users SET failures = 0 WHERE username = ?').run(username);
+    const step = this.#step(username, secret, code);
+    // A code is good once: one of a step already used (this one or an earlier) is refused, so a
+    // code seen over a shoulder or in a log cannot be replayed. See: RFC 6238 §5.2
+    if (step === undefined || (row.totp_step !== null && step <= row.totp_step)) return this.#failed(row);
+    this.#db.sql.prepare('UPDATE users SET failures = 0, totp_step = ? WHERE username = ?').run(step, username);
     return toUser(row);
   }
 

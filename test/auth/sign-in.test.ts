@@ -237,14 +237,15 @@ describe('the authorization code flow with PKCE, through the sign-in pages', () 
     expect(back.searchParams.get('code')).toBeNull();
   });
 
-  it('a wrong second-factor code is refused; the right one then passes', async () => {
+  it('a wrong second-factor code is refused, a spent one too; a fresh one passes', async () => {
     await addUser('nurse1', 'nurse', 'Practitioner/n-1');
     const c = await appConfig();
     const b = new Browser();
     let page = await b.go((await authorizationUrl(c, 'user/*.rs openid')).url.href);
     page = await b.go(action(page.html), { form: { csrf: csrf(page.html), username: 'nurse1', password: 'nurse1-correct-horse' } });
     const key = /Key: <code class="key">([A-Z2-7]+)<\/code>/.exec(page.html)![1];
-    page = await b.go(action(page.html), { form: { csrf: csrf(page.html), code: totp(key).generate() } });
+    const enrolCode = totp(key).generate();
+    page = await b.go(action(page.html), { form: { csrf: csrf(page.html), code: enrolCode } });
     expect(page.html).toContain('Allow access?');
     // signed in again: now the code of the enrolled key is asked for, and a wrong one refused
     const again = new Browser();
@@ -255,7 +256,12 @@ describe('the authorization code flow with PKCE, through the sign-in pages', () 
     const refused = await again.go(action(page.html), { form: { csrf: csrf(page.html), code: wrong } });
     expect(refused.status).toBe(401);
     expect(refused.html).toContain('That code is not right.');
-    page = await again.go(action(refused.html), { form: { csrf: csrf(refused.html), code: totp(key).generate() } });
+    // the code the enrolment used is spent: the same code again is refused (RFC 6238 §5.2)
+    const replayed = await again.go(action(refused.html), { form: { csrf: csrf(refused.html), code: enrolCode } });
+    expect(replayed.status).toBe(401);
+    // the next step's code (a drift the server allows) passes, once
+    const next = totp(key).generate({ timestamp: Date.now() + 30_000 });
+    page = await again.go(action(replayed.html), { form: { csrf: csrf(replayed.html), code: next } });
     expect(page.html).toContain('Allow access?');
   });
 
