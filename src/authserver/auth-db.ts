@@ -37,6 +37,13 @@ CREATE TABLE IF NOT EXISTS grant_context (
   patient TEXT,
   expires_at INTEGER NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS launch_context (
+  launch TEXT PRIMARY KEY,
+  client_id TEXT NOT NULL,
+  patient TEXT NOT NULL,
+  encounter TEXT,
+  expires_at INTEGER NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS clients (
   client_id TEXT PRIMARY KEY,
   metadata TEXT NOT NULL,
@@ -117,6 +124,20 @@ export class AuthDb {
   grantContext(grantId: string): { patient?: string } | undefined {
     const row = this.#db.prepare('SELECT patient FROM grant_context WHERE grant_id = ? AND expires_at > ?').get(grantId, this.#now()) as { patient: string | null } | undefined;
     return row && (row.patient ? { patient: row.patient } : {});
+  }
+
+  /** An EHR's launch context (an opaque `launch` value → patient, encounter), for `ttlSeconds`. */
+  setLaunch(launch: string, context: { clientId: string; patient: string; encounter?: string }, ttlSeconds: number): void {
+    this.#db
+      .prepare('INSERT INTO launch_context (launch, client_id, patient, encounter, expires_at) VALUES (?, ?, ?, ?, ?)')
+      .run(launch, context.clientId, context.patient, context.encounter ?? null, this.#now() + ttlSeconds * 1000);
+  }
+
+  launch(launch: string): { patient: string; encounter?: string } | undefined {
+    const row = this.#db.prepare('SELECT patient, encounter FROM launch_context WHERE launch = ? AND expires_at > ?').get(launch, this.#now()) as
+      | { patient: string; encounter: string | null }
+      | undefined;
+    return row && { patient: row.patient, ...(row.encounter ? { encounter: row.encounter } : {}) };
   }
 
   get(model: string, id: string): AdapterPayload | undefined {

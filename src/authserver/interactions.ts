@@ -1,9 +1,10 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { createLocalJWKSet, jwtVerify } from 'jose';
 import QRCode from 'qrcode';
 import { parseScope } from '../auth/scopes.ts';
 import { codePage, consentPage, enrolPage, loginPage, type Page } from './pages.ts';
-import type { AuthServer } from './provider.ts';
+import { type AuthServer, EHR_CLIENT } from './provider.ts';
 import type { User } from './users.ts';
 
 /** What the sign-in steps record: each success, failure, lockout and second-factor event. */
@@ -21,6 +22,9 @@ export interface LoginEvent {
 export type PatientList = (user: User) => Promise<{ id: string; label: string }[]>;
 
 const FAILURES_PER_ADDRESS = 20;
+const EXPIRED_LAUNCH = 'the launch from the EHR is unknown or expired: open the app from the EHR again';
+/** How long an EHR's launch value may be used. */
+const LAUNCH_SECONDS = 600;
 const ADDRESS_WINDOW_MS = 15 * 60 * 1000;
 
 /**
@@ -40,6 +44,7 @@ export async function interactionRoutes(
   const secret = randomBytes(32);
   const csrfOf = (uid: string) => createHmac('sha256', secret).update(`csrf:${uid}`).digest('base64url');
   const failures = new Map<string, { count: number; since: number }>();
+  const verifyKeys = createLocalJWKSet(server.jwks as Parameters<typeof createLocalJWKSet>[0]);
   // Who passed the password step of an interaction, waiting for the second factor (and the
   // secret being enrolled): in memory, for the interaction's few minutes.
   const pending = new Map<string, { username: string; enrolSecret?: string; until: number }>();
@@ -90,6 +95,8 @@ export async function interactionRoutes(
     const uid = details.uid;
     const client = await provider.Client.find(String(details.params.client_id));
     const name = client?.clientName ?? String(details.params.client_id);
+    // An EHR launch whose value is unknown or expired goes no further: not even the sign-in.
+    if (ehrContext(details.params) === 'expired') return reply.code(400).type('text/plain').send(EXPIRED_LAUNCH);
     if (details.prompt.name === 'login') return send(reply, pagesOf(uid, details.params).login(name));
     return send(reply, await consent(uid, details.session?.accountId, details.params, name));
   });
@@ -166,9 +173,13 @@ export async function interactionRoutes(
     }
     const requested = new Set(String(details.params.scope ?? '').split(' ').filter(Boolean));
     const chosen = new Set([body.scope ?? []].flat().filter((s) => requested.has(s)));
-    // The launch context: a patient user is the patient; others pick one the list offered.
+    // The launch context: from the EHR that launched the app; else a patient user is the
+    // patient, and others pick one the list offered.
     let patient: string | undefined;
-    if (chosen.has('launch/patient')) {
+    const ehr = ehrContext(details.params);
+    if (ehr === 'expired') return reply.code(400).type('text/plain').send(EXPIRED_LAUNCH);
+    if (ehr && chosen.has('launch')) patient = ehr.patient;
+    else if (chosen.has('launch/patient')) {
       if (user.role === 'patient') patient = user.fhirUser?.startsWith('Patient/') ? user.fhirUser.slice('Patient/'.length) : undefined;
       else {
         const offered = await patients(user);
@@ -198,6 +209,44 @@ export async function interactionRoutes(
     return provider.interactionFinished(request.raw, reply.raw, { consent: { grantId } }, { mergeWithLastSubmission: true });
   });
 
+  /** The context an EHR registered for this launch (`launch` scope and parameter); 'expired' when the value is unknown. */
+  function ehrContext(params: Record<string, unknown>): { patient: string } | 'expired' | undefined {
+    const scopes = String(params.scope ?? '').split(' ');
+    if (!scopes.includes('launch') || typeof params.launch !== 'string') return undefined;
+    return server.db.launch(params.launch) ?? 'expired';
+  }
+
+  // See: SMART App Launch 2.x, EHR launch: the EHR hands the app an opaque `launch` value that
+  // the authorization server resolves to the context. A trusted EHR client (registered with
+  // --ehr) registers the context here with a token of its own (client_credentials).
+  app.post('/auth/launch', async (request, reply) => {
+    const auth = String(request.headers.authorization ?? '');
+    const token = /^Bearer ([A-Za-z0-9\-_.]+)$/i.exec(auth)?.[1];
+    let clientId: string | undefined;
+    try {
+      const { payload } = await jwtVerify(token ?? '', verifyKeys, { issuer: server.issuer, audience: server.resource, typ: 'at+jwt' });
+      clientId = typeof payload.client_id === 'string' && payload.sub === payload.client_id ? payload.client_id : undefined;
+    } catch {
+      clientId = undefined;
+    }
+    const refuse = async (status: number, error: string) => {
+      await server.audit({ requestId: request.id, address: request.ip, endpoint: 'launch', status, error, clientId, authenticated: false });
+      return reply.code(status).header('cache-control', 'no-store').send({ error });
+    };
+    if (!clientId) return refuse(401, 'invalid_token');
+    const client = server.db.client(clientId);
+    if (!client || client.revokedAt || client.metadata[EHR_CLIENT] !== true) return refuse(403, 'insufficient_scope');
+    const body = (request.body ?? {}) as { patient?: unknown; encounter?: unknown };
+    const id = /^[A-Za-z0-9\-.]{1,64}$/;
+    if (typeof body.patient !== 'string' || !id.test(body.patient) || (body.encounter !== undefined && (typeof body.encounter !== 'string' || !id.test(body.encounter)))) {
+      return refuse(400, 'invalid_request');
+    }
+    const launch = randomBytes(24).toString('base64url');
+    server.db.setLaunch(launch, { clientId, patient: body.patient, ...(typeof body.encounter === 'string' ? { encounter: body.encounter } : {}) }, LAUNCH_SECONDS);
+    await server.audit({ requestId: request.id, address: request.ip, endpoint: 'launch', status: 201, clientId, authenticated: true });
+    return reply.code(201).header('cache-control', 'no-store').send({ launch, expires_in: LAUNCH_SECONDS });
+  });
+
   async function finishLogin(request: FastifyRequest, reply: FastifyReply, username: string) {
     reply.hijack();
     await provider.interactionFinished(request.raw, reply.raw, { login: { accountId: username } }, { mergeWithLastSubmission: false });
@@ -212,7 +261,8 @@ export async function interactionRoutes(
   ): Promise<Page> {
     const user = accountId ? users.get(accountId) : undefined;
     const scopes = String(params.scope ?? '').split(' ').filter(Boolean);
-    const offered = scopes.includes('launch/patient') && user && user.role !== 'patient' ? await patients(user) : undefined;
+    const ehr = ehrContext(params);
+    const offered = scopes.includes('launch/patient') && !ehr && user && user.role !== 'patient' ? await patients(user) : undefined;
     const choices = scopes.map((s) => ({ scope: s, description: describe(s) }));
     return consentPage(`/auth/interaction/${uid}/consent`, csrfOf(uid), clientName, choices, offered, appOrigin(params), message);
   }

@@ -20,6 +20,8 @@ export const BACKEND_TOKEN_TTL = 300;
 const MAX_ASSERTION_SECONDS = 300;
 /** The registered scopes of a client, in its metadata (space-separated SMART scopes). */
 export const ALLOWED_SCOPES = 'hearth_allowed_scopes';
+/** A client's metadata flag: a trusted EHR, which may register launch contexts (POST /auth/launch). */
+export const EHR_CLIENT = 'hearth_ehr';
 
 /**
  * What one request to the authorization server's endpoints did (token, introspection,
@@ -53,6 +55,8 @@ export interface AuthServer {
   /** the public keys access tokens are signed with (what the FHIR API verifies them with) */
   readonly jwks: { keys: JWK[] };
   readonly db: AuthDb;
+  /** records an AuditEvent of the server's own endpoints (launch registration) */
+  readonly audit: (e: AuthEvent) => Promise<void>;
   close(): void;
 }
 
@@ -108,9 +112,9 @@ export async function createAuthServer(opts: {
     clientAuthMethods: ['private_key_jwt', 'client_secret_basic', 'client_secret_post', 'none'],
     enabledJWA: { clientAuthSigningAlgValues: [...CLIENT_AUTH_ALGORITHMS] },
     clientDefaults: { grant_types: ['client_credentials'], response_types: [], token_endpoint_auth_method: 'private_key_jwt', id_token_signed_response_alg: 'ES256' },
-    extraClientMetadata: { properties: [ALLOWED_SCOPES] },
+    extraClientMetadata: { properties: [ALLOWED_SCOPES, EHR_CLIENT] },
     // The identity and launch scopes; clinical scopes are the FHIR API's (getResourceServerInfo).
-    scopes: ['openid', 'fhirUser', 'launch/patient', 'offline_access', 'online_access'],
+    scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'online_access'],
     claims: { openid: ['sub'], fhirUser: ['fhirUser'] },
     // The authorization code flow only (no implicit flow), PKCE S256 always.
     // See: SMART App Launch 2.x, app-launch.html#step-3-app-requests-authorization (PKCE S256 required)
@@ -198,7 +202,7 @@ export async function createAuthServer(opts: {
   provider.proxy = opts.trustProxy;
   provider.use(smartParameters(resource));
   provider.use(auditedEndpoints(opts.audit));
-  return { issuer, resource, provider, users, jwks: { keys: [publicKey] }, db, close: () => db.close() };
+  return { issuer, resource, provider, users, jwks: { keys: [publicKey] }, db, audit: opts.audit, close: () => db.close() };
 }
 
 /**

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseScope } from '../auth/scopes.ts';
 import { AuthDb } from '../authserver/auth-db.ts';
-import { ALLOWED_SCOPES } from '../authserver/provider.ts';
+import { ALLOWED_SCOPES, EHR_CLIENT } from '../authserver/provider.ts';
 import type { Config } from '../config/config.ts';
 import { CliError } from './audit.ts';
 
@@ -17,9 +17,11 @@ export interface ClientsAddArgs {
   scope?: string;
   /** app clients: the redirect URIs, space-separated */
   'redirect-uri'?: string;
+  /** a backend service that is a trusted EHR: it may register launch contexts */
+  ehr?: boolean;
 }
 
-const IDENTITY_SCOPES = new Set(['openid', 'fhirUser', 'launch/patient', 'offline_access', 'online_access']);
+const IDENTITY_SCOPES = new Set(['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'online_access']);
 
 /**
  * `hearth clients add`: registers a client of the built-in authorization server. Today's kind is
@@ -45,6 +47,7 @@ export function clientsAdd(config: Config, a: ClientsAddArgs): string {
     token_endpoint_auth_method: 'private_key_jwt',
     [ALLOWED_SCOPES]: scopes.join(' '),
     ...(a.name ? { client_name: a.name } : {}),
+    ...(a.ehr ? { [EHR_CLIENT]: true } : {}),
   };
   if (a.jwks !== undefined) metadata.jwks = publicJwks(a.jwks);
   else metadata.jwks_uri = httpsUrl(a['jwks-uri']!);
@@ -55,7 +58,7 @@ export function clientsAdd(config: Config, a: ClientsAddArgs): string {
   } finally {
     db.close();
   }
-  return `registered client ${a.id} (backend service, private_key_jwt) with scopes ${scopes.join(' ')}\n`;
+  return `registered client ${a.id} (backend service${a.ehr ? ', trusted EHR: may register launches' : ''}, private_key_jwt) with scopes ${scopes.join(' ')}\n`;
 }
 
 /**

@@ -31,7 +31,8 @@ commands:
   clients add  register a client of the built-in authorization server (/auth)
               --id <client_id>  --name <text>  --type backend (default) | public | confidential
               backend: a SMART backend service, private_key_jwt with --jwks <file> | --jwks-uri
-                       <https URL>, --scope "<system/ scopes it may be granted>"
+                       <https URL>, --scope "<system/ scopes it may be granted>"; --ehr: a
+                       trusted EHR, which may register launch contexts (POST /auth/launch)
               public, confidential: an app users sign in to (code flow, PKCE), --redirect-uri
                        "<uris>", --scope "<patient/ user/ scopes, openid fhirUser launch/patient
                        offline_access online_access>"; confidential prints its secret once
@@ -127,6 +128,7 @@ function clients(sub: string | undefined): void {
         'jwks-uri': { type: 'string' },
         scope: { type: 'string' },
         'redirect-uri': { type: 'string' },
+        ehr: { type: 'boolean' },
       } as const;
       process.stdout.write(clientsAdd(config, args(spec)));
     } else if (sub === 'list') {

@@ -58,8 +58,8 @@ export async function publicRoutes(
 /**
  * The built-in server as SMART discovery describes it: its endpoints and only the capabilities it
  * has — standalone launch with PKCE for public and confidential apps (users signing in on its
- * pages, a patient picked or implied), OpenID Connect with fhirUser, backend services; SMART
- * scopes v1 and v2. (No EHR launch yet.)
+ * pages, a patient picked or implied), EHR launch (the context a trusted EHR registered),
+ * OpenID Connect with fhirUser, backend services; SMART scopes v1 and v2.
  */
 function builtInConfiguration(issuer: string): Record<string, unknown> {
   return {
@@ -77,6 +77,7 @@ function builtInConfiguration(issuer: string): Record<string, unknown> {
     scopes_supported: [
       'openid',
       'fhirUser',
+      'launch',
       'launch/patient',
       'offline_access',
       'online_access',
@@ -93,11 +94,13 @@ function builtInConfiguration(issuer: string): Record<string, unknown> {
       'system/*.write',
     ],
     capabilities: [
+      'launch-ehr',
       'launch-standalone',
       'authorize-post',
       'client-public',
       'client-confidential-symmetric',
       'client-confidential-asymmetric',
+      'context-ehr-patient',
       'context-standalone-patient',
       'sso-openid-connect',
       'permission-offline',
@@ -134,6 +137,7 @@ function externalConfiguration(config: Config): Record<string, unknown> {
       'system/*.read',
       'openid',
       'fhirUser',
+      'launch',
       'launch/patient',
     ],
     capabilities: ['permission-v1', 'permission-v2', 'permission-patient', 'permission-user', 'client-confidential-asymmetric'],

@@ -198,10 +198,23 @@ describe('SMART backend services on the built-in authorization server', () => {
       token_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_basic', 'client_secret_post', 'none'],
       token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384', 'RS256', 'ES256', 'PS384'],
     });
-    // what it has, and not what it has not (EHR launch)
-    expect(smart.capabilities).toEqual(expect.arrayContaining(['launch-standalone', 'client-public', 'client-confidential-asymmetric', 'sso-openid-connect', 'context-standalone-patient', 'permission-v2']));
-    expect(smart.capabilities).not.toContain('launch-ehr');
-    expect(smart.capabilities).not.toContain('context-ehr-patient');
+    expect(smart.capabilities).toEqual([
+      'launch-ehr',
+      'launch-standalone',
+      'authorize-post',
+      'client-public',
+      'client-confidential-symmetric',
+      'client-confidential-asymmetric',
+      'context-ehr-patient',
+      'context-standalone-patient',
+      'sso-openid-connect',
+      'permission-offline',
+      'permission-online',
+      'permission-patient',
+      'permission-user',
+      'permission-v1',
+      'permission-v2',
+    ]);
     // the OpenID discovery agrees on the endpoints
     const oidc = (await (await fetch(`${origin}/auth/.well-known/openid-configuration`)).json()) as any;
     const { issuer, jwks_uri, authorization_endpoint, token_endpoint } = smart;

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { decodeJwt } from 'jose';
+import { decodeJwt, exportJWK, generateKeyPair } from 'jose';
 import * as client from 'openid-client';
 import { Secret, TOTP } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -59,7 +59,7 @@ beforeAll(async () => {
   admin = await signToken({ sub: 'ops', scope: 'system/*.cruds' }, { audience: base, lifetime: 600 });
   ids.mine = await createPatient('Mine');
   ids.other = await createPatient('Other');
-  clientsAdd(config, { id: 'chart-app', type: 'public', 'redirect-uri': REDIRECT, scope: 'patient/*.rs user/*.rs launch/patient openid fhirUser offline_access', name: 'Chart App' });
+  clientsAdd(config, { id: 'chart-app', type: 'public', 'redirect-uri': REDIRECT, scope: 'patient/*.rs user/*.rs launch launch/patient openid fhirUser offline_access', name: 'Chart App' });
   await addUser('pat', 'patient', `Patient/${ids.mine}`);
   await addUser('doc', 'provider', 'Practitioner/doc-1', 'optional');
 });
@@ -221,6 +221,46 @@ describe('the authorization code flow with PKCE, through the sign-in pages', () 
     page = await b.go(action(page.html), { form: { csrf: csrf(page.html), decision: 'allow', scope: ['patient/*.rs', 'launch/patient', 'openid'], patient: ids.mine } });
     const callback = new URL(page.location!);
     await expect(client.authorizationCodeGrant(c, callback, { pkceCodeVerifier: client.randomPKCECodeVerifier(), expectedState: launch.state })).rejects.toMatchObject({ error: 'invalid_grant' });
+  });
+
+  it('EHR launch: a trusted EHR registers the context, the app presents its launch value, the token carries that patient', async () => {
+    const ehrKeys = await generateKeyPair('ES384', { extractable: true });
+    const jwks = join(tempDir(), 'ehr.jwks.json');
+    writeFileSync(jwks, JSON.stringify({ keys: [{ ...(await exportJWK(ehrKeys.publicKey)), alg: 'ES384', kid: 'ehr-1' }] }));
+    clientsAdd(config, { id: 'the-ehr', jwks, scope: 'system/Patient.r', ehr: true });
+    clientsAdd(config, { id: 'not-an-ehr', jwks, scope: 'system/Patient.r' });
+    const tokenOf = async (clientId: string) => {
+      const c = await client.discovery(new URL(`${origin}/auth`), clientId, undefined, client.PrivateKeyJwt({ key: ehrKeys.privateKey, kid: 'ehr-1' }), {
+        execute: [client.allowInsecureRequests],
+      });
+      return (await client.clientCredentialsGrant(c, { scope: 'system/Patient.r' })).access_token;
+    };
+    const register = async (token: string, body: unknown) =>
+      fetch(`${origin}/auth/launch`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    // only a client registered as an EHR, with a valid token, and a patient id
+    expect((await register(await tokenOf('not-an-ehr'), { patient: ids.other })).status).toBe(403);
+    expect((await register('not.a.token', { patient: ids.other })).status).toBe(401);
+    const ehrToken = await tokenOf('the-ehr');
+    expect((await register(ehrToken, { patient: 'bad id!' })).status).toBe(400);
+    const registered = await register(ehrToken, { patient: ids.other, encounter: 'enc-1' });
+    expect(registered.status).toBe(201);
+    const { launch } = (await registered.json()) as { launch: string };
+    const c = await appConfig();
+    const flow = await authorizationUrl(c, 'launch user/*.rs openid', { launch });
+    const b = new Browser();
+    let page = await b.go(flow.url.href);
+    page = await b.go(action(page.html), { form: { csrf: csrf(page.html), username: 'doc', password: 'doc-correct-horse' } });
+    expect(page.html).toContain('Allow access?');
+    expect(page.html).not.toContain('Which patient?');
+    page = await b.go(action(page.html), { form: { csrf: csrf(page.html), decision: 'allow', scope: ['launch', 'user/*.rs', 'openid'] } });
+    const tokens = await exchange(c, page, flow);
+    expect(tokens.patient).toBe(ids.other);
+    expect(tokens.scope?.split(' ').sort()).toEqual(['launch', 'openid', 'user/*.rs']);
+    // an unknown launch value is refused before any sign-in
+    const bogus = await authorizationUrl(c, 'launch user/*.rs openid', { launch: 'no-such-launch' });
+    page = await new Browser().go(bogus.url.href);
+    expect(page.status).toBe(400);
+    expect(page.html).toContain('the launch from the EHR is unknown or expired');
   });
 
   it('a user who denies sends the app back access_denied, and nothing is issued', async () => {

@@ -160,7 +160,7 @@ describe('one policy, every route: each registered route × each kind of token',
     // no FHIR data, take no bearer token, and are oidc-provider's (test/auth/authorization-server.test.ts).
     const auth = t.raw.registeredRoutes.filter((r) => r.url === '/auth' || r.url.startsWith('/auth/'));
     expect(new Set(auth.map((r) => r.url))).toEqual(
-      new Set(['/auth', '/auth/*', '/auth/interaction/:uid', '/auth/interaction/:uid/login', '/auth/interaction/:uid/mfa', '/auth/interaction/:uid/consent']),
+      new Set(['/auth', '/auth/*', '/auth/launch', '/auth/interaction/:uid', '/auth/interaction/:uid/login', '/auth/interaction/:uid/mfa', '/auth/interaction/:uid/consent']),
     );
     for (const r of auth) expect(r.fhir, `${r.method} ${r.url}`).toBeUndefined();
     const registered = t.raw.registeredRoutes.filter((r) => !auth.includes(r)).map((r) => `${r.method} ${r.url}`).sort();
