@@ -64,6 +64,8 @@ export interface TrustedIssuer {
   readonly jwks: { readonly kind: 'file'; readonly keys: { keys: object[] } } | { readonly kind: 'url'; readonly url: string };
   readonly authorizationEndpoint?: string;
   readonly tokenEndpoint?: string;
+  /** the SMART capabilities the operator says this issuer offers (discovery lists these only) */
+  readonly capabilities?: readonly string[];
 }
 
 /** The built-in authorization server (src/authserver): on unless switched off. */
@@ -331,7 +333,7 @@ export const SETTINGS = {
   HEARTH_AUTH_ISSUER: { doc: 'the trusted token issuer (iss), with HEARTH_AUTH_JWKS', parse: (raw: string) => parseIssuerUrl(raw) },
   HEARTH_AUTH_JWKS: { doc: 'that issuer\'s keys: a JWKS file path or an https URL', parse: parseJwks },
   HEARTH_AUTH_ISSUERS: {
-    doc: 'several trusted issuers: a JSON list of {"issuer", "jwks", "authorization_endpoint"?, "token_endpoint"?}',
+    doc: 'several trusted issuers: a JSON list of {"issuer", "jwks", "authorization_endpoint"?, "token_endpoint"?, "capabilities"?}',
     parse: parseIssuers,
   },
   HEARTH_AUTH_SERVER: {
@@ -532,6 +534,14 @@ function parseJwks(raw: string): TrustedIssuer['jwks'] | { error: string } {
   }
 }
 
+// See: SMART App Launch 2.x, conformance.html#capabilities
+const SMART_CAPABILITIES = new Set([
+  'launch-ehr', 'launch-standalone', 'authorize-post', 'client-public', 'client-confidential-symmetric',
+  'client-confidential-asymmetric', 'sso-openid-connect', 'context-banner', 'context-style', 'context-ehr-patient',
+  'context-ehr-encounter', 'context-standalone-patient', 'context-standalone-encounter', 'permission-offline',
+  'permission-online', 'permission-patient', 'permission-user', 'permission-v1', 'permission-v2',
+]);
+
 function parseIssuers(raw: string): TrustedIssuer[] | { error: string } {
   let list: unknown;
   try {
@@ -546,7 +556,7 @@ function parseIssuers(raw: string): TrustedIssuer[] | { error: string } {
     if (typeof e !== 'object' || e === null || typeof e.issuer !== 'string' || typeof e.jwks !== 'string') {
       return { error: `entry ${n} must have string "issuer" and "jwks"` };
     }
-    const unknown = Object.keys(e).filter((k) => !['issuer', 'jwks', 'authorization_endpoint', 'token_endpoint'].includes(k));
+    const unknown = Object.keys(e).filter((k) => !['issuer', 'jwks', 'authorization_endpoint', 'token_endpoint', 'capabilities'].includes(k));
     if (unknown.length) return { error: `entry ${n} has unknown field "${unknown[0]}"` };
     const issuer = parseIssuerUrl(e.issuer);
     if (typeof issuer !== 'string') return { error: `entry ${n} issuer ${issuer.error}` };
@@ -557,11 +567,17 @@ function parseIssuers(raw: string): TrustedIssuer[] | { error: string } {
         return { error: `entry ${n} ${k} must be an https URL` };
       }
     }
+    const caps = e.capabilities;
+    if (caps !== undefined && (!Array.isArray(caps) || !caps.every((c) => typeof c === 'string' && SMART_CAPABILITIES.has(c)))) {
+      const bad = Array.isArray(caps) ? caps.find((c) => typeof c !== 'string' || !SMART_CAPABILITIES.has(c)) : caps;
+      return { error: `entry ${n} capabilities must be a list of SMART capabilities; "${String(bad)}" is none` };
+    }
     out.push({
       issuer,
       jwks,
       authorizationEndpoint: e.authorization_endpoint as string | undefined,
       tokenEndpoint: e.token_endpoint as string | undefined,
+      ...(caps ? { capabilities: caps as string[] } : {}),
     });
   }
   return out;

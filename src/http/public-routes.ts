@@ -113,15 +113,31 @@ function builtInConfiguration(issuer: string): Record<string, unknown> {
   };
 }
 
-/** An external authorization server (HEARTH_AUTH_ISSUER or the first of HEARTH_AUTH_ISSUERS), with the endpoints configured for it. */
+/**
+ * An external authorization server (HEARTH_AUTH_ISSUER or the first of HEARTH_AUTH_ISSUERS), with
+ * the endpoints configured for it and only the capabilities it is said to have: those listed in
+ * its HEARTH_AUTH_ISSUERS entry, or else what this server can tell — the permissions the FHIR API
+ * enforces, a launch when an authorization endpoint is named, backend services when a token
+ * endpoint is. `issuer` and `jwks_uri` only with sso-openid-connect.
+ * See: SMART App Launch 2.x, conformance.html (issuer, jwks_uri: "CONDITIONAL ... sso-openid-connect")
+ */
 function externalConfiguration(config: Config): Record<string, unknown> {
   const first = config.auth.issuers[0];
+  const capabilities = first?.capabilities ?? [
+    ...(first?.authorizationEndpoint ? ['launch-standalone', 'context-standalone-patient'] : []),
+    ...(first?.tokenEndpoint ? ['client-confidential-asymmetric'] : []),
+    'permission-patient',
+    'permission-user',
+    'permission-v1',
+    'permission-v2',
+  ];
+  const sso = capabilities.includes('sso-openid-connect');
+  const launches = capabilities.some((c) => c.startsWith('launch-'));
   return {
-    issuer: first?.issuer,
-    jwks_uri: first?.jwks.kind === 'url' ? first.jwks.url : undefined,
+    ...(sso ? { issuer: first?.issuer, jwks_uri: first?.jwks.kind === 'url' ? first.jwks.url : undefined } : {}),
     authorization_endpoint: first?.authorizationEndpoint,
     token_endpoint: first?.tokenEndpoint,
-    grant_types_supported: ['authorization_code', 'client_credentials'],
+    grant_types_supported: [...(launches ? ['authorization_code'] : []), ...(capabilities.includes('client-confidential-asymmetric') ? ['client_credentials'] : [])],
     token_endpoint_auth_methods_supported: ['private_key_jwt'],
     code_challenge_methods_supported: ['S256'],
     scopes_supported: [
@@ -140,7 +156,7 @@ function externalConfiguration(config: Config): Record<string, unknown> {
       'launch',
       'launch/patient',
     ],
-    capabilities: ['permission-v1', 'permission-v2', 'permission-patient', 'permission-user', 'client-confidential-asymmetric'],
+    capabilities,
     'hearth:trusted_issuers': config.auth.issuers.map((i) => i.issuer),
   };
 }

@@ -2,7 +2,8 @@ import { createServer } from 'node:http';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type InvalidTokenError, JwtVerifier } from '../../src/auth/token-verifier.ts';
-import { BASE, create, freePort, ids, ISSUER, json, type TestApp, testApp } from '../helpers/app.ts';
+import { loadConfig } from '../../src/config/config.ts';
+import { BASE, create, freePort, ids, ISSUER, JWKS_FILE, json, type TestApp, testApp } from '../helpers/app.ts';
 
 const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
 
@@ -101,11 +102,36 @@ describe('token verification: every failure is a 401 that says no more than RFC 
       token_endpoint: 'http://127.0.0.1:8080/auth/token',
       capabilities: expect.arrayContaining(['launch-standalone', 'permission-v1', 'permission-v2', 'permission-patient']),
     });
-    // with it switched off, the external issuer and what it is configured with
+    // With it switched off, the external issuer: no endpoints named, so no launch and no backend
+    // services listed, and no issuer/jwks_uri without sso-openid-connect.
     const external = await testApp({ HEARTH_AUTH_SERVER: 'false' });
-    const described = json(await external.app.inject({ method: 'GET', url: '/fhir/.well-known/smart-configuration', headers: { authorization: '' } }));
-    expect(described).toMatchObject({ issuer: ISSUER, capabilities: expect.arrayContaining(['permission-v1', 'permission-v2', 'permission-patient']) });
+    const discovery = async (x: TestApp) => json(await x.app.inject({ method: 'GET', url: '/fhir/.well-known/smart-configuration', headers: { authorization: '' } }));
+    const described = await discovery(external);
+    expect(described.capabilities).toEqual(['permission-patient', 'permission-user', 'permission-v1', 'permission-v2']);
     expect(described.token_endpoint).toBeUndefined();
+    expect(described.issuer).toBeUndefined();
+    expect(described.grant_types_supported).toEqual([]);
+    // endpoints and capabilities configured for it: listed as configured
+    const issuers = JSON.stringify([{
+      issuer: ISSUER,
+      jwks: JWKS_FILE,
+      authorization_endpoint: 'https://issuer.test/authorize',
+      token_endpoint: 'https://issuer.test/token',
+      capabilities: ['launch-standalone', 'client-public', 'sso-openid-connect', 'permission-v2'],
+    }]);
+    // (the helper's single issuer unset: the list names it, with its endpoints)
+    const unset = { HEARTH_AUTH_ISSUER: undefined, HEARTH_AUTH_JWKS: undefined } as unknown as Record<string, string>;
+    const configured = await discovery(await testApp({ HEARTH_AUTH_SERVER: 'false', ...unset, HEARTH_AUTH_ISSUERS: issuers }));
+    expect(configured).toMatchObject({
+      issuer: ISSUER,
+      authorization_endpoint: 'https://issuer.test/authorize',
+      token_endpoint: 'https://issuer.test/token',
+      capabilities: ['launch-standalone', 'client-public', 'sso-openid-connect', 'permission-v2'],
+      grant_types_supported: ['authorization_code'],
+    });
+    expect(() => loadConfig({ HEARTH_AUTH_ISSUERS: JSON.stringify([{ issuer: ISSUER, jwks: JWKS_FILE, capabilities: ['teleport'] }]) })).toThrow(
+      'HEARTH_AUTH_ISSUERS: entry 0 capabilities must be a list of SMART capabilities; "teleport" is none',
+    );
     expect((await external.app.inject({ method: 'POST', url: '/auth/token', headers: { authorization: '' } })).statusCode).toBe(404);
     const cs = json(await t.app.inject({ method: 'GET', url: '/fhir/metadata', headers: { authorization: '' } }));
     expect(cs.rest[0].security.service[0].coding[0].code).toBe('SMART-on-FHIR');
