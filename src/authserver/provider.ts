@@ -1,4 +1,5 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeJwt, exportJWK, generateKeyPair, type JWK } from 'jose';
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
@@ -60,32 +61,50 @@ export interface AuthServer {
   close(): void;
 }
 
+/** How long a token signing key signs before the next start makes a new one. */
+export const SIGNING_KEY_DAYS = 90;
+/** How many keys are kept (the newest signs; the others still verify what they signed). */
+const KEPT_KEYS = 2;
+
+interface StoredKey extends JWK {
+  /** when the key was made (ISO) */
+  readonly created: string;
+}
+
 /**
- * The signing key of the access tokens: ES256, made on first start under <data dir>/auth
- * (owner-only), in memory when the data is.
+ * The keys access and ID tokens are signed with: ES256, under <data dir>/auth (owner-only), in
+ * memory when the data is. They rotate: a start that finds the newest older than
+ * SIGNING_KEY_DAYS makes a new one, which signs from then on, and keeps the one before it in the
+ * JWKS (and in this server's own verifier) so that tokens it signed stay valid until they expire.
+ * Newest first.
  */
-async function signingKey(dataDir: string): Promise<JWK> {
-  const make = async () => {
+export async function signingKeys(dataDir: string, now: Date = new Date()): Promise<StoredKey[]> {
+  const make = async (): Promise<StoredKey> => {
     const { privateKey } = await generateKeyPair('ES256', { extractable: true });
     const jwk = await exportJWK(privateKey);
-    return { ...jwk, alg: 'ES256', use: 'sig', kid: `hearth-${new Date().toISOString().slice(0, 10)}-${Math.random().toString(36).slice(2, 8)}` };
+    const kid = `hearth-${now.toISOString().slice(0, 10)}-${randomBytes(4).toString('hex')}`;
+    return { ...jwk, alg: 'ES256', use: 'sig', kid, created: now.toISOString() };
   };
-  if (dataDir === ':memory:') return make();
+  if (dataDir === ':memory:') return [await make()];
   const dir = join(dataDir, 'auth');
-  const file = join(dir, 'signing-key.jwk.json');
-  if (!existsSync(file)) {
+  const file = join(dir, 'signing-keys.json');
+  let keys: StoredKey[] = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { keys: StoredKey[] }).keys : [];
+  const newest = keys[0];
+  if (!newest || now.getTime() - Date.parse(newest.created) > SIGNING_KEY_DAYS * 86_400_000) {
+    keys = [await make(), ...keys].slice(0, KEPT_KEYS);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    writeFileSync(file, JSON.stringify(await make()), { mode: 0o600 });
-    chmodSync(file, 0o600);
+    writeFileSync(`${file}.tmp`, JSON.stringify({ keys }), { mode: 0o600 });
+    chmodSync(`${file}.tmp`, 0o600);
+    renameSync(`${file}.tmp`, file);
   }
-  return JSON.parse(readFileSync(file, 'utf8')) as JWK;
+  return keys;
 }
 
 /**
  * The built-in SMART authorization server, on oidc-provider (a certified OpenID Connect
  * implementation): what is ours is the policy — which clients exist (`hearth clients`), which
- * SMART scopes each may be granted, the FHIR base URL as the only resource, token lifetimes.
- * This first part serves SMART backend services: `client_credentials` with `private_key_jwt`.
+ * SMART scopes each may be granted, the FHIR base URL as the only resource, token lifetimes,
+ * users and their sign-in (interactions.ts), auditing.
  */
 export async function createAuthServer(opts: {
   baseUrl: string;
@@ -102,13 +121,13 @@ export async function createAuthServer(opts: {
   const issuer = authIssuer(opts.baseUrl);
   const db = new AuthDb(opts.dataDir);
   const users = new Users(db, opts.box);
-  const key = await signingKey(opts.dataDir);
-  const { d: _d, ...publicKey } = key;
+  const keys = await signingKeys(opts.dataDir);
+  const publicKeys = keys.map(({ d: _d, created: _c, ...pub }) => pub);
   const resource = opts.baseUrl;
   const userTtl = opts.config.accessTokenSeconds;
   const provider = new Provider(issuer, {
     adapter: (name: string) => db.adapter(name),
-    jwks: { keys: [key as never] },
+    jwks: { keys: keys.map(({ created: _c, ...k }) => k) as never[] },
     clientAuthMethods: ['private_key_jwt', 'client_secret_basic', 'client_secret_post', 'none'],
     enabledJWA: { clientAuthSigningAlgValues: [...CLIENT_AUTH_ALGORITHMS] },
     clientDefaults: { grant_types: ['client_credentials'], response_types: [], token_endpoint_auth_method: 'private_key_jwt', id_token_signed_response_alg: 'ES256' },
@@ -202,7 +221,7 @@ export async function createAuthServer(opts: {
   provider.proxy = opts.trustProxy;
   provider.use(smartParameters(resource));
   provider.use(auditedEndpoints(opts.audit));
-  return { issuer, resource, provider, users, jwks: { keys: [publicKey] }, db, audit: opts.audit, close: () => db.close() };
+  return { issuer, resource, provider, users, jwks: { keys: publicKeys }, db, audit: opts.audit, close: () => db.close() };
 }
 
 /**

@@ -1,12 +1,12 @@
 import { randomUUID, type webcrypto } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import * as client from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.ts';
-import { createAuthServer } from '../../src/authserver/provider.ts';
+import { createAuthServer, signingKeys } from '../../src/authserver/provider.ts';
 import { LocalKeyring } from '../../src/crypto/keyring.ts';
 import { secretBox } from '../../src/crypto/secret-box.ts';
 import { authServerRoutes } from '../../src/authserver/routes.ts';
@@ -303,5 +303,22 @@ describe('the audit trail gates every token', () => {
     expect(res.body).not.toContain('access_token');
     await bare.close();
     server.close();
+  });
+});
+
+describe('the token signing keys rotate', () => {
+  it('a start after 90 days makes a new key that signs; the one before stays published for what it signed; older ones go', async () => {
+    const dataDir = tempDir();
+    const day = 86_400_000;
+    const t0 = new Date('2026-01-01T00:00:00Z');
+    const first = await signingKeys(dataDir, t0);
+    expect(first).toHaveLength(1);
+    expect(await signingKeys(dataDir, new Date(t0.getTime() + 89 * day))).toEqual(first);
+    const second = await signingKeys(dataDir, new Date(t0.getTime() + 91 * day));
+    expect(second.map((k) => k.kid)).toEqual([expect.not.stringMatching(first[0].kid!), first[0].kid]);
+    const third = await signingKeys(dataDir, new Date(t0.getTime() + 182 * day));
+    expect(third.map((k) => k.kid)).toEqual([expect.any(String), second[0].kid]);
+    expect(third[0].kid).not.toBe(second[0].kid);
+    expect(statSync(join(dataDir, 'auth', 'signing-keys.json')).mode & 0o777).toBe(0o600);
   });
 });
