@@ -263,6 +263,29 @@ describe('the authorization code flow with PKCE, through the sign-in pages', () 
     expect(page.html).toContain('the launch from the EHR is unknown or expired');
   });
 
+  it('a confidential app authenticates its code exchange with its secret; a wrong secret is invalid_client', async () => {
+    const out = clientsAdd(config, { id: 'server-app', type: 'confidential', 'redirect-uri': REDIRECT, scope: 'user/*.rs openid' });
+    const secret = /client secret \(shown once\): (\S+)/.exec(out)![1];
+    const withSecret = (s: string) =>
+      client.discovery(new URL(`${origin}/auth`), 'server-app', { id_token_signed_response_alg: 'ES256' }, client.ClientSecretBasic(s), { execute: [client.allowInsecureRequests] });
+    const c = await withSecret(secret);
+    const signIn = async () => {
+      const flow = await authorizationUrl(c, 'user/*.rs openid');
+      const b = new Browser();
+      let page = await b.go(flow.url.href);
+      page = await b.go(action(page.html), { form: { csrf: csrf(page.html), username: 'doc', password: 'doc-correct-horse' } });
+      page = await b.go(action(page.html), { form: { csrf: csrf(page.html), decision: 'allow', scope: ['user/*.rs', 'openid'] } });
+      return { flow, page };
+    };
+    const ok = await signIn();
+    expect((await exchange(c, ok.page, ok.flow)).scope?.split(' ').sort()).toEqual(['openid', 'user/*.rs']);
+    const bad = await signIn();
+    // (a 401 with a WWW-Authenticate challenge, which this library reports as such)
+    const refused = await exchange(await withSecret(`${secret}x`), bad.page, bad.flow).catch((e: unknown) => e as { status: number; cause: unknown });
+    expect(refused.status).toBe(401);
+    expect(JSON.stringify(refused.cause)).toContain('"error":"invalid_client"');
+  });
+
   it('a user who denies sends the app back access_denied, and nothing is issued', async () => {
     const c = await appConfig();
     const launch = await authorizationUrl(c, 'user/*.rs openid');
