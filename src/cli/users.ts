@@ -22,7 +22,10 @@ export interface UsersAddArgs {
 async function withUsers<T>(config: Config, work: (users: Users) => Promise<T> | T): Promise<T> {
   const db = new AuthDb(config.dataDir);
   try {
-    return await work(new Users(db, secretBox(openKeyring(config, false))));
+    // (the keyring only when a secret is sealed or opened, which these commands never do: so
+    // that accounts can be made before the server's first start has made the keyring)
+    const box = () => secretBox(openKeyring(config, false));
+    return await work(new Users(db, { seal: (p, c) => box().seal(p, c), open: (p, c) => box().open(p, c) }));
   } finally {
     db.close();
   }

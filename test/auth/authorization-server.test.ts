@@ -1,6 +1,7 @@
 import { randomUUID, type webcrypto } from 'node:crypto';
 import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import * as client from 'openid-client';
@@ -11,6 +12,7 @@ import { LocalKeyring } from '../../src/crypto/keyring.ts';
 import { secretBox } from '../../src/crypto/secret-box.ts';
 import { authServerRoutes } from '../../src/authserver/routes.ts';
 import { clientsAdd, clientsList, clientsRevoke } from '../../src/cli/clients.ts';
+import { usersAdd, usersDisable, usersResetMfa } from '../../src/cli/users.ts';
 import { CliError } from '../../src/cli/audit.ts';
 import { type Config, loadConfig } from '../../src/config/config.ts';
 import { freePort, ISSUER, JWKS_FILE, signToken, tempDir } from '../helpers/app.ts';
@@ -320,5 +322,41 @@ describe('the token signing keys rotate', () => {
     expect(third.map((k) => k.kid)).toEqual([expect.any(String), second[0].kid]);
     expect(third[0].kid).not.toBe(second[0].kid);
     expect(statSync(join(dataDir, 'auth', 'signing-keys.json')).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe('hearth users', () => {
+  it('adds accounts with a role, who they are, a password from a file or stdin (never the command line); disables; resets the second factor', async () => {
+    const cfg = loadConfig({ HEARTH_DATA_DIR: tempDir(), HEARTH_TLS: 'off', HEARTH_TRUSTED_PROXIES: '127.0.0.1' });
+    const file = join(tempDir(), 'pw');
+    writeFileSync(file, 'twelve-chars-or-more\nsecond line ignored\n');
+    const fails = async (a: Parameters<typeof usersAdd>[1], stdin?: string) => {
+      const err = await usersAdd(cfg, a, () => stdin ?? '').then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(CliError);
+      return (err as Error).message;
+    };
+    expect(await fails({ role: 'nurse', 'password-file': file })).toMatch(/^--username is required/);
+    expect(await fails({ username: 'a', role: 'wizard', 'password-file': file })).toMatch(/^--role is required: one of administrator, provider/);
+    expect(await fails({ username: 'a', role: 'patient', 'password-file': file })).toBe('a patient account needs --fhir-user Patient/<id>: the record it may see');
+    expect(await fails({ username: 'a', role: 'nurse', 'fhir-user': 'Device/1', 'password-file': file })).toMatch(/^--fhir-user must be/);
+    expect(await fails({ username: 'a', role: 'nurse' })).toMatch(/a password never goes on the command line/);
+    expect(await fails({ username: 'a', role: 'nurse', 'password-file': '-' }, 'short')).toBe('the password must have at least 12 characters');
+    expect(await fails({ username: 'a', role: 'nurse', 'password-file': file, mfa: 'maybe' })).toMatch(/^--mfa must be/);
+    expect(await usersAdd(cfg, { username: 'a', role: 'nurse', 'fhir-user': 'Practitioner/7', 'password-file': file })).toBe(
+      'added user a (nurse, Practitioner/7); second factor required: enrolled at the first sign-in\n',
+    );
+    expect(await usersAdd(cfg, { username: 'b', role: 'auditor', 'password-file': '-', mfa: 'optional' }, () => 'from-standard-input\n')).toMatch(/second factor optional/);
+    expect(await fails({ username: 'a', role: 'nurse', 'password-file': file })).toBe('a user "a" exists already');
+    // what is stored: an argon2id hash, never the password
+    const db = new DatabaseSync(join(cfg.dataDir, 'auth.db'), { readOnly: true });
+    const rows = db.prepare('SELECT username, password_hash, role, fhir_user, mfa_required FROM users ORDER BY username').all() as any[];
+    db.close();
+    expect(rows.map((r) => [r.username, r.role, r.fhir_user, r.mfa_required])).toEqual([['a', 'nurse', 'Practitioner/7', 1], ['b', 'auditor', null, 0]]);
+    expect(rows[0].password_hash).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+    expect(JSON.stringify(rows)).not.toContain('twelve-chars-or-more');
+    expect(await usersDisable(cfg, 'a')).toBe('disabled user a\n');
+    await expect(usersDisable(cfg, 'a')).rejects.toThrow('user a is disabled already');
+    await expect(usersDisable(cfg, 'zed')).rejects.toThrow('no user zed');
+    expect(await usersResetMfa(cfg, 'b')).toMatch(/^reset the second factor of b/);
   });
 });
