@@ -326,6 +326,11 @@ describe('the authorization code flow with PKCE, through the sign-in pages', () 
     const next = totp(key).generate({ timestamp: Date.now() + 30_000 });
     page = await again.go(action(replayed.html), { form: { csrf: csrf(replayed.html), code: next } });
     expect(page.html).toContain('Allow access?');
+    // each step of the account's sign-ins left its AuditEvent, in order
+    const auditor = await signToken({ sub: 'auditor', scope: 'system/AuditEvent.rs' }, { audience: base, lifetime: 300 });
+    const events = (await (await fetch(`${base}/AuditEvent?type=110114&_count=200&_sort=date`, { headers: { authorization: `Bearer ${auditor}` } })).json()) as any;
+    const steps = events.entry.map((e: any) => e.resource).filter((e: any) => e.agent[0].name === 'nurse1').map((e: any) => e.outcomeDesc ?? 'ok');
+    expect(steps).toEqual(['ok', 'ok', 'ok', '401 mfa-failure', '401 mfa-failure', 'ok']);
   });
 
   it('wrong passwords lock the account after five; each attempt is audited', async () => {
