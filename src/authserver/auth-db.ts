@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS users (
 CREATE TABLE IF NOT EXISTS grant_context (
   grant_id TEXT PRIMARY KEY,
   patient TEXT,
+  encounter TEXT,
   expires_at INTEGER NOT NULL
 ) STRICT;
 CREATE TABLE IF NOT EXISTS launch_context (
@@ -117,13 +118,17 @@ export class AuthDb {
   }
 
   /** The launch context a grant was given (the patient picked at consent), kept as long as the grant may be used. */
-  setGrantContext(grantId: string, patient: string | undefined, ttlSeconds = 30 * 24 * 3600): void {
-    this.#db.prepare('INSERT OR REPLACE INTO grant_context (grant_id, patient, expires_at) VALUES (?, ?, ?)').run(grantId, patient ?? null, this.#now() + ttlSeconds * 1000);
+  setGrantContext(grantId: string, context: { patient?: string; encounter?: string }, ttlSeconds = 30 * 24 * 3600): void {
+    this.#db
+      .prepare('INSERT OR REPLACE INTO grant_context (grant_id, patient, encounter, expires_at) VALUES (?, ?, ?, ?)')
+      .run(grantId, context.patient ?? null, context.encounter ?? null, this.#now() + ttlSeconds * 1000);
   }
 
-  grantContext(grantId: string): { patient?: string } | undefined {
-    const row = this.#db.prepare('SELECT patient FROM grant_context WHERE grant_id = ? AND expires_at > ?').get(grantId, this.#now()) as { patient: string | null } | undefined;
-    return row && (row.patient ? { patient: row.patient } : {});
+  grantContext(grantId: string): { patient?: string; encounter?: string } | undefined {
+    const row = this.#db.prepare('SELECT patient, encounter FROM grant_context WHERE grant_id = ? AND expires_at > ?').get(grantId, this.#now()) as
+      | { patient: string | null; encounter: string | null }
+      | undefined;
+    return row && { ...(row.patient ? { patient: row.patient } : {}), ...(row.encounter ? { encounter: row.encounter } : {}) };
   }
 
   /** An EHR's launch context (an opaque `launch` value → patient, encounter), for `ttlSeconds`. */

@@ -176,9 +176,10 @@ export async function interactionRoutes(
     // The launch context: from the EHR that launched the app; else a patient user is the
     // patient, and others pick one the list offered.
     let patient: string | undefined;
+    let encounter: string | undefined;
     const ehr = ehrContext(details.params);
     if (ehr === 'expired') return reply.code(400).type('text/plain').send(EXPIRED_LAUNCH);
-    if (ehr && chosen.has('launch')) patient = ehr.patient;
+    if (ehr && chosen.has('launch')) ({ patient, encounter } = ehr);
     else if (chosen.has('launch/patient')) {
       if (user.role === 'patient') patient = user.fhirUser?.startsWith('Patient/') ? user.fhirUser.slice('Patient/'.length) : undefined;
       else {
@@ -203,14 +204,14 @@ export async function interactionRoutes(
     if (refusedClinical.length) grant.rejectResourceScope(server.resource, refusedClinical.join(' '));
     if (chosen.has('fhirUser') || chosen.has('openid')) grant.addOIDCClaims(['fhirUser']);
     const grantId = await grant.save();
-    server.db.setGrantContext(grantId, patient);
+    server.db.setGrantContext(grantId, { patient, encounter });
     await record({ requestId: request.id, address: request.ip, username: accountId, step: 'consent', outcome: 'success', user });
     reply.hijack();
     return provider.interactionFinished(request.raw, reply.raw, { consent: { grantId } }, { mergeWithLastSubmission: true });
   });
 
   /** The context an EHR registered for this launch (`launch` scope and parameter); 'expired' when the value is unknown. */
-  function ehrContext(params: Record<string, unknown>): { patient: string } | 'expired' | undefined {
+  function ehrContext(params: Record<string, unknown>): { patient: string; encounter?: string } | 'expired' | undefined {
     const scopes = String(params.scope ?? '').split(' ');
     if (!scopes.includes('launch') || typeof params.launch !== 'string') return undefined;
     return server.db.launch(params.launch) ?? 'expired';

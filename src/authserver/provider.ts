@@ -171,6 +171,7 @@ export async function createAuthServer(opts: {
         ...(user ? { [opts.roleClaim]: user.role } : {}),
         ...(user?.fhirUser ? { fhirUser: user.fhirUser } : {}),
         ...(context?.patient ? { patient: context.patient } : {}),
+        ...(context?.encounter ? { encounter: context.encounter } : {}),
       };
     },
     features: {
@@ -260,8 +261,10 @@ function smartParameters(resource: string) {
     if (ctx.path === '/token' && ctx.status === 200) {
       const body = ctx.body as Record<string, unknown> | undefined;
       if (typeof body?.access_token === 'string') {
-        const patient = decodeJwt(body.access_token).patient;
+        // See: SMART App Launch 2.x, app-launch.html#launch-context-arrives-with-your-access_token
+        const { patient, encounter } = decodeJwt(body.access_token);
         if (typeof patient === 'string') body.patient = patient;
+        if (typeof encounter === 'string') body.encounter = encounter;
         // The response names every scope granted (SMART): the FHIR API's, and the identity and
         // launch scopes the user allowed (oidc-provider lists the resource's alone).
         const oidc = (ctx.oidc?.entities as { Grant?: { openid?: { scope?: string } } } | undefined)?.Grant?.openid?.scope;

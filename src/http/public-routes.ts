@@ -101,6 +101,7 @@ function builtInConfiguration(issuer: string): Record<string, unknown> {
       'client-confidential-symmetric',
       'client-confidential-asymmetric',
       'context-ehr-patient',
+      'context-ehr-encounter',
       'context-standalone-patient',
       'sso-openid-connect',
       'permission-offline',

@@ -208,6 +208,7 @@ describe('SMART backend services on the built-in authorization server', () => {
       'client-confidential-symmetric',
       'client-confidential-asymmetric',
       'context-ehr-patient',
+      'context-ehr-encounter',
       'context-standalone-patient',
       'sso-openid-connect',
       'permission-offline',

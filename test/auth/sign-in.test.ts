@@ -255,6 +255,7 @@ describe('the authorization code flow with PKCE, through the sign-in pages', () 
     page = await b.go(action(page.html), { form: { csrf: csrf(page.html), decision: 'allow', scope: ['launch', 'user/*.rs', 'openid'] } });
     const tokens = await exchange(c, page, flow);
     expect(tokens.patient).toBe(ids.other);
+    expect(tokens.encounter).toBe('enc-1');
     expect(tokens.scope?.split(' ').sort()).toEqual(['launch', 'openid', 'user/*.rs']);
     // an unknown launch value is refused before any sign-in
     const bogus = await authorizationUrl(c, 'launch user/*.rs openid', { launch: 'no-such-launch' });
