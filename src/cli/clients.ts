@@ -154,7 +154,8 @@ function httpsUrl(raw: string): string {
   } catch {
     throw new CliError(`--jwks-uri: not a URL: ${raw}`);
   }
-  const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname);
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) throw new CliError('--jwks-uri must be https (http on loopback only)');
+  // (oidc-provider fetches it, and refuses special-use addresses — loopback, private networks —
+  // against server-side request forgery: a key server must be reachable as any https site)
+  if (url.protocol !== 'https:') throw new CliError('--jwks-uri must be https');
   return url.href;
 }

@@ -245,7 +245,7 @@ describe('hearth clients', () => {
     expect(fails({ id: 'a', scope: 'system/*.rs' })).toMatch(/--jwks <file> or --jwks-uri/);
     expect(fails({ id: 'a', jwks })).toMatch(/^--scope is required/);
     expect(fails({ id: 'a', jwks, scope: 'patient/*.rs' })).toBe('--scope: "patient/*.rs" is not a SMART system/ scope (a backend service acts for no user or patient)');
-    expect(fails({ id: 'a', 'jwks-uri': 'http://example.org/jwks', scope: 'system/*.rs' })).toBe('--jwks-uri must be https (http on loopback only)');
+    expect(fails({ id: 'a', 'jwks-uri': 'http://example.org/jwks', scope: 'system/*.rs' })).toBe('--jwks-uri must be https');
     const priv = join(tempDir(), 'private.json');
     writeFileSync(priv, JSON.stringify({ keys: [{ ...(await exportJWK((await generateKeyPair('ES384', { extractable: true })).privateKey)) }] }));
     expect(fails({ id: 'a', jwks: priv, scope: 'system/*.rs' })).toMatch(/holds a private key/);
