@@ -55,6 +55,21 @@ export async function publicRoutes(
   });
 }
 
+/** Examples of the clinical scopes the FHIR API enforces (v2 and v1; granular ones too). */
+const CLINICAL_SCOPES = [
+  'patient/*.rs',
+  'patient/*.cruds',
+  'user/*.rs',
+  'user/*.cruds',
+  'system/*.rs',
+  'system/*.cruds',
+  'patient/*.read',
+  'user/*.read',
+  'user/*.write',
+  'system/*.read',
+  'system/*.write',
+];
+
 /**
  * The built-in server as SMART discovery describes it: its endpoints and only the capabilities it
  * has — standalone launch with PKCE for public and confidential apps (users signing in on its
@@ -74,25 +89,7 @@ function builtInConfiguration(issuer: string): Record<string, unknown> {
     code_challenge_methods_supported: ['S256'],
     token_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_basic', 'client_secret_post', 'none'],
     token_endpoint_auth_signing_alg_values_supported: [...CLIENT_AUTH_ALGORITHMS],
-    scopes_supported: [
-      'openid',
-      'fhirUser',
-      'launch',
-      'launch/patient',
-      'offline_access',
-      'online_access',
-      'patient/*.rs',
-      'patient/*.cruds',
-      'user/*.rs',
-      'user/*.cruds',
-      'system/*.rs',
-      'system/*.cruds',
-      'patient/*.read',
-      'user/*.read',
-      'user/*.write',
-      'system/*.read',
-      'system/*.write',
-    ],
+    scopes_supported: ['openid', 'fhirUser', 'launch', 'launch/patient', 'offline_access', 'online_access', ...CLINICAL_SCOPES],
     capabilities: [
       'launch-ehr',
       'launch-standalone',
@@ -141,22 +138,7 @@ function externalConfiguration(config: Config): Record<string, unknown> {
     grant_types_supported: [...(launches ? ['authorization_code'] : []), ...(capabilities.includes('client-confidential-asymmetric') ? ['client_credentials'] : [])],
     token_endpoint_auth_methods_supported: ['private_key_jwt'],
     code_challenge_methods_supported: ['S256'],
-    scopes_supported: [
-      'patient/*.rs',
-      'patient/*.cruds',
-      'user/*.rs',
-      'user/*.cruds',
-      'system/*.rs',
-      'system/*.cruds',
-      'patient/*.read',
-      'user/*.read',
-      'user/*.write',
-      'system/*.read',
-      'openid',
-      'fhirUser',
-      'launch',
-      'launch/patient',
-    ],
+    scopes_supported: [...CLINICAL_SCOPES, 'openid', 'fhirUser', 'launch', 'launch/patient'],
     capabilities,
     'hearth:trusted_issuers': config.auth.issuers.map((i) => i.issuer),
   };

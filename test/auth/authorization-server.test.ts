@@ -6,7 +6,6 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import * as client from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/app.ts';
 import { createAuthServer, signingKeys } from '../../src/authserver/provider.ts';
 import { LocalKeyring } from '../../src/crypto/keyring.ts';
 import { secretBox } from '../../src/crypto/secret-box.ts';
@@ -15,7 +14,8 @@ import { clientsAdd, clientsList, clientsRevoke } from '../../src/cli/clients.ts
 import { usersAdd, usersDisable, usersResetMfa } from '../../src/cli/users.ts';
 import { CliError } from '../../src/cli/audit.ts';
 import { type Config, loadConfig } from '../../src/config/config.ts';
-import { freePort, ISSUER, JWKS_FILE, signToken, tempDir } from '../helpers/app.ts';
+import { signToken, tempDir } from '../helpers/app.ts';
+import { listeningApp } from '../helpers/listening.ts';
 
 // The built-in authorization server over real HTTP with a real OAuth client library
 // (openid-client): SMART backend services — client_credentials with private_key_jwt — and the
@@ -35,27 +35,12 @@ async function clientKeys(name: string, alg: 'ES384' | 'RS384'): Promise<{ priva
 }
 
 beforeAll(async () => {
-  const port = await freePort();
-  origin = `http://127.0.0.1:${port}`;
-  base = `${origin}/fhir`;
-  config = loadConfig({
-    HEARTH_LOG_LEVEL: 'silent',
-    HEARTH_DATA_DIR: tempDir(),
-    HEARTH_PORT: String(port),
-    HEARTH_BASE_URL: base,
-    // an external issuer trusted beside the built-in one, as a deployment may
-    HEARTH_AUTH_ISSUER: ISSUER,
-    HEARTH_AUTH_JWKS: JWKS_FILE,
-    HEARTH_RATE_LIMIT: 'off',
-    HEARTH_TLS: 'off',
-    HEARTH_TRUSTED_PROXIES: '127.0.0.1',
-  });
+  // (the test issuer trusted beside the built-in one, as a deployment may)
+  ({ app, config, origin, base } = await listeningApp());
   keys.feed = await clientKeys('feed', 'ES384');
   keys.rsa = await clientKeys('rsa', 'RS384');
   clientsAdd(config, { id: 'lab-feed', jwks: keys.feed.jwks, scope: 'system/Patient.rs system/Observation.cruds' });
   clientsAdd(config, { id: 'rsa-client', jwks: keys.rsa.jwks, scope: 'system/*.rs' });
-  app = await buildApp(config);
-  await app.listen({ host: '127.0.0.1', port });
 });
 
 afterAll(async () => {

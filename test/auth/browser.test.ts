@@ -8,11 +8,11 @@ import * as client from 'openid-client';
 import { Secret, TOTP } from 'otpauth';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/app.ts';
 import { clientsAdd } from '../../src/cli/clients.ts';
 import { usersAdd } from '../../src/cli/users.ts';
-import { type Config, loadConfig } from '../../src/config/config.ts';
-import { freePort, ISSUER, JWKS_FILE, signToken, tempDir } from '../helpers/app.ts';
+import type { Config } from '../../src/config/config.ts';
+import { signToken, tempDir } from '../helpers/app.ts';
+import { listeningApp } from '../helpers/listening.ts';
 
 // The sign-in pages in a real browser: Debian's headless Chromium (installed by npm's pretest,
 // scripts/ensure-test-services.sh), driven by playwright-core — login, TOTP enrolment, patient
@@ -34,22 +34,7 @@ describe.runIf(available)('the sign-in pages in headless Chromium', () => {
   let patientId: string;
 
   beforeAll(async () => {
-    const port = await freePort();
-    origin = `http://127.0.0.1:${port}`;
-    base = `${origin}/fhir`;
-    config = loadConfig({
-      HEARTH_LOG_LEVEL: 'silent',
-      HEARTH_DATA_DIR: tempDir(),
-      HEARTH_PORT: String(port),
-      HEARTH_BASE_URL: base,
-      HEARTH_AUTH_ISSUER: ISSUER,
-      HEARTH_AUTH_JWKS: JWKS_FILE,
-      HEARTH_RATE_LIMIT: 'off',
-      HEARTH_TLS: 'off',
-      HEARTH_TRUSTED_PROXIES: '127.0.0.1',
-    });
-    app = await buildApp(config);
-    await app.listen({ host: '127.0.0.1', port });
+    ({ app, config, origin, base } = await listeningApp());
     const admin = await signToken({ sub: 'ops', scope: 'system/*.cruds' }, { audience: base, lifetime: 600 });
     const made = await fetch(`${base}/Patient`, {
       method: 'POST',

@@ -5,11 +5,11 @@ import { decodeJwt, exportJWK, generateKeyPair } from 'jose';
 import * as client from 'openid-client';
 import { Secret, TOTP } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/app.ts';
 import { clientsAdd } from '../../src/cli/clients.ts';
 import { usersAdd } from '../../src/cli/users.ts';
-import { type Config, loadConfig } from '../../src/config/config.ts';
-import { freePort, ISSUER, JWKS_FILE, signToken, tempDir } from '../helpers/app.ts';
+import type { Config } from '../../src/config/config.ts';
+import { signToken, tempDir } from '../helpers/app.ts';
+import { listeningApp } from '../helpers/listening.ts';
 
 // The authorization code flow of the built-in server, as an app drives it with a real OAuth
 // client library (openid-client: PKCE, state, the code exchange, refresh) and a user fills in
@@ -40,22 +40,7 @@ async function addUser(username: string, role: string, fhirUser: string, mfa?: s
 }
 
 beforeAll(async () => {
-  const port = await freePort();
-  origin = `http://127.0.0.1:${port}`;
-  base = `${origin}/fhir`;
-  config = loadConfig({
-    HEARTH_LOG_LEVEL: 'silent',
-    HEARTH_DATA_DIR: tempDir(),
-    HEARTH_PORT: String(port),
-    HEARTH_BASE_URL: base,
-    HEARTH_AUTH_ISSUER: ISSUER,
-    HEARTH_AUTH_JWKS: JWKS_FILE,
-    HEARTH_RATE_LIMIT: 'off',
-    HEARTH_TLS: 'off',
-    HEARTH_TRUSTED_PROXIES: '127.0.0.1',
-  });
-  app = await buildApp(config);
-  await app.listen({ host: '127.0.0.1', port });
+  ({ app, config, origin, base } = await listeningApp());
   admin = await signToken({ sub: 'ops', scope: 'system/*.cruds' }, { audience: base, lifetime: 600 });
   ids.mine = await createPatient('Mine');
   ids.other = await createPatient('Other');
