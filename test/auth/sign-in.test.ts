@@ -272,6 +272,15 @@ describe('the authorization code flow with PKCE, through the sign-in pages', () 
     expect(JSON.stringify(refused.cause)).toContain('"error":"invalid_client"');
   });
 
+  it('a sign-in step with no interaction behind it (no cookie, unknown or finished) is refused, saying nothing of the internals', async () => {
+    for (const [method, path] of [['GET', '/auth/interaction/abc'], ['POST', '/auth/interaction/abc/login'], ['POST', '/auth/interaction/abc/mfa'], ['POST', '/auth/interaction/abc/consent']]) {
+      const res = await fetch(`${origin}${path}`, { method, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: method === 'POST' ? 'csrf=x' : undefined });
+      const text = await res.text();
+      expect([method, path, res.status]).toEqual([method, path, 400]);
+      expect(text).not.toMatch(/at .*\.(js|ts):\d+|node_modules/);
+    }
+  });
+
   it('a user who denies sends the app back access_denied, and nothing is issued', async () => {
     const c = await appConfig();
     const launch = await authorizationUrl(c, 'user/*.rs openid');
