@@ -15,6 +15,9 @@ import { loadRoles } from './auth/roles.ts';
 import { parseScopes } from './auth/scopes.ts';
 import { JwtVerifier, type TokenVerifier } from './auth/token-verifier.ts';
 import type { LoginEvent, PatientList } from './authserver/interactions.ts';
+import type { User } from './authserver/users.ts';
+import type { SearchQuery } from './fhir/query.ts';
+import { decideRoute } from './rest/routes.ts';
 import { type AuthEvent, authIssuer, type AuthServer, createAuthServer } from './authserver/provider.ts';
 import { secretBox } from './crypto/secret-box.ts';
 import { type Config, ConfigError, mongoDatabaseOf } from './config/config.ts';
@@ -216,16 +219,48 @@ export async function createServices(config: Config, deps: ServiceDeps = {}): Pr
     : undefined;
   const signIn: SignInDeps | undefined = authServer && {
     record: (e) => sink.recordFacts(loginFacts(e, authServer.issuer, config.baseUrl, clock)),
-    // The patients a user may pick at launch: the first 50 by name (the FHIR API still applies
-    // the user's restrictions to every request the token makes).
-    patients: async () => {
-      const page = await store.search({ type: 'Patient', where: [], sort: [{ param: 'family', field: 'code', descending: false }], count: 50, total: 'none' });
-      return page.matches.map((m) => ({ id: m.id, label: patientLabel(m.resource) }));
-    },
+    patients: (user, request) => pickablePatients(user, request),
   };
   const builtIn = authServer && { issuer: authServer.issuer, jwks: { kind: 'file' as const, keys: authServer.jwks } };
   const issuers = builtIn ? [...config.auth.issuers, builtIn] : config.auth.issuers;
   const verifier = deps.verifier ?? new JwtVerifier({ ...config.auth, issuers }, config.baseUrl, clock);
+  /**
+   * The patients a user may pick at launch: a search of Patients as the user (user/Patient.rs,
+   * the user's role and, with HEARTH_AUTH_RELATIONSHIP, only the user's patients) through the one
+   * decision and restriction every route passes; the first 50 by name. Showing them is an access
+   * like any search: it leaves its AuditEvent, naming every patient shown.
+   */
+  async function pickablePatients(user: User, request: { id: string; ip: string }): Promise<{ id: string; label: string }[]> {
+    const scopes = ['user/Patient.rs'];
+    const principal: Principal = {
+      issuer: authIssuer(config.baseUrl),
+      subject: user.username,
+      fhirUser: user.fhirUser,
+      role: user.role,
+      grants: parseScopes(scopes),
+      scopes,
+      expiresAt: Math.floor(clock().getTime() / 1000) + 60,
+    };
+    const decision = decideRoute(principal, { type: 'Patient', interaction: 'search-type' }, false, model, policy, 'GET');
+    const query: SearchQuery = { type: 'Patient', where: [], sort: [{ param: 'family', field: 'code', descending: false }], count: 50, total: 'none' };
+    const search = { query, includes: [], revIncludes: [], linkParams: [], ignored: [] };
+    const found = decision.allowed ? (await repository.search(search, decision.access)).matches : [];
+    await sink.recordFacts({
+      requestId: `${request.id}.patients`,
+      recorded: clock(),
+      interaction: 'search-type',
+      resourceType: 'Patient',
+      status: decision.allowed ? 200 : 403,
+      principal,
+      address: request.ip,
+      entities: found.map((m) => ({ reference: `Patient/${m.id}/_history/${m.versionId}`, role: 'domain' as const })),
+      patients: found.map((m) => `Patient/${m.id}`),
+      query: '_sort=family&_count=50',
+      server: { baseUrl: config.baseUrl, name: 'Hearth' },
+    });
+    return found.map((m) => ({ id: m.id, label: patientLabel(m.resource) }));
+  }
+
   const policy = buildPolicy(config, model);
   const repository = new FhirRepository({
     model,

@@ -18,8 +18,8 @@ export interface LoginEvent {
   readonly user?: User;
 }
 
-/** Patients a user may pick as the launch context (a practitioner's list). */
-export type PatientList = (user: User) => Promise<{ id: string; label: string }[]>;
+/** Patients a user may pick as the launch context (a practitioner's list): an access of the user's, audited as such. */
+export type PatientList = (user: User, request: { id: string; ip: string }) => Promise<{ id: string; label: string }[]>;
 
 const FAILURES_PER_ADDRESS = 20;
 const EXPIRED_LAUNCH = 'the launch from the EHR is unknown or expired: open the app from the EHR again';
@@ -98,7 +98,7 @@ export async function interactionRoutes(
     // An EHR launch whose value is unknown or expired goes no further: not even the sign-in.
     if (ehrContext(details.params) === 'expired') return reply.code(400).type('text/plain').send(EXPIRED_LAUNCH);
     if (details.prompt.name === 'login') return send(reply, pagesOf(uid, details.params).login(name));
-    return send(reply, await consent(uid, details.session?.accountId, details.params, name));
+    return send(reply, await consent(request, uid, details.session?.accountId, details.params, name));
   });
 
   app.post('/auth/interaction/:uid/login', async (request, reply) => {
@@ -183,12 +183,12 @@ export async function interactionRoutes(
     else if (chosen.has('launch/patient')) {
       if (user.role === 'patient') patient = user.fhirUser?.startsWith('Patient/') ? user.fhirUser.slice('Patient/'.length) : undefined;
       else {
-        const offered = await patients(user);
+        const offered = await patients(user, request);
         patient = offered.find((p) => p.id === body.patient)?.id;
       }
       if (!patient) {
         const client = await provider.Client.find(String(details.params.client_id));
-        return send(reply, await consent(uid, accountId, details.params, client?.clientName ?? String(details.params.client_id), 'Choose a patient.'), 400);
+        return send(reply, await consent(request, uid, accountId, details.params, client?.clientName ?? String(details.params.client_id), 'Choose a patient.'), 400);
       }
     }
     const grant = new provider.Grant({ accountId, clientId: String(details.params.client_id) });
@@ -254,6 +254,7 @@ export async function interactionRoutes(
   }
 
   async function consent(
+    request: FastifyRequest,
     uid: string,
     accountId: string | undefined,
     params: Record<string, unknown>,
@@ -263,7 +264,7 @@ export async function interactionRoutes(
     const user = accountId ? users.get(accountId) : undefined;
     const scopes = String(params.scope ?? '').split(' ').filter(Boolean);
     const ehr = ehrContext(params);
-    const offered = scopes.includes('launch/patient') && !ehr && user && user.role !== 'patient' ? await patients(user) : undefined;
+    const offered = scopes.includes('launch/patient') && !ehr && user && user.role !== 'patient' ? await patients(user, request) : undefined;
     const choices = scopes.map((s) => ({ scope: s, description: describe(s) }));
     return consentPage(`/auth/interaction/${uid}/consent`, csrfOf(uid), clientName, choices, offered, appOrigin(params), message);
   }

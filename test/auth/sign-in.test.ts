@@ -63,6 +63,13 @@ interface Visit {
 /** A browser's cookie jar and redirect-following, enough for the sign-in pages. */
 class Browser {
   readonly #cookies = new Map<string, string>();
+  readonly #origin: string | undefined;
+
+  /** `home`: the server whose redirects it follows (the suite's by default) */
+  constructor(home?: string) {
+    this.#origin = home;
+  }
+
   async go(url: string, init: { method?: string; form?: Record<string, string | string[]> } = {}): Promise<Visit> {
     let body: URLSearchParams | undefined;
     if (init.form) {
@@ -83,7 +90,7 @@ class Browser {
     const location = res.headers.get('location') ?? undefined;
     const absolute = location && new URL(location, url).href;
     // Follow redirects within the server; stop at the app's redirect URI.
-    if (absolute && res.status >= 300 && res.status < 400 && absolute.startsWith(origin)) return this.go(absolute);
+    if (absolute && res.status >= 300 && res.status < 400 && absolute.startsWith(this.#origin ?? origin)) return this.go(absolute);
     return { status: res.status, url, html: await res.text(), location: absolute };
   }
 }
@@ -347,5 +354,53 @@ describe('the authorization code flow with PKCE, through the sign-in pages', () 
     const failures = events.entry.map((e: any) => e.resource).filter((e: any) => e.agent[0].name === 'pat' && e.outcome !== '0');
     expect(failures.map((e: any) => e.outcomeDesc)).toEqual(expect.arrayContaining(['401 password-failure', '423 password-locked']));
     expect(page.status).toBe(200);
+  });
+});
+
+describe('the patient picker is an access of the user\'s, under the one policy', () => {
+  it('with HEARTH_AUTH_RELATIONSHIP, offers only the practitioner\'s patients; showing them is audited', async () => {
+    const server = await listeningApp({ HEARTH_AUTH_RELATIONSHIP: 'true' });
+    try {
+      const token = await signToken({ sub: 'ops', scope: 'system/*.cruds' }, { audience: server.base, lifetime: 600 });
+      const make = async (family: string, gp?: string) => {
+        const res = await fetch(`${server.base}/Patient`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json' },
+          body: JSON.stringify({ resourceType: 'Patient', name: [{ family, given: ['Pick'] }], ...(gp ? { generalPractitioner: [{ reference: gp }] } : {}) }),
+        });
+        return ((await res.json()) as { id: string }).id;
+      };
+      const mine = await make('Panelmine', 'Practitioner/gp-1');
+      await make('Notmine');
+      clientsAdd(server.config, { id: 'picker-app', type: 'public', 'redirect-uri': REDIRECT, scope: 'user/*.rs launch/patient openid' });
+      const password = join(tempDir(), 'pw');
+      writeFileSync(password, 'gp-correct-horse-battery\n');
+      await usersAdd(server.config, { username: 'gp', role: 'provider', 'fhir-user': 'Practitioner/gp-1', 'password-file': password, mfa: 'optional' });
+      const c = await client.discovery(new URL(`${server.origin}/auth`), 'picker-app', { id_token_signed_response_alg: 'ES256' }, client.None(), {
+        execute: [client.allowInsecureRequests],
+      });
+      const verifier = client.randomPKCECodeVerifier();
+      const url = client.buildAuthorizationUrl(c, {
+        redirect_uri: REDIRECT,
+        scope: 'user/*.rs launch/patient openid',
+        code_challenge: await client.calculatePKCECodeChallenge(verifier),
+        code_challenge_method: 'S256',
+        state: client.randomState(),
+        aud: server.base,
+      });
+      const b = new Browser(server.origin);
+      let page = await b.go(url.href);
+      page = await b.go(new URL(/<form method="post" action="([^"]+)"/.exec(page.html)![1], server.origin).href, {
+        form: { csrf: csrf(page.html), username: 'gp', password: 'gp-correct-horse-battery' },
+      });
+      expect(page.html).toContain('Which patient?');
+      expect([...page.html.matchAll(/name="patient" value="([^"]+)"/g)].map((m) => m[1])).toEqual([mine]);
+      const auditor = await signToken({ sub: 'auditor', scope: 'system/AuditEvent.rs' }, { audience: server.base, lifetime: 300 });
+      const events = (await (await fetch(`${server.base}/AuditEvent?patient=Patient/${mine}&_count=50`, { headers: { authorization: `Bearer ${auditor}` } })).json()) as any;
+      const shown = events.entry.map((e: any) => e.resource).filter((e: any) => e.agent[0].name === 'gp');
+      expect(shown.map((e: any) => [e.subtype[0].code, e.outcome])).toEqual([['search-type', '0']]);
+    } finally {
+      await server.app.close();
+    }
   });
 });
