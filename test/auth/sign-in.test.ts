@@ -288,6 +288,19 @@ describe('the authorization code flow with PKCE, through the sign-in pages', () 
     }
   });
 
+  it('an app revokes its refresh token at the revocation endpoint: it no longer refreshes', async () => {
+    const c = await appConfig();
+    const flow = await authorizationUrl(c, 'user/*.rs openid offline_access');
+    const b = new Browser();
+    let page = await b.go(flow.url.href);
+    page = await b.go(action(page.html), { form: { csrf: csrf(page.html), username: 'doc', password: 'doc-correct-horse' } });
+    page = await b.go(action(page.html), { form: { csrf: csrf(page.html), decision: 'allow', scope: ['user/*.rs', 'openid', 'offline_access'] } });
+    const tokens = await exchange(c, page, flow);
+    expect(tokens.refresh_token).toBeDefined();
+    await client.tokenRevocation(c, tokens.refresh_token!);
+    await expect(client.refreshTokenGrant(c, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+  });
+
   it('a user who denies sends the app back access_denied, and nothing is issued', async () => {
     const c = await appConfig();
     const launch = await authorizationUrl(c, 'user/*.rs openid');
