@@ -74,8 +74,11 @@ export async function interactionRoutes(
     return f !== undefined && Date.now() - f.since < ADDRESS_WINDOW_MS && f.count >= FAILURES_PER_ADDRESS;
   };
   const failedFrom = (address: string) => {
+    const now = Date.now();
+    // (bounded: past windows are forgotten once many addresses have failed)
+    if (failures.size >= 10_000) for (const [a, f] of failures) if (now - f.since >= ADDRESS_WINDOW_MS) failures.delete(a);
     const f = failures.get(address);
-    if (!f || Date.now() - f.since >= ADDRESS_WINDOW_MS) failures.set(address, { count: 1, since: Date.now() });
+    if (!f || now - f.since >= ADDRESS_WINDOW_MS) failures.set(address, { count: 1, since: now });
     else f.count++;
   };
 
@@ -202,7 +205,8 @@ export async function interactionRoutes(
     const refusedClinical = refused.filter((s) => parseScope(s) !== undefined);
     if (refusedOidc.length) grant.rejectOIDCScope(refusedOidc.join(' '));
     if (refusedClinical.length) grant.rejectResourceScope(server.resource, refusedClinical.join(' '));
-    if (chosen.has('fhirUser') || chosen.has('openid')) grant.addOIDCClaims(['fhirUser']);
+    // The ID token names the user's record only when the user allowed fhirUser.
+    if (chosen.has('fhirUser')) grant.addOIDCClaims(['fhirUser']);
     const grantId = await grant.save();
     server.db.setGrantContext(grantId, { patient, encounter });
     await record({ requestId: request.id, address: request.ip, username: accountId, step: 'consent', outcome: 'success', user });

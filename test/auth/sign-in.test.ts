@@ -182,6 +182,8 @@ describe('the authorization code flow with PKCE, through the sign-in pages', () 
     expect(tokens.patient).toBe(ids.other);
     expect(tokens.scope?.split(' ').sort()).toEqual(['launch/patient', 'openid', 'user/*.rs']);
     expect(decodeJwt(tokens.access_token)).toMatchObject({ role: 'provider', fhirUser: 'Practitioner/doc-1' });
+    // fhirUser left unchecked: the ID token does not name the user's record
+    expect(tokens.claims()).not.toHaveProperty('fhirUser');
     expect(tokens.refresh_token).toBeUndefined();
     // the same code a second time
     await expect(client.authorizationCodeGrant(c, new URL(page.location!), { pkceCodeVerifier: launch.verifier, expectedState: launch.state })).rejects.toMatchObject({ error: 'invalid_grant' });
