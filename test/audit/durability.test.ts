@@ -191,7 +191,7 @@ describe('write-ahead audit: no committed write without the AuditEvent of who ma
     await log.close();
     db.close();
     expect(verify(dataDir).status).toBe(0);
-  });
+  }, 120_000); // (each crash and restart takes ~7 s; the crash may be repeated)
 });
 
 /** Mixed writes from 20 writers into a fresh data directory until the server is killed (SIGKILL). */
@@ -267,7 +267,7 @@ describe('transactions under a crash: all or nothing, with their AuditEvents', (
     expect(await log.audit.openAttempts()).toEqual([]);
     await log.close();
     expect(verify(dataDir).status).toBe(0);
-  });
+  }, 90_000); // (each crash and restart takes ~7 s; the crash may be repeated)
 });
 
 /** Transactions of a Patient and five Observations referencing it by urn:uuid, from 8 writers, until the server is killed. */
