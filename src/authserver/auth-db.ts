@@ -53,6 +53,17 @@ CREATE TABLE IF NOT EXISTS clients (
 ) STRICT;
 `;
 
+/** A confidential client's secret at rest: sealed, in its metadata under this name (never `client_secret`). */
+export const SEALED_SECRET = 'hearth_sealed_secret';
+
+/** What opens sealed secrets (crypto/secret-box.ts, under the keyring). */
+export interface Opener {
+  open(sealed: string, context: string): string;
+}
+
+/** The context a client secret is sealed to: it cannot be moved to another client. */
+export const clientSecretContext = (clientId: string) => `client:${clientId}`;
+
 /** A registered client as operators see it. */
 export interface RegisteredClient {
   readonly clientId: string;
@@ -73,6 +84,7 @@ export class AuthDb {
   readonly #db: DatabaseSync;
   readonly #now: () => number;
   #writes = 0;
+  #opener: Opener | undefined;
 
   constructor(dataDir: string, now: () => number = Date.now) {
     let path = ':memory:';
@@ -84,6 +96,31 @@ export class AuthDb {
     this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;');
     this.#db.exec(SCHEMA);
     this.#now = now;
+  }
+
+  /** What the server opens confidential clients' secrets with when it looks a client up. */
+  openSecretsWith(opener: Opener): void {
+    this.#opener = opener;
+  }
+
+  /**
+   * A client as oidc-provider takes it: its metadata, its secret opened (a secret that cannot be
+   * opened — another keyring, altered — leaves the client unable to authenticate).
+   */
+  clientForProvider(clientId: string): AdapterPayload | undefined {
+    const c = this.client(clientId);
+    if (!c || c.revokedAt) return undefined;
+    const { [SEALED_SECRET]: sealed, ...metadata } = c.metadata;
+    let secret: string | undefined;
+    if (typeof sealed === 'string') {
+      try {
+        secret = this.#opener?.open(sealed, clientSecretContext(clientId));
+      } catch {
+        secret = undefined;
+      }
+      if (secret === undefined) return undefined;
+    }
+    return { ...metadata, client_id: clientId, ...(secret ? { client_secret: secret } : {}) } as AdapterPayload;
   }
 
   /** The connection, for the stores over this file (users.ts). */
@@ -246,8 +283,7 @@ class ClientAdapter implements Adapter {
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    const c = this.#db.client(id);
-    return c && !c.revokedAt ? ({ ...c.metadata, client_id: c.clientId } as AdapterPayload) : undefined;
+    return this.#db.clientForProvider(id);
   }
 
   async upsert(): Promise<void> {

@@ -120,6 +120,7 @@ export async function createAuthServer(opts: {
 }): Promise<AuthServer> {
   const issuer = authIssuer(opts.baseUrl);
   const db = new AuthDb(opts.dataDir);
+  db.openSecretsWith(opts.box);
   const users = new Users(db, opts.box);
   const keys = await signingKeys(opts.dataDir);
   const publicKeys = keys.map(({ d: _d, created: _c, ...pub }) => pub);

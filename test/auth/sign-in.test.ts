@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { decodeJwt, exportJWK, generateKeyPair } from 'jose';
@@ -261,6 +261,9 @@ describe('the authorization code flow with PKCE, through the sign-in pages', () 
   it('a confidential app authenticates its code exchange with its secret; a wrong secret is invalid_client', async () => {
     const out = clientsAdd(config, { id: 'server-app', type: 'confidential', 'redirect-uri': REDIRECT, scope: 'user/*.rs openid' });
     const secret = /client secret \(shown once\): (\S+)/.exec(out)![1];
+    // at rest only sealed: not in the auth server's database file (nor its WAL)
+    const files = ['auth.db', 'auth.db-wal'].map((f) => join(config.dataDir, f)).filter((f) => existsSync(f));
+    for (const f of files) expect(readFileSync(f).toString('latin1')).not.toContain(secret);
     const withSecret = (s: string) =>
       client.discovery(new URL(`${origin}/auth`), 'server-app', { id_token_signed_response_alg: 'ES256' }, client.ClientSecretBasic(s), { execute: [client.allowInsecureRequests] });
     const c = await withSecret(secret);
