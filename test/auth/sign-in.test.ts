@@ -293,7 +293,7 @@ describe('the authorization code flow with PKCE, through the sign-in pages', () 
     }
   });
 
-  it('an app revokes its refresh token at the revocation endpoint: it no longer refreshes', async () => {
+  it('an app introspects and revokes its refresh token: once revoked it is inactive and no longer refreshes', async () => {
     const c = await appConfig();
     const flow = await authorizationUrl(c, 'user/*.rs openid offline_access');
     const b = new Browser();
@@ -302,7 +302,10 @@ describe('the authorization code flow with PKCE, through the sign-in pages', () 
     page = await b.go(action(page.html), { form: { csrf: csrf(page.html), decision: 'allow', scope: ['user/*.rs', 'openid', 'offline_access'] } });
     const tokens = await exchange(c, page, flow);
     expect(tokens.refresh_token).toBeDefined();
+    // introspection tells the app its refresh token is active, for whom; then not, once revoked
+    expect(await client.tokenIntrospection(c, tokens.refresh_token!)).toMatchObject({ active: true, client_id: 'chart-app', sub: 'doc' });
     await client.tokenRevocation(c, tokens.refresh_token!);
+    expect(await client.tokenIntrospection(c, tokens.refresh_token!)).toMatchObject({ active: false });
     await expect(client.refreshTokenGrant(c, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
   });
 
