@@ -139,12 +139,19 @@ function clients(sub: string | undefined): void {
       process.stdout.write(clientsRevoke(config, rest[1]));
     } else fail(`unknown clients command "${sub ?? ''}": add, list or revoke`);
   } catch (err) {
-    if (err instanceof CliError) {
-      process.stderr.write(`hearth: ${err.message}\n`);
-      process.exit(err.message.startsWith('no ') ? 66 : 64);
-    }
-    throw err;
+    operatorFailure(err);
   }
+}
+
+/** How the account and client commands end on a refusal: one clear line and an exit code, never a stack. */
+function operatorFailure(err: unknown): never {
+  if (err instanceof CliError || err instanceof KeyringError) {
+    process.stderr.write(`hearth: ${err.message}\n`);
+    process.exit(err.message.startsWith('no ') ? 66 : 64);
+  }
+  // (a keyring that cannot be opened, as the server would report it)
+  if (err instanceof ConfigError) exitWithConfigError(err);
+  throw err;
 }
 
 async function users(sub: string | undefined): Promise<void> {
@@ -157,11 +164,7 @@ async function users(sub: string | undefined): Promise<void> {
       process.stdout.write(await (sub === 'disable' ? usersDisable : usersResetMfa)(config, rest[1]));
     } else fail(`unknown users command "${sub ?? ''}": add, disable or reset-mfa`);
   } catch (err) {
-    if (err instanceof CliError || err instanceof KeyringError) {
-      process.stderr.write(`hearth: ${err.message}\n`);
-      process.exit(err.message.startsWith('no ') ? 66 : 64);
-    }
-    throw err;
+    operatorFailure(err);
   }
 }
 
