@@ -82,6 +82,14 @@ export async function interactionRoutes(
     else f.count++;
   };
 
+  /** The answer to a form whose interaction is gone or was never this browser's. */
+  const expired = (reply: FastifyReply) => reply.code(403).type('text/plain').send('forbidden: the form expired; start again from the app');
+  /** The app's name as its pages show it: its registered name, or its id. */
+  const clientName = async (params: Record<string, unknown>) => {
+    const id = String(params.client_id);
+    return (await provider.Client.find(id))?.clientName ?? id;
+  };
+
   /** The pages of one interaction: its form actions, CSRF token and the app's origin filled in. */
   const pagesOf = (uid: string, params: Record<string, unknown>) => {
     const back = appOrigin(params);
@@ -96,8 +104,7 @@ export async function interactionRoutes(
   app.get('/auth/interaction/:uid', async (request, reply) => {
     const details = await provider.interactionDetails(request.raw, reply.raw);
     const uid = details.uid;
-    const client = await provider.Client.find(String(details.params.client_id));
-    const name = client?.clientName ?? String(details.params.client_id);
+    const name = await clientName(details.params);
     // An EHR launch whose value is unknown or expired goes no further: not even the sign-in.
     if (ehrContext(details.params) === 'expired') return reply.code(400).type('text/plain').send(EXPIRED_LAUNCH);
     if (details.prompt.name === 'login') return send(reply, pagesOf(uid, details.params).login(name));
@@ -107,18 +114,20 @@ export async function interactionRoutes(
   app.post('/auth/interaction/:uid/login', async (request, reply) => {
     const details = await provider.interactionDetails(request.raw, reply.raw);
     const uid = details.uid;
-    if (!checkCsrf(request, uid)) return reply.code(403).type('text/plain').send('forbidden: the form expired; start again from the app');
-    const { username = '', password = '' } = form(request);
-    const name = String(details.params.client_id);
+    if (!checkCsrf(request, uid)) return expired(reply);
+    const fields = form(request);
+    const username = (fields.username ?? '').slice(0, 128);
+    const password = (fields.password ?? '').slice(0, 1024);
+    const name = await clientName(details.params);
     const pages = pagesOf(uid, details.params);
     if (throttled(request.ip)) {
       await record({ requestId: request.id, address: request.ip, username, step: 'password', outcome: 'locked' });
       return send(reply, pages.login(name, 'Too many failed sign-ins from this address; try again later.'), 429);
     }
-    const result = await users.checkPassword(username.slice(0, 128), password.slice(0, 1024));
+    const result = await users.checkPassword(username, password);
     if (result === undefined || result === 'locked') {
       failedFrom(request.ip);
-      await record({ requestId: request.id, address: request.ip, username: username.slice(0, 128), step: 'password', outcome: result === 'locked' ? 'locked' : 'failure' });
+      await record({ requestId: request.id, address: request.ip, username, step: 'password', outcome: result === 'locked' ? 'locked' : 'failure' });
       const message = result === 'locked' ? 'This account is locked for a while after too many failed attempts.' : 'The user name or password is wrong.';
       return send(reply, pages.login(name, message), 401);
     }
@@ -137,7 +146,7 @@ export async function interactionRoutes(
     const details = await provider.interactionDetails(request.raw, reply.raw);
     const uid = details.uid;
     const p = pending.get(uid);
-    if (!checkCsrf(request, uid) || !p || p.until < Date.now()) return reply.code(403).type('text/plain').send('forbidden: the form expired; start again from the app');
+    if (!checkCsrf(request, uid) || !p || p.until < Date.now()) return expired(reply);
     const code = (form(request).code ?? '').trim();
     const pages = pagesOf(uid, details.params);
     if (p.enrolSecret) {
@@ -166,7 +175,7 @@ export async function interactionRoutes(
     const details = await provider.interactionDetails(request.raw, reply.raw);
     const uid = details.uid;
     const accountId = details.session?.accountId;
-    if (!checkCsrf(request, uid) || !accountId || details.prompt.name !== 'consent') return reply.code(403).type('text/plain').send('forbidden: the form expired; start again from the app');
+    if (!checkCsrf(request, uid) || !accountId || details.prompt.name !== 'consent') return expired(reply);
     const user = users.get(accountId);
     const body = request.body as Record<string, string | string[] | undefined>;
     if (!user || body.decision !== 'allow') {
@@ -189,10 +198,7 @@ export async function interactionRoutes(
         const offered = await patients(user, request);
         patient = offered.find((p) => p.id === body.patient)?.id;
       }
-      if (!patient) {
-        const client = await provider.Client.find(String(details.params.client_id));
-        return send(reply, await consent(request, uid, accountId, details.params, client?.clientName ?? String(details.params.client_id), 'Choose a patient.'), 400);
-      }
+      if (!patient) return send(reply, await consent(request, uid, accountId, details.params, await clientName(details.params), 'Choose a patient.'), 400);
     }
     const grant = new provider.Grant({ accountId, clientId: String(details.params.client_id) });
     const oidc = [...chosen].filter((s) => parseScope(s) === undefined);

@@ -34,7 +34,6 @@ export interface AuthEvent {
   readonly address?: string;
   /** token, introspection or revocation */
   readonly endpoint: string;
-  readonly grantType?: string;
   readonly status: number;
   /** the OAuth error of a refusal (its code, never its description) */
   readonly error?: string;
@@ -126,6 +125,8 @@ export async function createAuthServer(opts: {
   const publicKeys = keys.map(({ d: _d, created: _c, ...pub }) => pub);
   const resource = opts.baseUrl;
   const userTtl = opts.config.accessTokenSeconds;
+  /** An access token's lifetime: a user's as configured, a backend service's at most 300 s. */
+  const accessTtl = (backend: boolean) => (backend ? Math.min(BACKEND_TOKEN_TTL, userTtl) : userTtl);
   const provider = new Provider(issuer, {
     adapter: (name: string) => db.adapter(name),
     jwks: { keys: keys.map(({ created: _c, ...k }) => k) as never[] },
@@ -153,9 +154,9 @@ export async function createAuthServer(opts: {
     issueRefreshToken: (_ctx, client, code) => client.grantTypeAllowed('refresh_token') && (code.scopes.has('offline_access') || code.scopes.has('online_access')),
     rotateRefreshToken: true,
     ttl: {
-      AccessToken: (_ctx, token) => (token.accountId ? userTtl : Math.min(BACKEND_TOKEN_TTL, userTtl)),
+      AccessToken: (_ctx, token) => accessTtl(!token.accountId),
       AuthorizationCode: 60,
-      IdToken: opts.config.accessTokenSeconds,
+      IdToken: userTtl,
       RefreshToken: 30 * 24 * 3600,
       Grant: 30 * 24 * 3600,
       Interaction: 15 * 60,
@@ -201,7 +202,7 @@ export async function createAuthServer(opts: {
             scope,
             audience: resource,
             accessTokenFormat: 'jwt',
-            accessTokenTTL: backend ? Math.min(BACKEND_TOKEN_TTL, opts.config.accessTokenSeconds) : opts.config.accessTokenSeconds,
+            accessTokenTTL: accessTtl(backend),
             jwt: { sign: { alg: 'ES256' } },
           };
         },
@@ -313,7 +314,6 @@ function auditedEndpoints(audit: (e: AuthEvent) => Promise<void>) {
         requestId: String((ctx.req as { hearthRequestId?: string }).hearthRequestId ?? ''),
         address: ctx.ip,
         endpoint,
-        grantType: typeof params?.grant_type === 'string' ? params.grant_type : undefined,
         status: ctx.status,
         error: !ok && typeof body.error === 'string' ? body.error : undefined,
         clientId: claimed,
