@@ -345,15 +345,27 @@ function loginFacts(e: LoginEvent, issuer: string, baseUrl: string, clock: () =>
     e.outcome === 'success' && e.user
       ? { issuer, subject: e.user.username, fhirUser: e.user.fhirUser, role: e.user.role, grants: [], scopes: [], expiresAt: 0 }
       : undefined;
+  return authenticationFacts({ ...e, interaction: 'login', status, issueCode: `${e.step}-${e.outcome}`, principal, claimed: e.username }, baseUrl, clock);
+}
+
+/**
+ * The facts of an authentication-side event: who (the principal, or — not authenticated — the
+ * account or client the request named), from where, the outcome; no resource is touched.
+ */
+function authenticationFacts(
+  a: Pick<AuditFacts, 'requestId' | 'address' | 'interaction' | 'status' | 'issueCode' | 'principal'> & { claimed?: string },
+  baseUrl: string,
+  clock: () => Date,
+): AuditFacts {
   return {
-    requestId: e.requestId,
+    requestId: a.requestId,
     recorded: clock(),
-    interaction: 'login',
-    status,
-    issueCode: `${e.step}-${e.outcome}`,
-    principal,
-    claimedBy: principal ? undefined : e.username,
-    address: e.address,
+    interaction: a.interaction,
+    status: a.status,
+    issueCode: a.issueCode,
+    principal: a.principal,
+    claimedBy: a.principal ? undefined : a.claimed,
+    address: a.address,
     entities: [],
     patients: [],
     server: { baseUrl, name: 'Hearth' },
@@ -385,19 +397,8 @@ function authEventFacts(e: AuthEvent, issuer: string, baseUrl: string, clock: ()
           expiresAt: e.expiresAt ?? 0,
         }
       : undefined;
-  return {
-    requestId: e.requestId,
-    recorded: clock(),
-    interaction: e.endpoint === 'token' ? 'login' : 'operation',
-    status: e.status,
-    issueCode: e.error,
-    principal,
-    claimedBy: principal ? undefined : e.clientId,
-    address: e.address,
-    entities: [],
-    patients: [],
-    server: { baseUrl, name: 'Hearth' },
-  };
+  const interaction = e.endpoint === 'token' ? 'login' : 'operation';
+  return authenticationFacts({ ...e, interaction, issueCode: e.error, principal, claimed: e.clientId }, baseUrl, clock);
 }
 
 /** A dependency's check: ok when the probe answers, failing (with no detail that could carry data) when it throws. */
