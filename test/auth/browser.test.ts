@@ -13,6 +13,7 @@ import { usersAdd } from '../../src/cli/users.ts';
 import type { Config } from '../../src/config/config.ts';
 import { signToken, tempDir } from '../helpers/app.ts';
 import { listeningApp } from '../helpers/listening.ts';
+import { authorizationUrl, publicApp } from '../helpers/smart-app.ts';
 
 // The sign-in pages in a real browser: Debian's headless Chromium (installed by npm's pretest,
 // scripts/ensure-test-services.sh), driven by playwright-core — login, TOTP enrolment, patient
@@ -56,19 +57,8 @@ describe.runIf(available)('the sign-in pages in headless Chromium', () => {
   });
 
   it('login → TOTP enrolment → patient picker → consent, then the code works for the app', async () => {
-    const c = await client.discovery(new URL(`${origin}/auth`), 'web-app', { id_token_signed_response_alg: 'ES256' }, client.None(), {
-      execute: [client.allowInsecureRequests],
-    });
-    const verifier = client.randomPKCECodeVerifier();
-    const state = client.randomState();
-    const url = client.buildAuthorizationUrl(c, {
-      redirect_uri: REDIRECT,
-      scope: 'user/*.rs launch/patient openid fhirUser',
-      code_challenge: await client.calculatePKCECodeChallenge(verifier),
-      code_challenge_method: 'S256',
-      state,
-      aud: base,
-    });
+    const c = await publicApp(origin, 'web-app');
+    const { url, verifier, state } = await authorizationUrl(c, { redirect: REDIRECT, aud: base, scope: 'user/*.rs launch/patient openid fhirUser' });
     const page = await browser.newPage();
     const problems: string[] = [];
     page.on('console', (m) => {

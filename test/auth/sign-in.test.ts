@@ -10,6 +10,7 @@ import { usersAdd } from '../../src/cli/users.ts';
 import type { Config } from '../../src/config/config.ts';
 import { signToken, tempDir } from '../helpers/app.ts';
 import { listeningApp } from '../helpers/listening.ts';
+import { authorizationUrl as smartAuthorizationUrl, type Launch, publicApp } from '../helpers/smart-app.ts';
 
 // The authorization code flow of the built-in server, as an app drives it with a real OAuth
 // client library (openid-client: PKCE, state, the code exchange, refresh) and a user fills in
@@ -104,30 +105,11 @@ function exchange(c: client.Configuration, page: Visit, launch: Launch) {
   return client.authorizationCodeGrant(c, new URL(page.location!), { pkceCodeVerifier: launch.verifier, expectedState: launch.state });
 }
 
-async function appConfig(): Promise<client.Configuration> {
-  return client.discovery(new URL(`${origin}/auth`), 'chart-app', { id_token_signed_response_alg: 'ES256' }, client.None(), { execute: [client.allowInsecureRequests] });
-}
+const appConfig = () => publicApp(origin, 'chart-app');
 
-interface Launch {
-  url: URL;
-  verifier: string;
-  state: string;
-}
-
-async function authorizationUrl(c: client.Configuration, scope: string, extra: Record<string, string> = {}): Promise<Launch> {
-  const verifier = client.randomPKCECodeVerifier();
-  const state = client.randomState();
-  const url = client.buildAuthorizationUrl(c, {
-    redirect_uri: REDIRECT,
-    scope,
-    code_challenge: await client.calculatePKCECodeChallenge(verifier),
-    code_challenge_method: 'S256',
-    state,
-    aud: base,
-    ...extra,
-  });
-  return { url, verifier, state };
-}
+/** This suite's app asking this suite's server. */
+const authorizationUrl = (c: client.Configuration, scope: string, extra: Record<string, string> = {}) =>
+  smartAuthorizationUrl(c, { redirect: REDIRECT, aud: base, scope, extra });
 
 describe('the authorization code flow with PKCE, through the sign-in pages', () => {
   let secret = '';
@@ -397,18 +379,8 @@ describe('the patient picker is an access of the user\'s, under the one policy',
       const password = join(tempDir(), 'pw');
       writeFileSync(password, 'gp-correct-horse-battery\n');
       await usersAdd(server.config, { username: 'gp', role: 'provider', 'fhir-user': 'Practitioner/gp-1', 'password-file': password, mfa: 'optional' });
-      const c = await client.discovery(new URL(`${server.origin}/auth`), 'picker-app', { id_token_signed_response_alg: 'ES256' }, client.None(), {
-        execute: [client.allowInsecureRequests],
-      });
-      const verifier = client.randomPKCECodeVerifier();
-      const url = client.buildAuthorizationUrl(c, {
-        redirect_uri: REDIRECT,
-        scope: 'user/*.rs launch/patient openid',
-        code_challenge: await client.calculatePKCECodeChallenge(verifier),
-        code_challenge_method: 'S256',
-        state: client.randomState(),
-        aud: server.base,
-      });
+      const c = await publicApp(server.origin, 'picker-app');
+      const { url } = await smartAuthorizationUrl(c, { redirect: REDIRECT, aud: server.base, scope: 'user/*.rs launch/patient openid' });
       const b = new Browser(server.origin);
       let page = await b.go(url.href);
       page = await b.go(new URL(/<form method="post" action="([^"]+)"/.exec(page.html)![1], server.origin).href, {

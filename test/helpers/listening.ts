@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app.ts';
 import { type Config, loadConfig } from '../../src/config/config.ts';
-import { freePort, ISSUER, JWKS_FILE, tempDir } from './app.ts';
+import { freePort, tempDir } from './app.ts';
+import { LOOPBACK_SERVER_ENV } from './server.ts';
 
 export interface ListeningApp {
   app: FastifyInstance;
@@ -26,11 +27,7 @@ export async function listeningApp(env: Record<string, string> = {}): Promise<Li
     HEARTH_DATA_DIR: tempDir(),
     HEARTH_PORT: String(port),
     HEARTH_BASE_URL: base,
-    HEARTH_AUTH_ISSUER: ISSUER,
-    HEARTH_AUTH_JWKS: JWKS_FILE,
-    HEARTH_RATE_LIMIT: 'off',
-    HEARTH_TLS: 'off',
-    HEARTH_TRUSTED_PROXIES: '127.0.0.1',
+    ...LOOPBACK_SERVER_ENV,
     ...env,
   });
   const app = await buildApp(config);

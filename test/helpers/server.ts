@@ -12,23 +12,25 @@ export interface RunningServer {
   token: string;
 }
 
+/**
+ * A whole server under test on loopback: trusting the test issuer, no rate limit unless asked
+ * (load tests send as fast as they can from one client), plain HTTP as behind a proxy unless
+ * asked (tls.test.ts).
+ */
+export const LOOPBACK_SERVER_ENV = {
+  HEARTH_AUTH_ISSUER: ISSUER,
+  HEARTH_AUTH_JWKS: JWKS_FILE,
+  HEARTH_RATE_LIMIT: 'off',
+  HEARTH_TLS: 'off',
+  HEARTH_TRUSTED_PROXIES: '127.0.0.1',
+} as const;
+
 /** Starts `node src/server.ts` as a real process trusting the test issuer; resolves once metadata answers. */
 export async function startServer(env: Record<string, string>): Promise<RunningServer> {
   const port = await freePort();
   let out = '';
   const child = spawn(process.execPath, [entry], {
-    // Load tests (kill during writes) send as fast as they can from one client: no rate limit
-    // unless asked. Plain HTTP as behind a proxy on loopback, unless asked (tls.test.ts).
-    env: {
-      PATH: process.env.PATH ?? '',
-      HEARTH_PORT: String(port),
-      HEARTH_AUTH_ISSUER: ISSUER,
-      HEARTH_AUTH_JWKS: JWKS_FILE,
-      HEARTH_RATE_LIMIT: 'off',
-      HEARTH_TLS: 'off',
-      HEARTH_TRUSTED_PROXIES: '127.0.0.1',
-      ...env,
-    },
+    env: { PATH: process.env.PATH ?? '', HEARTH_PORT: String(port), ...LOOPBACK_SERVER_ENV, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout?.on('data', (d) => {
