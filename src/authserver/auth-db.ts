@@ -94,7 +94,8 @@ export class AuthDb {
     }
     this.#db = new DatabaseSync(path);
     this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;');
-    this.#db.exec(SCHEMA);
+    // (one transaction: one sync for the whole schema, not one per statement)
+    this.#db.exec(`BEGIN IMMEDIATE; ${SCHEMA} COMMIT;`);
     this.#now = now;
   }
 
