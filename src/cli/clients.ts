@@ -1,13 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { parseScope } from '../auth/scopes.ts';
 import { AuthDb, clientSecretContext, SEALED_SECRET } from '../authserver/auth-db.ts';
-import { openKeyring } from '../compose.ts';
 import { secretBox } from '../crypto/secret-box.ts';
 import { ALLOWED_SCOPES, EHR_CLIENT } from '../authserver/provider.ts';
 import type { Config } from '../config/config.ts';
 import { CliError } from './audit.ts';
+import { commandKeyring } from './keys.ts';
 
 const CLIENT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -96,7 +95,7 @@ function appClient(config: Config, a: ClientsAddArgs, type: 'public' | 'confiden
     redirect_uris: redirects,
     token_endpoint_auth_method: secret ? 'client_secret_basic' : 'none',
     // The secret rests sealed under the keyring (the server opens it when the client authenticates).
-    ...(secret ? { [SEALED_SECRET]: secretBox(keyringOf(config)).seal(secret, clientSecretContext(a.id!)) } : {}),
+    ...(secret ? { [SEALED_SECRET]: secretBox(commandKeyring(config)).seal(secret, clientSecretContext(a.id!)) } : {}),
     [ALLOWED_SCOPES]: scopes.join(' '),
     ...(a.name ? { client_name: a.name } : {}),
   };
@@ -133,12 +132,6 @@ export function clientsRevoke(config: Config, id: string | undefined): string {
     db.close();
   }
   return `revoked client ${id}\n`;
-}
-
-/** The keyring, made here when no data exists yet (as the first start would), never over existing data. */
-function keyringOf(config: Config) {
-  const hasData = config.mongodb !== undefined || existsSync(join(config.dataDir, 'hearth.db'));
-  return openKeyring(config, !hasData);
 }
 
 function publicJwks(path: string): { keys: Record<string, unknown>[] } {

@@ -25,7 +25,14 @@ async function auditKeyChange(config: Config, command: string, description: stri
 
 function keyring(config: Config) {
   if (config.keyring.kind !== 'file') throw new CliError('the keyring comes from HEARTH_KEYRING: rotate it where that secret is kept');
-  // On MongoDB the data is elsewhere: a missing keyring is never made anew by a key command there.
+  return commandKeyring(config);
+}
+
+/**
+ * The keyring an operator command works with: made here when no data exists yet (as the first
+ * start would), never anew over existing data — on MongoDB the data is elsewhere, so never there.
+ */
+export function commandKeyring(config: Config) {
   const hasData = config.mongodb !== undefined || existsSync(join(config.dataDir, 'hearth.db'));
   return openKeyring(config, !hasData);
 }
