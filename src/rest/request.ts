@@ -68,11 +68,13 @@ export interface EntryFacts {
 
 /**
  * How a transport audits the entries of a batch or transaction: each entry leaves its own
- * AuditEvent, linked to the Bundle's, and each write entry its write-ahead attempt first.
+ * AuditEvent, linked to the Bundle's. A batch's write entry leaves its write-ahead attempt
+ * first; a transaction's entries share the Bundle request's one attempt (rest/bundle.ts).
  */
 export interface EntryTransport {
   /** the id of entry `index`'s AuditEvent (and of its write, for recovery) */
   requestId(index: number): string;
+  /** a batch entry's write-ahead attempt */
   attempt(facts: EntryFacts): Promise<void>;
   record(facts: EntryFacts): Promise<void>;
   /** an unexpected fault in an entry: logged by the transport, answered with a generic 500 */
