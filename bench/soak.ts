@@ -67,7 +67,7 @@ const du = (d: string): number => readdirSync(d, { recursive: true }).map(String
 /** Events committed to the audit log and not yet in its search index, read from the files. */
 const indexerLag = (): number => {
   const log = new DatabaseSync(join(dataDir, 'audit.db'), { readOnly: true });
-  const index = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
+  const index = new DatabaseSync(join(dataDir, 'audit-index.db'), { readOnly: true });
   try {
     const head = (log.prepare('SELECT MAX(seq) AS n FROM audit_log').get() as { n: number | null }).n ?? 0;
     const mark = (index.prepare('SELECT seq FROM audit_indexed').get() as { seq: number } | undefined)?.seq ?? 0;

@@ -4,8 +4,8 @@ import type { AuditIndex, AuditStore, IndexedAuditEvent } from './audit-store.ts
 
 /**
  * Events per index transaction unless the caller says otherwise: larger chunks write a B-tree
- * page touched by many events once (a server's indexer thread takes smaller ones, see
- * audit-index-worker.ts, because clinical writers wait for the lock meanwhile).
+ * page touched by many events once (a server's indexer thread takes larger ones still, see
+ * audit-index-worker.ts).
  */
 const CHUNK = 100;
 

@@ -182,7 +182,7 @@ describe('append-only', () => {
     const t = await testApp({}, { dataDir });
     await t.app.inject({ method: 'GET', url: '/fhir/Patient' });
     await t.app.close();
-    // The log in its own file; its searchable copy in hearth.db is derived (audit verify compares the two).
+    // The log in its own file; its searchable copy in audit-index.db is derived (audit verify compares the two).
     const db = new DatabaseSync(join(dataDir, 'audit.db'));
     expect((db.prepare('SELECT COUNT(*) AS n FROM audit_log').get() as { n: number }).n).toBe(1);
     expect(() => db.exec('UPDATE audit_log SET hash = hash')).toThrow('the audit log is append-only');
@@ -210,7 +210,7 @@ describe('tamper evidence: hearth audit verify names the first broken place', ()
     const out = spawnSync(process.execPath, [cli, 'audit', 'verify', ...args], { env, encoding: 'utf8' });
     return { code: out.status, text: out.stdout + out.stderr };
   };
-  /** What an attacker with the database files can do: drop the triggers, then edit the log (audit.db) or its index (hearth.db). */
+  /** What an attacker with the database files can do: drop the triggers, then edit the log (audit.db) or its index (audit-index.db). */
   const tamper = (dataDir: string, sql: string | ((db: DatabaseSync) => void), file = 'audit.db') => {
     const db = new DatabaseSync(join(dataDir, file));
     for (const { name } of db.prepare('SELECT name FROM sqlite_master WHERE type = \'trigger\'').all() as { name: string }[]) db.exec(`DROP TRIGGER ${name}`);
@@ -228,7 +228,7 @@ describe('tamper evidence: hearth audit verify names the first broken place', ()
     tamper(dataDir, (db) => {
       for (const id of ids) db.prepare('DELETE FROM resource_versions WHERE type = \'AuditEvent\' AND id = ?').run(id);
       db.prepare('UPDATE audit_indexed SET seq = ?').run(seq);
-    }, 'hearth.db');
+    }, 'audit-index.db');
   };
   /** Edits one event inside its compressed block (same length, so that its neighbours stay in place). */
   const editBody = (seq: number, edit: (canonical: string) => string) => (db: DatabaseSync) => {
@@ -249,7 +249,7 @@ describe('tamper evidence: hearth audit verify names the first broken place', ()
     expect(w.text).toMatch(/^audit chain intact: 11 events, 11 signed checkpoints verified, 11 witnessed heads matched, head seq 11 [0-9a-f]{64}\n$/);
   });
 
-  const dbFiles = (dir: string) => ['hearth.db', 'audit.db'].flatMap((f) => [f, `${f}-wal`, `${f}-shm`]).map((f) => join(dir, f));
+  const dbFiles = (dir: string) => ['hearth.db', 'audit.db', 'audit-index.db'].flatMap((f) => [f, `${f}-wal`, `${f}-shm`]).map((f) => join(dir, f));
 
   it('a tail cut together with its signed heads passes the database alone, and fails against the witness', async () => {
     const dataDir = await trail(10);
@@ -299,8 +299,8 @@ describe('tamper evidence: hearth audit verify names the first broken place', ()
     ['links reordered with their hashes', `UPDATE audit_log SET seq = -1 WHERE seq = 2; UPDATE audit_log SET seq = 2 WHERE seq = 3; UPDATE audit_log SET seq = 3 WHERE seq = -1;`, 'seq 2: does not follow seq 1'],
     ['the tail cut off below a checkpoint', 'DELETE FROM audit_log WHERE seq > 8; DELETE FROM audit_blocks WHERE first_seq > 8', 'beyond the head (seq 8): events were removed from the end'],
     ['the tail\'s links cut, their bodies left behind', 'DELETE FROM audit_log WHERE seq > 8', 'beyond the head (seq 8): events were removed from the end'],
-    ['an event inserted into the search index behind the chain', 'INSERT INTO resource_versions (type, id, version, last_updated, deleted, current, body) VALUES (\'AuditEvent\', \'forged\', 1, \'2026-01-01T00:00:00Z\', 0, 1, \'{}\')', 'AuditEvent/forged is searchable but not in the chain', 'hearth.db'],
-    ['an event removed from the search index', 'DELETE FROM resource_versions WHERE rid = (SELECT MIN(rid) FROM resource_versions WHERE type = \'AuditEvent\')', 'is in the chain but missing from the search index', 'hearth.db'],
+    ['an event inserted into the search index behind the chain', 'INSERT INTO resource_versions (type, id, version, last_updated, deleted, current, body) VALUES (\'AuditEvent\', \'forged\', 1, \'2026-01-01T00:00:00Z\', 0, 1, \'{}\')', 'AuditEvent/forged is searchable but not in the chain', 'audit-index.db'],
+    ['an event removed from the search index', 'DELETE FROM resource_versions WHERE rid = (SELECT MIN(rid) FROM resource_versions WHERE type = \'AuditEvent\')', 'is in the chain but missing from the search index', 'audit-index.db'],
     ['a forged checkpoint signature', 'UPDATE audit_checkpoints SET signature = \'AAAA\' WHERE seq = 5', 'checkpoint at seq 5: bad signature'],
     ['a checkpoint moved to another hash', 'UPDATE audit_checkpoints SET hash = (SELECT lower(hex(hash)) FROM audit_log WHERE seq = 2) WHERE seq = 5', 'checkpoint at seq 5: hash does not match the chain'],
   ];

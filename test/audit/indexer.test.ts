@@ -1,10 +1,11 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { platform } from 'node:os';
 import { DatabaseSync } from 'node:sqlite';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GENESIS, linkHash, verifyChain } from '../../src/audit/chain.ts';
 import { canonicalJson } from '../../src/audit/canonical-json.ts';
+import { loadPublicKey } from '../../src/audit/signing-key.ts';
 import { sqliteStorage } from '../../src/store/sqlite/sqlite-storage.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { failingIndex, json, tempDir, testApp } from '../helpers/app.ts';
@@ -96,7 +97,7 @@ describe('the audit index behind the log', () => {
     expect(refused.statusCode).toBe(400);
     await t.auditIndexed();
     await t.app.close();
-    const db = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
+    const db = new DatabaseSync(join(dataDir, 'audit-index.db'), { readOnly: true });
     const params = (db.prepare('SELECT DISTINCT param FROM search_index WHERE type = \'AuditEvent\' ORDER BY param').all() as { param: string }[]).map((r) => r.param);
     db.close();
     // entity-role, entity-type, site, _profile, _security, _source, _tag: not indexed. (source: the
@@ -106,7 +107,7 @@ describe('the audit index behind the log', () => {
 });
 
 describe('moving a version-2 database\'s audit chain into audit.db', () => {
-  it('copies the chain as it was (it still verifies), keeps the searchable events as the index, and drops the old tables', async () => {
+  it('copies the chain as it was (it still verifies), keeps the searchable events as the index (in audit-index.db), and drops the old tables', async () => {
     const dataDir = tempDir();
     new SqliteStore({ dataDir }).close();
     // The chain as schema version 2 kept it: AuditEvent rows in resource_versions, linked by audit_log.
@@ -143,9 +144,84 @@ describe('moving a version-2 database\'s audit chain into audit.db', () => {
     await storage.close();
     const after = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
     const tables = (after.prepare('SELECT name FROM sqlite_master WHERE type IN (\'table\', \'trigger\') AND name LIKE \'audit%\'').all() as { name: string }[]).map((r) => r.name);
-    expect(tables).toEqual(['audit_indexed']);
-    expect(after.prepare('SELECT COUNT(*) AS n FROM resource_versions WHERE type = \'AuditEvent\' AND body IS NOT NULL').get()).toEqual({ n: 0 });
-    expect(after.prepare('PRAGMA user_version').get()).toEqual({ user_version: 3 });
+    expect(tables).toEqual([]);
+    expect(after.prepare('SELECT COUNT(*) AS n FROM resource_versions WHERE type = \'AuditEvent\'').get()).toEqual({ n: 0 });
+    expect(after.prepare('PRAGMA user_version').get()).toEqual({ user_version: 4 });
     after.close();
+    const copy = new DatabaseSync(join(dataDir, 'audit-index.db'), { readOnly: true });
+    expect(copy.prepare('SELECT id, body FROM resource_versions ORDER BY id').all().map((r) => ({ ...r }))).toEqual([{ id: 'a', body: null }, { id: 'b', body: null }]);
+    expect(copy.prepare('SELECT seq FROM audit_indexed').get()).toEqual({ seq: 3 });
+    copy.close();
+  });
+});
+
+describe('moving a version-3 database\'s audit index into audit-index.db', () => {
+  const signingKeyOf = (dataDir: string) => loadPublicKey(join(dataDir, 'keys', 'audit-signing-key.pub.pem'));
+  /** A data directory as version 3 left it: the searchable copy of the log (rows, index entries, mark) in hearth.db. */
+  async function version3(): Promise<{ dataDir: string; ids: string[]; patient: string }> {
+    const dataDir = tempDir();
+    const t = await testApp({}, { dataDir });
+    const created = await t.app.inject({ method: 'POST', url: '/fhir/Patient', payload: { resourceType: 'Patient', name: [{ family: 'Moved' }] } });
+    const patient = json(created).id as string;
+    await t.app.inject({ method: 'GET', url: `/fhir/Patient/${patient}` });
+    await t.auditIndexed();
+    await t.app.close();
+    const db = new DatabaseSync(join(dataDir, 'hearth.db'));
+    db.exec(`ATTACH DATABASE '${join(dataDir, 'audit-index.db')}' AS aix`);
+    db.exec(`BEGIN;
+      CREATE TABLE audit_indexed (one INTEGER PRIMARY KEY CHECK (one = 1), seq INTEGER NOT NULL) STRICT;
+      INSERT INTO audit_indexed SELECT * FROM aix.audit_indexed;
+      INSERT INTO resource_versions (type, id, version, last_updated, deleted, current, body)
+        SELECT type, id, version, last_updated, deleted, current, body FROM aix.resource_versions;
+      INSERT INTO search_index (rid, type, param, grp, sys, code, text, lo, hi)
+        SELECT (SELECT m.rid FROM main.resource_versions m WHERE m.type = 'AuditEvent' AND m.id = a.id), i.type, i.param, i.grp, i.sys, i.code, i.text, i.lo, i.hi
+        FROM aix.search_index i JOIN aix.resource_versions a ON a.rid = i.rid;
+      PRAGMA user_version = 3;
+      COMMIT;`);
+    const ids = (db.prepare('SELECT id FROM aix.resource_versions ORDER BY id').all() as { id: string }[]).map((r) => r.id);
+    db.exec('DETACH DATABASE aix');
+    db.close();
+    for (const f of ['audit-index.db', 'audit-index.db-wal', 'audit-index.db-shm']) rmSync(join(dataDir, f), { force: true });
+    return { dataDir, ids, patient };
+  }
+
+  it('moves the rows, their index entries and the mark; auditors find the same events at once, and hearth.db keeps none', async () => {
+    const { dataDir, ids, patient } = await version3();
+    expect(ids.length).toBe(2);
+    const storage = sqliteStorage({ dataDir });
+    // Nothing to index again: the mark came along.
+    expect(await storage.auditIndex.indexedThrough()).toBe((await storage.audit.head()).seq);
+    expect(await Array.fromAsync(storage.auditIndex.ids())).toEqual(ids);
+    const byPatient = await storage.resources.search({
+      type: 'AuditEvent',
+      where: [{ kind: 'exists', param: 'entity', where: [{ field: 'code', op: 'eq', value: `Patient/${patient}` }] }],
+      sort: [],
+      count: 10,
+      total: 'accurate',
+    });
+    expect(byPatient.total).toBe(2);
+    expect(await verifyChain(storage.audit, signingKeyOf(dataDir), undefined, storage.auditIndex)).toMatchObject({ ok: true, events: 3 });
+    await storage.close();
+    const db = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
+    expect(db.prepare('SELECT COUNT(*) AS n FROM resource_versions WHERE type = \'AuditEvent\'').get()).toEqual({ n: 0 });
+    expect(db.prepare('SELECT COUNT(*) AS n FROM search_index WHERE type = \'AuditEvent\'').get()).toEqual({ n: 0 });
+    expect(db.prepare('SELECT name FROM sqlite_master WHERE name = \'audit_indexed\'').get()).toBeUndefined();
+    expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 4 });
+    expect(db.prepare('SELECT COUNT(*) AS n FROM resource_versions WHERE type = \'Patient\'').get()).toEqual({ n: 1 });
+    db.close();
+  });
+
+  it('a move that a crash left committed in audit-index.db only is done again, replacing what the copy holds', async () => {
+    const { dataDir, ids } = await version3();
+    // What the crash left: a copy (here, a stale one with a forged row) and hearth.db still at version 3.
+    const stale = new DatabaseSync(join(dataDir, 'audit-index.db'));
+    stale.exec(`CREATE TABLE resource_versions (rid INTEGER PRIMARY KEY, type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
+      last_updated TEXT NOT NULL, deleted INTEGER NOT NULL, current INTEGER NOT NULL, body TEXT, write_id TEXT, UNIQUE (type, id, version)) STRICT;
+      INSERT INTO resource_versions (type, id, version, last_updated, deleted, current) VALUES ('AuditEvent', 'stale', 1, '2026-01-01T00:00:00Z', 0, 1);`);
+    stale.close();
+    const storage = sqliteStorage({ dataDir });
+    expect(await Array.fromAsync(storage.auditIndex.ids())).toEqual(ids);
+    expect(await verifyChain(storage.audit, signingKeyOf(dataDir), undefined, storage.auditIndex)).toMatchObject({ ok: true, events: 3 });
+    await storage.close();
   });
 });

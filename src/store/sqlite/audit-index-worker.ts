@@ -1,25 +1,24 @@
 // The audit indexer thread of the embedded store: follows the audit log (audit.db) and writes
-// its searchable events into the copy in hearth.db that auditors search, on a connection with
-// synchronous=NORMAL (the log is the durable record; after a power loss the mark and the rows
-// it covers fall back together and are rebuilt from the log). It looks at the log's head every
-// INDEX_DELAY_MS and takes in everything new, CHUNK events per transaction with a pause between
-// transactions: the request thread writes resources into the same file, and while a chunk is
-// written it waits for the write lock (SQLite's busy wait blocks its event loop), so a chunk is
-// kept to a few milliseconds and the lock is left free between chunks for writers waiting on it.
-// It indexes at once when a reader asks ('index'). Appends from other processes (operator
+// its searchable events into the copy that auditors search (audit-index.db), on a connection
+// with synchronous=NORMAL (the log is the durable record; after a power loss the mark and the
+// rows it covers fall back together and are rebuilt from the log). It looks at the log's head
+// every INDEX_DELAY_MS and takes in everything new, CHUNK events per transaction: the file is
+// its alone to write (readers do not wait for it in WAL mode), and a large chunk writes a B-tree
+// page that many events touch once — a 1,000-entry transaction's events cost a third less
+// indexed 500 at a time than 25 at a time. It yields to its event loop between chunks, and
+// indexes at once when a reader asks ('index'). Appends from other processes (operator
 // commands) are followed the same way. On Linux it lowers its own scheduling priority (nice is
 // per thread there): when every core is busy, requests and the audit commits they wait for go
-// first, and the index catches up when load eases (readiness and /metrics show the lag). Not
-// the lowest priority: a chunk holds hearth.db's write lock while it is written, and clinical
-// writers wait for it.
+// first, and the index catches up when load eases (readiness and /metrics show the lag).
 import { platform, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { asyncAuditIndex, asyncAuditStore } from '../../audit/audit-store.ts';
 import { AuditIndexer, indexingFailed } from '../../audit/indexer.ts';
 import { loadFhirModel } from '../../fhir/definitions.ts';
+import { join } from 'node:path';
 import { SqliteAuditLog } from './sqlite-audit-log.ts';
-import { openAuditLogDb } from './sqlite-storage.ts';
-import { SqliteStore } from './sqlite-store.ts';
+import { AUDIT_INDEX_FILE } from './sqlite-schema.ts';
+import { openAuditIndex, openAuditLogDb } from './sqlite-storage.ts';
 
 export interface AuditIndexWorkerData {
   readonly dataDir: string;
@@ -33,8 +32,7 @@ export interface AuditIndexWorkerReply {
 }
 
 const INDEX_DELAY_MS = 200;
-const CHUNK = 25;
-const PAUSE_MS = 2;
+const CHUNK = 500;
 const NICE = 10;
 
 const data = workerData as AuditIndexWorkerData;
@@ -42,14 +40,14 @@ const data = workerData as AuditIndexWorkerData;
 if (platform() === 'linux') setPriority(NICE);
 const logDb = openAuditLogDb(data.logPath);
 const log = new SqliteAuditLog(logDb);
-const resources = new SqliteStore({ dataDir: data.dataDir, synchronous: 'NORMAL' });
+const copy = openAuditIndex(join(data.dataDir, AUDIT_INDEX_FILE));
 const model = loadFhirModel({ updateCreate: false });
-const indexer = new AuditIndexer(asyncAuditStore(log), asyncAuditIndex(resources.auditIndex()), model, data.baseUrl);
+const indexer = new AuditIndexer(asyncAuditStore(log), asyncAuditIndex(copy.index), model, data.baseUrl);
 let closed = false;
 let running = false;
 const progress = (indexed: number) => parentPort?.postMessage({ indexed } satisfies AuditIndexWorkerReply);
 
-/** One chunk, then (if there was one) the next after a pause; one pass at a time. */
+/** One chunk, then (if there was one) the next; one pass at a time. */
 function index(): void {
   if (closed || running) return;
   running = true;
@@ -60,7 +58,7 @@ function index(): void {
     } catch (err) {
       indexingFailed(err);
     }
-    if (more) setTimeout(() => void pump(), PAUSE_MS);
+    if (more) setImmediate(() => void pump());
     else running = false;
   };
   void pump();
@@ -83,7 +81,7 @@ parentPort?.on('message', async (msg: 'index' | 'close') => {
     indexingFailed(err);
   }
   clearInterval(follow);
-  void resources.close();
+  copy.close();
   logDb.close();
   parentPort?.close();
 });

@@ -10,9 +10,11 @@ const CHUNK = 64;
 export class IndexWriter {
   readonly #db: DatabaseSync;
   readonly #statements = new Map<number, StatementSync>();
+  readonly #table: string;
 
-  constructor(db: DatabaseSync) {
+  constructor(db: DatabaseSync, table = 'search_index') {
     this.#db = db;
+    this.#table = table;
   }
 
   insert(rid: number, type: string, entries: readonly IndexEntry[]): void {
@@ -21,7 +23,7 @@ export class IndexWriter {
       let stmt = this.#statements.get(chunk.length);
       if (!stmt) {
         const rows = Array.from({ length: chunk.length }, () => '(?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ');
-        stmt = this.#db.prepare(`INSERT INTO search_index (rid, type, param, grp, sys, code, text, lo, hi) VALUES ${rows}`);
+        stmt = this.#db.prepare(`INSERT INTO ${this.#table} (rid, type, param, grp, sys, code, text, lo, hi) VALUES ${rows}`);
         this.#statements.set(chunk.length, stmt);
       }
       const params: (string | number | null)[] = [];

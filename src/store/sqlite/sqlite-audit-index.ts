@@ -3,14 +3,16 @@ import type { IndexedAuditEvent, SyncAuditIndex } from '../../audit/audit-store.
 import { IndexWriter } from './index-writer.ts';
 import { idsInOrder } from './sqlite-audit-log.ts';
 
-/** Moves the mark of how far the log is indexed (one row, made on first use). */
-export const SET_INDEXED_MARK = 'INSERT INTO audit_indexed (one, seq) VALUES (1, ?) ON CONFLICT (one) DO UPDATE SET seq = excluded.seq';
+/** Moves the mark of how far the log is indexed (one row, made on first use), in `q` (a schema name and a dot, or ''). */
+export const setIndexedMark = (q = '') => `INSERT INTO ${q}audit_indexed (one, seq) VALUES (1, ?) ON CONFLICT (one) DO UPDATE SET seq = excluded.seq`;
 
 /**
- * The searchable copy of the audit log in the embedded store's database: a body-less
+ * The searchable copy of the audit log (audit-index.db, sqlite-schema.ts): a body-less
  * `resource_versions` row per searchable AuditEvent (the body is read from the log) with its
  * search index entries, and the mark of how far the log has been indexed — moved in the same
- * transaction as the rows it covers, so that indexing resumes exactly where it stopped.
+ * transaction as the rows it covers, so that indexing resumes exactly where it stopped. On the
+ * file's own connection (the indexer thread's), or on the resource database's where it is
+ * attached as `schema`.
  */
 export class SqliteAuditIndex implements SyncAuditIndex {
   readonly #db: DatabaseSync;
@@ -18,15 +20,19 @@ export class SqliteAuditIndex implements SyncAuditIndex {
   readonly #index: IndexWriter;
   readonly #stmt: Record<string, StatementSync>;
 
-  constructor(db: DatabaseSync, transaction: <T>(work: () => T) => T) {
+  readonly #q: string;
+
+  constructor(db: DatabaseSync, transaction: <T>(work: () => T) => T, schema?: string) {
+    const q = schema ? `${schema}.` : '';
     this.#db = db;
+    this.#q = q;
     this.#transaction = transaction;
-    this.#index = new IndexWriter(db);
+    this.#index = new IndexWriter(db, `${q}search_index`);
     this.#stmt = {
-      mark: db.prepare('SELECT seq FROM audit_indexed WHERE one = 1'),
-      setMark: db.prepare(SET_INDEXED_MARK),
+      mark: db.prepare(`SELECT seq FROM ${q}audit_indexed WHERE one = 1`),
+      setMark: db.prepare(setIndexedMark(q)),
       insert: db.prepare(
-        'INSERT INTO resource_versions (type, id, version, last_updated, deleted, current, body) VALUES (\'AuditEvent\', ?, 1, ?, 0, 1, NULL) ON CONFLICT DO NOTHING RETURNING rid',
+        `INSERT INTO ${q}resource_versions (type, id, version, last_updated, deleted, current, body) VALUES ('AuditEvent', ?, 1, ?, 0, 1, NULL) ON CONFLICT DO NOTHING RETURNING rid`,
       ),
     };
   }
@@ -48,14 +54,15 @@ export class SqliteAuditIndex implements SyncAuditIndex {
   }
 
   removeBefore(cutoff: string): number {
+    const q = this.#q;
     return this.#transaction(() => {
-      const victims = 'SELECT rid FROM resource_versions WHERE type = \'AuditEvent\' AND last_updated < ?';
-      this.#db.prepare(`DELETE FROM search_index WHERE rid IN (${victims})`).run(cutoff);
-      return Number(this.#db.prepare(`DELETE FROM resource_versions WHERE rid IN (${victims})`).run(cutoff).changes);
+      const victims = `SELECT rid FROM ${q}resource_versions WHERE type = 'AuditEvent' AND last_updated < ?`;
+      this.#db.prepare(`DELETE FROM ${q}search_index WHERE rid IN (${victims})`).run(cutoff);
+      return Number(this.#db.prepare(`DELETE FROM ${q}resource_versions WHERE rid IN (${victims})`).run(cutoff).changes);
     });
   }
 
   ids(): Iterable<string> {
-    return idsInOrder(this.#db.prepare('SELECT id FROM resource_versions WHERE type = \'AuditEvent\' AND id > ? ORDER BY id LIMIT ?'));
+    return idsInOrder(this.#db.prepare(`SELECT id FROM ${this.#q}resource_versions WHERE type = 'AuditEvent' AND id > ? ORDER BY id LIMIT ?`));
   }
 }

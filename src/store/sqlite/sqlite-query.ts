@@ -1,4 +1,5 @@
 import type { Clause, Cursor, EntryPredicate, SearchQuery, SortKey } from '../../fhir/query.ts';
+import { AUDIT_INDEX_SCHEMA } from './sqlite-schema.ts';
 
 export type SqlValue = string | number | null;
 
@@ -10,6 +11,14 @@ export interface Sql {
 // The largest code point: `prefix || MAX_CHAR` bounds every string that starts with `prefix`.
 const MAX_CHAR = '\u{10FFFF}';
 type Alias = (prefix: string) => string;
+
+const AUDIT_TABLES = { versions: `${AUDIT_INDEX_SCHEMA}.resource_versions`, index: `${AUDIT_INDEX_SCHEMA}.search_index` };
+const RESOURCE_TABLES = { versions: 'resource_versions', index: 'search_index' };
+
+/** Where a type's versions and index entries are: AuditEvents' in the attached audit index (sqlite-schema.ts). */
+export function tablesOf(type: string): { readonly versions: string; readonly index: string } {
+  return type === 'AuditEvent' ? AUDIT_TABLES : RESOURCE_TABLES;
+}
 
 /** Table aliases numbered per statement, so that one query shape always gives the same SQL text. */
 function aliases(): Alias {
@@ -54,30 +63,32 @@ function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correl
   switch (clause.kind) {
     case 'exists': {
       const i = alias('i');
+      const { index } = tablesOf(type);
       const preds = predicatesSql(clause.where, i);
       if (correlated) {
         return {
-          text: `EXISTS (SELECT 1 FROM search_index ${i} WHERE ${i}.rid = ${r}.rid AND ${i}.param = ? AND +${i}.type = ?${preds.text})`,
+          text: `EXISTS (SELECT 1 FROM ${index} ${i} WHERE ${i}.rid = ${r}.rid AND ${i}.param = ? AND +${i}.type = ?${preds.text})`,
           params: [clause.param, type, ...preds.params],
         };
       }
       // An uncorrelated IN (...) is evaluated once from the index, then joined by rowid:
       // far cheaper than a correlated EXISTS probed for every candidate resource.
       return {
-        text: `${r}.rid IN (SELECT ${i}.rid FROM search_index ${i} WHERE ${i}.type = ? AND ${i}.param = ?${preds.text})`,
+        text: `${r}.rid IN (SELECT ${i}.rid FROM ${index} ${i} WHERE ${i}.type = ? AND ${i}.param = ?${preds.text})`,
         params: [type, clause.param, ...preds.params],
       };
     }
     case 'composite': {
       // Component i+1 must sit in the same group (and resource) as component 0.
       const c0 = alias('c');
+      const { index } = tablesOf(type);
       const first = predicatesSql(clause.components[0] ?? [], c0);
-      let text = `${r}.rid IN (SELECT ${c0}.rid FROM search_index ${c0} WHERE ${c0}.type = ? AND ${c0}.param = ?${first.text}`;
+      let text = `${r}.rid IN (SELECT ${c0}.rid FROM ${index} ${c0} WHERE ${c0}.type = ? AND ${c0}.param = ?${first.text}`;
       const params: SqlValue[] = [type, `${clause.param}$0`, ...first.params];
       clause.components.slice(1).forEach((preds, k) => {
         const c = alias('c');
         const p = predicatesSql(preds, c);
-        text += ` AND EXISTS (SELECT 1 FROM search_index ${c} WHERE ${c}.rid = ${c0}.rid AND ${c}.param = ? AND ${c}.grp = ${c0}.grp${p.text})`;
+        text += ` AND EXISTS (SELECT 1 FROM ${index} ${c} WHERE ${c}.rid = ${c0}.rid AND ${c}.param = ? AND ${c}.grp = ${c0}.grp${p.text})`;
         params.push(`${clause.param}$${k + 1}`, ...p.params);
       });
       return { text: `${text})`, params };
@@ -87,7 +98,7 @@ function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correl
       const r2 = alias('t');
       const inner = whereSql(clause.targetType, clause.where, alias, r2);
       return {
-        text: `${r}.rid IN (SELECT ${i}.rid FROM search_index ${i} WHERE ${i}.type = ? AND ${i}.param = ? AND ${i}.code IN (SELECT ? || ${r2}.id FROM resource_versions ${r2} WHERE ${inner.text}))`,
+        text: `${r}.rid IN (SELECT ${i}.rid FROM ${tablesOf(type).index} ${i} WHERE ${i}.type = ? AND ${i}.param = ? AND ${i}.code IN (SELECT ? || ${r2}.id FROM ${tablesOf(clause.targetType).versions} ${r2} WHERE ${inner.text}))`,
         params: [type, clause.param, `${clause.targetType}/`, ...inner.params],
       };
     }
@@ -158,12 +169,13 @@ function predicatesSql(preds: readonly EntryPredicate[], i: string): Sql {
 /** SELECT of the matching page, ordered by the sort keys and then id, `count + 1` rows to detect a next page. */
 export function searchSql(query: SearchQuery): Sql {
   const where = whereSql(query.type, query.where, aliases());
-  const keys = query.sort.map((k, n) => `${sortKeySql(k)} AS k${n}`);
+  const { versions, index } = tablesOf(query.type);
+  const keys = query.sort.map((k, n) => `${sortKeySql(k, index)} AS k${n}`);
   const params: SqlValue[] = [];
   for (const k of query.sort) params.push(query.type, k.param);
   params.push(...where.params);
   const backwards = query.cursor?.direction === 'previous';
-  const inner = `SELECT r.rid, r.type, r.id, r.version, r.last_updated, r.deleted, r.body${keys.map((k) => `, ${k}`).join('')} FROM resource_versions r WHERE ${where.text}`;
+  const inner = `SELECT r.rid, r.type, r.id, r.version, r.last_updated, r.deleted, r.body${keys.map((k) => `, ${k}`).join('')} FROM ${versions} r WHERE ${where.text}`;
   let text = `SELECT * FROM (${inner}) m`;
   if (query.cursor) {
     const ks = keysetSql(query.sort, query.cursor);
@@ -180,9 +192,9 @@ export function searchSql(query: SearchQuery): Sql {
   return { text, params };
 }
 
-function sortKeySql(k: SortKey): string {
+function sortKeySql(k: SortKey, index: string): string {
   const agg = k.descending ? 'MAX' : 'MIN';
-  return `(SELECT ${agg}(s.${k.field}) FROM search_index s WHERE s.rid = r.rid AND s.type = ? AND s.param = ?)`;
+  return `(SELECT ${agg}(s.${k.field}) FROM ${index} s WHERE s.rid = r.rid AND s.type = ? AND s.param = ?)`;
 }
 
 /**
@@ -216,5 +228,5 @@ function keysetSql(sort: readonly SortKey[], cursor: Cursor): Sql {
 
 export function countSql(query: SearchQuery): Sql {
   const where = whereSql(query.type, query.where, aliases());
-  return { text: `SELECT COUNT(*) AS n FROM resource_versions r WHERE ${where.text}`, params: where.params };
+  return { text: `SELECT COUNT(*) AS n FROM ${tablesOf(query.type).versions} r WHERE ${where.text}`, params: where.params };
 }

@@ -1,13 +1,27 @@
 // The embedded store's schema. Every version of every resource is one row; only the current
-// version of a resource has index entries. AuditEvents are rows here too, so that the one search
-// engine answers auditors — but only as the searchable copy the indexer keeps behind the audit
-// log (audit.db, sqlite-audit-log.ts): their index entries, no body (read from the log), and the
-// log sequence number indexed so far (audit_indexed).
-export const SCHEMA_VERSION = 3;
+// version of a resource has index entries. AuditEvents have the same tables, so that the one
+// search engine answers auditors, in a file of their own (audit-index.db, attached to the
+// resource database's connection as `aix`): the searchable copy the indexer keeps behind the
+// audit log (audit.db, sqlite-audit-log.ts) — their index entries, no body (read from the log),
+// and the log sequence number indexed so far (audit_indexed).
+export const SCHEMA_VERSION = 4;
+
+/** The file of the audit log's searchable copy, beside hearth.db. */
+export const AUDIT_INDEX_FILE = 'audit-index.db';
+/** The name it is attached under on the resource database's connection. */
+export const AUDIT_INDEX_SCHEMA = 'aix';
 
 /** Version 2: each resource version names the request that wrote it (write-ahead audit). */
 export const MIGRATE_TO_2 = 'ALTER TABLE resource_versions ADD COLUMN write_id TEXT';
 export const WRITE_ID_INDEX = 'CREATE INDEX IF NOT EXISTS resource_write ON resource_versions (write_id) WHERE write_id IS NOT NULL';
+
+/**
+ * Version 4: the searchable copy of the audit log moved from hearth.db to audit-index.db: its
+ * indexer writes there without ever holding (or waiting for) the lock of the file clinical writes
+ * commit to, and in large chunks. Version 3's AuditEvent rows, their index entries and the mark
+ * are copied there, then dropped here.
+ */
+export const AUDIT_INDEX_TABLES = ['resource_versions', 'search_index', 'audit_indexed'];
 
 /**
  * Version 3: the audit chain moved to its own file. What version 2 kept here (audit_log,
@@ -26,7 +40,7 @@ export const LEGACY_AUDIT_TRIGGERS = [
   'audit_purges_append_only_d',
 ];
 
-export const SCHEMA = `
+const TABLES = `
 CREATE TABLE IF NOT EXISTS resource_versions (
   rid INTEGER PRIMARY KEY,
   type TEXT NOT NULL,
@@ -55,9 +69,18 @@ CREATE TABLE IF NOT EXISTS search_index (
 CREATE INDEX IF NOT EXISTS search_code ON search_index (type, param, code, rid) WHERE code IS NOT NULL;
 CREATE INDEX IF NOT EXISTS search_range ON search_index (type, param, lo, hi, rid) WHERE lo IS NOT NULL;
 CREATE INDEX IF NOT EXISTS search_rid ON search_index (rid, param);
+`;
 
+/** hearth.db: resources, their versions and index entries. */
+export const SCHEMA = TABLES;
+
+/** audit-index.db (its tables under `schema.` when attached): the same tables, and the mark. */
+export function auditIndexSchema(schema?: string): string {
+  const q = schema ? `${schema}.` : '';
+  return `${TABLES}
 CREATE TABLE IF NOT EXISTS audit_indexed (
   one INTEGER PRIMARY KEY CHECK (one = 1),
   seq INTEGER NOT NULL
 ) STRICT;
-`;
+`.replace(/(TABLE|INDEX) IF NOT EXISTS /g, `$1 IF NOT EXISTS ${q}`);
+}

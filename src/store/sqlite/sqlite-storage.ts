@@ -3,8 +3,11 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { asyncAuditIndex, asyncAuditStore } from '../../audit/audit-store.ts';
 import type { Storage } from '../port.ts';
+import { SqliteAuditIndex } from './sqlite-audit-index.ts';
 import { SqliteAuditLog } from './sqlite-audit-log.ts';
+import { auditIndexSchema } from './sqlite-schema.ts';
 import { SqliteStore } from './sqlite-store.ts';
+import { immediate } from './transaction.ts';
 
 export interface SqliteStorageOptions {
   /** Directory for the database files, or ':memory:' for tests that need no file. */
@@ -23,9 +26,22 @@ export function openAuditLogDb(path: string): DatabaseSync {
 }
 
 /**
- * The embedded storage: resources and the audit log's searchable copy in `hearth.db`, the audit
- * log itself in `audit.db` — two files, so that an audit commit is a small append of its own and
- * never waits on (or for) clinical writes. Moves a version-2 database's chain into audit.db.
+ * The audit log's searchable copy on a connection of its own (the indexer thread's):
+ * `synchronous=NORMAL`, since the log is the record and the copy is rebuilt from it; a 32 MiB
+ * page cache, statement journals in memory (as hearth.db's, sqlite-store.ts).
+ */
+export function openAuditIndex(path: string): { index: SqliteAuditIndex; close(): void } {
+  const db = new DatabaseSync(path);
+  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY;');
+  db.exec(auditIndexSchema());
+  return { index: new SqliteAuditIndex(db, (work) => immediate(db, work)), close: () => db.close() };
+}
+
+/**
+ * The embedded storage: resources in `hearth.db`, the audit log in `audit.db`, and the log's
+ * searchable copy in `audit-index.db` — three files, so that an audit commit is a small append of
+ * its own and never waits on (or for) clinical writes, and indexing behind it never holds the
+ * lock clinical writes commit under. Moves a version-2 database's chain into audit.db.
  */
 export function sqliteStorage(options: SqliteStorageOptions): Storage {
   const memory = options.dataDir === ':memory:';

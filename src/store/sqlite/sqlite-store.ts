@@ -22,11 +22,22 @@ import {
 } from '../resource-store.ts';
 import { KEK_ID_PATH } from '../../crypto/envelope.ts';
 import { IndexWriter } from './index-writer.ts';
-import { SET_INDEXED_MARK, SqliteAuditIndex } from './sqlite-audit-index.ts';
+import { setIndexedMark, SqliteAuditIndex } from './sqlite-audit-index.ts';
 import type { LegacyAudit, StoredLink } from './sqlite-audit-log.ts';
-import { countSql, type SqlValue, searchSql } from './sqlite-query.ts';
+import { countSql, type SqlValue, searchSql, tablesOf } from './sqlite-query.ts';
 import { immediate } from './transaction.ts';
-import { LEGACY_AUDIT_TABLES, LEGACY_AUDIT_TRIGGERS, MIGRATE_TO_2, SCHEMA, SCHEMA_VERSION, WRITE_ID_INDEX } from './sqlite-schema.ts';
+import {
+  AUDIT_INDEX_FILE,
+  AUDIT_INDEX_SCHEMA,
+  AUDIT_INDEX_TABLES,
+  auditIndexSchema,
+  LEGACY_AUDIT_TABLES,
+  LEGACY_AUDIT_TRIGGERS,
+  MIGRATE_TO_2,
+  SCHEMA,
+  SCHEMA_VERSION,
+  WRITE_ID_INDEX,
+} from './sqlite-schema.ts';
 
 // The envelope format is the encrypting decorator's; the adapter only needs where its key id sits.
 const KEK_JSON_PATH = `$.${KEK_ID_PATH.join('.')}`;
@@ -63,7 +74,9 @@ interface LegacyRow {
 
 /**
  * The embedded ResourceStore on node:sqlite: one file under the data directory, WAL journal,
- * `synchronous=FULL` so that a commit is on disk before the call returns.
+ * `synchronous=FULL` so that a commit is on disk before the call returns. AuditEvents are read
+ * and searched in the audit log's searchable copy, another file attached to the same connection
+ * (sqlite-schema.ts); they are never written here.
  */
 export class SqliteStore implements ResourceStore {
   readonly #db: DatabaseSync;
@@ -84,6 +97,8 @@ export class SqliteStore implements ResourceStore {
     }
     this.path = path;
     this.#db = new DatabaseSync(path);
+    // (in memory, the attached copy is this connection's own)
+    this.#db.prepare(`ATTACH DATABASE ? AS ${AUDIT_INDEX_SCHEMA}`).run(path === ':memory:' ? ':memory:' : join(options.dataDir, AUDIT_INDEX_FILE));
     this.#db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.synchronous ?? 'FULL'}; PRAGMA busy_timeout = 5000;`);
     // 32 MiB of page cache per connection (SQLite's default is 2 MiB): the index B-trees of a
     // long audit trail outgrow the default, and every insert then reads its pages anew.
@@ -91,6 +106,9 @@ export class SqliteStore implements ResourceStore {
     // Statement journals in memory: a multi-row index INSERT touches more pages than SQLite keeps
     // in memory by default (64 KiB), and spilled them to a temporary file page by page.
     this.#db.exec('PRAGMA temp_store = MEMORY');
+    // The log is the record of AuditEvents; their searchable copy is rebuilt from it (the indexer's is NORMAL too).
+    this.#db.exec(`PRAGMA ${AUDIT_INDEX_SCHEMA}.journal_mode = WAL; PRAGMA ${AUDIT_INDEX_SCHEMA}.synchronous = NORMAL;`);
+    this.#db.exec(auditIndexSchema(AUDIT_INDEX_SCHEMA));
     const { user_version } = this.#db.prepare('PRAGMA user_version').get() as { user_version: number };
     if (user_version > SCHEMA_VERSION) {
       throw new Error(`database schema version ${user_version} is newer than this Hearth (${SCHEMA_VERSION})`);
@@ -99,16 +117,17 @@ export class SqliteStore implements ResourceStore {
     const columns = this.#db.prepare('PRAGMA table_info(resource_versions)').all() as { name: string }[];
     if (!columns.some((c) => c.name === 'write_id')) this.#db.exec(MIGRATE_TO_2);
     this.#db.exec(WRITE_ID_INDEX);
-    // Version 3 is reached once the legacy audit tables are moved out (dropLegacyAudit).
-    if (!this.#hasLegacyAudit()) this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    // Versions 3 and 4 are reached once the legacy audit tables are moved out (dropLegacyAudit).
+    if (!this.#hasLegacyAudit() && user_version < SCHEMA_VERSION) this.#moveAuditIndex();
     this.#index = new IndexWriter(this.#db);
+    const select = (table: string, which: string) =>
+      this.#db.prepare(`SELECT rid, type, id, version, last_updated, deleted, body FROM ${table} WHERE type = ? AND id = ? AND ${which}`);
+    const audit = tablesOf('AuditEvent').versions;
     this.#stmt = {
-      current: this.#db.prepare(
-        'SELECT rid, type, id, version, last_updated, deleted, body FROM resource_versions WHERE type = ? AND id = ? AND current = 1',
-      ),
-      version: this.#db.prepare(
-        'SELECT rid, type, id, version, last_updated, deleted, body FROM resource_versions WHERE type = ? AND id = ? AND version = ?',
-      ),
+      current: select('resource_versions', 'current = 1'),
+      version: select('resource_versions', 'version = ?'),
+      auditCurrent: select(audit, 'current = 1'),
+      auditVersion: select(audit, 'version = ?'),
       retire: this.#db.prepare('UPDATE resource_versions SET current = 0 WHERE rid = ?'),
       unindex: this.#db.prepare('DELETE FROM search_index WHERE rid = ?'),
       insert: this.#db.prepare(
@@ -166,9 +185,34 @@ export class SqliteStore implements ResourceStore {
     return done;
   }
 
-  /** The searchable copy of the audit log, in this database. */
+  /** The searchable copy of the audit log, attached to this connection. */
   auditIndex(): SqliteAuditIndex {
-    return new SqliteAuditIndex(this.#db, (work) => this.#transaction(work));
+    return new SqliteAuditIndex(this.#db, (work) => this.#transaction(work), AUDIT_INDEX_SCHEMA);
+  }
+
+  /**
+   * To version 4: the AuditEvent rows, their index entries and the mark move to the attached
+   * audit index (`indexedThrough`, for a chain just moved out of version 2, is its mark). One
+   * transaction over both files; should a crash commit one file and not the other, the next start
+   * moves them again (what the copy holds is replaced), or — the rows gone from both — the indexer
+   * rebuilds the copy from the log, which is the record.
+   */
+  #moveAuditIndex(indexedThrough?: number): void {
+    const a = AUDIT_INDEX_SCHEMA;
+    const hasMark = this.#db.prepare('SELECT 1 FROM main.sqlite_master WHERE type = \'table\' AND name = \'audit_indexed\'').get() !== undefined;
+    this.#transaction(() => {
+      for (const t of AUDIT_INDEX_TABLES) this.#db.exec(`DELETE FROM ${a}.${t}`);
+      const versions = 'rid, type, id, version, last_updated, deleted, current, body';
+      const entries = 'rid, type, param, grp, sys, code, text, lo, hi';
+      this.#db.exec(`INSERT INTO ${a}.resource_versions (${versions}) SELECT ${versions} FROM main.resource_versions WHERE type = 'AuditEvent'`);
+      this.#db.exec(`INSERT INTO ${a}.search_index (${entries}) SELECT ${entries} FROM main.search_index WHERE type = 'AuditEvent'`);
+      if (indexedThrough !== undefined) this.#db.prepare(setIndexedMark(`${a}.`)).run(indexedThrough);
+      else if (hasMark) this.#db.exec(`INSERT INTO ${a}.audit_indexed (one, seq) SELECT one, seq FROM main.audit_indexed`);
+      this.#db.exec('DELETE FROM main.search_index WHERE type = \'AuditEvent\'');
+      this.#db.exec('DELETE FROM main.resource_versions WHERE type = \'AuditEvent\'');
+      this.#db.exec('DROP TABLE IF EXISTS main.audit_indexed');
+      this.#db.exec(`PRAGMA main.user_version = ${SCHEMA_VERSION}`);
+    });
   }
 
   #hasLegacyAudit(): boolean {
@@ -201,7 +245,8 @@ export class SqliteStore implements ResourceStore {
   /**
    * Once the chain is safely in audit.db: drops the legacy audit tables and triggers, keeps the
    * searchable AuditEvent rows as the index (without their bodies, which the log now serves),
-   * removes the write-ahead attempts (never searchable), and marks the log indexed through `seq`.
+   * removes the write-ahead attempts (never searchable), moves the index to its own file and
+   * marks the log indexed through `seq`.
    */
   dropLegacyAudit(indexedThrough: number): void {
     this.#transaction(() => {
@@ -209,9 +254,8 @@ export class SqliteStore implements ResourceStore {
       this.#db.exec('DELETE FROM resource_versions WHERE type = \'AuditEvent\' AND current = 0');
       this.#db.exec('UPDATE resource_versions SET body = NULL WHERE type = \'AuditEvent\'');
       for (const t of LEGACY_AUDIT_TABLES) this.#db.exec(`DROP TABLE IF EXISTS ${t}`);
-      this.#db.prepare(SET_INDEXED_MARK).run(indexedThrough);
-      this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
     });
+    this.#moveAuditIndex(indexedThrough);
   }
 
   async create(type: string, prepare: Prepare, ifNoneExist?: SearchQuery): Promise<WriteResult> {
@@ -282,11 +326,13 @@ export class SqliteStore implements ResourceStore {
   }
 
   async read(type: string, id: string): Promise<StoredVersion | undefined> {
-    return this.#toVersion(this.#stmt.current.get(type, id) as unknown as VersionRow | undefined);
+    const stmt = type === 'AuditEvent' ? this.#stmt.auditCurrent : this.#stmt.current;
+    return this.#toVersion(stmt.get(type, id) as unknown as VersionRow | undefined);
   }
 
   async vread(type: string, id: string, versionId: number): Promise<StoredVersion | undefined> {
-    return this.#toVersion(this.#stmt.version.get(type, id, versionId) as unknown as VersionRow | undefined);
+    const stmt = type === 'AuditEvent' ? this.#stmt.auditVersion : this.#stmt.version;
+    return this.#toVersion(stmt.get(type, id, versionId) as unknown as VersionRow | undefined);
   }
 
   /**
@@ -301,6 +347,7 @@ export class SqliteStore implements ResourceStore {
   }
 
   async history(query: HistoryQuery): Promise<HistoryPage> {
+    const { versions } = tablesOf(query.type);
     const where = ['type = ?'];
     const params: SqlValue[] = [query.type];
     if (query.id !== undefined) {
@@ -312,7 +359,7 @@ export class SqliteStore implements ResourceStore {
       params.push(query.since);
     }
     const total = (
-      this.#db.prepare(`SELECT COUNT(*) AS n FROM resource_versions WHERE ${where.join(' AND ')}`).get(...params) as {
+      this.#db.prepare(`SELECT COUNT(*) AS n FROM ${versions} WHERE ${where.join(' AND ')}`).get(...params) as {
         n: number;
       }
     ).n;
@@ -323,7 +370,7 @@ export class SqliteStore implements ResourceStore {
     // Newest first; rid grows with every write, so it orders versions even within one millisecond.
     const rows = this.#db
       .prepare(
-        `SELECT rid, type, id, version, last_updated, deleted, body FROM resource_versions WHERE ${where.join(' AND ')} ORDER BY rid DESC LIMIT ?`,
+        `SELECT rid, type, id, version, last_updated, deleted, body FROM ${versions} WHERE ${where.join(' AND ')} ORDER BY rid DESC LIMIT ?`,
       )
       .all(...params, query.count + 1) as unknown as VersionRow[];
     const page = rows.slice(0, query.count);
