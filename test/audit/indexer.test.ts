@@ -106,6 +106,34 @@ describe('the audit index behind the log', () => {
   });
 });
 
+describe('the audit index in a file of its own', () => {
+  // Each side holds its file's write lock from another connection, as the indexer thread and the
+  // request thread do; a write that took the other file's lock too would wait out busy_timeout and fail.
+  it('a clinical write never waits for the indexer\'s lock on audit-index.db, nor indexing for a clinical write\'s on hearth.db', async () => {
+    const dataDir = tempDir();
+    const storage = sqliteStorage({ dataDir });
+    const hold = (file: string) => {
+      const db = new DatabaseSync(join(dataDir, file));
+      db.exec('BEGIN IMMEDIATE');
+      return db;
+    };
+    const indexer = hold('audit-index.db');
+    const { version } = await storage.resources.create('Patient', ({ id, versionId, lastUpdated }) => ({
+      resource: { resourceType: 'Patient', id, meta: { versionId: String(versionId), lastUpdated } },
+      index: [{ param: 'family', grp: 0, code: 'held' }],
+    }));
+    expect((await storage.resources.read('Patient', version.id))?.versionId).toBe(1);
+    indexer.exec('ROLLBACK');
+    indexer.close();
+    const clinical = hold('hearth.db');
+    await storage.auditIndex.index([{ id: 'e1', recorded: '2026-01-01T00:00:00.000Z', index: [{ param: 'action', grp: 0, code: 'R' }] }], 1);
+    expect(await storage.auditIndex.indexedThrough()).toBe(1);
+    clinical.exec('ROLLBACK');
+    clinical.close();
+    await storage.close();
+  });
+});
+
 describe('moving a version-2 database\'s audit chain into audit.db', () => {
   it('copies the chain as it was (it still verifies), keeps the searchable events as the index (in audit-index.db), and drops the old tables', async () => {
     const dataDir = tempDir();

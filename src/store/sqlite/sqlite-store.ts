@@ -39,6 +39,11 @@ import {
   WRITE_ID_INDEX,
 } from './sqlite-schema.ts';
 
+// Write transactions lock one file each: clinical writes hearth.db, indexing the attached copy
+// (whose own writer, the indexer thread, must never wait for a clinical commit, nor hold one up).
+const RESOURCES_LOCK = 'UPDATE main.resource_versions SET rid = rid WHERE 0';
+const AUDIT_INDEX_LOCK = `UPDATE ${AUDIT_INDEX_SCHEMA}.audit_indexed SET seq = seq WHERE 0`;
+
 // The envelope format is the encrypting decorator's; the adapter only needs where its key id sits.
 const KEK_JSON_PATH = `$.${KEK_ID_PATH.join('.')}`;
 
@@ -187,7 +192,7 @@ export class SqliteStore implements ResourceStore {
 
   /** The searchable copy of the audit log, attached to this connection. */
   auditIndex(): SqliteAuditIndex {
-    return new SqliteAuditIndex(this.#db, (work) => this.#transaction(work), AUDIT_INDEX_SCHEMA);
+    return new SqliteAuditIndex(this.#db, (work) => immediate(this.#db, work, AUDIT_INDEX_LOCK), AUDIT_INDEX_SCHEMA);
   }
 
   /**
@@ -441,7 +446,7 @@ export class SqliteStore implements ResourceStore {
   }
 
   #transaction<T>(work: () => T): T {
-    return immediate(this.#db, work);
+    return immediate(this.#db, work, RESOURCES_LOCK);
   }
 }
 
