@@ -1,7 +1,5 @@
 // The one composition root: everything the server, the audit writer thread and the operator
 // commands need, built from the configuration. The only module that names a storage adapter.
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { AuditSink, type AuditWriter, auditAppendOf, signedAppend, storeWriter } from './audit/audit-sink.ts';
 import { AuditIndexer, indexingFailed } from './audit/indexer.ts';
 import { AuditProgress } from './audit/progress.ts';
@@ -20,7 +18,7 @@ import type { SearchQuery } from './fhir/query.ts';
 import { decideRoute } from './rest/routes.ts';
 import { type AuthEvent, authIssuer, type AuthServer, createAuthServer } from './authserver/provider.ts';
 import { secretBox } from './crypto/secret-box.ts';
-import { type Config, ConfigError, mongoDatabaseOf } from './config/config.ts';
+import { type Config, ConfigError } from './config/config.ts';
 import { BlindIndex, protectedSearchDocumentation } from './crypto/blind-index.ts';
 import { type KeyProvider, KeyringError, LocalKeyring } from './crypto/keyring.ts';
 import { loadProtectionPolicy } from './crypto/protection.ts';
@@ -32,8 +30,7 @@ import { AuditReadBarrier } from './store/audit-read-barrier.ts';
 import { EncryptingStore } from './store/encrypting-store.ts';
 import type { Storage } from './store/port.ts';
 import type { ResourceStore } from './store/resource-store.ts';
-import { MongoSetupError, mongoStorage } from './store/mongo/mongo-storage.ts';
-import { AUDIT_LOG_FILE, RESOURCE_FILE, sqliteStorage } from './store/sqlite/sqlite-storage.ts';
+import { openStorage } from './store/open.ts';
 import { WorkerAuditIndexer } from './store/sqlite/worker-audit-indexer.ts';
 import { WorkerAuditWriter } from './store/sqlite/worker-audit-writer.ts';
 
@@ -97,27 +94,6 @@ export function loadDefinitions(updateCreate: boolean): Definitions {
     definitions.set(updateCreate, d);
   }
   return d;
-}
-
-/**
- * The storage the configuration names: MongoDB when HEARTH_MONGODB_URI is set, otherwise the
- * embedded SQLite store under the data directory. A MongoDB that cannot serve (unreachable, a
- * standalone server where a replica set is required) stops the start like a configuration mistake.
- */
-export async function openStorage(config: Config, clock?: () => Date): Promise<Storage> {
-  if (!config.mongodb) return sqliteStorage({ dataDir: config.dataDir, clock });
-  try {
-    return await mongoStorage({ uri: config.mongodb.uri, database: mongoDatabaseOf(config.mongodb.uri) || 'hearth', requireReplicaSet: config.mongodb.requireReplicaSet, clock });
-  } catch (err) {
-    if (err instanceof MongoSetupError) throw new ConfigError([{ name: 'HEARTH_MONGODB_URI', message: err.message }]);
-    throw err;
-  }
-}
-
-/** The configured storage for an operator command, or undefined when no database exists yet. */
-export async function existingStorage(config: Config): Promise<Storage | undefined> {
-  if (config.mongodb) return openStorage(config);
-  return [RESOURCE_FILE, AUDIT_LOG_FILE].some((f) => existsSync(join(config.dataDir, f))) ? openStorage(config) : undefined;
 }
 
 /** The keyring of the configuration; a keyring problem stops the start like a configuration mistake. */

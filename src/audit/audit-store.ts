@@ -135,8 +135,17 @@ export type Synchronous<T> = {
 export type SyncAuditStore = Omit<Synchronous<AuditStore>, 'appendAudit' | 'purgeAudit'> & Pick<AuditStore, 'appendAudit' | 'purgeAudit'>;
 export type SyncAuditIndex = Synchronous<AuditIndex>;
 
-async function* eachOf<T>(items: Iterable<T>): AsyncIterable<T> {
-  yield* items;
+/**
+ * Items that are there at once, as the port's async iterable — and still iterable synchronously,
+ * for a caller that looks (walking a million links saves a turn of the microtask queue each).
+ */
+function eachOf<T>(items: Iterable<T>): AsyncIterable<T> & Iterable<T> {
+  return {
+    [Symbol.iterator]: () => items[Symbol.iterator](),
+    async* [Symbol.asyncIterator]() {
+      yield* items;
+    },
+  };
 }
 
 /** The port over an audit log that answers at once. */

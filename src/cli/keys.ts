@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { openKeyring } from '../compose.ts';
 import type { Config } from '../config/config.ts';
 import { rewrapResource } from '../crypto/envelope.ts';
-import { existingStorage } from '../compose.ts';
+import { existingStorage } from '../store/open.ts';
 import { CliError, openStore, recordOperatorEvent } from './audit.ts';
 
 /** Key changes are security events: each leaves an AuditEvent in the chain (when data exists). */

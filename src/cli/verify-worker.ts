@@ -2,7 +2,7 @@
 // (from the same environment as the command), walks the links from..to and reports what it found.
 import { parentPort, workerData } from 'node:worker_threads';
 import { walkLinks, type WalkStart } from '../audit/chain.ts';
-import { existingStorage } from '../compose.ts';
+import { existingStorage } from '../store/open.ts';
 import { loadConfig } from '../config/config.ts';
 
 export interface VerifyStretch {

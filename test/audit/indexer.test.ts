@@ -134,6 +134,27 @@ describe('the audit index in a file of its own', () => {
   });
 });
 
+describe('verification against an index that a running indexer moves on', () => {
+  it('events indexed past the mark verify read (the indexer went on meanwhile) are no difference; an event the log lacks is', async () => {
+    const dataDir = tempDir();
+    const storage = sqliteStorage({ dataDir });
+    const events = ['e1', 'e2', 'e3'].map((id) => ({ resource: { resourceType: 'AuditEvent' as const, id, recorded: '2026-01-01T00:00:00.000Z', action: 'R' as const }, searchable: true }));
+    await storage.audit.appendAudit(events as never);
+    await storage.auditIndex.index(events.map((e) => ({ id: e.resource.id, recorded: e.resource.recorded, index: [] })), 3);
+    const copy = new DatabaseSync(join(dataDir, 'audit-index.db'));
+    // What verify sees when it reads the mark just before the indexer commits e2 and e3 (with their mark).
+    copy.exec('UPDATE audit_indexed SET seq = 1');
+    expect(await verifyChain(storage.audit, undefined, undefined, storage.auditIndex)).toMatchObject({ ok: true, events: 3 });
+    copy.exec('INSERT INTO resource_versions (type, id, version, last_updated, deleted, current) VALUES (\'AuditEvent\', \'e2b\', 1, \'2026-01-01T00:00:00Z\', 0, 1)');
+    copy.close();
+    expect(await verifyChain(storage.audit, undefined, undefined, storage.auditIndex)).toMatchObject({
+      ok: false,
+      problem: 'AuditEvent/e2b is searchable but not in the chain (inserted behind its back)',
+    });
+    await storage.close();
+  });
+});
+
 describe('moving a version-2 database\'s audit chain into audit.db', () => {
   it('copies the chain as it was (it still verifies), keeps the searchable events as the index (in audit-index.db), and drops the old tables', async () => {
     const dataDir = tempDir();

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEvent } from 'fhir/r4.js';
 import { verifyChain } from '../../src/audit/chain.ts';
 import { loadConfig } from '../../src/config/config.ts';
-import { openStorage } from '../../src/compose.ts';
+import { openStorage } from '../../src/store/open.ts';
 import { COLLECTIONS } from '../../src/store/mongo/mongo-schema.ts';
 import { mongoStorage } from '../../src/store/mongo/mongo-storage.ts';
 import { create, FHIR_JSON, json, PLAIN, testApp } from '../helpers/app.ts';
