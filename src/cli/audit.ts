@@ -154,7 +154,7 @@ async function verifyInParallel(store: Storage, publicKey: KeyObject, heads?: Ch
       });
     }),
   );
-  // The index is compared with the log here while the threads walk (~1 s at 1,000,000 events).
+  // The index is compared with the log here while the threads walk (2-3 s of this thread at 1,000,000 events).
   const comparison = compareIndex(store.audit, store.auditIndex);
   comparison.catch(() => undefined);
   const walks = await walking;

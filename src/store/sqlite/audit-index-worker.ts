@@ -4,18 +4,18 @@
 // rows it covers fall back together and are rebuilt from the log). It looks at the log's head
 // every INDEX_DELAY_MS and takes in everything new, CHUNK events per transaction: the file is
 // its alone to write (readers do not wait for it in WAL mode), and a large chunk writes a B-tree
-// page that many events touch once — a 1,000-entry transaction's events cost a third less
-// indexed 500 at a time than 25 at a time. It yields to its event loop between chunks, and
+// page that many events touch once (20,000 entry events: 170 us an event 500 at a time, 289 us
+// 25 at a time). It yields to its event loop between chunks, and
 // indexes at once when a reader asks ('index'). Appends from other processes (operator
 // commands) are followed the same way. On Linux it lowers its own scheduling priority (nice is
 // per thread there): when every core is busy, requests and the audit commits they wait for go
 // first, and the index catches up when load eases (readiness and /metrics show the lag).
 import { platform, setPriority } from 'node:os';
+import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { asyncAuditIndex, asyncAuditStore } from '../../audit/audit-store.ts';
 import { AuditIndexer, indexingFailed } from '../../audit/indexer.ts';
 import { loadFhirModel } from '../../fhir/definitions.ts';
-import { join } from 'node:path';
 import { SqliteAuditLog } from './sqlite-audit-log.ts';
 import { AUDIT_INDEX_FILE } from './sqlite-schema.ts';
 import { openAuditIndex, openAuditLogDb } from './sqlite-storage.ts';
