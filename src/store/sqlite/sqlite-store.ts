@@ -63,8 +63,6 @@ export interface SqliteStoreOptions {
   readonly clock?: () => Date;
   /** The canonical JSON of a searchable AuditEvent, from the audit log (its rows here have no body). */
   readonly auditBody?: (id: string) => string | undefined;
-  /** `synchronous` of this connection: FULL (default) for clinical writes; the indexer's may be NORMAL. */
-  readonly synchronous?: 'FULL' | 'NORMAL';
 }
 
 interface LegacyRow {
@@ -104,7 +102,7 @@ export class SqliteStore implements ResourceStore {
     this.#db = new DatabaseSync(path);
     // (in memory, the attached copy is this connection's own)
     this.#db.prepare(`ATTACH DATABASE ? AS ${AUDIT_INDEX_SCHEMA}`).run(path === ':memory:' ? ':memory:' : join(options.dataDir, AUDIT_INDEX_FILE));
-    this.#db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.synchronous ?? 'FULL'}; PRAGMA busy_timeout = 5000;`);
+    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;');
     // 32 MiB of page cache per connection (SQLite's default is 2 MiB): the index B-trees of a
     // long audit trail outgrow the default, and every insert then reads its pages anew.
     this.#db.exec('PRAGMA cache_size = -32768');
