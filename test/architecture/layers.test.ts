@@ -20,7 +20,9 @@ const ALLOWED: Record<string, readonly string[]> = {
 };
 // Adapters are named only by the composition root (and by their own folder).
 const ADAPTER = /^store\/sqlite\//;
-const MAY_NAME_ADAPTERS = new Set(['compose.ts']);
+// The composition root, and its part that opens the configured storage (store/open.ts: split out so
+// that an operator command's threads load it alone).
+const MAY_NAME_ADAPTERS = new Set(['compose.ts', 'store/open.ts']);
 
 const SRC = resolve(new URL('../../src', import.meta.url).pathname);
 
