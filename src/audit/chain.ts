@@ -106,6 +106,7 @@ export async function walkLinks(
   return done();
 }
 
+/** The chain's anchor: genesis, or where the last retention purge left it. */
 export async function anchorOf(store: AuditStore): Promise<ChainHead> {
   const purges = await store.purges();
   return purges.reduce((a, p) => (p.throughSeq > a.seq ? { seq: p.throughSeq, hash: p.lastHash } : a), { seq: 0, hash: GENESIS });
