@@ -73,37 +73,28 @@ export async function walkLinks(
   let events = 0;
   const hashes: [number, string][] = [];
   const done = (problem?: string): Walk => ({ events, first, last: events > 0 ? (prev as ChainHead) : undefined, problem, hashes, until });
-  /** One link checked against the one before it: the problem it shows, if any. */
-  const step = (link: ChainLink): string | undefined => {
-    if (link.seq <= anchorSeq) return `seq ${link.seq}: present although purged through seq ${anchorSeq}`;
+  // A log that answers at once is walked without a turn of the microtask queue per link.
+  const it = cursor(links);
+  for (;;) {
+    const next = it.next();
+    const r = next instanceof Promise ? await next : next;
+    if (r.done) return done();
+    const link = r.value;
+    if (link.seq <= anchorSeq) return done(`seq ${link.seq}: present although purged through seq ${anchorSeq}`);
     // A stretch with no known predecessor may begin later: joining the stretches names the gap.
     const mayBeginLater = events === 0 && start.prevHash === undefined && link.seq > prev.seq;
-    if (link.seq !== prev.seq + 1 && !mayBeginLater) return `seq ${prev.seq + 1}: missing (the chain jumps from seq ${prev.seq} to seq ${link.seq})`;
+    if (link.seq !== prev.seq + 1 && !mayBeginLater) return done(`seq ${prev.seq + 1}: missing (the chain jumps from seq ${prev.seq} to seq ${link.seq})`);
     if (prev.hash !== undefined && link.prevHash !== prev.hash) {
-      return `seq ${link.seq}: does not follow seq ${prev.seq} (link broken: reordered or inserted)`;
+      return done(`seq ${link.seq}: does not follow seq ${prev.seq} (link broken: reordered or inserted)`);
     }
     first ??= { seq: link.seq, prevHash: link.prevHash };
-    if (link.body === undefined) return `seq ${link.seq}: AuditEvent/${link.id} was removed or cannot be read`;
-    if (linkHashOfCanonical(link.prevHash, link.seq, link.body) !== link.hash) return `seq ${link.seq}: AuditEvent/${link.id} was altered (hash mismatch)`;
-    if (!link.body.includes(`"id":${JSON.stringify(link.id)}`)) return `seq ${link.seq}: holds the wrong event (expected AuditEvent/${link.id})`;
+    if (link.body === undefined) return done(`seq ${link.seq}: AuditEvent/${link.id} was removed or cannot be read`);
+    if (linkHashOfCanonical(link.prevHash, link.seq, link.body) !== link.hash) return done(`seq ${link.seq}: AuditEvent/${link.id} was altered (hash mismatch)`);
+    if (!link.body.includes(`"id":${JSON.stringify(link.id)}`)) return done(`seq ${link.seq}: holds the wrong event (expected AuditEvent/${link.id})`);
     prev = { seq: link.seq, hash: link.hash };
     if (wanted.has(link.seq)) hashes.push([link.seq, link.hash]);
     events++;
-    return undefined;
-  };
-  // A log that answers at once is walked without a turn of the microtask queue per link.
-  if (Symbol.iterator in links) {
-    for (const link of links as unknown as Iterable<ChainLink>) {
-      const problem = step(link);
-      if (problem !== undefined) return done(problem);
-    }
-    return done();
   }
-  for await (const link of links) {
-    const problem = step(link);
-    if (problem !== undefined) return done(problem);
-  }
-  return done();
 }
 
 /** The chain's anchor: genesis, or where the last retention purge left it. */

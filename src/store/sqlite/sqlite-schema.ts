@@ -40,7 +40,8 @@ export const LEGACY_AUDIT_TRIGGERS = [
   'audit_purges_append_only_d',
 ];
 
-const TABLES = `
+/** hearth.db: resources, their versions and index entries. */
+export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS resource_versions (
   rid INTEGER PRIMARY KEY,
   type TEXT NOT NULL,
@@ -71,13 +72,10 @@ CREATE INDEX IF NOT EXISTS search_range ON search_index (type, param, lo, hi, ri
 CREATE INDEX IF NOT EXISTS search_rid ON search_index (rid, param);
 `;
 
-/** hearth.db: resources, their versions and index entries. */
-export const SCHEMA = TABLES;
-
 /** audit-index.db (its tables under `schema.` when attached): the same tables, and the mark. */
 export function auditIndexSchema(schema?: string): string {
   const q = schema ? `${schema}.` : '';
-  return `${TABLES}
+  return `${SCHEMA}
 CREATE TABLE IF NOT EXISTS audit_indexed (
   one INTEGER PRIMARY KEY CHECK (one = 1),
   seq INTEGER NOT NULL
