@@ -29,6 +29,12 @@ export interface SearchParamDef {
   readonly evaluate: Evaluator;
   /** the top-level elements the expression reads: what a role's element mask must allow */
   readonly elements: readonly string[];
+  /**
+   * The parameter whose index entries answer this one, where the type holds the same value under
+   * another parameter (AuditEvent's `_lastUpdated` is its `date`); such a parameter is not
+   * indexed on its own.
+   */
+  readonly indexedAs?: string;
   /** Composite parameters: each component's type and expression relative to each base node. */
   readonly components?: readonly {
     readonly type: SearchParamType;
@@ -183,6 +189,10 @@ export function loadFhirModel(options: { updateCreate: boolean }): FhirModel {
         components,
       });
     }
+    // An AuditEvent is written once, when it is recorded, and carries no meta: its last update is
+    // `recorded` (the time its row and its Last-Modified header give), which `date` indexes.
+    const lastUpdated = params.get('_lastUpdated');
+    if (type === 'AuditEvent' && lastUpdated && params.has('date')) params.set('_lastUpdated', { ...lastUpdated, indexedAs: 'date' });
     for (const name of declared ?? []) {
       if (!params.has(name)) throw new Error(`capability-statement.json: ${type} declares search parameter "${name}", which R4 does not define for it`);
     }

@@ -45,6 +45,10 @@ describe('auditors search, include and report on the trail', () => {
     ['policy=urn:hearth:scope:user/*.rs&outcome=4', ['denied']],
     ['date=ge2026-01-15T11:00:00Z&address=10.0.0.7', ['nurseRead', 'nurseSearch', 'denied']],
     ['date=lt2026-01-15T10:30:00Z&address=10.0.0.7', []],
+    // An AuditEvent's last update is its recording (it has no meta; its Last-Modified is `recorded`).
+    ['_lastUpdated=ge2026-01-15T11:00:00Z&address=10.0.0.7', ['nurseRead', 'nurseSearch', 'denied']],
+    ['_lastUpdated=lt2026-01-15T11:00:01Z&address=10.0.0.7', ['nurseRead']],
+    ['_lastUpdated:missing=true', []],
   ])('AuditEvent?%s', async (query, expected) => {
     const got = await find(query.replaceAll('{patient}', patient));
     expect(got.sort()).toEqual(expected.map((k) => rid[k]).sort());
@@ -53,6 +57,8 @@ describe('auditors search, include and report on the trail', () => {
   it('sorts, pages and includes the patients', async () => {
     const sorted = await find('_sort=-date&_count=2&address=10.0.0.7');
     expect(sorted).toEqual([rid.denied, rid.nurseSearch]);
+    expect(await find('_sort=-_lastUpdated&_count=2&address=10.0.0.7')).toEqual([rid.denied, rid.nurseSearch]);
+    expect(await find('_sort=_lastUpdated&_count=2&address=10.0.0.7')).toEqual([rid.nurseRead, rid.nurseSearch]);
     const page = json(await t.app.inject({ method: 'GET', url: '/fhir/AuditEvent?_sort=-date&_count=2&address=10.0.0.7', headers: auditor }));
     const next = json(await t.app.inject({ method: 'GET', url: page.link.find((l: any) => l.relation === 'next').url.replace(BASE, '/fhir'), headers: auditor }));
     expect(ids(next)).toEqual([rid.nurseRead]);
