@@ -334,8 +334,22 @@ function resolveReferences(resource: unknown, resolved: ReadonlyMap<string, stri
       return to;
     }
     if (v === null || typeof v !== 'object' || isDecimalText(v)) return v;
-    if (Array.isArray(v)) return v.map((x) => walk(x));
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x, k)]));
+    // Copied only along the paths to what changed: most of an entry has no reference to resolve.
+    if (Array.isArray(v)) {
+      let copy: unknown[] | undefined;
+      v.forEach((x, i) => {
+        const y = walk(x);
+        if (y !== x) (copy ??= [...v])[i] = y;
+      });
+      return copy ?? v;
+    }
+    let copy: Json | undefined;
+    for (const k of Object.keys(v)) {
+      const x = (v as Json)[k];
+      const y = walk(x, k);
+      if (y !== x) (copy ??= { ...(v as Json) })[k] = y;
+    }
+    return copy ?? v;
   };
   return resource === undefined ? undefined : walk(resource);
 }
