@@ -2,12 +2,9 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, configOrExit, exitWithConfigError } from '../config/config.ts';
 import { auditPurge, auditReportCli, auditVerify, CliError } from './audit.ts';
-import { clientsAdd, clientsList, clientsRevoke } from './clients.ts';
-import { usersAdd, usersDisable, usersResetMfa } from './users.ts';
-import { checkScopes, DEV_ISSUER, devToken, widerThanPatient } from './dev-token.ts';
 import { KeyringError } from '../crypto/keyring.ts';
-import { keysList, keysRetire, keysRewrap, keysRotate } from './keys.ts';
-import { mongoInitCli } from './mongo.ts';
+// The other commands' modules are loaded by the command that needs them: the account and key
+// commands import the server's composition, and a command's start-up is part of its time.
 
 const USAGE = `usage: hearth <command> [options]
 
@@ -99,6 +96,7 @@ async function audit(sub: string | undefined): Promise<void> {
 }
 
 async function keys(sub: string | undefined): Promise<void> {
+  const { keysList, keysRetire, keysRewrap, keysRotate } = await import('./keys.ts');
   try {
     if (sub === 'list') process.stdout.write(keysList(config));
     else if (sub === 'rotate') process.stdout.write(await keysRotate(config));
@@ -117,7 +115,8 @@ async function keys(sub: string | undefined): Promise<void> {
   }
 }
 
-function clients(sub: string | undefined): void {
+async function clients(sub: string | undefined): Promise<void> {
+  const { clientsAdd, clientsList, clientsRevoke } = await import('./clients.ts');
   try {
     if (sub === 'add') {
       const spec = {
@@ -155,6 +154,7 @@ function operatorFailure(err: unknown): never {
 }
 
 async function users(sub: string | undefined): Promise<void> {
+  const { usersAdd, usersDisable, usersResetMfa } = await import('./users.ts');
   try {
     if (sub === 'add') {
       const spec = { username: { type: 'string' }, role: { type: 'string' }, 'fhir-user': { type: 'string' }, 'password-file': { type: 'string' }, mfa: { type: 'string' } } as const;
@@ -171,6 +171,7 @@ async function users(sub: string | undefined): Promise<void> {
 async function mongo(sub: string | undefined): Promise<void> {
   if (sub !== 'init' || rest.length > 1) fail(`unknown mongo command "${rest.join(' ')}": init`);
   if (!config.mongodb) fail('mongo init needs HEARTH_MONGODB_URI');
+  const { mongoInitCli } = await import('./mongo.ts');
   try {
     process.stdout.write(await mongoInitCli(config));
   } catch (err) {
@@ -181,7 +182,7 @@ async function mongo(sub: string | undefined): Promise<void> {
 
 switch (command) {
   case 'clients':
-    clients(rest[0]);
+    await clients(rest[0]);
     break;
   case 'users':
     await users(rest[0]);
@@ -196,6 +197,7 @@ switch (command) {
     await audit(rest[0]);
     break;
   case 'dev-token': {
+    const { checkScopes, DEV_ISSUER, devToken, widerThanPatient } = await import('./dev-token.ts');
     let values: Record<string, string | boolean | undefined>;
     try {
       ({ values } = parseArgs({
