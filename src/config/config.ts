@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
-import { MongoClient } from 'mongodb';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -161,6 +161,8 @@ export const SETTINGS = {
       const db = mongoDatabaseOf(raw);
       if (db === undefined) return { error: 'must be a mongodb:// or mongodb+srv:// connection string: mongodb://host[:port][,host...]/[database][?options]' };
       try {
+        // The driver is loaded only when a MongoDB is configured (~0.2 s of every start and command otherwise).
+        const { MongoClient } = createRequire(import.meta.url)('mongodb') as typeof import('mongodb');
         new MongoClient(raw);
       } catch (err) {
         return { error: `is not a connection string the MongoDB driver accepts: ${(err as Error).message.replace(/\/\/[^@/]*@/g, '//***@')}` };

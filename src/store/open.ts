@@ -1,13 +1,13 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Config, ConfigError, mongoDatabaseOf } from '../config/config.ts';
-import { MongoSetupError, mongoStorage } from './mongo/mongo-storage.ts';
 import type { Storage } from './port.ts';
 import { AUDIT_LOG_FILE, RESOURCE_FILE, sqliteStorage } from './sqlite/sqlite-storage.ts';
 
 // Opening the configured storage, apart from the rest of the composition (compose.ts): what an
 // operator command's threads need (each stretch of `hearth audit verify` opens it), without
 // loading the FHIR definitions, the HTTP layer and the authorization server (~1 s an import).
+// The MongoDB driver is loaded only for a configuration that names MongoDB (~0.2 s).
 
 /**
  * The storage the configuration names: MongoDB when HEARTH_MONGODB_URI is set, otherwise the
@@ -16,6 +16,7 @@ import { AUDIT_LOG_FILE, RESOURCE_FILE, sqliteStorage } from './sqlite/sqlite-st
  */
 export async function openStorage(config: Config, clock?: () => Date): Promise<Storage> {
   if (!config.mongodb) return sqliteStorage({ dataDir: config.dataDir, clock });
+  const { MongoSetupError, mongoStorage } = await import('./mongo/mongo-storage.ts');
   try {
     return await mongoStorage({ uri: config.mongodb.uri, database: mongoDatabaseOf(config.mongodb.uri) || 'hearth', requireReplicaSet: config.mongodb.requireReplicaSet, clock });
   } catch (err) {
