@@ -257,7 +257,13 @@ describe('moving a version-3 database\'s audit index into audit-index.db', () =>
     expect(db.prepare('SELECT name FROM sqlite_master WHERE name = \'audit_indexed\'').get()).toBeUndefined();
     expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 4 });
     expect(db.prepare('SELECT COUNT(*) AS n FROM resource_versions WHERE type = \'Patient\'').get()).toEqual({ n: 1 });
+    // The search indexes, dropped for the bulk move, are there again in both files.
+    const indexesOf = (d: DatabaseSync) => (d.prepare('SELECT name FROM sqlite_master WHERE tbl_name = \'search_index\' AND type = \'index\' ORDER BY name').all() as { name: string }[]).map((r) => r.name);
+    expect(indexesOf(db)).toEqual(['search_code', 'search_range', 'search_rid']);
     db.close();
+    const copy = new DatabaseSync(join(dataDir, 'audit-index.db'), { readOnly: true });
+    expect(indexesOf(copy)).toEqual(['search_code', 'search_range', 'search_rid']);
+    copy.close();
   });
 
   it('a move that a crash left committed in audit-index.db only is done again, replacing what the copy holds', async () => {

@@ -40,6 +40,9 @@ export const LEGACY_AUDIT_TRIGGERS = [
   'audit_purges_append_only_d',
 ];
 
+/** The indexes of search_index: kept row by row, or dropped for a bulk move and built again (by sorting) after it. */
+export const SEARCH_INDEXES = ['search_code', 'search_range', 'search_rid'];
+
 /** hearth.db: resources, their versions and index entries. */
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS resource_versions (
