@@ -55,6 +55,14 @@ describe('a patient sees who accessed its record, and nothing else of the trail'
     }
   });
 
+  it('filters its view by when: _lastUpdated is when an event was recorded, as date is', async () => {
+    const first = await asA('/fhir/AuditEvent?_count=200');
+    const since = ids(json(await asA('/fhir/AuditEvent?_count=200&_lastUpdated=ge2000-01-01&_sort=-_lastUpdated')));
+    // (the first search is an access to A's accounting too: its own event is among them now)
+    expect([...since].sort()).toEqual([...ids(json(first)), first.headers['x-request-id']].sort());
+    expect(ids(json(await asA('/fhir/AuditEvent?_lastUpdated=lt2000-01-01')))).toEqual([]);
+  });
+
   it('holds nothing of B, of other users\' tokens, scopes or addresses, nor any query', async () => {
     const bodies = [
       (await asA('/fhir/AuditEvent?_count=200')).body,
