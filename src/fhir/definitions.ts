@@ -190,9 +190,11 @@ export function loadFhirModel(options: { updateCreate: boolean }): FhirModel {
       });
     }
     // An AuditEvent is written once, when it is recorded, and carries no meta: its last update is
-    // `recorded` (the time its row and its Last-Modified header give), which `date` indexes.
+    // `recorded` (the time its row and its Last-Modified header give), which `date` indexes; the
+    // element a role's mask must allow for it is `recorded` too.
     const lastUpdated = params.get('_lastUpdated');
-    if (type === 'AuditEvent' && lastUpdated && params.has('date')) params.set('_lastUpdated', { ...lastUpdated, indexedAs: 'date' });
+    const recorded = params.get('date');
+    if (type === 'AuditEvent' && lastUpdated && recorded) params.set('_lastUpdated', { ...lastUpdated, indexedAs: 'date', elements: recorded.elements });
     for (const name of declared ?? []) {
       if (!params.has(name)) throw new Error(`capability-statement.json: ${type} declares search parameter "${name}", which R4 does not define for it`);
     }
