@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config/config.ts';
+import { JWKS_FILE } from '../helpers/app.ts';
 
 describe('loadConfig', () => {
   it('has safe zero-setup defaults', () => {
@@ -95,7 +96,6 @@ describe('loadConfig', () => {
   });
 
   it('takes one issuer or a list, with JWKS from a file or an https URL', async () => {
-    const { JWKS_FILE } = await import('../helpers/app.ts');
     const one = loadConfig({ HEARTH_AUTH_ISSUER: 'https://idp.example.org/realms/x', HEARTH_AUTH_JWKS: JWKS_FILE });
     expect(one.auth.issuers).toHaveLength(1);
     expect(one.auth.issuers[0].jwks.kind).toBe('file');
