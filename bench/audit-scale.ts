@@ -12,12 +12,12 @@ import { auditAppendOf } from '../src/audit/audit-sink.ts';
 import { verifyChain } from '../src/audit/chain.ts';
 import { accessFor } from '../src/auth/authorize.ts';
 import { parseScopes } from '../src/auth/scopes.ts';
-import { auditSigner, createServices } from '../src/compose.ts';
+import { createServices } from '../src/compose.ts';
 import { loadConfig } from '../src/config/config.ts';
 import { INTERACTIONS } from '../src/rest/interactions.ts';
 import { AuditIndexer } from '../src/audit/indexer.ts';
 import { sqliteStorage } from '../src/store/sqlite/sqlite-storage.ts';
-import { loadSigningKey } from '../src/audit/signing-key.ts';
+import { auditSigner, loadSigningKey } from '../src/audit/signing-key.ts';
 
 const N = Number(process.env.AUDIT_EVENTS ?? 100_000);
 const BATCH = 1000;

@@ -4,8 +4,7 @@ import { AuditSink, type AuditWriter, auditAppendOf, signedAppend, storeWriter }
 import { AuditIndexer, indexingFailed } from './audit/indexer.ts';
 import { AuditProgress } from './audit/progress.ts';
 import { recoverAttempts } from './audit/recovery.ts';
-import type { CheckpointSigner } from './audit/audit-store.ts';
-import { checkpointSigner, loadSigningKey } from './audit/signing-key.ts';
+import { auditSigner } from './audit/signing-key.ts';
 import { openWitness } from './audit/witness.ts';
 import type { AuditFacts } from './audit/audit-event.ts';
 import { loadCompartments, type Policy, type Principal } from './auth/authorize.ts';
@@ -106,11 +105,6 @@ export function openKeyring(config: Config, mayCreate: boolean): LocalKeyring {
     }
     throw err;
   }
-}
-
-/** The signer of the audit chain's heads: the configured signing key (created on first use). */
-export function auditSigner(config: Config, clock: () => Date): CheckpointSigner {
-  return checkpointSigner(loadSigningKey(config.audit.signingKey), clock);
 }
 
 export async function createServices(config: Config, deps: ServiceDeps = {}): Promise<Services> {

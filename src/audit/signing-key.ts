@@ -1,6 +1,7 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import type { Config } from '../config/config.ts';
 import type { Checkpoint, CheckpointSigner } from './audit-store.ts';
 import { checkpointMessage } from './chain.ts';
 
@@ -60,4 +61,9 @@ export function checkpointSigner(key: SigningKey, clock: () => Date): Checkpoint
     const cp: Checkpoint = { seq: head.seq, hash: head.hash, signedAt, keyId: key.keyId, signature };
     return cp;
   };
+}
+
+/** The signer of the audit chain's heads: the configured signing key (created on first use). */
+export function auditSigner(config: Config, clock: () => Date): CheckpointSigner {
+  return checkpointSigner(loadSigningKey(config.audit.signingKey), clock);
 }

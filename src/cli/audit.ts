@@ -7,7 +7,7 @@ import { buildOperatorEvent } from '../audit/audit-event.ts';
 import type { AuditAppend, Checkpoint, CheckpointSigner } from '../audit/audit-store.ts';
 import { anchorOf, compareIndex, verifyChain, type VerifyResult, verifyWalks, type Walk, wantedHashes } from '../audit/chain.ts';
 import { auditReport } from '../audit/report.ts';
-import { checkpointSigner, loadPublicKey, loadSigningKey, publicKeyPath as publicKeyOf } from '../audit/signing-key.ts';
+import { auditSigner, loadPublicKey, publicKeyPath as publicKeyOf } from '../audit/signing-key.ts';
 import { openWitness, readWitness, witnessed } from '../audit/witness.ts';
 import type { Config } from '../config/config.ts';
 import { AuditIndexer } from '../audit/indexer.ts';
@@ -57,7 +57,7 @@ async function indexBehind(config: Config, storage: Storage): Promise<void> {
 async function signedWrite<T>(config: Config, clock: () => Date, write: (sign: CheckpointSigner) => Promise<T>): Promise<T> {
   const witness = openWitness(config.audit.witness);
   try {
-    const w = witnessed(checkpointSigner(loadSigningKey(config.audit.signingKey), clock), witness);
+    const w = witnessed(auditSigner(config, clock), witness);
     const result = await write(w.sign);
     w.published();
     return result;
