@@ -40,9 +40,6 @@ export const LEGACY_AUDIT_TRIGGERS = [
   'audit_purges_append_only_d',
 ];
 
-/** The indexes of search_index: kept row by row, or dropped for a bulk move and built again (by sorting) after it. */
-export const SEARCH_INDEXES = ['search_code', 'search_range', 'search_rid'];
-
 /** hearth.db: resources, their versions and index entries. */
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS resource_versions (
@@ -74,6 +71,9 @@ CREATE INDEX IF NOT EXISTS search_code ON search_index (type, param, code, rid) 
 CREATE INDEX IF NOT EXISTS search_range ON search_index (type, param, lo, hi, rid) WHERE lo IS NOT NULL;
 CREATE INDEX IF NOT EXISTS search_rid ON search_index (rid, param);
 `;
+
+/** The indexes of search_index, as SCHEMA makes them: kept row by row, or dropped for a bulk move and rebuilt (by sorting) after it. */
+export const SEARCH_INDEXES = [...SCHEMA.matchAll(/CREATE INDEX IF NOT EXISTS (\w+) ON search_index /g)].map((m) => m[1]);
 
 /** audit-index.db (its tables under `schema.` when attached): the same tables, and the mark. */
 export function auditIndexSchema(schema?: string): string {
