@@ -38,8 +38,9 @@ function whereSql(type: string, clauses: readonly Clause[], alias: Alias, r = 'r
   // holds whatever the values (a family= search went from 7 to 30 ms over a 20-minute soak as
   // Patients were added), while the rids a clause selects are never more than that. Without such
   // a clause (no criteria, or only :not / :missing), the type's index is the way in.
-  const drives = driver !== undefined || clauses.some((c) => c.kind === 'exists' || c.kind === 'composite' || c.kind === 'chain');
-  const parts = drives ? [`+${r}.type = ?`, `+${r}.current = 1`, `${r}.deleted = 0`] : [`${r}.type = ?`, `${r}.current = 1`, `${r}.deleted = 0`];
+  // (a driver is such a clause too)
+  const off = clauses.some((c) => c.kind === 'exists' || c.kind === 'composite' || c.kind === 'chain') ? '+' : '';
+  const parts = [`${off}${r}.type = ?`, `${off}${r}.current = 1`, `${r}.deleted = 0`];
   const params: SqlValue[] = [type];
   for (const c of driver ? [driver, ...clauses.filter((c) => c !== driver)] : clauses) {
     const s = clauseSql(type, c, alias, r, driver !== undefined && c !== driver);
