@@ -1,5 +1,6 @@
 // The one composition root: everything the server, the audit writer thread and the operator
-// commands need, built from the configuration. The only module that names a storage adapter.
+// commands need, built from the configuration. With store/open.ts (the part that opens the
+// storage, which operator commands' threads load alone), the only module that names a storage adapter.
 import { AuditSink, type AuditWriter, auditAppendOf, signedAppend, storeWriter } from './audit/audit-sink.ts';
 import { AuditIndexer, indexingFailed } from './audit/indexer.ts';
 import { AuditProgress } from './audit/progress.ts';
