@@ -116,7 +116,8 @@ export class BlindIndex {
   query(q: SearchQuery): SearchQuery {
     const blinded = this.#policy.blinded.get(q.type);
     for (const k of q.sort) {
-      if (blinded?.has(k.param)) throw refuse(q.type, k.param, undefined, this.#prefixFrom, `cannot sort by ${k.param}: it reads elements encrypted at rest`);
+      const asked = k.asked ?? k.param;
+      if (blinded?.has(k.param)) throw refuse(q.type, asked, undefined, this.#prefixFrom, `cannot sort by ${asked}: it reads elements encrypted at rest`);
     }
     return { ...q, where: q.where.map((c) => this.#clause(q.type, c)) };
   }
@@ -141,7 +142,7 @@ export class BlindIndex {
     switch (c.kind) {
       case 'exists': {
         const kind = blinded?.get(c.param);
-        return kind ? { ...c, where: this.#predicates(type, c.param, kind, c.where) } : c;
+        return kind ? { ...c, where: this.#predicates(type, c.param, kind, c.where, c.asked) } : c;
       }
       case 'composite':
         return {
@@ -162,9 +163,10 @@ export class BlindIndex {
     }
   }
 
-  #predicates(type: string, param: string, kind: SearchParamType, preds: readonly EntryPredicate[]): EntryPredicate[] {
+  /** `asked`: the parameter as the request named it (messages), where `param`'s entries answer it. */
+  #predicates(type: string, param: string, kind: SearchParamType, preds: readonly EntryPredicate[], asked = param): EntryPredicate[] {
     if (preds.length === 0) return []; // :missing
-    const no = () => refuse(type, param, kind, this.#prefixFrom);
+    const no = () => refuse(type, asked, kind, this.#prefixFrom);
     if (kind === 'date') {
       const lo = preds.find((p) => p.field === 'lo' && p.op === 'ge');
       const hi = preds.find((p) => p.field === 'hi' && p.op === 'le');
@@ -184,10 +186,10 @@ export class BlindIndex {
         if (p.field === 'code' && p.op === 'prefix') {
           const v = p.value as string;
           if (v.length < this.#prefixFrom) {
-            throw refuse(type, param, kind, this.#prefixFrom, `${param}: a search of an encrypted element needs at least ${this.#prefixFrom} characters`);
+            throw refuse(type, asked, kind, this.#prefixFrom, `${asked}: a search of an encrypted element needs at least ${this.#prefixFrom} characters`);
           }
           if (v.length > MAX_PREFIX) {
-            throw refuse(type, param, kind, this.#prefixFrom, `${param}: a search of an encrypted element is indexed up to ${MAX_PREFIX} characters`);
+            throw refuse(type, asked, kind, this.#prefixFrom, `${asked}: a search of an encrypted element is indexed up to ${MAX_PREFIX} characters`);
           }
           return { field: 'code', op: 'eq', value: h('p', v) };
         }

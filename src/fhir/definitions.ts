@@ -31,8 +31,8 @@ export interface SearchParamDef {
   readonly elements: readonly string[];
   /**
    * The parameter whose index entries answer this one, where the type holds the same value under
-   * another parameter (AuditEvent's `_lastUpdated` is its `date`); such a parameter is not
-   * indexed on its own.
+   * another parameter (AuditEvent's `_lastUpdated` is its `date`) or evaluates the same expression
+   * (Patient's `phonetic` is its `name`); such a parameter is not indexed on its own.
    */
   readonly indexedAs?: string;
   /** Composite parameters: each component's type and expression relative to each base node. */
@@ -195,6 +195,7 @@ export function loadFhirModel(options: { updateCreate: boolean }): FhirModel {
     const lastUpdated = params.get('_lastUpdated');
     const recorded = params.get('date');
     if (type === 'AuditEvent' && lastUpdated && recorded) params.set('_lastUpdated', { ...lastUpdated, indexedAs: 'date', elements: recorded.elements });
+    shareIdenticalEntries(params);
     for (const name of declared ?? []) {
       if (!params.has(name)) throw new Error(`capability-statement.json: ${type} declares search parameter "${name}", which R4 does not define for it`);
     }
@@ -220,6 +221,23 @@ export function loadFhirModel(options: { updateCreate: boolean }): FhirModel {
     });
   }
   return { types, capabilityStatement: capability };
+}
+
+/**
+ * A parameter with the type and the expression of one before it (R4's Patient `phonetic` is
+ * `Patient.name`, as `name` is) has the same index entries by definition: it is answered by that
+ * one's, so that a write stores them once (an encrypted Patient's name prefixes are a sixth of its
+ * blind-index entries, each a random page of the index to write).
+ */
+function shareIdenticalEntries(params: Map<string, SearchParamDef>): void {
+  const first = new Map<string, string>();
+  for (const [code, def] of params) {
+    if (def.type === 'composite' || def.indexedAs) continue;
+    const key = `${def.type} ${def.expression}`;
+    const owner = first.get(key);
+    if (owner === undefined) first.set(key, code);
+    else params.set(code, { ...def, indexedAs: owner });
+  }
 }
 
 /** The JSON names of an element: itself, or for a choice (`value[x]`) one per type (`valueQuantity`, ...). */

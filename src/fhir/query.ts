@@ -41,7 +41,13 @@ export type EntryPredicate =
 
 export type Clause =
   /** some index entry of `param` satisfies every predicate */
-  | { readonly kind: 'exists'; readonly param: string; readonly where: readonly EntryPredicate[] }
+  | {
+    readonly kind: 'exists';
+    readonly param: string;
+    readonly where: readonly EntryPredicate[];
+    /** the parameter as the request named it, when another's entries answer it (SearchParamDef.indexedAs) */
+    readonly asked?: string;
+  }
   /** some composite group has, for each component i, an entry `param$i` satisfying components[i] */
   | { readonly kind: 'composite'; readonly param: string; readonly components: readonly (readonly EntryPredicate[])[] }
   /** some reference of `param` points at a `targetType` resource that satisfies `where` */
@@ -52,6 +58,8 @@ export type Clause =
 
 export interface SortKey {
   readonly param: string;
+  /** as on an `exists` clause */
+  readonly asked?: string;
   readonly descending: boolean;
   /** which index field orders this parameter: dates and numbers by lo, the rest by code */
   readonly field: 'code' | 'lo';

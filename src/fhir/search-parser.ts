@@ -187,7 +187,7 @@ export function parseCriterion(
   if (modifier === 'missing') {
     if (rawValue !== 'true' && rawValue !== 'false') throw fail(`${rawName} must be true or false`);
     const param = def.type === 'composite' ? `${def.code}$0` : (def.indexedAs ?? def.code);
-    const exists: Clause = { kind: 'exists', param, where: [] };
+    const exists: Clause = { kind: 'exists', param, where: [], ...askedAs(def) };
     return rawValue === 'true' ? { kind: 'not', clause: exists } : exists;
   }
 
@@ -212,7 +212,7 @@ export function parseCriterion(
   const alts = values.flatMap((v) =>
     valuePredicates(def, def.type, negate ? undefined : modifier, v, rawName, options, typeModifier),
   );
-  const clause = anyOf(alts.map((where) => ({ kind: 'exists', param: def.indexedAs ?? code, where })));
+  const clause = anyOf(alts.map((where) => ({ kind: 'exists', param: def.indexedAs ?? code, where, ...askedAs(def) })));
   return negate ? { kind: 'not', clause } : clause;
 }
 
@@ -311,9 +311,12 @@ function parseSort(typeModel: TypeModel, value: string): SortKey[] {
     const def = typeModel.params.get(code);
     if (!def || def.type === 'composite') throw fail(`cannot sort ${typeModel.type} by "${code}"`);
     const field = def.type === 'date' || def.type === 'number' || def.type === 'quantity' ? 'lo' : 'code';
-    return { param: def.indexedAs ?? code, descending, field };
+    return { param: def.indexedAs ?? code, descending, field, ...askedAs(def) };
   });
 }
+
+/** A parameter answered by another's entries keeps its own name for messages. */
+const askedAs = (def: SearchParamDef) => (def.indexedAs ? { asked: def.code } : {});
 
 function parseInclude(
   model: FhirModel,

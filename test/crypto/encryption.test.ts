@@ -204,6 +204,8 @@ describe('short values through the blind index (no decryption at all)', () => {
     ['family=mu', [3]],
     ['given=a', [0, 1, 2]],
     ['given:exact=A', [2]],
+    ['phonetic=l', [1]],
+    ['phonetic:exact=Ng', [2]],
   ] as const)('Patient?%s is answered by the index with decryption off: the same as a plain store', async (q, expected) => {
     const plain = await testApp(PLAIN);
     const sealed = await testApp({ HEARTH_SEARCH_DECRYPT_BOUND: '0' });
@@ -213,6 +215,23 @@ describe('short values through the blind index (no decryption at all)', () => {
     expect(res.statusCode, res.body).toBe(200);
     expect(ids(pa).sort()).toEqual(expected.map((i) => a[i]).sort());
     expect(ids(json(res)).sort()).toEqual(expected.map((i) => b[i]).sort());
+  });
+
+  it('phonetic, defined as name is, is answered by name\'s blind entries: none of its own reach the store', async () => {
+    const dataDir = tempDir();
+    const t = await testApp({ HEARTH_SEARCH_DECRYPT_BOUND: '0' }, { dataDir });
+    const made = await load(t);
+    const res = await t.app.inject({ method: 'GET', url: '/fhir/Patient?phonetic=chal&_sort=phonetic' });
+    expect(res.statusCode, res.body).toBe(400);
+    expect(json(res).issue[0]).toMatchObject({ code: 'not-supported', diagnostics: 'cannot sort by phonetic: it reads elements encrypted at rest' });
+    expect(ids(json(await t.app.inject({ method: 'GET', url: '/fhir/Patient?phonetic=chal' })))).toEqual([made[0]]);
+    expect(ids(json(await t.app.inject({ method: 'GET', url: '/fhir/Patient?phonetic:missing=true' })))).toEqual([]);
+    await t.app.close();
+    const db = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
+    const count = (param: string) => (db.prepare('SELECT COUNT(*) AS n FROM search_index WHERE type = \'Patient\' AND param = ?').get(param) as { n: number }).n;
+    // Prefixes of Chalmers Al, Li Anna, Ng A, Müller (8+2, 2+4, 2+1, 6) and each part's :exact hash (7), once.
+    expect([count('name'), count('phonetic')]).toEqual([32, 0]);
+    db.close();
   });
 
   it('a keyring made before short prefixes were indexed keeps its 3-character index: shorter searches are decrypted, or refused without decryption', async () => {
@@ -225,6 +244,9 @@ describe('short values through the blind index (no decryption at all)', () => {
     const refused = await off.app.inject({ method: 'GET', url: '/fhir/Patient?family=ch' });
     expect(refused.statusCode).toBe(400);
     expect(json(refused).issue[0]).toMatchObject({ code: 'not-supported', diagnostics: 'family: a search of an encrypted element needs at least 3 characters' });
+    // A parameter answered by another's entries is named as it was asked.
+    const phonetic = await off.app.inject({ method: 'GET', url: '/fhir/Patient?phonetic=ch' });
+    expect(json(phonetic).issue[0]).toMatchObject({ code: 'not-supported', diagnostics: 'phonetic: a search of an encrypted element needs at least 3 characters' });
     const metadata = json(await off.app.inject({ method: 'GET', url: '/fhir/metadata' }));
     const family = metadata.rest[0].resource.find((r: any) => r.type === 'Patient').searchParam.find((p: any) => p.name === 'family');
     expect(family.documentation).toContain('a prefix of 3 to 24 characters');

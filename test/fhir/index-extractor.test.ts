@@ -29,3 +29,21 @@ describe('index extraction', () => {
     expect(entries(type, { resourceType: type, id: 'r1', ...resource }, params)).toEqual(expected);
   });
 });
+
+// A parameter with the type and expression of an earlier one is answered by that one's entries.
+describe('parameters with one definition', () => {
+  it.each([
+    ['Patient', 'phonetic', 'name'],
+    ['Observation', 'gene-amino-acid-change', 'amino-acid-change'],
+    ['Observation', 'gene-dnavariant', 'dna-variant'],
+  ])('%s %s is answered by %s, and not indexed on its own', (type, param, owner) => {
+    expect(model.types.get(type)!.params.get(param)!.indexedAs).toBe(owner);
+  });
+
+  it('no other parameter shares another\'s entries, and a Patient\'s name is indexed once', () => {
+    const shared = [...model.types.values()].flatMap((t) => [...t.params.values()].filter((p) => p.indexedAs).map((p) => `${t.type}.${p.code}`));
+    expect(shared.sort()).toEqual(['AuditEvent._lastUpdated', 'Observation.gene-amino-acid-change', 'Observation.gene-dnavariant', 'Patient.phonetic']);
+    const params = extractIndex(model.types.get('Patient')!, { resourceType: 'Patient', id: 'r1', name: [{ family: 'Smith' }] }, 'http://x/fhir').map((e) => e.param);
+    expect(params.filter((p) => p === 'name' || p === 'phonetic')).toEqual(['name']);
+  });
+});
