@@ -173,6 +173,7 @@ export async function createServices(config: Config, deps: ServiceDeps = {}): Pr
       return seq;
     }),
     (seq) => progress.commit(seq),
+    deps.auditWriter ? undefined : worker?.stage,
   );
   // The built-in authorization server is one more trusted issuer, its keys known in process.
   const trustProxy = config.trustedProxies.length > 0;

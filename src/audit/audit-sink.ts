@@ -2,6 +2,7 @@ import type { AuditEvent } from 'fhir/r4.js';
 import { sealResource } from '../crypto/envelope.ts';
 import { AUDIT_KEK, type KeyProvider } from '../crypto/keyring.ts';
 import { type AuditFacts, buildAuditEvent } from './audit-event.ts';
+import { canonicalize } from './canonical-json.ts';
 import type { AuditAppend, AuditStore, CheckpointSigner } from './audit-store.ts';
 import { type Witness, witnessed } from './witness.ts';
 
@@ -13,16 +14,36 @@ const MAX_BATCH = 2000;
  */
 export type AuditWriter = (facts: readonly AuditFacts[]) => Promise<number | undefined>;
 
+/**
+ * Facts given to the writer before the outcome they state is certain (a transaction's entries,
+ * while its commit runs): the writer builds their events meanwhile and appends them only on
+ * `commit` (resolving like an AuditWriter); `discard` drops them (other facts will say what
+ * happened instead).
+ */
+export interface StagedFacts {
+  commit(): Promise<number | undefined>;
+  discard(): void;
+}
+
+/** A writer that stages: one that builds events on another thread than the caller's. */
+export type AuditStager = (facts: readonly AuditFacts[]) => StagedFacts;
+
 // What a search asked for can name a patient (family=Smith): the query is encrypted at rest.
 const SEALED_AUDIT_PATHS = ['entity.query'];
 
-/** An AuditEvent as the audit log takes it: its query sealed under the audit key. */
+/** An AuditEvent as the audit log takes it: its query sealed under the audit key, and serialized. */
 export function auditAppendOf(keys: KeyProvider) {
   return (built: AuditEvent, searchable = true): AuditAppend => {
     const event = built as unknown as Record<string, unknown>;
     const resource = sealResource(keys, SEALED_AUDIT_PATHS, 'AuditEvent', built.id ?? '', 1, event, AUDIT_KEK) as unknown as AuditEvent;
-    return { resource, searchable };
+    return { resource, searchable, canonical: JSON.stringify(canonicalize(resource)) };
   };
+}
+
+/** Facts as the audit log takes them: built, sealed, serialized (a write-ahead attempt kept out of search). */
+export function auditAppendsOf(keys: KeyProvider): (facts: readonly AuditFacts[]) => AuditAppend[] {
+  const appendOf = auditAppendOf(keys);
+  return (facts) => facts.map((f) => appendOf(buildAuditEvent(f), f.phase !== 'attempt'));
 }
 
 /** Appends to the log with the new head signed in its transaction and published once committed. */
@@ -41,8 +62,8 @@ export async function signedAppend(
 
 /** The writer on the calling thread: build, seal the query, append (signed). */
 export function storeWriter(store: AuditStore, keys: KeyProvider, sign?: CheckpointSigner, witness?: Witness): AuditWriter {
-  const appendOf = auditAppendOf(keys);
-  return (facts) => signedAppend(store, facts.map((f) => appendOf(buildAuditEvent(f), f.phase !== 'attempt')), sign, witness);
+  const appendsOf = auditAppendsOf(keys);
+  return (facts) => signedAppend(store, appendsOf(facts), sign, witness);
 }
 
 /**
@@ -55,15 +76,43 @@ export function storeWriter(store: AuditStore, keys: KeyProvider, sign?: Checkpo
  */
 export class AuditSink {
   readonly #write: AuditWriter;
+  readonly #stage: AuditStager | undefined;
   readonly #committed: (seq: number) => void;
   #pending: { facts: AuditFacts; resolve: () => void; reject: (err: unknown) => void }[] = [];
   #scheduled = false;
   readonly #inFlight = new Set<Promise<void>>();
 
-  /** `committed` hears the log's sequence number after each batch (read-after-write for auditors). */
-  constructor(write: AuditWriter, committed: (seq: number) => void = () => undefined) {
+  /**
+   * `committed` hears the log's sequence number after each batch (read-after-write for auditors);
+   * `stage`, where the writer has one, builds staged facts ahead (otherwise they are recorded on commit).
+   */
+  constructor(write: AuditWriter, committed: (seq: number) => void = () => undefined, stage?: AuditStager) {
     this.#write = write;
     this.#committed = committed;
+    this.#stage = stage;
+  }
+
+  /**
+   * Facts whose outcome is not yet certain: `commit` records them (resolving once committed, like
+   * `recordFacts`), `discard` drops them. Exactly one of the two must follow.
+   */
+  stage(facts: readonly AuditFacts[]): { commit(): Promise<void>; discard(): void } {
+    if (facts.length === 0) return { commit: () => Promise.resolve(), discard: () => undefined };
+    if (!this.#stage) {
+      return { commit: async () => void (await Promise.all(facts.map((f) => this.recordFacts(f)))), discard: () => undefined };
+    }
+    const staged = this.#stage(facts);
+    return {
+      commit: () => {
+        const done = staged.commit().then((seq) => {
+          if (seq !== undefined) this.#committed(seq);
+        });
+        this.#inFlight.add(done);
+        void done.finally(() => this.#inFlight.delete(done)).catch(() => undefined);
+        return done;
+      },
+      discard: () => staged.discard(),
+    };
   }
 
   recordFacts(facts: AuditFacts): Promise<void> {

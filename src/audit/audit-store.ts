@@ -12,6 +12,8 @@ export interface AuditAppend {
    * and search (the event that follows it, or the one recovery makes for it, is).
    */
   readonly searchable?: boolean;
+  /** its canonical JSON (what the log stores and hashes), when made ahead: it must be `resource`'s */
+  readonly canonical?: string;
 }
 
 /** A write's write-ahead AuditEvent with no event after it yet: what start-up recovery resolves. */

@@ -87,6 +87,7 @@ function registerAuditHooks(api: FastifyInstance, deps: AuditDeps): void {
       requestId: (index) => `${request.id}.${index}`,
       attempt: (f) => sink.recordFacts(facts(f, 'attempt')),
       record: (f) => sink.recordFacts(facts(f)),
+      stage: (fs) => sink.stage(fs.map((f) => facts(f))),
       fault: (err, requestId) => logFault(request, err as Error, { entry: requestId }),
     };
   }

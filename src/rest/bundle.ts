@@ -4,7 +4,7 @@ import type { BundleEntry } from 'fhir/r4.js';
 import { badRequest, FhirError, operationOutcome } from '../fhir/errors.ts';
 import { isDecimalText } from '../fhir/json.ts';
 import { onlyParams } from './params.ts';
-import type { AuditNotes, EntryFacts, HeaderName, Interaction, RestContext, RestRequest, RestResult } from './request.ts';
+import type { AuditNotes, EntryFacts, EntryTransport, HeaderName, Interaction, RestContext, RestRequest, RestResult } from './request.ts';
 import { decideRoute, type RouteMeaning, routeShape, TYPE_ROUTES } from './routes.ts';
 import { knownError } from './store-errors.ts';
 
@@ -271,6 +271,7 @@ async function transaction(
     return Promise.resolve();
   };
   const results: RestResult[] = [];
+  let staged: ReturnType<EntryTransport['stage']> | undefined;
   try {
     for (const i of order) {
       const t = targets[i];
@@ -297,15 +298,19 @@ async function transaction(
       }
     }
     await attempted;
+    // The entries' AuditEvents (recorded now, each with its outcome) are built on the audit
+    // writer's thread while the commit runs here, and appended once it has succeeded.
+    staged = transport.stage(done.map((d) => ({ ...d.facts, status: d.result.status })));
     await plan.apply();
   } catch (err) {
     // Nothing was written: each entry's AuditEvent says so, with the transaction's status.
+    staged?.discard();
     await Promise.allSettled([attempted]);
     const e = knownError(err);
     await Promise.all(done.map((d) => transport.record({ ...d.facts, status: e?.status ?? 500, issueCode: e?.issues[0]?.code ?? 'exception' })));
     throw err;
   }
-  await Promise.all(done.map((d) => transport.record({ ...d.facts, status: d.result.status })));
+  await staged.commit();
   for (const d of done) results[d.index] = d.result;
   for (const i of order) {
     const t = targets[i];

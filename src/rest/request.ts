@@ -77,6 +77,11 @@ export interface EntryTransport {
   /** a batch entry's write-ahead attempt */
   attempt(facts: EntryFacts): Promise<void>;
   record(facts: EntryFacts): Promise<void>;
+  /**
+   * Entries' AuditEvents whose outcome waits on a commit: built meanwhile, recorded on `commit`
+   * (resolving once committed), dropped on `discard`; one of the two must follow.
+   */
+  stage(facts: readonly EntryFacts[]): { commit(): Promise<void>; discard(): void };
   /** an unexpected fault in an entry: logged by the transport, answered with a generic 500 */
   fault(err: unknown, requestId: string): void;
 }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Client } from 'fhir-kit-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { create, freePort, json, post, put, type TestApp, testApp } from '../helpers/app.ts';
+import { create, freePort, json, post, put, tempDir, type TestApp, testApp } from '../helpers/app.ts';
 
 const batch = (...entry: unknown[]) => ({ resourceType: 'Bundle', type: 'batch', entry });
 const patient = (family: string) => ({ resourceType: 'Patient', name: [{ family }], gender: 'female' });
@@ -243,6 +243,32 @@ describe('transaction Bundles: all or nothing', () => {
     expect(chain).toEqual([`${id}.attempt`, ...[4, 3, 1, 2, 5, 6, 0].map((i) => `${id}.${i}`), id]);
     // every version names its entry, and all are the transaction's
     expect((await t.storage.resources.writtenBy(id)).map((w) => w.writeId).sort()).toEqual([1, 2, 4, 5, 6].map((i) => `${id}.${i}`));
+  });
+
+  it('with the audit writer on its thread: entries\' events built during the commit are appended after it, or dropped when it fails', async () => {
+    const f = await testApp({}, { dataDir: tempDir() });
+    const two = (family: string) => tx(
+      { fullUrl: 'urn:uuid:66666666-6666-4666-8666-666666666666', request: { method: 'POST', url: 'Patient' }, resource: patient(family) },
+      { request: { method: 'POST', url: 'Observation' }, resource: { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: 'urn:uuid:66666666-6666-4666-8666-666666666666' } } },
+    );
+    const trail = async (id: string) => {
+      await f.auditIndexed();
+      const chain = (await Array.fromAsync(f.storage.audit.chain())).map((l) => l.id).filter((x) => x.startsWith(id));
+      const events = json(await f.app.inject({ method: 'GET', url: `/fhir/AuditEvent?entity:identifier=${encodeURIComponent(`urn:hearth:request|${id}`)}&_sort=_id` })).entry;
+      return { chain, outcomes: events.map((e: any) => [e.resource.id, e.resource.outcome]) };
+    };
+    f.store.failWith('commit', new Error('disk I/O error'));
+    const failed = await post(f.app, '/fhir', two('Stagedfail'));
+    expect(failed.statusCode).toBe(500);
+    const a = failed.headers['x-request-id'] as string;
+    expect(await trail(a)).toEqual({ chain: [`${a}.attempt`, `${a}.0`, `${a}.1`, a], outcomes: [[`${a}.0`, '8'], [`${a}.1`, '8']] });
+    f.store.heal();
+    const ok = await post(f.app, '/fhir', two('Stagedok'));
+    expect(ok.statusCode, ok.body).toBe(200);
+    const b = ok.headers['x-request-id'] as string;
+    expect(await trail(b)).toEqual({ chain: [`${b}.attempt`, `${b}.0`, `${b}.1`, b], outcomes: [[`${b}.0`, '0'], [`${b}.1`, '0']] });
+    expect(await count(f, 'Patient?family=stagedfail')).toBe(0);
+    expect(await count(f, 'Patient?family=stagedok')).toBe(1);
   });
 
   it('one invalid entry: nothing is stored, and the OperationOutcome names the entry by index and fullUrl', async () => {

@@ -131,7 +131,7 @@ export class MongoAuditLog implements AuditStore {
     for (const e of events) {
       const seq = head.seq + 1;
       // Stored in canonical form, so the stored body is exactly what was hashed.
-      const body = JSON.stringify(canonicalize(e.resource));
+      const body = e.canonical ?? JSON.stringify(canonicalize(e.resource));
       const hash = linkHashOfCanonical(head.hash, seq, body);
       links.push({ _id: seq, id: e.resource.id ?? '', recorded: e.resource.recorded ?? '', searchable: e.searchable !== false, prevHash: head.hash, hash, body });
       head = { seq, hash };

@@ -1,12 +1,14 @@
 // The audit writer thread of the embedded store. It owns the commits of the audit log (audit.db,
 // its own file): the fsync of each batch blocks this thread, not the one serving requests, and
 // batches form naturally — whatever arrives while a commit is on disk goes into the next one.
+// Facts are built into events as they arrive; staged ones (a transaction's entries, sent while
+// its commit runs on the request thread) are held built until released into a batch, or dropped.
 // Indexing for search happens on a thread of its own (audit-index-worker.ts), so that it never
 // holds a commit up.
 import { parentPort, workerData } from 'node:worker_threads';
 import type { AuditFacts } from '../../audit/audit-event.ts';
-import { asyncAuditStore } from '../../audit/audit-store.ts';
-import { storeWriter } from '../../audit/audit-sink.ts';
+import { type AuditAppend, asyncAuditStore } from '../../audit/audit-store.ts';
+import { auditAppendsOf, signedAppend } from '../../audit/audit-sink.ts';
 import { checkpointSigner, loadSigningKey } from '../../audit/signing-key.ts';
 import { openWitness } from '../../audit/witness.ts';
 import type { AuditConfig } from '../../config/config.ts';
@@ -20,10 +22,10 @@ export interface AuditWorkerData {
   readonly keyring: { readonly kind: 'file'; readonly path: string } | { readonly kind: 'env'; readonly json: string };
 }
 
-export interface AuditWorkerRequest {
-  readonly id: number;
-  readonly facts: AuditFacts[];
-}
+/** Facts to append in the next batch, to hold built, or a held set to append or drop. */
+export type AuditWorkerRequest =
+  | { readonly kind: 'write' | 'stage'; readonly id: number; readonly facts: AuditFacts[] }
+  | { readonly kind: 'release' | 'discard'; readonly id: number };
 
 /** A batch committed (with the log's head after it) or failed. */
 export interface AuditWorkerReply {
@@ -34,15 +36,13 @@ export interface AuditWorkerReply {
 
 const data = workerData as AuditWorkerData;
 const logDb = openAuditLogDb(data.logPath);
-const log = new SqliteAuditLog(logDb);
-const write = storeWriter(
-  asyncAuditStore(log),
-  data.keyring.kind === 'file' ? LocalKeyring.open(data.keyring.path, false) : LocalKeyring.fromJson(data.keyring.json),
-  checkpointSigner(loadSigningKey(data.audit.signingKey), () => new Date()),
-  openWitness(data.audit.witness),
-);
+const store = asyncAuditStore(new SqliteAuditLog(logDb));
+const appendsOf = auditAppendsOf(data.keyring.kind === 'file' ? LocalKeyring.open(data.keyring.path, false) : LocalKeyring.fromJson(data.keyring.json));
+const sign = checkpointSigner(loadSigningKey(data.audit.signingKey), () => new Date());
+const witness = openWitness(data.audit.witness);
 
-let queue: AuditWorkerRequest[] = [];
+let queue: { id: number; events: AuditAppend[] }[] = [];
+const held = new Map<number, AuditAppend[] | Error>();
 let scheduled = false;
 
 async function flush(): Promise<void> {
@@ -51,10 +51,19 @@ async function flush(): Promise<void> {
   queue = [];
   const ids = batch.map((b) => b.id);
   try {
-    const seq = await write(batch.flatMap((b) => b.facts));
+    const seq = await signedAppend(store, batch.flatMap((b) => b.events), sign, witness);
     parentPort?.postMessage({ ids, seq } satisfies AuditWorkerReply);
   } catch (err) {
     parentPort?.postMessage({ ids, error: (err as Error).message } satisfies AuditWorkerReply);
+  }
+}
+
+/** Facts built, or why they could not be (answered to their caller, as a failed commit would be). */
+function build(facts: AuditFacts[]): AuditAppend[] | Error {
+  try {
+    return appendsOf(facts);
+  } catch (err) {
+    return err as Error;
   }
 }
 
@@ -64,7 +73,18 @@ parentPort?.on('message', (msg: AuditWorkerRequest | 'close') => {
     parentPort?.close();
     return;
   }
-  queue.push(msg);
+  if (msg.kind === 'stage') {
+    held.set(msg.id, build(msg.facts));
+    return;
+  }
+  const events = msg.kind === 'write' ? build(msg.facts) : (held.get(msg.id) ?? new Error('no such staged facts'));
+  held.delete(msg.id);
+  if (msg.kind === 'discard') return;
+  if (events instanceof Error) {
+    parentPort?.postMessage({ ids: [msg.id], error: events.message } satisfies AuditWorkerReply);
+    return;
+  }
+  queue.push({ id: msg.id, events });
   if (!scheduled) {
     scheduled = true;
     setImmediate(() => void flush());

@@ -148,7 +148,7 @@ export class SqliteAuditLog implements SyncAuditStore {
     for (const e of events) {
       const seq = head.seq + 1;
       // Stored in canonical form, so the stored body is exactly what was hashed.
-      const canonical = JSON.stringify(canonicalize(e.resource));
+      const canonical = e.canonical ?? JSON.stringify(canonicalize(e.resource));
       const hash = linkHashOfCanonical(head.hash, seq, canonical);
       links.push({ seq, id: e.resource.id ?? '', recorded: e.resource.recorded ?? '', searchable: e.searchable !== false, prevHash: head.hash, hash, canonical });
       head = { seq, hash };

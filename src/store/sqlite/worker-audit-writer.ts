@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { stopThread } from './thread.ts';
 import type { AuditFacts } from '../../audit/audit-event.ts';
+import type { StagedFacts } from '../../audit/audit-sink.ts';
 import type { AuditWorkerData, AuditWorkerReply, AuditWorkerRequest } from './audit-worker.ts';
 
 /**
@@ -38,13 +39,30 @@ export class WorkerAuditWriter {
   }
 
   write = (facts: readonly AuditFacts[]): Promise<number | undefined> => {
-    if (this.#dead) return Promise.reject(this.#dead);
     const id = this.#next++;
-    return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
-      this.#worker.postMessage({ id, facts: [...facts] } satisfies AuditWorkerRequest);
-    });
+    return this.#send({ kind: 'write', id, facts: [...facts] });
   };
+
+  /** Facts the thread builds now and appends on `commit` (or drops on `discard`): see AuditStager. */
+  stage = (facts: readonly AuditFacts[]): StagedFacts => {
+    const id = this.#next++;
+    if (!this.#dead) this.#worker.postMessage({ kind: 'stage', id, facts: [...facts] } satisfies AuditWorkerRequest);
+    return {
+      commit: () => this.#send({ kind: 'release', id }),
+      discard: () => {
+        if (!this.#dead) this.#worker.postMessage({ kind: 'discard', id } satisfies AuditWorkerRequest);
+      },
+    };
+  };
+
+  /** Posts a request answered by a commit (or its failure). */
+  #send(request: AuditWorkerRequest): Promise<number | undefined> {
+    if (this.#dead) return Promise.reject(this.#dead);
+    return new Promise((resolve, reject) => {
+      this.#pending.set(request.id, { resolve, reject });
+      this.#worker.postMessage(request);
+    });
+  }
 
   async close(): Promise<void> {
     if (!this.#dead) await stopThread(this.#worker);
