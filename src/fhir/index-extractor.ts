@@ -64,6 +64,8 @@ function extractComposite(def: SearchParamDef, resource: object, baseUrl: string
 }
 
 function cartesian<T>(lists: T[][]): T[][] {
+  // (one value a component, the usual case: one combination)
+  if (lists.every((l) => l.length === 1)) return [lists.map((l) => l[0])];
   return lists.reduce<T[][]>((acc, list) => acc.flatMap((prefix) => list.map((v) => [...prefix, v])), [[]]);
 }
 
@@ -176,9 +178,13 @@ function referenceValues(node: unknown, baseUrl: string): Fields[] {
   return ref && !ref.startsWith('#') ? [{ code: normalizeReference(ref, baseUrl) }] : [];
 }
 
+/** Drops repeated entries; only a parameter with several entries can repeat one, so only those are keyed. */
 function dedupe(entries: IndexEntry[]): IndexEntry[] {
+  const counts = new Map<string, number>();
+  for (const e of entries) counts.set(e.param, (counts.get(e.param) ?? 0) + 1);
   const seen = new Set<string>();
   return entries.filter((e) => {
+    if (counts.get(e.param) === 1) return true;
     const key = `${e.param}\u0000${e.grp}\u0000${e.sys}\u0000${e.code}\u0000${e.text}\u0000${e.lo}\u0000${e.hi}`;
     if (seen.has(key)) return false;
     seen.add(key);

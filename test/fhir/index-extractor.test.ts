@@ -21,6 +21,20 @@ describe('index extraction', () => {
     ['quantity with unit', 'Observation', { status: 'final', code: { text: 'x' }, valueQuantity: { value: 7.5, system: 'http://unitsofmeasure.org', code: 'mg' } }, ['value-quantity'], [
       { param: 'value-quantity', grp: 0, lo: 7.5, hi: 7.5, sys: 'http://unitsofmeasure.org', code: 'mg' },
     ]],
+    ['a value repeated is one entry, distinct values each their own', 'Patient', { identifier: [{ system: 'urn:x', value: '1' }, { system: 'urn:x', value: '1' }, { system: 'urn:x', value: '2' }] }, ['identifier'], [
+      { param: 'identifier', grp: 0, sys: 'urn:x', code: '1' },
+      { param: 'identifier', grp: 0, sys: 'urn:x', code: '2' },
+    ]],
+    ['composite combinations: one a pair of component values', 'Observation', {
+      status: 'final',
+      code: { coding: [{ system: 'http://loinc.org', code: '1' }, { system: 'http://loinc.org', code: '2' }] },
+      valueQuantity: { value: 2 },
+    }, ['code-value-quantity$0', 'code-value-quantity$1'], [
+      { param: 'code-value-quantity$0', grp: 1, sys: 'http://loinc.org', code: '1' },
+      { param: 'code-value-quantity$1', grp: 1, lo: 2, hi: 2 },
+      { param: 'code-value-quantity$0', grp: 2, sys: 'http://loinc.org', code: '2' },
+      { param: 'code-value-quantity$1', grp: 2, lo: 2, hi: 2 },
+    ]],
     ['composite components share a group', 'Observation', { status: 'final', code: { coding: [{ system: 'http://loinc.org', code: '1' }] }, valueQuantity: { value: 2 } }, ['code-value-quantity$0', 'code-value-quantity$1'], [
       { param: 'code-value-quantity$0', grp: 1, sys: 'http://loinc.org', code: '1' },
       { param: 'code-value-quantity$1', grp: 1, lo: 2, hi: 2 },
