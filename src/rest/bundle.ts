@@ -4,7 +4,7 @@ import type { BundleEntry } from 'fhir/r4.js';
 import { badRequest, FhirError, operationOutcome } from '../fhir/errors.ts';
 import { isDecimalText } from '../fhir/json.ts';
 import { onlyParams } from './params.ts';
-import type { AuditNotes, EntryFacts, EntryTransport, HeaderName, Interaction, RestContext, RestRequest, RestResult } from './request.ts';
+import type { AuditNotes, EntryFacts, HeaderName, Interaction, RestContext, RestRequest, RestResult, StagedRecords } from './request.ts';
 import { decideRoute, type RouteMeaning, routeShape, TYPE_ROUTES } from './routes.ts';
 import { knownError } from './store-errors.ts';
 
@@ -271,7 +271,7 @@ async function transaction(
     return Promise.resolve();
   };
   const results: RestResult[] = [];
-  let staged: ReturnType<EntryTransport['stage']> | undefined;
+  let staged: StagedRecords | undefined;
   try {
     for (const i of order) {
       const t = targets[i];

@@ -66,6 +66,12 @@ export interface EntryFacts {
   readonly query?: string;
 }
 
+/** AuditEvents handed over ahead of their outcome: `commit` records them (once committed), `discard` drops them. */
+export interface StagedRecords {
+  commit(): Promise<void>;
+  discard(): void;
+}
+
 /**
  * How a transport audits the entries of a batch or transaction: each entry leaves its own
  * AuditEvent, linked to the Bundle's. A batch's write entry leaves its write-ahead attempt
@@ -81,7 +87,7 @@ export interface EntryTransport {
    * Entries' AuditEvents whose outcome waits on a commit: built meanwhile, recorded on `commit`
    * (resolving once committed), dropped on `discard`; one of the two must follow.
    */
-  stage(facts: readonly EntryFacts[]): { commit(): Promise<void>; discard(): void };
+  stage(facts: readonly EntryFacts[]): StagedRecords;
   /** an unexpected fault in an entry: logged by the transport, answered with a generic 500 */
   fault(err: unknown, requestId: string): void;
 }
