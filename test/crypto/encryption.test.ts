@@ -226,6 +226,7 @@ describe('short values through the blind index (no decryption at all)', () => {
     expect(json(res).issue[0]).toMatchObject({ code: 'not-supported', diagnostics: 'cannot sort by phonetic: it reads elements encrypted at rest' });
     expect(ids(json(await t.app.inject({ method: 'GET', url: '/fhir/Patient?phonetic=chal' })))).toEqual([made[0]]);
     expect(ids(json(await t.app.inject({ method: 'GET', url: '/fhir/Patient?phonetic:missing=true' })))).toEqual([]);
+    expect(ids(json(await t.app.inject({ method: 'GET', url: '/fhir/Patient?phonetic:missing=false' }))).sort()).toEqual([...made].sort());
     await t.app.close();
     const db = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
     const count = (param: string) => (db.prepare('SELECT COUNT(*) AS n FROM search_index WHERE type = \'Patient\' AND param = ?').get(param) as { n: number }).n;
