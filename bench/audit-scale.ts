@@ -26,7 +26,7 @@ const config = loadConfig({ HEARTH_DATA_DIR: dir, HEARTH_LOG_LEVEL: 'silent' });
 const storage = sqliteStorage({ dataDir: dir });
 const services = await createServices(config, { storage, auditInPlace: true });
 const appendOf = auditAppendOf(services.keys);
-const sign = auditSigner(config, () => new Date());
+const sign = auditSigner(config.audit, () => new Date());
 const start = Date.parse('2026-01-01T00:00:00Z');
 const year = 365 * 86_400_000;
 

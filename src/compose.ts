@@ -128,7 +128,7 @@ export async function createServices(config: Config, deps: ServiceDeps = {}): Pr
     config.audit.indexWaitMs,
   );
   // The signing key is created (or its permissions checked) at start, whichever thread signs.
-  const sign = auditSigner(config, clock);
+  const sign = auditSigner(config.audit, clock);
   // A file-backed embedded store gets its audit commits on a thread of their own
   // (audit-worker.ts), and the indexing behind them on another (audit-index-worker.ts); an
   // in-memory store is written and indexed in place.

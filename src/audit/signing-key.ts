@@ -1,7 +1,7 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { Config } from '../config/config.ts';
+import type { AuditConfig } from '../config/config.ts';
 import type { Checkpoint, CheckpointSigner } from './audit-store.ts';
 import { checkpointMessage } from './chain.ts';
 
@@ -64,6 +64,6 @@ export function checkpointSigner(key: SigningKey, clock: () => Date): Checkpoint
 }
 
 /** The signer of the audit chain's heads: the configured signing key (created on first use). */
-export function auditSigner(config: Config, clock: () => Date): CheckpointSigner {
-  return checkpointSigner(loadSigningKey(config.audit.signingKey), clock);
+export function auditSigner(audit: AuditConfig, clock: () => Date): CheckpointSigner {
+  return checkpointSigner(loadSigningKey(audit.signingKey), clock);
 }

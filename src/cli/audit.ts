@@ -57,7 +57,7 @@ async function indexBehind(config: Config, storage: Storage): Promise<void> {
 async function signedWrite<T>(config: Config, clock: () => Date, write: (sign: CheckpointSigner) => Promise<T>): Promise<T> {
   const witness = openWitness(config.audit.witness);
   try {
-    const w = witnessed(auditSigner(config, clock), witness);
+    const w = witnessed(auditSigner(config.audit, clock), witness);
     const result = await write(w.sign);
     w.published();
     return result;

@@ -9,7 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { AuditFacts } from '../../audit/audit-event.ts';
 import { type AuditAppend, asyncAuditStore } from '../../audit/audit-store.ts';
 import { auditAppendsOf, signedAppend } from '../../audit/audit-sink.ts';
-import { checkpointSigner, loadSigningKey } from '../../audit/signing-key.ts';
+import { auditSigner } from '../../audit/signing-key.ts';
 import { openWitness } from '../../audit/witness.ts';
 import type { AuditConfig } from '../../config/config.ts';
 import { LocalKeyring } from '../../crypto/keyring.ts';
@@ -38,7 +38,7 @@ const data = workerData as AuditWorkerData;
 const logDb = openAuditLogDb(data.logPath);
 const store = asyncAuditStore(new SqliteAuditLog(logDb));
 const appendsOf = auditAppendsOf(data.keyring.kind === 'file' ? LocalKeyring.open(data.keyring.path, false) : LocalKeyring.fromJson(data.keyring.json));
-const sign = checkpointSigner(loadSigningKey(data.audit.signingKey), () => new Date());
+const sign = auditSigner(data.audit, () => new Date());
 const witness = openWitness(data.audit.witness);
 
 let queue: { id: number; events: AuditAppend[] }[] = [];
