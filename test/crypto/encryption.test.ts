@@ -83,11 +83,11 @@ describe('tampering fails closed', () => {
     const setBody = (id: string, v: unknown) => db.prepare('UPDATE resource_versions SET body = ? WHERE id = ? AND current = 1').run(JSON.stringify(v), id);
     const bodyA = body(a.id);
     const bodyB = body(b.id);
-    const swapped = { ...bodyB._hearthEnvelope.f, name: bodyA._hearthEnvelope.f.name };
-    setBody(b.id, { ...bodyB, _hearthEnvelope: { ...bodyB._hearthEnvelope, f: swapped } });
-    const flipped = Buffer.from(bodyA._hearthEnvelope.f.birthDate, 'base64');
+    // B's sealed elements replaced by A's: another data key, and another id in their AAD
+    setBody(b.id, { ...bodyB, _hearthEnvelope: { ...bodyB._hearthEnvelope, c: bodyA._hearthEnvelope.c } });
+    const flipped = Buffer.from(bodyA._hearthEnvelope.c, 'base64');
     flipped[20] ^= 1;
-    setBody(a.id, { ...bodyA, _hearthEnvelope: { ...bodyA._hearthEnvelope, f: { ...bodyA._hearthEnvelope.f, birthDate: flipped.toString('base64') } } });
+    setBody(a.id, { ...bodyA, _hearthEnvelope: { ...bodyA._hearthEnvelope, c: flipped.toString('base64') } });
     const c = await create(t.app, { ...canaryPatient, name: [{ family: 'Cccc' }] });
     const bodyC = body(c.id);
     setBody(c.id, { ...bodyC, _hearthEnvelope: { ...bodyC._hearthEnvelope, dek: bodyA._hearthEnvelope.dek } });

@@ -1,0 +1,88 @@
+import { webcrypto } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { ENVELOPE, openResource, sealResource } from '../../src/crypto/envelope.ts';
+import { LocalKeyring } from '../../src/crypto/keyring.ts';
+
+// A keyring with fixed keys: KEK local:1 is 32 bytes of 7.
+const KEK = Buffer.alloc(32, 7);
+const keys = LocalKeyring.fromJson(JSON.stringify({ version: 1, current: 1, keks: { 1: KEK.toString('base64') }, retired: [], index: Buffer.alloc(32, 9).toString('base64'), prefixFrom: 1 }));
+const PATHS = ['value', 'component.value', 'note', 'text'];
+const observation = {
+  resourceType: 'Observation',
+  id: 'o1',
+  status: 'final',
+  code: { text: 'HbA1c' },
+  subject: { reference: 'Patient/p1' },
+  valueQuantity: { value: JSON.rawJSON('7.10'), unit: '%' },
+  component: [{ code: { text: 'a' }, valueString: 'Zqone' }, { code: { text: 'b' } }, { code: { text: 'c' }, valueQuantity: { value: 2 } }],
+  note: [{ text: 'Zqnote' }],
+};
+/** What opening gives: the clear elements, then the protected ones put back (7.10 as written). */
+const OPENED =
+  '{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"HbA1c"},"subject":{"reference":"Patient/p1"},' +
+  '"component":[{"code":{"text":"a"},"valueString":"Zqone"},{"code":{"text":"b"}},{"code":{"text":"c"},"valueQuantity":{"value":2}}],' +
+  '"valueQuantity":{"value":7.10,"unit":"%"},"note":[{"text":"Zqnote"}]}';
+
+/** AES-256-GCM open of base64(nonce | ciphertext | tag) by WebCrypto: an implementation apart from the server's. */
+async function gcmOpen(key: Uint8Array, sealed: string, aad: string): Promise<Buffer> {
+  const raw = Buffer.from(sealed, 'base64');
+  const k = await webcrypto.subtle.importKey('raw', key, 'AES-GCM', false, ['decrypt']);
+  const clear = await webcrypto.subtle.decrypt({ name: 'AES-GCM', iv: raw.subarray(0, 12), additionalData: Buffer.from(aad) }, k, raw.subarray(12));
+  return Buffer.from(clear);
+}
+
+describe('the envelope of an encrypted resource version', () => {
+  it('seals every protected element in one AES-GCM document: layout and AAD pinned, opened by WebCrypto', async () => {
+    const stored = sealResource(keys, PATHS, 'Observation', 'o1', 3, observation);
+    const envelope = stored[ENVELOPE] as Record<string, string>;
+    expect(Object.keys(envelope)).toEqual(['v', 'kek', 'dek', 'c']);
+    expect(envelope).toMatchObject({ v: 2, kek: 'local:1' });
+    // Nothing protected stays in clear, and no element path is named outside the ciphertext.
+    const text = JSON.stringify(stored);
+    for (const clear of ['Zqone', 'Zqnote', '7.10', 'valueQuantity', 'valueString', '"note"']) expect(text).not.toContain(clear);
+    const dek = await gcmOpen(KEK, envelope.dek, 'Observation/o1/_history/3#dek#local:1');
+    expect(dek.length).toBe(32);
+    const elements = (await gcmOpen(dek, envelope.c, 'Observation/o1/_history/3#v2')).toString('utf8');
+    expect(elements).toBe('{"valueQuantity":{"value":7.10,"unit":"%"},"component.0.valueString":"Zqone","component.2.valueQuantity":{"value":2},"note":[{"text":"Zqnote"}]}');
+    expect(JSON.stringify(openResource(keys, 'Observation', 'o1', 3, stored))).toBe(OPENED);
+    // the input is left as it was
+    expect(observation.component[0].valueString).toBe('Zqone');
+  });
+
+  it('of version 1 (one sealed value per element, written before 2026-12-01) still opens', () => {
+    // Written by the version-1 code with the keyring above.
+    const v1 = JSON.parse(
+      '{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"HbA1c"},"subject":{"reference":"Patient/p1"},' +
+      '"component":[{"code":{"text":"a"}},{"code":{"text":"b"}},{"code":{"text":"c"}}],"_hearthEnvelope":{"v":1,"kek":"local:1",' +
+      '"dek":"b2GKjl7de2O587OYUt5rJVDSM/mWgSWfknIpOnd87yHHRskO+whUBAs88tFpvubwCzOcFDZt//W6Gaep","f":{' +
+      '"valueQuantity":"RrXhecquSOjDejmTOTEnMFU/L0/LHLrmvvxbIUTeX+WZFarEod95p1BODhY4TNOjK6u7dyo=",' +
+      '"component.0.valueString":"i4MvU5uHOHkrAtJim8Xl+oXhOVM0/O4rLt3iX1X6WQ/zFg8=",' +
+      '"component.2.valueQuantity":"8OFCyn1UHSvpPZu9n1v1oDTojm08eZZL7JHeU0mR6fmFJXKOPMmy",' +
+      '"note":"ldnDMTMZGOROli/sPitvTxSTTfQpXoaI0gOsdyCMFvl6+q9ONMYsCfKLFNnUYRc="}}}',
+    );
+    expect(JSON.stringify(openResource(keys, 'Observation', 'o1', 3, v1))).toBe(OPENED);
+    // its elements are bound to their paths: one moved to another path fails
+    const f = v1[ENVELOPE].f;
+    const moved = { ...v1, [ENVELOPE]: { ...v1[ENVELOPE], f: { ...f, note: f.valueQuantity, valueQuantity: f.note } } };
+    expect(() => openResource(keys, 'Observation', 'o1', 3, moved)).toThrow('integrity failure: Observation/o1 version 3 cannot be decrypted');
+  });
+
+  it('fails closed when moved, edited, downgraded or emptied', () => {
+    const stored = sealResource(keys, PATHS, 'Observation', 'o1', 3, observation);
+    const envelope = stored[ENVELOPE] as Record<string, unknown>;
+    const flipped = Buffer.from(envelope.c as string, 'base64');
+    flipped[20] ^= 1;
+    const damaged: [string, string, number, Record<string, unknown>][] = [
+      ['another version', 'o1', 4, stored],
+      ['another id', 'o2', 3, stored],
+      ['one flipped byte', 'o1', 3, { ...stored, [ENVELOPE]: { ...envelope, c: flipped.toString('base64') } }],
+      ['marked version 1', 'o1', 3, { ...stored, [ENVELOPE]: { ...envelope, v: 1 } }],
+      ['marked version 1 with no elements', 'o1', 3, { ...stored, [ENVELOPE]: { ...envelope, v: 1, f: {} } }],
+      ['its sealed elements removed', 'o1', 3, { ...stored, [ENVELOPE]: { ...envelope, c: undefined } }],
+      ['an unknown version', 'o1', 3, { ...stored, [ENVELOPE]: { ...envelope, v: 3 } }],
+    ];
+    for (const [what, id, version, body] of damaged) {
+      expect(() => openResource(keys, 'Observation', id, version, body), what).toThrow(`integrity failure: Observation/${id} version ${version} cannot be decrypted`);
+    }
+  });
+});
