@@ -50,7 +50,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const refuseUnrouted = async (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const e = toFhirError(error);
     reply.header('x-request-id', request.id);
-    if (!request.routeOptions.url) applySecurityHeaders(request, reply);
+    if (!request.routeOptions.url) applySecurityHeaders(reply);
     try {
       await refusals.record(request, e.status, e.issues[0]?.code);
       errorHandler(e, request, reply);
@@ -103,7 +103,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   app.decorate('registeredRoutes', routes);
   app.decorate('auditProgress', services.auditProgress);
   app.decorateRequest('auditIssue', undefined);
-  await registerSecurityHeaders(app);
+  registerSecurityHeaders(app);
   await app.register(negotiationPlugin);
   app.addHook('onClose', async () => {
     await services.close();

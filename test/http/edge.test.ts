@@ -28,6 +28,14 @@ describe('the edge', () => {
       'content-security-policy': 'default-src \'none\';frame-ancestors \'none\'',
       'referrer-policy': 'no-referrer',
       'cache-control': 'no-store',
+      // and the rest of helmet's defaults
+      'cross-origin-opener-policy': 'same-origin',
+      'cross-origin-resource-policy': 'same-origin',
+      'origin-agent-cluster': '?1',
+      'x-dns-prefetch-control': 'off',
+      'x-download-options': 'noopen',
+      'x-permitted-cross-domain-policies': 'none',
+      'x-xss-protection': '0',
     });
     expect(res.headers['x-powered-by']).toBeUndefined();
     expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
