@@ -14,6 +14,15 @@ export interface AuditAppend {
   readonly searchable?: boolean;
   /** its canonical JSON (what the log stores and hashes), when made ahead: it must be `resource`'s */
   readonly canonical?: string;
+  /** its body compressed ahead together with the events beside it (packBodies): where it lies in their block */
+  readonly packed?: { readonly block: PackedBodies; readonly at: number; readonly len: number };
+}
+
+/** The canonical JSON of consecutive events, one after another, compressed as one stored block. */
+export interface PackedBodies {
+  readonly body: Uint8Array;
+  /** how many events it holds */
+  readonly count: number;
 }
 
 /** A write's write-ahead AuditEvent with no event after it yet: what start-up recovery resolves. */

@@ -1,4 +1,6 @@
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import type { AuditAppend } from './audit-store.ts';
+import { canonicalize } from './canonical-json.ts';
 
 // How AuditEvent bodies are kept in the audit log: their canonical JSON (what the chain hashes),
 // compressed with raw DEFLATE against a preset dictionary of what AuditEvents repeat (systems,
@@ -27,4 +29,29 @@ export function encodeBody(canonical: string | Buffer): Uint8Array {
 export function decodeBody(stored: Uint8Array): Buffer {
   if (stored[0] !== FORMAT_DEFLATE_DICT_1) throw new Error(`unknown audit body format ${stored[0]}`);
   return inflateRawSync(stored.subarray(1), { dictionary: DICTIONARY_1 });
+}
+
+/** Events whose bodies are compressed together into one stored block, at most. */
+export const BLOCK_EVENTS = 64;
+
+/**
+ * The events with their bodies compressed ahead, BLOCK_EVENTS to a block, for a log that stores
+ * consecutive events' bodies as one block (sqlite-audit-log.ts): done while the events wait for
+ * their append (a transaction's entries, while its commit runs), the append only stores them.
+ * Each event keeps the canonical JSON its block holds, which is what the chain hashes.
+ */
+export function packBodies(events: readonly AuditAppend[]): AuditAppend[] {
+  const out: AuditAppend[] = [];
+  for (let start = 0; start < events.length; start += BLOCK_EVENTS) {
+    const chunk = events.slice(start, start + BLOCK_EVENTS);
+    const canonicals = chunk.map((e) => e.canonical ?? JSON.stringify(canonicalize(e.resource)));
+    const bodies = canonicals.map((c) => Buffer.from(c, 'utf8'));
+    const block = { body: encodeBody(Buffer.concat(bodies)), count: chunk.length };
+    let at = 0;
+    chunk.forEach((e, i) => {
+      out.push({ ...e, canonical: canonicals[i], packed: { block, at, len: bodies[i].length } });
+      at += bodies[i].length;
+    });
+  }
+  return out;
 }

@@ -2,13 +2,15 @@
 // its own file): the fsync of each batch blocks this thread, not the one serving requests, and
 // batches form naturally — whatever arrives while a commit is on disk goes into the next one.
 // Facts are built into events as they arrive; staged ones (a transaction's entries, sent while
-// its commit runs on the request thread) are held built until released into a batch, or dropped.
+// its commit runs on the request thread) are held built, their bodies compressed, until released
+// into a batch, or dropped.
 // Indexing for search happens on a thread of its own (audit-index-worker.ts), so that it never
 // holds a commit up.
 import { parentPort, workerData } from 'node:worker_threads';
 import type { AuditFacts } from '../../audit/audit-event.ts';
 import { type AuditAppend, asyncAuditStore } from '../../audit/audit-store.ts';
 import { auditAppendsOf, signedAppend } from '../../audit/audit-sink.ts';
+import { packBodies } from '../../audit/log-codec.ts';
 import { auditSigner } from '../../audit/signing-key.ts';
 import { openWitness } from '../../audit/witness.ts';
 import type { AuditConfig } from '../../config/config.ts';
@@ -74,7 +76,8 @@ parentPort?.on('message', (msg: AuditWorkerRequest | 'close') => {
     return;
   }
   if (msg.kind === 'stage') {
-    held.set(msg.id, build(msg.facts));
+    const built = build(msg.facts);
+    held.set(msg.id, built instanceof Error ? built : packBodies(built));
     return;
   }
   const events = msg.kind === 'write' ? build(msg.facts) : (held.get(msg.id) ?? new Error('no such staged facts'));

@@ -13,15 +13,16 @@ import type {
 } from '../../audit/audit-store.ts';
 import { canonicalize } from '../../audit/canonical-json.ts';
 import { GENESIS, linkHashOfCanonical } from '../../audit/chain.ts';
-import { decodeBody, encodeBody } from '../../audit/log-codec.ts';
+import { BLOCK_EVENTS, decodeBody, encodeBody } from '../../audit/log-codec.ts';
 import { immediate } from './transaction.ts';
 
 // The audit log's own database file (audit.db): nothing but the chain, its signed heads and its
 // purges, so that a batch's commit is one small WAL append and one fsync. The canonical JSON of
-// the events of a batch is stored compressed together, in blocks of up to BLOCK events
+// the events of a batch is stored compressed together, in blocks of up to BLOCK_EVENTS events
 // (audit_blocks; each link names its block and its byte range in it): compressing a block costs
 // one call where an event apiece cost one each, and what AuditEvents repeat compresses across
-// them. Rows are refused any UPDATE or DELETE by trigger; the only exception is a retention
+// them. Events made ahead of their append (a transaction's entries) come compressed already.
+// Rows are refused any UPDATE or DELETE by trigger; the only exception is a retention
 // purge, which opens audit_purge_window inside its own transaction.
 export const AUDIT_LOG_SCHEMA = `
 CREATE TABLE IF NOT EXISTS audit_log (
@@ -81,9 +82,6 @@ BEGIN SELECT RAISE(ABORT, 'audit purges are append-only'); END;
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const bin = (h: string) => Buffer.from(h, 'hex');
 
-/** Events whose bodies are compressed together, at most. */
-const BLOCK = 64;
-
 interface LinkRow {
   seq: number;
   id: string;
@@ -109,6 +107,8 @@ export interface StoredLink {
   readonly prevHash: string;
   readonly hash: string;
   readonly canonical: string;
+  /** its body already compressed in a block with the links after it (AuditAppend.packed) */
+  readonly packed?: AuditAppend['packed'];
 }
 
 /**
@@ -150,7 +150,7 @@ export class SqliteAuditLog implements SyncAuditStore {
       // Stored in canonical form, so the stored body is exactly what was hashed.
       const canonical = e.canonical ?? JSON.stringify(canonicalize(e.resource));
       const hash = linkHashOfCanonical(head.hash, seq, canonical);
-      links.push({ seq, id: e.resource.id ?? '', recorded: e.resource.recorded ?? '', searchable: e.searchable !== false, prevHash: head.hash, hash, canonical });
+      links.push({ seq, id: e.resource.id ?? '', recorded: e.resource.recorded ?? '', searchable: e.searchable !== false, prevHash: head.hash, hash, canonical, packed: e.packed });
       head = { seq, hash };
     }
     this.#insertLinks(links);
@@ -159,19 +159,39 @@ export class SqliteAuditLog implements SyncAuditStore {
     return head;
   }
 
-  /** Inserts links in blocks of up to BLOCK events, each block's bodies compressed as one. */
+  /**
+   * Inserts links in blocks of up to BLOCK_EVENTS events, each block's bodies compressed as one:
+   * a block compressed ahead (packBodies) is stored as it is when all its links come in a row;
+   * the rest are compressed here.
+   */
   #insertLinks(links: readonly StoredLink[]): void {
-    for (let start = 0; start < links.length; start += BLOCK) {
-      const chunk = links.slice(start, start + BLOCK);
-      const block = chunk[0].seq;
+    let start = 0;
+    while (start < links.length) {
+      const packed = links[start].packed;
+      if (packed && packed.at === 0 && links.slice(start, start + packed.block.count).every((l) => l.packed?.block === packed.block)) {
+        const chunk = links.slice(start, start + packed.block.count);
+        this.#insertBlock(chunk, packed.block.body, chunk.map((l) => l.packed!.len));
+        start += chunk.length;
+        continue;
+      }
+      let end = start + 1;
+      while (end < links.length && end - start < BLOCK_EVENTS && links[end].packed?.at !== 0) end++;
+      const chunk = links.slice(start, end);
       const bodies = chunk.map((l) => Buffer.from(l.canonical, 'utf8'));
-      this.#stmt.insertBlock.run(block, encodeBody(Buffer.concat(bodies)));
-      let at = 0;
-      chunk.forEach((l, i) => {
-        this.#stmt.insert.run(l.seq, l.id, l.recorded, l.searchable ? 1 : 0, bin(l.prevHash), bin(l.hash), block, at, bodies[i].length);
-        at += bodies[i].length;
-      });
+      this.#insertBlock(chunk, encodeBody(Buffer.concat(bodies)), bodies.map((b) => b.length));
+      start = end;
     }
+  }
+
+  /** One block of bodies, named by its first link's sequence number, and its links (the byte length of each body in it). */
+  #insertBlock(chunk: readonly StoredLink[], body: Uint8Array, lengths: readonly number[]): void {
+    const block = chunk[0].seq;
+    this.#stmt.insertBlock.run(block, body);
+    let at = 0;
+    chunk.forEach((l, i) => {
+      this.#stmt.insert.run(l.seq, l.id, l.recorded, l.searchable ? 1 : 0, bin(l.prevHash), bin(l.hash), block, at, lengths[i]);
+      at += lengths[i];
+    });
   }
 
   /** Reads bodies by block, decompressing each block once while the links that need it follow one another. */
@@ -319,7 +339,7 @@ export class SqliteAuditLog implements SyncAuditStore {
       let chunk: StoredLink[] = [];
       for (const r of legacy.rows) {
         chunk.push(r);
-        if (chunk.length === BLOCK) {
+        if (chunk.length === BLOCK_EVENTS) {
           this.#insertLinks(chunk);
           chunk = [];
         }
