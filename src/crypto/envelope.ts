@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createSecretKey, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import { FhirError } from '../fhir/errors.ts';
 import { parseStored } from '../fhir/json.ts';
 import type { KeyProvider } from './keyring.ts';
@@ -149,6 +149,39 @@ function restore(out: Json, path: string, value: unknown): void {
   list[Number(parts[1])][parts[2]] = value;
 }
 
+/** How many unwrapped data keys each KEK keeps, at most (the least recently used go first). */
+const UNWRAPPED_MAX = 4096;
+/** Data keys unwrapped lately, per KEK object (a reloaded or another keyring starts afresh), by AAD and wrapped key. */
+const unwrappedBy = new WeakMap<KeyObject, Map<string, KeyObject>>();
+
+/**
+ * The data key of an envelope. Unwrapping is deterministic (the same wrapped key, AAD and KEK
+ * give the same key or the same failure), so a key unwrapped before is taken from a bounded
+ * cache: a version read again costs one AES-GCM operation, not two. The cache holds nothing the
+ * process does not already hold (the KEKs that unwrap them are in memory too), and it is keyed
+ * by the whole wrapped key and its AAD (record, version, KEK id), so a wrapped key moved or
+ * edited misses it and fails to unwrap as before.
+ */
+function dataKey(keys: KeyProvider, envelope: Envelope, where: string): KeyObject {
+  const kek = keys.kek(envelope.kek);
+  const aad = `${where}#dek#${envelope.kek}`;
+  const id = `${aad}\n${envelope.dek}`;
+  let cache = unwrappedBy.get(kek);
+  const known = cache?.get(id);
+  if (cache && known) {
+    cache.delete(id);
+    cache.set(id, known);
+    return known;
+  }
+  const raw = open(kek, envelope.dek, aad);
+  const dek = createSecretKey(raw);
+  raw.fill(0);
+  if (!cache) unwrappedBy.set(kek, (cache = new Map()));
+  cache.set(id, dek);
+  if (cache.size > UNWRAPPED_MAX) cache.delete(cache.keys().next().value!);
+  return dek;
+}
+
 /** The inverse of sealResource; any failure (wrong key, tampered or moved ciphertext) is an integrity failure. */
 export function openResource(keys: KeyProvider, type: string, id: string, version: number, stored: Json): Json {
   const envelope = stored[ENVELOPE] as Envelope | undefined;
@@ -158,7 +191,7 @@ export function openResource(keys: KeyProvider, type: string, id: string, versio
   const where = `${type}/${id}/_history/${version}`;
   try {
     if (envelope.v !== 1 && envelope.v !== 2) throw new Error('unknown envelope version');
-    const dek = createSecretKey(open(keys.kek(envelope.kek), envelope.dek, `${where}#dek#${envelope.kek}`));
+    const dek = dataKey(keys, envelope, where);
     if (envelope.v === 2) {
       if (typeof envelope.c !== 'string') throw new Error('no sealed elements');
       const elements = parseStored(open(dek, envelope.c, `${where}#v2`).toString('utf8')) as Json;

@@ -85,4 +85,27 @@ describe('the envelope of an encrypted resource version', () => {
       expect(() => openResource(keys, 'Observation', id, version, body), what).toThrow(`integrity failure: Observation/${id} version ${version} cannot be decrypted`);
     }
   });
+
+  it('a data key unwrapped before is reused only for the same wrapped key, record and keyring', () => {
+    const a = sealResource(keys, PATHS, 'Observation', 'o1', 3, observation);
+    const b = sealResource(keys, PATHS, 'Observation', 'o2', 3, { ...observation, id: 'o2' });
+    // both opened once: their data keys are now held
+    for (const [id, body] of [['o1', a], ['o2', b]] as const) expect(openResource(keys, 'Observation', id, 3, body).note).toEqual([{ text: 'Zqnote' }]);
+    const envA = a[ENVELOPE] as Record<string, string>;
+    const envB = b[ENVELOPE] as Record<string, string>;
+    const flipped = Buffer.from(envA.dek, 'base64');
+    flipped[14] ^= 1;
+    const refused: [string, string, number, Record<string, unknown>][] = [
+      ['A\'s wrapped key on B', 'o2', 3, { ...b, [ENVELOPE]: { ...envB, dek: envA.dek } }],
+      ['A opened as another version', 'o1', 4, a],
+      ['A\'s wrapped key edited', 'o1', 3, { ...a, [ENVELOPE]: { ...envA, dek: flipped.toString('base64') } }],
+    ];
+    for (const [what, id, version, body] of refused) {
+      expect(() => openResource(keys, 'Observation', id, version, body), what).toThrow(`integrity failure: Observation/${id} version ${version} cannot be decrypted`);
+    }
+    // Another keyring whose KEK has the same id and other bytes: nothing it opens comes from what this one unwrapped.
+    const other = LocalKeyring.fromJson(JSON.stringify({ version: 1, current: 1, keks: { 1: Buffer.alloc(32, 8).toString('base64') }, retired: [], index: Buffer.alloc(32, 9).toString('base64') }));
+    expect(() => openResource(other, 'Observation', 'o1', 3, a)).toThrow('integrity failure: Observation/o1 version 3 cannot be decrypted');
+    expect(JSON.stringify(openResource(keys, 'Observation', 'o1', 3, a))).toBe(OPENED);
+  });
 });
