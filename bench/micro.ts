@@ -60,7 +60,8 @@ rows.push(
 );
 
 // The encryption path of a Patient create and read: blind indexes of its index entries, one
-// envelope seal, one open (the bench's Patient, the policy in profiles/protection.json).
+// envelope seal, one open (the bench's Patient, the policy in profiles/protection.json). The
+// read benches read one Patient again and again: its data key is unwrapped once.
 const keyring = LocalKeyring.open(join(dir, 'keyring.json'), true);
 const protection = loadProtectionPolicy(model);
 const blind = new BlindIndex(keyring.indexKey(), protection, keyring.indexPrefixFrom());
@@ -79,7 +80,11 @@ const paths = protection.paths.get('Patient') ?? [];
 rows.push(await time(`blind indexes of a Patient's ${entries.length} index entries (${blind.entries('Patient', entries).length} after)`, 20_000, () => blind.entries('Patient', entries)));
 rows.push(await time(`seal a Patient (${paths.length} protected paths)`, 20_000, () => sealResource(keyring, paths, 'Patient', 'p500', 1, patient)));
 const sealed = sealResource(keyring, paths, 'Patient', 'p500', 1, patient);
-rows.push(await time('open a sealed Patient', 20_000, () => openResource(keyring, 'Patient', 'p500', 1, sealed)));
+rows.push(await time('open a sealed Patient read before (its data key cached)', 20_000, () => openResource(keyring, 'Patient', 'p500', 1, sealed)));
+// Distinct versions, each opened once: every data key is unwrapped.
+const versions = Array.from({ length: 20_200 }, (_, i) => sealResource(keyring, paths, 'Patient', 'p500', i + 2, patient));
+let next = 0;
+rows.push(await time('open a sealed Patient not read before', 20_000, () => openResource(keyring, 'Patient', 'p500', next + 2, versions[next++])));
 
 // Bounded decryption: `Patient?birthdate=lt1970` over N Patients whose birth dates are encrypted
 // (no other parameter narrows it, so all N are candidates), on the embedded store in memory.
