@@ -48,3 +48,13 @@ export function registerSecurityHeaders(app: FastifyInstance): void {
 export function applySecurityHeaders(reply: FastifyReply): void {
   reply.headers(HEADERS);
 }
+
+/**
+ * Hands the response to a library that writes it itself (oidc-provider), keeping the same
+ * headers: Fastify writes its reply's headers only when it sends the reply, so they are set on the
+ * raw response here. What the library sets after (its own Cache-Control, say) replaces them.
+ */
+export function hijackWithSecurityHeaders(reply: FastifyReply): void {
+  for (const [name, value] of Object.entries(HEADERS)) reply.raw.setHeader(name, value);
+  reply.hijack();
+}

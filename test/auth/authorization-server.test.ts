@@ -211,6 +211,26 @@ describe('SMART backend services on the built-in authorization server', () => {
     expect(jwks.keys).toHaveLength(1);
     expect(jwks.keys[0]).not.toHaveProperty('d');
   });
+
+  it('answers with the same security headers as the FHIR API, though oidc-provider writes its responses itself', async () => {
+    const responses = [
+      await fetch(`${origin}/auth/.well-known/openid-configuration`),
+      await fetch(`${origin}/auth/jwks`),
+      await fetch(`${origin}/auth/token`, { method: 'POST', body: new URLSearchParams({ grant_type: 'client_credentials' }) }),
+    ];
+    expect(responses.map((r) => r.status)).toEqual([200, 200, 400]);
+    for (const res of responses) {
+      expect(Object.fromEntries(res.headers)).toMatchObject({
+        'strict-transport-security': 'max-age=31536000; includeSubDomains',
+        'x-content-type-options': 'nosniff',
+        'x-frame-options': 'DENY',
+        'content-security-policy': 'default-src \'none\';frame-ancestors \'none\'',
+        'referrer-policy': 'no-referrer',
+        'cross-origin-resource-policy': 'same-origin',
+        'cache-control': 'no-store',
+      });
+    }
+  });
 });
 
 describe('hearth clients', () => {
