@@ -20,7 +20,7 @@ import { answerOptions } from './http/options.ts';
 import { publicRoutes } from './http/public-routes.ts';
 import { registerRateLimit } from './http/rate-limit.ts';
 import { tlsMaterial } from './http/tls.ts';
-import { applySecurityHeaders, registerSecurityHeaders } from './http/security-headers.ts';
+import { applySecurityHeaders, registerSecurityHeaders, securityHeadersOnRaw } from './http/security-headers.ts';
 
 const FIRST_START = {
   keyring:
@@ -141,9 +141,16 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     await open.register(publicRoutes, { prefix: '/fhir', config, model, searchDocumentation: services.searchDocumentation, authServer: services.authServer });
     await open.register(operationsRoutes, { health });
   });
-  // The built-in SMART authorization server (its own endpoints, outside the FHIR API).
-  if (services.authServer) await app.register(authServerRoutes, { server: services.authServer });
-  if (services.authServer && services.signIn) await app.register(interactionRoutes, { server: services.authServer, ...services.signIn });
+  // The built-in SMART authorization server (its own endpoints, outside the FHIR API). oidc-provider
+  // writes its responses itself, past Fastify's reply headers: the security headers go on the raw response.
+  const authServer = services.authServer;
+  if (authServer) {
+    await app.register(async (auth) => {
+      auth.addHook('onRequest', securityHeadersOnRaw);
+      await auth.register(authServerRoutes, { server: authServer });
+      if (services.signIn) await auth.register(interactionRoutes, { server: authServer, ...services.signIn });
+    });
+  }
   // Everything else under /fhir needs a verified bearer token: its own plugin scope, not a URL allow-list.
   await app.register(
     async (api) => {

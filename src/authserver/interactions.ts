@@ -6,7 +6,6 @@ import { parseScope } from '../auth/scopes.ts';
 import { codePage, consentPage, enrolPage, loginPage, type Page } from './pages.ts';
 import { type AuthServer, EHR_CLIENT } from './provider.ts';
 import type { User } from './users.ts';
-import { hijackWithSecurityHeaders } from '../http/security-headers.ts';
 
 /** What the sign-in steps record: each success, failure, lockout and second-factor event. */
 export interface LoginEvent {
@@ -181,7 +180,7 @@ export async function interactionRoutes(
     const body = request.body as Record<string, string | string[] | undefined>;
     if (!user || body.decision !== 'allow') {
       await record({ requestId: request.id, address: request.ip, username: accountId, step: 'consent', outcome: 'denied', user });
-      hijackWithSecurityHeaders(reply);
+      reply.hijack();
       return provider.interactionFinished(request.raw, reply.raw, { error: 'access_denied', error_description: 'the user did not allow access' }, { mergeWithLastSubmission: false });
     }
     const requested = new Set(String(details.params.scope ?? '').split(' ').filter(Boolean));
@@ -217,7 +216,7 @@ export async function interactionRoutes(
     const grantId = await grant.save();
     server.db.setGrantContext(grantId, { patient, encounter });
     await record({ requestId: request.id, address: request.ip, username: accountId, step: 'consent', outcome: 'success', user });
-    hijackWithSecurityHeaders(reply);
+    reply.hijack();
     return provider.interactionFinished(request.raw, reply.raw, { consent: { grantId } }, { mergeWithLastSubmission: true });
   });
 
@@ -260,7 +259,7 @@ export async function interactionRoutes(
   });
 
   async function finishLogin(request: FastifyRequest, reply: FastifyReply, username: string) {
-    hijackWithSecurityHeaders(reply);
+    reply.hijack();
     await provider.interactionFinished(request.raw, reply.raw, { login: { accountId: username } }, { mergeWithLastSubmission: false });
   }
 

@@ -1,6 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AuthServer } from './provider.ts';
-import { hijackWithSecurityHeaders } from '../http/security-headers.ts';
 
 export const AUTH_PREFIX = '/auth';
 
@@ -15,7 +14,7 @@ export async function authServerRoutes(app: FastifyInstance, opts: { server: Aut
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
   const handler = (request: FastifyRequest, reply: FastifyReply) => {
-    hijackWithSecurityHeaders(reply);
+    reply.hijack();
     const raw = request.raw as typeof request.raw & { originalUrl?: string };
     raw.originalUrl = raw.url;
     // (the request id names the AuditEvent of a token request, as of every request)

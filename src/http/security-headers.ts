@@ -1,6 +1,6 @@
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import helmet from 'helmet';
 
 /**
@@ -50,11 +50,11 @@ export function applySecurityHeaders(reply: FastifyReply): void {
 }
 
 /**
- * Hands the response to a library that writes it itself (oidc-provider), keeping the same
- * headers: Fastify writes its reply's headers only when it sends the reply, so they are set on the
- * raw response here. What the library sets after (its own Cache-Control, say) replaces them.
+ * The same headers set on the raw response, for routes whose response a library writes itself
+ * (oidc-provider): Fastify writes its reply's headers only when it sends the reply. What the
+ * library sets after (its own Cache-Control, say) replaces them.
  */
-export function hijackWithSecurityHeaders(reply: FastifyReply): void {
+export function securityHeadersOnRaw(_request: FastifyRequest, reply: FastifyReply, done: () => void): void {
   for (const [name, value] of Object.entries(HEADERS)) reply.raw.setHeader(name, value);
-  reply.hijack();
+  done();
 }
