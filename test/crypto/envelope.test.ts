@@ -1,6 +1,6 @@
 import { webcrypto } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { ENVELOPE, openResource, sealResource } from '../../src/crypto/envelope.ts';
+import { ENVELOPE, openResource, rewrapResource, sealResource } from '../../src/crypto/envelope.ts';
 import { LocalKeyring } from '../../src/crypto/keyring.ts';
 
 // A keyring with fixed keys: KEK local:1 is 32 bytes of 7.
@@ -61,6 +61,15 @@ describe('the envelope of an encrypted resource version', () => {
       '"note":"ldnDMTMZGOROli/sPitvTxSTTfQpXoaI0gOsdyCMFvl6+q9ONMYsCfKLFNnUYRc="}}}',
     );
     expect(JSON.stringify(openResource(keys, 'Observation', 'o1', 3, v1))).toBe(OPENED);
+    // Key rotation re-wraps its data key under the new KEK and leaves the rest as it is.
+    const rotated = LocalKeyring.fromJson(JSON.stringify({
+      version: 1, current: 2, keks: { 1: KEK.toString('base64'), 2: Buffer.alloc(32, 5).toString('base64') }, retired: [], index: Buffer.alloc(32, 9).toString('base64'),
+    }));
+    const rewrapped = rewrapResource(rotated, 'Observation', 'o1', 3, v1)!;
+    const { dek, ...rest } = rewrapped[ENVELOPE] as Record<string, unknown>;
+    expect(rest).toEqual({ ...v1[ENVELOPE], dek: undefined, kek: 'local:2' });
+    expect(dek).not.toBe(v1[ENVELOPE].dek);
+    expect(JSON.stringify(openResource(rotated, 'Observation', 'o1', 3, rewrapped))).toBe(OPENED);
     // its elements are bound to their paths: one moved to another path fails
     const f = v1[ENVELOPE].f;
     const moved = { ...v1, [ENVELOPE]: { ...v1[ENVELOPE], f: { ...f, note: f.valueQuantity, valueQuantity: f.note } } };
