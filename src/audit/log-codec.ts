@@ -34,6 +34,12 @@ export function decodeBody(stored: Uint8Array): Buffer {
 /** Events whose bodies are compressed together into one stored block, at most. */
 export const BLOCK_EVENTS = 64;
 
+/** Canonical JSON bodies stored one after another as one compressed block: the block, and each body's byte length in it. */
+export function encodeBlock(canonicals: readonly string[]): { body: Uint8Array; lengths: number[] } {
+  const bodies = canonicals.map((c) => Buffer.from(c, 'utf8'));
+  return { body: encodeBody(Buffer.concat(bodies)), lengths: bodies.map((b) => b.length) };
+}
+
 /**
  * The events with their bodies compressed ahead, BLOCK_EVENTS to a block, for a log that stores
  * consecutive events' bodies as one block (sqlite-audit-log.ts): done while the events wait for
@@ -45,12 +51,12 @@ export function packBodies(events: readonly AuditAppend[]): AuditAppend[] {
   for (let start = 0; start < events.length; start += BLOCK_EVENTS) {
     const chunk = events.slice(start, start + BLOCK_EVENTS);
     const canonicals = chunk.map((e) => e.canonical ?? JSON.stringify(canonicalize(e.resource)));
-    const bodies = canonicals.map((c) => Buffer.from(c, 'utf8'));
-    const block = { body: encodeBody(Buffer.concat(bodies)), count: chunk.length };
+    const { body, lengths } = encodeBlock(canonicals);
+    const block = { body, count: chunk.length };
     let at = 0;
     chunk.forEach((e, i) => {
-      out.push({ ...e, canonical: canonicals[i], packed: { block, at, len: bodies[i].length } });
-      at += bodies[i].length;
+      out.push({ ...e, canonical: canonicals[i], packed: { block, at, len: lengths[i] } });
+      at += lengths[i];
     });
   }
   return out;

@@ -33,23 +33,28 @@ describe('the audit log\'s blocks of compressed bodies', () => {
     // packed ahead: blocks of 64 and 6, each event's canonical JSON kept with it
     expect(packed.map((e) => e.packed?.block.count)).toEqual([...Array(64).fill(64), ...Array(6).fill(6)]);
     for (const e of packed) expect(e.canonical).toBe(JSON.stringify(canonicalize(e.resource)));
-    // A batch: two events made now, the 70, one more; then a batch holding only part of a packed block.
+    // A batch: two events made now, the 70, one more; then batches holding only part of a packed
+    // block, from its middle and from its start (compressed again at append, their ranges their own).
     const partial = packBodies(Array.from({ length: 20 }, (_, i) => event(200 + i))).slice(5, 15);
+    const head = packBodies(Array.from({ length: 20 }, (_, i) => event(300 + i))).slice(0, 10);
     await log.appendAudit([event(1), event(2), ...packed, event(3)]);
     await log.appendAudit(partial);
+    await log.appendAudit(head);
 
     const blocks = db.prepare('SELECT first_seq, body FROM audit_blocks ORDER BY first_seq').all() as { first_seq: number; body: Uint8Array }[];
-    expect(blocks.map((b) => b.first_seq)).toEqual([1, 3, 67, 73, 74]);
+    expect(blocks.map((b) => b.first_seq)).toEqual([1, 3, 67, 73, 74, 84]);
     expect(Buffer.from(blocks[1].body)).toEqual(Buffer.from(packed[0].packed!.block.body));
     expect(Buffer.from(blocks[2].body)).toEqual(Buffer.from(packed[64].packed!.block.body));
+    expect(Buffer.from(blocks[5].body)).not.toEqual(Buffer.from(head[0].packed!.block.body));
     const links = db.prepare('SELECT seq, block, at, len FROM audit_log ORDER BY seq').all() as { seq: number; block: number; at: number; len: number }[];
-    expect(links.map((l) => l.block)).toEqual([1, 1, ...Array(64).fill(3), ...Array(6).fill(67), 73, ...Array(10).fill(74)]);
+    const expectedBlocks = [1, 1, ...Array(64).fill(3), ...Array(6).fill(67), 73, ...Array(10).fill(74), ...Array(10).fill(84)];
+    expect(links.map((l) => l.block)).toEqual(expectedBlocks);
     const ranges = links.filter((l) => l.block === 3).map((l) => [l.at, l.len]);
     expect(ranges).toEqual(packed.slice(0, 64).map((e) => [e.packed!.at, e.packed!.len]));
 
     // Each stored body, read back through the log, is the event's canonical JSON, and each link's
     // hash is SHA-256 over the hash before it, its sequence number and that body.
-    const sent = [event(1), event(2), ...packed, event(3), ...partial];
+    const sent = [event(1), event(2), ...packed, event(3), ...partial, ...head];
     let prev = '0'.repeat(64);
     const chain = [...log.chain()];
     expect(chain).toHaveLength(sent.length);

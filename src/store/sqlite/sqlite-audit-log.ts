@@ -13,7 +13,7 @@ import type {
 } from '../../audit/audit-store.ts';
 import { canonicalize } from '../../audit/canonical-json.ts';
 import { GENESIS, linkHashOfCanonical } from '../../audit/chain.ts';
-import { BLOCK_EVENTS, decodeBody, encodeBody } from '../../audit/log-codec.ts';
+import { BLOCK_EVENTS, decodeBody, encodeBlock } from '../../audit/log-codec.ts';
 import { immediate } from './transaction.ts';
 
 // The audit log's own database file (audit.db): nothing but the chain, its signed heads and its
@@ -168,17 +168,17 @@ export class SqliteAuditLog implements SyncAuditStore {
     let start = 0;
     while (start < links.length) {
       const packed = links[start].packed;
-      if (packed && packed.at === 0 && links.slice(start, start + packed.block.count).every((l) => l.packed?.block === packed.block)) {
-        const chunk = links.slice(start, start + packed.block.count);
-        this.#insertBlock(chunk, packed.block.body, chunk.map((l) => l.packed!.len));
-        start += chunk.length;
+      const whole = packed && packed.at === 0 ? links.slice(start, start + packed.block.count) : [];
+      if (packed && whole.length === packed.block.count && whole.every((l) => l.packed?.block === packed.block)) {
+        this.#insertBlock(whole, packed.block.body, whole.map((l) => l.packed!.len));
+        start += whole.length;
         continue;
       }
       let end = start + 1;
       while (end < links.length && end - start < BLOCK_EVENTS && links[end].packed?.at !== 0) end++;
       const chunk = links.slice(start, end);
-      const bodies = chunk.map((l) => Buffer.from(l.canonical, 'utf8'));
-      this.#insertBlock(chunk, encodeBody(Buffer.concat(bodies)), bodies.map((b) => b.length));
+      const { body, lengths } = encodeBlock(chunk.map((l) => l.canonical));
+      this.#insertBlock(chunk, body, lengths);
       start = end;
     }
   }
