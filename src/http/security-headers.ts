@@ -39,7 +39,7 @@ const HEADERS = helmetHeaders();
 
 export function registerSecurityHeaders(app: FastifyInstance): void {
   app.addHook('onRequest', (_request, reply, done) => {
-    reply.headers(HEADERS);
+    applySecurityHeaders(reply);
     done();
   });
 }
