@@ -7,8 +7,8 @@ import { GENESIS, linkHash, verifyChain } from '../../src/audit/chain.ts';
 import { canonicalJson } from '../../src/audit/canonical-json.ts';
 import { loadPublicKey } from '../../src/audit/signing-key.ts';
 import { sqliteStorage } from '../../src/store/sqlite/sqlite-storage.ts';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { failingIndex, json, tempDir, testApp } from '../helpers/app.ts';
+import { toVersion4Layout, VERSION_4_SCHEMA } from '../helpers/legacy-schema.ts';
 
 // The audit log is the record (audit.db); auditors search the copy an indexer keeps behind it.
 
@@ -98,7 +98,7 @@ describe('the audit index behind the log', () => {
     await t.auditIndexed();
     await t.app.close();
     const db = new DatabaseSync(join(dataDir, 'audit-index.db'), { readOnly: true });
-    const params = (db.prepare('SELECT DISTINCT param FROM search_index WHERE type = \'AuditEvent\' ORDER BY param').all() as { param: string }[]).map((r) => r.param);
+    const params = (db.prepare('SELECT DISTINCT p.param FROM search_index s JOIN search_params p ON p.pid = s.pid WHERE p.type = \'AuditEvent\' ORDER BY p.param').all() as { param: string }[]).map((r) => r.param);
     db.close();
     // entity-role, entity-type, site, _profile, _security, _source, _tag: not indexed. (source: the
     // observer is a reference by display only, present for :missing.)
@@ -158,9 +158,9 @@ describe('verification against an index that a running indexer moves on', () => 
 describe('moving a version-2 database\'s audit chain into audit.db', () => {
   it('copies the chain as it was (it still verifies), keeps the searchable events as the index (in audit-index.db), and drops the old tables', async () => {
     const dataDir = tempDir();
-    new SqliteStore({ dataDir }).close();
     // The chain as schema version 2 kept it: AuditEvent rows in resource_versions, linked by audit_log.
     const db = new DatabaseSync(join(dataDir, 'hearth.db'));
+    db.exec(VERSION_4_SCHEMA);
     db.exec(`
       CREATE TABLE audit_log (seq INTEGER PRIMARY KEY, rid INTEGER NOT NULL UNIQUE, id TEXT NOT NULL, recorded TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL) STRICT;
       CREATE TABLE audit_checkpoints (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, signed_at TEXT NOT NULL, key_id TEXT NOT NULL, signature TEXT NOT NULL) STRICT;
@@ -195,7 +195,7 @@ describe('moving a version-2 database\'s audit chain into audit.db', () => {
     const tables = (after.prepare('SELECT name FROM sqlite_master WHERE type IN (\'table\', \'trigger\') AND name LIKE \'audit%\'').all() as { name: string }[]).map((r) => r.name);
     expect(tables).toEqual([]);
     expect(after.prepare('SELECT COUNT(*) AS n FROM resource_versions WHERE type = \'AuditEvent\'').get()).toEqual({ n: 0 });
-    expect(after.prepare('PRAGMA user_version').get()).toEqual({ user_version: 4 });
+    expect(after.prepare('PRAGMA user_version').get()).toEqual({ user_version: 5 });
     after.close();
     const copy = new DatabaseSync(join(dataDir, 'audit-index.db'), { readOnly: true });
     expect(copy.prepare('SELECT id, body FROM resource_versions ORDER BY id').all().map((r) => ({ ...r }))).toEqual([{ id: 'a', body: null }, { id: 'b', body: null }]);
@@ -217,6 +217,8 @@ describe('moving a version-3 database\'s audit index into audit-index.db', () =>
     await t.app.close();
     const db = new DatabaseSync(join(dataDir, 'hearth.db'));
     db.exec(`ATTACH DATABASE '${join(dataDir, 'audit-index.db')}' AS aix`);
+    toVersion4Layout(db, 'main');
+    toVersion4Layout(db, 'aix');
     db.exec(`BEGIN;
       CREATE TABLE audit_indexed (one INTEGER PRIMARY KEY CHECK (one = 1), seq INTEGER NOT NULL) STRICT;
       INSERT INTO audit_indexed SELECT * FROM aix.audit_indexed;
@@ -253,16 +255,17 @@ describe('moving a version-3 database\'s audit index into audit-index.db', () =>
     await storage.close();
     const db = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
     expect(db.prepare('SELECT COUNT(*) AS n FROM resource_versions WHERE type = \'AuditEvent\'').get()).toEqual({ n: 0 });
-    expect(db.prepare('SELECT COUNT(*) AS n FROM search_index WHERE type = \'AuditEvent\'').get()).toEqual({ n: 0 });
+    const auditEntries = 'SELECT COUNT(*) AS n FROM search_index s JOIN search_params p ON p.pid = s.pid WHERE p.type = \'AuditEvent\'';
+    expect(db.prepare(auditEntries).get()).toEqual({ n: 0 });
     expect(db.prepare('SELECT name FROM sqlite_master WHERE name = \'audit_indexed\'').get()).toBeUndefined();
-    expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 4 });
+    expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 5 });
     expect(db.prepare('SELECT COUNT(*) AS n FROM resource_versions WHERE type = \'Patient\'').get()).toEqual({ n: 1 });
     // The search indexes, dropped for the bulk move, are there again in both files.
     const indexesOf = (d: DatabaseSync) => (d.prepare('SELECT name FROM sqlite_master WHERE tbl_name = \'search_index\' AND type = \'index\' ORDER BY name').all() as { name: string }[]).map((r) => r.name);
-    expect(indexesOf(db)).toEqual(['search_code', 'search_range', 'search_rid']);
+    expect(indexesOf(db)).toEqual(['search_code', 'search_range']);
     db.close();
     const copy = new DatabaseSync(join(dataDir, 'audit-index.db'), { readOnly: true });
-    expect(indexesOf(copy)).toEqual(['search_code', 'search_range', 'search_rid']);
+    expect(indexesOf(copy)).toEqual(['search_code', 'search_range']);
     copy.close();
   });
 

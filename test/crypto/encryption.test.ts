@@ -57,8 +57,9 @@ describe('PHI canaries never rest in the clear', () => {
     const [a, b] = [await obs(7.25), await obs(7.25)];
     await t.app.close();
     const db = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
-    const rows = db.prepare(`SELECT v.id, s.param, s.grp, s.sys, s.code, s.text, s.lo, s.hi FROM search_index s JOIN resource_versions v ON v.rid = s.rid
-      WHERE v.type = 'Observation' AND s.param IN ('value-quantity', 'combo-value-quantity', 'code-value-quantity$1', 'combo-code-value-quantity$1') ORDER BY s.param`).all();
+    const rows = db.prepare(`SELECT v.id, p.param, s.grp, s.sys, s.code, s.text, s.lo, s.hi
+      FROM search_index s JOIN search_params p ON p.pid = s.pid JOIN resource_versions v ON v.rid = s.rid
+      WHERE v.type = 'Observation' AND p.param IN ('value-quantity', 'combo-value-quantity', 'code-value-quantity$1', 'combo-code-value-quantity$1') ORDER BY p.param`).all();
     db.close();
     const presence = (id: string) =>
       [['code-value-quantity$1', 1], ['combo-code-value-quantity$1', 1], ['combo-value-quantity', 0], ['value-quantity', 0]].map(([param, grp]) => (
@@ -229,7 +230,7 @@ describe('short values through the blind index (no decryption at all)', () => {
     expect(ids(json(await t.app.inject({ method: 'GET', url: '/fhir/Patient?phonetic:missing=false' }))).sort()).toEqual([...made].sort());
     await t.app.close();
     const db = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
-    const count = (param: string) => (db.prepare('SELECT COUNT(*) AS n FROM search_index WHERE type = \'Patient\' AND param = ?').get(param) as { n: number }).n;
+    const count = (param: string) => (db.prepare('SELECT COUNT(*) AS n FROM search_index s JOIN search_params p ON p.pid = s.pid WHERE p.type = \'Patient\' AND p.param = ?').get(param) as { n: number }).n;
     // Prefixes of Chalmers Al, Li Anna, Ng A, Müller (8+2, 2+4, 2+1, 6) and each part's :exact hash (7), once.
     expect([count('name'), count('phonetic')]).toEqual([32, 0]);
     db.close();

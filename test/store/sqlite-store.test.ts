@@ -1,7 +1,7 @@
 import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
 import type { SearchQuery } from '../../src/fhir/query.ts';
-import { SCHEMA } from '../../src/store/sqlite/sqlite-schema.ts';
+import { auditIndexSchema, SCHEMA } from '../../src/store/sqlite/sqlite-schema.ts';
 import { searchSql } from '../../src/store/sqlite/sqlite-query.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { tempDir } from '../helpers/app.ts';
@@ -36,5 +36,56 @@ describe('the SQL plan of a search', () => {
     expect(plan(db, query([])).join('\n')).toMatch(/SEARCH r USING INDEX resource_current \(type=\?\)/);
     const not = plan(db, query([{ kind: 'not', clause: { kind: 'exists', param: 'family', where: [] } }]));
     expect(not.join('\n')).toMatch(/SEARCH r USING INDEX resource_current \(type=\?\)/);
+  });
+});
+
+describe('the search index\'s parameter numbers (schema version 5)', () => {
+  const at = '2026-01-01T00:00:00.000Z';
+  const op = (id: string, param: string, expect?: number) => ({
+    type: 'Patient',
+    id,
+    expect,
+    versionId: 1,
+    lastUpdated: at,
+    content: { resource: { resourceType: 'Patient', id }, index: [{ param, grp: 0, code: 'v' }] },
+  });
+  const find = async (store: SqliteStore, param: string) =>
+    (await store.search({ type: 'Patient', where: [{ kind: 'exists', param, where: [{ field: 'code', op: 'eq', value: 'v' }] }], sort: [], count: 10, total: 'none' })).matches
+      .map((m) => m.id)
+      .sort();
+
+  it('a number given to a new parameter in a transaction that rolled back is not used again for it', async () => {
+    const store = new SqliteStore({ dataDir: ':memory:' });
+    // The first write adds `first-new` to the dictionary; the second fails its expectation: all rolled back.
+    await expect(store.commit([op('a', 'first-new'), op('b', 'other', 3)])).rejects.toMatchObject({ failure: { kind: 'changed', id: 'b' } });
+    // SQLite gives the next parameter the number the rolled-back one had: entries of `first-new`
+    // written under a remembered number would be found as `second-new`'s.
+    await store.commit([op('b', 'second-new')]);
+    await store.commit([op('c', 'first-new')]);
+    expect(await find(store, 'second-new')).toEqual(['b']);
+    expect(await find(store, 'first-new')).toEqual(['c']);
+    expect(await find(store, 'never-written')).toEqual([]);
+    await store.close();
+  });
+
+  it('a clause probed per candidate goes through the primary key (rid, pid), not a value range of every resource', () => {
+    const db = new DatabaseSync(':memory:');
+    db.exec(SCHEMA);
+    const sql = searchSql({
+      type: 'AuditEvent',
+      where: [
+        { kind: 'exists', param: 'entity', where: [{ field: 'code', op: 'eq', value: 'Patient/p1' }] },
+        { kind: 'exists', param: 'date', where: [{ field: 'lo', op: 'ge', value: 0 }] },
+      ],
+      sort: [],
+      count: 10,
+      total: 'none',
+    });
+    db.exec('ATTACH DATABASE \':memory:\' AS aix');
+    db.exec(auditIndexSchema('aix'));
+    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql.text}`).all(...sql.params) as { detail: string }[]).map((r) => r.detail);
+    expect(plan).toContain('SEARCH i0 USING COVERING INDEX search_code (pid=? AND code=?)');
+    expect(plan).toContain('SEARCH i1 EXISTS USING PRIMARY KEY (rid=? AND pid=?)');
+    db.close();
   });
 });

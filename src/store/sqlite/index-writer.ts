@@ -5,32 +5,64 @@ const CHUNK = 64;
 
 /**
  * Inserts the index entries of one resource version with multi-row INSERTs: a statement call per
- * row costs more than the row itself. Statements are prepared once per row count.
+ * row costs more than the row itself. Statements are prepared once per row count. Each entry's
+ * type and parameter are stored as their number in `search_params` (sqlite-schema.ts), added
+ * there on first use and remembered.
  */
 export class IndexWriter {
   readonly #db: DatabaseSync;
   readonly #statements = new Map<number, StatementSync>();
-  readonly #table: string;
+  readonly #q: string;
+  readonly #lookup: StatementSync;
+  readonly #add: StatementSync;
+  /** type -> parameter -> its number, for numbers read from the file or added in a transaction not (yet) rolled back */
+  #pids = new Map<string, Map<string, number>>();
 
-  constructor(db: DatabaseSync, table = 'search_index') {
+  /** `schema`: the attached file the tables are in, or none for the connection's own. */
+  constructor(db: DatabaseSync, schema?: string) {
     this.#db = db;
-    this.#table = table;
+    this.#q = schema ? `${schema}.` : '';
+    this.#lookup = db.prepare(`SELECT pid FROM ${this.#q}search_params WHERE type = ? AND param = ?`);
+    this.#add = db.prepare(`INSERT INTO ${this.#q}search_params (type, param) VALUES (?, ?) RETURNING pid`);
   }
 
+  /** Inside the caller's write transaction. */
   insert(rid: number, type: string, entries: readonly IndexEntry[]): void {
     for (let start = 0; start < entries.length; start += CHUNK) {
       const chunk = entries.slice(start, start + CHUNK);
       let stmt = this.#statements.get(chunk.length);
       if (!stmt) {
         const rows = Array.from({ length: chunk.length }, () => '(?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ');
-        stmt = this.#db.prepare(`INSERT INTO ${this.#table} (rid, type, param, grp, sys, code, text, lo, hi) VALUES ${rows}`);
+        stmt = this.#db.prepare(`INSERT INTO ${this.#q}search_index (rid, pid, n, grp, sys, code, text, lo, hi) VALUES ${rows}`);
         this.#statements.set(chunk.length, stmt);
       }
       const params: (string | number | null)[] = [];
-      for (const i of chunk) {
-        params.push(rid, type, i.param, i.grp, i.sys ?? null, i.code ?? null, i.text ?? null, i.lo ?? null, i.hi ?? null);
-      }
+      chunk.forEach((i, k) => {
+        const pid = this.#pid(type, i.param);
+        params.push(rid, pid, start + k, i.grp, i.sys ?? null, i.code ?? null, i.text ?? null, i.lo ?? null, i.hi ?? null);
+      });
       stmt.run(...params);
     }
+  }
+
+  /**
+   * After a rollback: a number added in the rolled-back transaction is gone from the file, and
+   * the next parameter added would be given it — entries written under the remembered one would
+   * then be found under that other parameter. What is remembered is read again.
+   */
+  rolledBack(): void {
+    this.#pids = new Map();
+  }
+
+  #pid(type: string, param: string): number {
+    let ofType = this.#pids.get(type);
+    if (!ofType) this.#pids.set(type, (ofType = new Map()));
+    let pid = ofType.get(param);
+    if (pid === undefined) {
+      const row = (this.#lookup.get(type, param) ?? this.#add.get(type, param)) as { pid: number };
+      pid = row.pid;
+      ofType.set(param, pid);
+    }
+    return pid;
   }
 }

@@ -26,8 +26,15 @@ export class SqliteAuditIndex implements SyncAuditIndex {
     const q = schema ? `${schema}.` : '';
     this.#db = db;
     this.#q = q;
-    this.#transaction = transaction;
-    this.#index = new IndexWriter(db, `${q}search_index`);
+    this.#index = new IndexWriter(db, schema);
+    this.#transaction = (work) => {
+      try {
+        return transaction(work);
+      } catch (err) {
+        this.#index.rolledBack();
+        throw err;
+      }
+    };
     this.#stmt = {
       mark: db.prepare(`SELECT seq FROM ${q}audit_indexed WHERE one = 1`),
       setMark: db.prepare(setIndexedMark(q)),

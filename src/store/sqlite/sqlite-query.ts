@@ -12,11 +12,25 @@ export interface Sql {
 const MAX_CHAR = '\u{10FFFF}';
 type Alias = (prefix: string) => string;
 
-const AUDIT_TABLES = { versions: `${AUDIT_INDEX_SCHEMA}.resource_versions`, index: `${AUDIT_INDEX_SCHEMA}.search_index` };
-const RESOURCE_TABLES = { versions: 'resource_versions', index: 'search_index' };
+interface Tables {
+  readonly versions: string;
+  readonly index: string;
+  /** the number of a (type, parameter) in the file's dictionary: binds the type and then the parameter */
+  readonly pid: string;
+}
+
+const tables = (q: string): Tables => ({
+  versions: `${q}resource_versions`,
+  index: `${q}search_index`,
+  // An uncorrelated subquery: evaluated once per statement, and a constant to the index lookups
+  // on it. A parameter the file has never had matches nothing.
+  pid: `(SELECT pid FROM ${q}search_params WHERE type = ? AND param = ?)`,
+});
+const AUDIT_TABLES = tables(`${AUDIT_INDEX_SCHEMA}.`);
+const RESOURCE_TABLES = tables('main.');
 
 /** Where a type's versions and index entries are: AuditEvents' in the attached audit index (sqlite-schema.ts). */
-export function tablesOf(type: string): { readonly versions: string; readonly index: string } {
+export function tablesOf(type: string): Tables {
   return type === 'AuditEvent' ? AUDIT_TABLES : RESOURCE_TABLES;
 }
 
@@ -30,8 +44,8 @@ function aliases(): Alias {
 function whereSql(type: string, clauses: readonly Clause[], alias: Alias, r = 'r'): Sql {
   // With an equality on an id, identifier or reference (subject=, patient=, ...), the resources it names
   // drive the query by rowid and every other clause is probed per candidate through the
-  // (rid, param) index: a patient's month of AuditEvents costs its few rows, not a scan of
-  // every event in a date range. `+` keeps the planner off the type index.
+  // (rid, pid) primary key: a patient's month of AuditEvents costs its few rows, not a scan of
+  // every event in a date range.
   const driver = clauses.find(isCodeEquality);
   // Otherwise, a clause that reads the index (an uncorrelated `rid IN (...)`) drives all the same:
   // scanning every current resource of the type and probing each costs as many rows as the type
@@ -70,33 +84,36 @@ function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correl
   switch (clause.kind) {
     case 'exists': {
       const i = alias('i');
-      const { index } = tablesOf(type);
-      const preds = predicatesSql(clause.where, i);
+      const { index, pid } = tablesOf(type);
       if (correlated) {
+        // Probed through the primary key (rid, pid): its values compared as `+column`, which no
+        // index serves, so that the planner does not scan a value range of every resource instead.
+        const preds = predicatesSql(clause.where, i, '+');
         return {
-          text: `EXISTS (SELECT 1 FROM ${index} ${i} WHERE ${i}.rid = ${r}.rid AND ${i}.param = ? AND +${i}.type = ?${preds.text})`,
-          params: [clause.param, type, ...preds.params],
+          text: `EXISTS (SELECT 1 FROM ${index} ${i} WHERE ${i}.rid = ${r}.rid AND ${i}.pid = ${pid}${preds.text})`,
+          params: [type, clause.param, ...preds.params],
         };
       }
       // An uncorrelated IN (...) is evaluated once from the index, then joined by rowid:
       // far cheaper than a correlated EXISTS probed for every candidate resource.
+      const preds = predicatesSql(clause.where, i);
       return {
-        text: `${r}.rid IN (SELECT ${i}.rid FROM ${index} ${i} WHERE ${i}.type = ? AND ${i}.param = ?${preds.text})`,
+        text: `${r}.rid IN (SELECT ${i}.rid FROM ${index} ${i} WHERE ${i}.pid = ${pid}${preds.text})`,
         params: [type, clause.param, ...preds.params],
       };
     }
     case 'composite': {
       // Component i+1 must sit in the same group (and resource) as component 0.
       const c0 = alias('c');
-      const { index } = tablesOf(type);
+      const { index, pid } = tablesOf(type);
       const first = predicatesSql(clause.components[0] ?? [], c0);
-      let text = `${r}.rid IN (SELECT ${c0}.rid FROM ${index} ${c0} WHERE ${c0}.type = ? AND ${c0}.param = ?${first.text}`;
+      let text = `${r}.rid IN (SELECT ${c0}.rid FROM ${index} ${c0} WHERE ${c0}.pid = ${pid}${first.text}`;
       const params: SqlValue[] = [type, `${clause.param}$0`, ...first.params];
       clause.components.slice(1).forEach((preds, k) => {
         const c = alias('c');
-        const p = predicatesSql(preds, c);
-        text += ` AND EXISTS (SELECT 1 FROM ${index} ${c} WHERE ${c}.rid = ${c0}.rid AND ${c}.param = ? AND ${c}.grp = ${c0}.grp${p.text})`;
-        params.push(`${clause.param}$${k + 1}`, ...p.params);
+        const p = predicatesSql(preds, c, '+');
+        text += ` AND EXISTS (SELECT 1 FROM ${index} ${c} WHERE ${c}.rid = ${c0}.rid AND ${c}.pid = ${pid} AND ${c}.grp = ${c0}.grp${p.text})`;
+        params.push(type, `${clause.param}$${k + 1}`, ...p.params);
       });
       return { text: `${text})`, params };
     }
@@ -104,8 +121,9 @@ function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correl
       const i = alias('i');
       const r2 = alias('t');
       const inner = whereSql(clause.targetType, clause.where, alias, r2);
+      const { index, pid } = tablesOf(type);
       return {
-        text: `${r}.rid IN (SELECT ${i}.rid FROM ${tablesOf(type).index} ${i} WHERE ${i}.type = ? AND ${i}.param = ? AND ${i}.code IN (SELECT ? || ${r2}.id FROM ${tablesOf(clause.targetType).versions} ${r2} WHERE ${inner.text}))`,
+        text: `${r}.rid IN (SELECT ${i}.rid FROM ${index} ${i} WHERE ${i}.pid = ${pid} AND ${i}.code IN (SELECT ? || ${r2}.id FROM ${tablesOf(clause.targetType).versions} ${r2} WHERE ${inner.text}))`,
         params: [type, clause.param, `${clause.targetType}/`, ...inner.params],
       };
     }
@@ -126,11 +144,12 @@ function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correl
   }
 }
 
-function predicatesSql(preds: readonly EntryPredicate[], i: string): Sql {
+/** `unindexed`: '+' to compare the columns' values in a way no index serves. */
+function predicatesSql(preds: readonly EntryPredicate[], i: string, unindexed = ''): Sql {
   let text = '';
   const params: SqlValue[] = [];
   for (const p of preds) {
-    const col = `${i}.${p.field}`;
+    const col = `${unindexed}${i}.${p.field}`;
     switch (p.op) {
       case 'null':
         text += ` AND ${col} IS NULL`;
@@ -177,7 +196,7 @@ function predicatesSql(preds: readonly EntryPredicate[], i: string): Sql {
 export function searchSql(query: SearchQuery): Sql {
   const where = whereSql(query.type, query.where, aliases());
   const { versions, index } = tablesOf(query.type);
-  const keys = query.sort.map((k, n) => `${sortKeySql(k, index)} AS k${n}`);
+  const keys = query.sort.map((k, n) => `${sortKeySql(k, index, tablesOf(query.type).pid)} AS k${n}`);
   const params: SqlValue[] = [];
   for (const k of query.sort) params.push(query.type, k.param);
   params.push(...where.params);
@@ -199,9 +218,9 @@ export function searchSql(query: SearchQuery): Sql {
   return { text, params };
 }
 
-function sortKeySql(k: SortKey, index: string): string {
+function sortKeySql(k: SortKey, index: string, pid: string): string {
   const agg = k.descending ? 'MAX' : 'MIN';
-  return `(SELECT ${agg}(s.${k.field}) FROM ${index} s WHERE s.rid = r.rid AND s.type = ? AND s.param = ?)`;
+  return `(SELECT ${agg}(s.${k.field}) FROM ${index} s WHERE s.rid = r.rid AND s.pid = ${pid})`;
 }
 
 /**

@@ -1,10 +1,15 @@
+import type { DatabaseSync } from 'node:sqlite';
+
 // The embedded store's schema. Every version of every resource is one row; only the current
 // version of a resource has index entries. AuditEvents have the same tables, so that the one
 // search engine answers auditors, in a file of their own (audit-index.db, attached to the
 // resource database's connection as `aix`): the searchable copy the indexer keeps behind the
 // audit log (audit.db, sqlite-audit-log.ts) — their index entries, no body (read from the log),
 // and the log sequence number indexed so far (audit_indexed).
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
+
+/** The version from which the searchable copy of the audit log is in audit-index.db. */
+export const AUDIT_INDEX_MOVED = 4;
 
 /** The file of the audit log's searchable copy, beside hearth.db. */
 export const AUDIT_INDEX_FILE = 'audit-index.db';
@@ -40,8 +45,43 @@ export const LEGACY_AUDIT_TRIGGERS = [
   'audit_purges_append_only_d',
 ];
 
-/** hearth.db: resources, their versions and index entries. */
-export const SCHEMA = `
+/**
+ * Version 5: the search index's layout. Each entry names its resource type and parameter by a
+ * number (`search_params`, a dictionary whose rows are never changed or removed) instead of
+ * both names as text, in the row and in the keys of its indexes; and the rows are clustered by
+ * resource (`WITHOUT ROWID`, primary key `(rid, pid, n)`, `n` the entry's place among its
+ * resource's), which makes a separate `(rid, param)` index unnecessary. Measured on 40,000
+ * AuditEvents' entries: 2,250 -> 1,153 B an event on disk, a fifth less time to insert
+ * (docs/performance.md). Version 4's table is converted in place (convertSearchIndex).
+ */
+const SEARCH_TABLES = `
+CREATE TABLE IF NOT EXISTS search_params (
+  pid INTEGER PRIMARY KEY,
+  type TEXT NOT NULL,
+  param TEXT NOT NULL,
+  UNIQUE (type, param)
+) STRICT;
+CREATE TABLE IF NOT EXISTS search_index (
+  rid INTEGER NOT NULL,
+  pid INTEGER NOT NULL,
+  n INTEGER NOT NULL,
+  grp INTEGER NOT NULL,
+  sys TEXT,
+  code TEXT,
+  text TEXT,
+  lo REAL,
+  hi REAL,
+  PRIMARY KEY (rid, pid, n)
+) STRICT, WITHOUT ROWID;
+`;
+
+/** The secondary indexes of search_index: kept row by row, or dropped for a bulk copy and built again (by sorting) after it. */
+const SEARCH_INDEX_DDL = `
+CREATE INDEX IF NOT EXISTS search_code ON search_index (pid, code, rid) WHERE code IS NOT NULL;
+CREATE INDEX IF NOT EXISTS search_range ON search_index (pid, lo, hi, rid) WHERE lo IS NOT NULL;
+`;
+
+const VERSIONS = `
 CREATE TABLE IF NOT EXISTS resource_versions (
   rid INTEGER PRIMARY KEY,
   type TEXT NOT NULL,
@@ -56,32 +96,62 @@ CREATE TABLE IF NOT EXISTS resource_versions (
 ) STRICT;
 CREATE INDEX IF NOT EXISTS resource_current ON resource_versions (type, id) WHERE current = 1;
 CREATE INDEX IF NOT EXISTS resource_history ON resource_versions (type, last_updated);
-CREATE TABLE IF NOT EXISTS search_index (
-  rid INTEGER NOT NULL,
-  type TEXT NOT NULL,
-  param TEXT NOT NULL,
-  grp INTEGER NOT NULL,
-  sys TEXT,
-  code TEXT,
-  text TEXT,
-  lo REAL,
-  hi REAL
-) STRICT;
-CREATE INDEX IF NOT EXISTS search_code ON search_index (type, param, code, rid) WHERE code IS NOT NULL;
-CREATE INDEX IF NOT EXISTS search_range ON search_index (type, param, lo, hi, rid) WHERE lo IS NOT NULL;
-CREATE INDEX IF NOT EXISTS search_rid ON search_index (rid, param);
 `;
 
-/** The indexes of search_index, as SCHEMA makes them: kept row by row, or dropped for a bulk move and rebuilt (by sorting) after it. */
-export const SEARCH_INDEXES = [...SCHEMA.matchAll(/CREATE INDEX IF NOT EXISTS (\w+) ON search_index /g)].map((m) => m[1]);
+/** hearth.db: resources, their versions and index entries. */
+export const SCHEMA = `${VERSIONS}${SEARCH_TABLES}${SEARCH_INDEX_DDL}`;
+
+export const SEARCH_INDEXES = [...SEARCH_INDEX_DDL.matchAll(/CREATE INDEX IF NOT EXISTS (\w+) ON search_index /g)].map((m) => m[1]);
+
+/** DDL with its tables and indexes made in `schema` (an attached file), or as it is. */
+function inSchema(ddl: string, schema?: string): string {
+  return schema ? ddl.replace(/(TABLE|INDEX) IF NOT EXISTS /g, `$1 IF NOT EXISTS ${schema}.`) : ddl;
+}
+
+/** The resource versions' table alone: what exists before a version-4 search index is converted. */
+export const versionsSchema = (schema?: string) => inSchema(VERSIONS, schema);
 
 /** audit-index.db (its tables under `schema.` when attached): the same tables, and the mark. */
 export function auditIndexSchema(schema?: string): string {
-  const q = schema ? `${schema}.` : '';
-  return `${SCHEMA}
+  return inSchema(
+    `${SCHEMA}
 CREATE TABLE IF NOT EXISTS audit_indexed (
   one INTEGER PRIMARY KEY CHECK (one = 1),
   seq INTEGER NOT NULL
 ) STRICT;
-`.replace(/(TABLE|INDEX) IF NOT EXISTS /g, `$1 IF NOT EXISTS ${q}`);
+`,
+    schema,
+  );
+}
+
+/**
+ * To version 5, in one file (`schema`, or the connection's own): converts a version-4
+ * search_index (type and parameter as text, a rowid table) to the layout above, in one
+ * transaction that `transaction` runs holding that file's write lock. Entries keep their
+ * resource, group and values; each resource's are numbered in the order they were written.
+ * Does nothing where the table is already converted or not there. Returns how many entries
+ * were converted.
+ */
+export function convertSearchIndex(db: DatabaseSync, transaction: <T>(work: () => T) => T, schema = 'main'): number {
+  const old = (): boolean => (db.prepare(`PRAGMA ${schema}.table_info(search_index)`).all() as { name: string }[]).some((c) => c.name === 'param');
+  if (!old()) return 0;
+  const count = (db.prepare(`SELECT COUNT(*) AS n FROM ${schema}.search_index`).get() as { n: number }).n;
+  // (an operator waiting on a start that takes minutes is told why)
+  if (count > 10_000) process.stderr.write(`hearth: converting ${count} search index entries in ${schema === 'main' ? 'hearth.db' : AUDIT_INDEX_FILE} to schema version 5 (once)\n`);
+  return transaction(() => {
+    // (another process may have converted it while this one waited for the lock)
+    if (!old()) return 0;
+    for (const i of ['search_code', 'search_range', 'search_rid']) db.exec(`DROP INDEX IF EXISTS ${schema}.${i}`);
+    db.exec(`ALTER TABLE ${schema}.search_index RENAME TO search_index_v4`);
+    db.exec(inSchema(SEARCH_TABLES, schema));
+    db.exec(`INSERT INTO ${schema}.search_params (type, param) SELECT DISTINCT type, param FROM ${schema}.search_index_v4 ORDER BY type, param`);
+    // In primary-key order, so that the clustered table is written front to back.
+    db.exec(`INSERT INTO ${schema}.search_index (rid, pid, n, grp, sys, code, text, lo, hi)
+      SELECT o.rid, p.pid, row_number() OVER (PARTITION BY o.rid ORDER BY o.rowid) - 1, o.grp, o.sys, o.code, o.text, o.lo, o.hi
+      FROM ${schema}.search_index_v4 o JOIN ${schema}.search_params p ON p.type = o.type AND p.param = o.param
+      ORDER BY o.rid, p.pid`);
+    db.exec(`DROP TABLE ${schema}.search_index_v4`);
+    db.exec(inSchema(SEARCH_INDEX_DDL, schema));
+    return count;
+  });
 }

@@ -5,7 +5,7 @@ import { asyncAuditIndex, asyncAuditStore } from '../../audit/audit-store.ts';
 import type { Storage } from '../port.ts';
 import { SqliteAuditIndex } from './sqlite-audit-index.ts';
 import { SqliteAuditLog } from './sqlite-audit-log.ts';
-import { auditIndexSchema } from './sqlite-schema.ts';
+import { auditIndexSchema, convertSearchIndex, versionsSchema } from './sqlite-schema.ts';
 import { SqliteStore } from './sqlite-store.ts';
 import { immediate } from './transaction.ts';
 
@@ -33,6 +33,9 @@ export function openAuditLogDb(path: string): DatabaseSync {
 export function openAuditIndex(path: string): { index: SqliteAuditIndex; close(): void } {
   const db = new DatabaseSync(path);
   db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY;');
+  // (the file of an older version is converted here too if the indexer thread opens it first)
+  db.exec(versionsSchema());
+  convertSearchIndex(db, (work) => immediate(db, work));
   db.exec(auditIndexSchema());
   return { index: new SqliteAuditIndex(db, (work) => immediate(db, work)), close: () => db.close() };
 }

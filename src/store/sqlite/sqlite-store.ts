@@ -28,21 +28,25 @@ import { countSql, type SqlValue, searchSql, tablesOf } from './sqlite-query.ts'
 import { immediate } from './transaction.ts';
 import {
   AUDIT_INDEX_FILE,
+  AUDIT_INDEX_MOVED,
   AUDIT_INDEX_SCHEMA,
   AUDIT_INDEX_TABLES,
   auditIndexSchema,
+  convertSearchIndex,
   LEGACY_AUDIT_TABLES,
   LEGACY_AUDIT_TRIGGERS,
   MIGRATE_TO_2,
   SCHEMA,
   SCHEMA_VERSION,
   SEARCH_INDEXES,
+  versionsSchema,
   WRITE_ID_INDEX,
 } from './sqlite-schema.ts';
 
 // Write transactions lock one file each: clinical writes hearth.db, indexing the attached copy
 // (whose own writer, the indexer thread, must never wait for a clinical commit, nor hold one up).
-const RESOURCES_LOCK = 'UPDATE main.resource_versions SET rid = rid WHERE 0';
+const versionsLock = (schema: string) => `UPDATE ${schema}.resource_versions SET rid = rid WHERE 0`;
+const RESOURCES_LOCK = versionsLock('main');
 const AUDIT_INDEX_LOCK = `UPDATE ${AUDIT_INDEX_SCHEMA}.audit_indexed SET seq = seq WHERE 0`;
 
 // The envelope format is the encrypting decorator's; the adapter only needs where its key id sits.
@@ -112,17 +116,25 @@ export class SqliteStore implements ResourceStore {
     this.#db.exec('PRAGMA temp_store = MEMORY');
     // The log is the record of AuditEvents; their searchable copy is rebuilt from it (the indexer's is NORMAL too).
     this.#db.exec(`PRAGMA ${AUDIT_INDEX_SCHEMA}.journal_mode = WAL; PRAGMA ${AUDIT_INDEX_SCHEMA}.synchronous = NORMAL;`);
-    this.#db.exec(auditIndexSchema(AUDIT_INDEX_SCHEMA));
     const { user_version } = this.#db.prepare('PRAGMA user_version').get() as { user_version: number };
     if (user_version > SCHEMA_VERSION) {
       throw new Error(`database schema version ${user_version} is newer than this Hearth (${SCHEMA_VERSION})`);
     }
+    // Version 5's search index layout, in each file that still has version 4's.
+    this.#db.exec(versionsSchema());
+    this.#db.exec(versionsSchema(AUDIT_INDEX_SCHEMA));
+    convertSearchIndex(this.#db, (work) => immediate(this.#db, work, RESOURCES_LOCK));
+    convertSearchIndex(this.#db, (work) => immediate(this.#db, work, versionsLock(AUDIT_INDEX_SCHEMA)), AUDIT_INDEX_SCHEMA);
+    this.#db.exec(auditIndexSchema(AUDIT_INDEX_SCHEMA));
     this.#db.exec(SCHEMA);
     const columns = this.#db.prepare('PRAGMA table_info(resource_versions)').all() as { name: string }[];
     if (!columns.some((c) => c.name === 'write_id')) this.#db.exec(MIGRATE_TO_2);
     this.#db.exec(WRITE_ID_INDEX);
     // Versions 3 and 4 are reached once the legacy audit tables are moved out (dropLegacyAudit).
-    if (!this.#hasLegacyAudit() && user_version < SCHEMA_VERSION) this.#moveAuditIndex();
+    if (!this.#hasLegacyAudit()) {
+      if (user_version < AUDIT_INDEX_MOVED) this.#moveAuditIndex();
+      else if (user_version < SCHEMA_VERSION) this.#db.exec(`PRAGMA main.user_version = ${SCHEMA_VERSION}`);
+    }
     this.#index = new IndexWriter(this.#db);
     const select = (table: string, which: string) =>
       this.#db.prepare(`SELECT rid, type, id, version, last_updated, deleted, body FROM ${table} WHERE type = ? AND id = ? AND ${which}`);
@@ -213,12 +225,17 @@ export class SqliteStore implements ResourceStore {
       // row, which are built again afterwards by sorting (100,000 events: 22.4 s -> 9.9 s).
       for (const schema of ['main', a]) for (const i of SEARCH_INDEXES) this.#db.exec(`DROP INDEX IF EXISTS ${schema}.${i}`);
       const versions = 'rid, type, id, version, last_updated, deleted, current, body';
-      const entries = 'rid, type, param, grp, sys, code, text, lo, hi';
       this.#db.exec(`INSERT INTO ${a}.resource_versions (${versions}) SELECT ${versions} FROM main.resource_versions WHERE type = 'AuditEvent'`);
-      this.#db.exec(`INSERT INTO ${a}.search_index (${entries}) SELECT ${entries} FROM main.search_index WHERE type = 'AuditEvent'`);
+      // (each file numbers its parameters in its own dictionary)
+      const auditParams = 'SELECT pid FROM main.search_params WHERE type = \'AuditEvent\'';
+      this.#db.exec(`INSERT OR IGNORE INTO ${a}.search_params (type, param) SELECT type, param FROM main.search_params WHERE type = 'AuditEvent'`);
+      this.#db.exec(`INSERT INTO ${a}.search_index (rid, pid, n, grp, sys, code, text, lo, hi)
+        SELECT i.rid, ap.pid, i.n, i.grp, i.sys, i.code, i.text, i.lo, i.hi
+        FROM main.search_index i JOIN main.search_params mp ON mp.pid = i.pid JOIN ${a}.search_params ap ON ap.type = mp.type AND ap.param = mp.param
+        WHERE i.pid IN (${auditParams})`);
       if (indexedThrough !== undefined) this.#db.prepare(setIndexedMark(`${a}.`)).run(indexedThrough);
       else if (hasMark) this.#db.exec(`INSERT INTO ${a}.audit_indexed (one, seq) SELECT one, seq FROM main.audit_indexed`);
-      this.#db.exec('DELETE FROM main.search_index WHERE type = \'AuditEvent\'');
+      this.#db.exec(`DELETE FROM main.search_index WHERE pid IN (${auditParams})`);
       this.#db.exec('DELETE FROM main.resource_versions WHERE type = \'AuditEvent\'');
       this.#db.exec('DROP TABLE IF EXISTS main.audit_indexed');
       this.#db.exec(SCHEMA);
@@ -453,7 +470,12 @@ export class SqliteStore implements ResourceStore {
   }
 
   #transaction<T>(work: () => T): T {
-    return immediate(this.#db, work, RESOURCES_LOCK);
+    try {
+      return immediate(this.#db, work, RESOURCES_LOCK);
+    } catch (err) {
+      this.#index.rolledBack();
+      throw err;
+    }
   }
 }
 
