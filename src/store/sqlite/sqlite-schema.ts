@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
 
 // The embedded store's schema. Every version of every resource is one row; only the current
@@ -137,7 +138,10 @@ export function convertSearchIndex(db: DatabaseSync, transaction: <T>(work: () =
   if (!old()) return 0;
   const count = (db.prepare(`SELECT COUNT(*) AS n FROM ${schema}.search_index`).get() as { n: number }).n;
   // (an operator waiting on a start that takes minutes is told why)
-  if (count > 10_000) process.stderr.write(`hearth: converting ${count} search index entries in ${schema === 'main' ? 'hearth.db' : AUDIT_INDEX_FILE} to schema version 5 (once)\n`);
+  if (count > 10_000) {
+    const { file } = (db.prepare('PRAGMA database_list').all() as { name: string; file: string }[]).find((d) => d.name === schema) ?? { file: schema };
+    process.stderr.write(`hearth: converting the ${count} search index entries of ${basename(file)} to schema version 5 (once)\n`);
+  }
   return transaction(() => {
     // (another process may have converted it while this one waited for the lock)
     if (!old()) return 0;
