@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { IndexEntry, SearchQuery } from '../../src/fhir/query.ts';
+import type { EntryPredicate, IndexEntry, SearchQuery } from '../../src/fhir/query.ts';
 import type { CommitOp, Prepare, ResourceStore } from '../../src/store/resource-store.ts';
 
 /**
@@ -332,6 +332,41 @@ export function storeContract(
       store = await reopen();
       expect((await store.read('Patient', version.id))?.resource?.name).toEqual([{ family: 'Durable' }]);
       expect((await store.search(q([fam('durable')]))).total).toBe(1);
+    });
+
+    it('answers _id as its one entry (the id as code, nothing else) would: each comparison, :missing, :not, with other clauses, sorted and paged', async () => {
+      // (the SQLite adapter stores no entry for _id and answers it from the row: sqlite-schema.ts ID_PARAM)
+      const made: string[] = [];
+      for (const name of ['Able', 'Baker', 'Able', 'Cole']) made.push((await store.create('Patient', family(name))).version.id);
+      const gone = (await store.create('Patient', family('Gone'))).version.id;
+      await store.delete('Patient', gone);
+      const id = (...where: EntryPredicate[]): SearchQuery['where'][number] => ({ kind: 'exists', param: '_id', where });
+      const found = async (where: SearchQuery['where'], extra: Partial<SearchQuery> = {}) => (await store.search(q(where, extra))).matches.map((m) => m.id);
+      const sorted = [...made].sort();
+      expect(await found([id({ field: 'code', op: 'eq', value: made[1] })])).toEqual([made[1]]);
+      expect(await found([id({ field: 'code', op: 'eq', value: gone })])).toEqual([]);
+      expect((await found([id({ field: 'code', op: 'in', value: [made[0], made[3], 'nope'] })])).sort()).toEqual([made[0], made[3]].sort());
+      // `|id` (no system) matches; `system|id` and :text (no display) do not.
+      expect(await found([id({ field: 'sys', op: 'null' }, { field: 'code', op: 'eq', value: made[2] })])).toEqual([made[2]]);
+      expect(await found([id({ field: 'sys', op: 'eq', value: 'urn:x' }, { field: 'code', op: 'eq', value: made[2] })])).toEqual([]);
+      expect(await found([id({ field: 'text', op: 'prefix', value: made[2].slice(0, 4) })])).toEqual([]);
+      expect(await found([{ kind: 'not', clause: id({ field: 'code', op: 'eq', value: made[0] }) }], { sort: [{ param: '_id', field: 'code', descending: false }] })).toEqual(
+        sorted.filter((x) => x !== made[0]),
+      );
+      expect(await found([id()], { sort: [{ param: '_id', field: 'code', descending: false }] })).toEqual(sorted);
+      expect(await found([{ kind: 'not', clause: id() }])).toEqual([]);
+      expect(await found([id({ field: 'code', op: 'eq', value: made[2] }), fam('able')])).toEqual([made[2]]);
+      expect(await found([id({ field: 'code', op: 'eq', value: made[1] }), fam('able')])).toEqual([]);
+      expect(await found([fam('able'), { kind: 'or', any: [id({ field: 'code', op: 'eq', value: made[0] }), id({ field: 'code', op: 'eq', value: made[1] })] }])).toEqual([made[0]]);
+      // Sorted by _id descending, two a page, forward and back.
+      const sort = [{ param: '_id', field: 'code' as const, descending: true }];
+      const p1 = await store.search(q([], { sort, count: 2 }));
+      expect(p1.matches.map((m) => m.id)).toEqual([sorted[3], sorted[2]]);
+      expect(p1.keys).toEqual([[sorted[3]], [sorted[2]]]);
+      const p2 = await store.search(q([], { sort, count: 2, cursor: { direction: 'next', id: sorted[2], values: [sorted[2]] } }));
+      expect(p2.matches.map((m) => m.id)).toEqual([sorted[1], sorted[0]]);
+      const back = await store.search(q([], { sort, count: 2, cursor: { direction: 'previous', id: sorted[1], values: [sorted[1]] } }));
+      expect(back.matches.map((m) => m.id)).toEqual([sorted[3], sorted[2]]);
     });
   });
 }

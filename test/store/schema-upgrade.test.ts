@@ -97,7 +97,15 @@ describe('a version-4 data directory\'s search index, converted to version 5 at 
     toVersion4Layout(db, 'aix');
     db.exec('PRAGMA main.user_version = 4');
     db.close();
-    expect(files.map(entries)).toEqual(kept);
+    // Version 4 kept an `_id` entry for each resource, which version 5 answers from the row.
+    const withIds = files.map(entries);
+    const ofId = (all: unknown[]) => all.filter((e) => JSON.parse(e as string).param === '_id').length;
+    const events = new DatabaseSync(files[1], { readOnly: true });
+    const { n: eventCount } = events.prepare('SELECT COUNT(*) AS n FROM resource_versions').get() as { n: number };
+    events.close();
+    expect(eventCount).toBeGreaterThan(10);
+    expect(withIds.map(ofId)).toEqual([5, eventCount]);
+    expect(withIds.map((all, k) => all.length - kept[k].length)).toEqual([5, eventCount]);
     expect(layout(files[0]).indexes).toEqual(['search_code', 'search_range', 'search_rid']);
 
     t = await testApp({}, { dataDir });

@@ -32,6 +32,15 @@ describe('the SQL plan of a search', () => {
     expect(range).toContain('SEARCH r USING INTEGER PRIMARY KEY (rowid=?)');
   });
 
+  it('an _id equality drives by (type, id), other clauses probed for that one resource', () => {
+    const byId = plan(db, query([
+      { kind: 'exists', param: 'family', where: [{ field: 'code', op: 'eq', value: 'h4sh' }] },
+      { kind: 'exists', param: '_id', where: [{ field: 'code', op: 'eq', value: 'p1' }] },
+    ]));
+    expect(byId).toContain('SEARCH r USING INDEX resource_current (type=? AND id=?)');
+    expect(byId).toContain('SEARCH i0 EXISTS USING PRIMARY KEY (rid=? AND pid=?)');
+  });
+
   it('with no clause that reads the index, the type\'s index is the way in', () => {
     expect(plan(db, query([])).join('\n')).toMatch(/SEARCH r USING INDEX resource_current \(type=\?\)/);
     const not = plan(db, query([{ kind: 'not', clause: { kind: 'exists', param: 'family', where: [] } }]));

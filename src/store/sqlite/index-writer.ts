@@ -1,5 +1,6 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { IndexEntry } from '../../fhir/query.ts';
+import { ID_PARAM } from './sqlite-schema.ts';
 
 const CHUNK = 64;
 
@@ -26,8 +27,9 @@ export class IndexWriter {
     this.#add = db.prepare(`INSERT INTO ${this.#q}search_params (type, param) VALUES (?, ?) RETURNING pid`);
   }
 
-  /** Inside the caller's write transaction. */
-  insert(rid: number, type: string, entries: readonly IndexEntry[]): void {
+  /** Inside the caller's write transaction. `_id`'s entry is not stored (ID_PARAM). */
+  insert(rid: number, type: string, all: readonly IndexEntry[]): void {
+    const entries = all.filter((i) => i.param !== ID_PARAM);
     for (let start = 0; start < entries.length; start += CHUNK) {
       const chunk = entries.slice(start, start + CHUNK);
       let stmt = this.#statements.get(chunk.length);

@@ -1,5 +1,5 @@
 import type { Clause, Cursor, EntryPredicate, SearchQuery, SortKey } from '../../fhir/query.ts';
-import { AUDIT_INDEX_SCHEMA } from './sqlite-schema.ts';
+import { AUDIT_INDEX_SCHEMA, ID_PARAM } from './sqlite-schema.ts';
 
 export type SqlValue = string | number | null;
 
@@ -51,9 +51,11 @@ function whereSql(type: string, clauses: readonly Clause[], alias: Alias, r = 'r
   // scanning every current resource of the type and probing each costs as many rows as the type
   // holds whatever the values (a family= search went from 7 to 30 ms over a 20-minute soak as
   // Patients were added), while the rids a clause selects are never more than that. Without such
-  // a clause (no criteria, or only :not / :missing), the type's index is the way in.
-  // (a driver is such a clause too)
-  const off = clauses.some((c) => c.kind === 'exists' || c.kind === 'composite' || c.kind === 'chain') ? '+' : '';
+  // a clause (no criteria, or only :not / :missing), the type's index is the way in; and an `_id`
+  // equality drives through it, by (type, id).
+  const readsIndex = (c: Clause) => (c.kind === 'exists' && c.param !== ID_PARAM) || c.kind === 'composite' || c.kind === 'chain';
+  const byId = driver?.kind === 'exists' && driver.param === ID_PARAM;
+  const off = !byId && clauses.some(readsIndex) ? '+' : '';
   const parts = [`${off}${r}.type = ?`, `${off}${r}.current = 1`, `${r}.deleted = 0`];
   const params: SqlValue[] = [type];
   for (const c of driver ? [driver, ...clauses.filter((c) => c !== driver)] : clauses) {
@@ -83,12 +85,18 @@ function isCodeEquality(c: Clause): boolean {
 function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correlated = false): Sql {
   switch (clause.kind) {
     case 'exists': {
+      if (clause.param === ID_PARAM) {
+        // The one entry `_id` would have is the row's own id as its code (ID_PARAM): its
+        // predicates are the row's.
+        const preds = predicatesSql(clause.where, (field) => (field === 'code' ? `${r}.id` : 'NULL'));
+        return { text: `(1${preds.text})`, params: preds.params };
+      }
       const i = alias('i');
       const { index, pid } = tablesOf(type);
       if (correlated) {
         // Probed through the primary key (rid, pid): its values compared as `+column`, which no
         // index serves, so that the planner does not scan a value range of every resource instead.
-        const preds = predicatesSql(clause.where, i, '+');
+        const preds = predicatesSql(clause.where, (field) => `+${i}.${field}`);
         return {
           text: `EXISTS (SELECT 1 FROM ${index} ${i} WHERE ${i}.rid = ${r}.rid AND ${i}.pid = ${pid}${preds.text})`,
           params: [type, clause.param, ...preds.params],
@@ -96,7 +104,7 @@ function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correl
       }
       // An uncorrelated IN (...) is evaluated once from the index, then joined by rowid:
       // far cheaper than a correlated EXISTS probed for every candidate resource.
-      const preds = predicatesSql(clause.where, i);
+      const preds = predicatesSql(clause.where, columnsOf(i));
       return {
         text: `${r}.rid IN (SELECT ${i}.rid FROM ${index} ${i} WHERE ${i}.pid = ${pid}${preds.text})`,
         params: [type, clause.param, ...preds.params],
@@ -106,12 +114,12 @@ function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correl
       // Component i+1 must sit in the same group (and resource) as component 0.
       const c0 = alias('c');
       const { index, pid } = tablesOf(type);
-      const first = predicatesSql(clause.components[0] ?? [], c0);
+      const first = predicatesSql(clause.components[0] ?? [], columnsOf(c0));
       let text = `${r}.rid IN (SELECT ${c0}.rid FROM ${index} ${c0} WHERE ${c0}.pid = ${pid}${first.text}`;
       const params: SqlValue[] = [type, `${clause.param}$0`, ...first.params];
       clause.components.slice(1).forEach((preds, k) => {
         const c = alias('c');
-        const p = predicatesSql(preds, c, '+');
+        const p = predicatesSql(preds, (field) => `+${c}.${field}`);
         text += ` AND EXISTS (SELECT 1 FROM ${index} ${c} WHERE ${c}.rid = ${c0}.rid AND ${c}.pid = ${pid} AND ${c}.grp = ${c0}.grp${p.text})`;
         params.push(type, `${clause.param}$${k + 1}`, ...p.params);
       });
@@ -144,12 +152,14 @@ function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correl
   }
 }
 
-/** `unindexed`: '+' to compare the columns' values in a way no index serves. */
-function predicatesSql(preds: readonly EntryPredicate[], i: string, unindexed = ''): Sql {
+const columnsOf = (i: string) => (field: EntryPredicate['field']) => `${i}.${field}`;
+
+/** `column`: the SQL of an entry's field (`+i.code` compares its values in a way no index serves). */
+function predicatesSql(preds: readonly EntryPredicate[], column: (field: EntryPredicate['field']) => string): Sql {
   let text = '';
   const params: SqlValue[] = [];
   for (const p of preds) {
-    const col = `${unindexed}${i}.${p.field}`;
+    const col = column(p.field);
     switch (p.op) {
       case 'null':
         text += ` AND ${col} IS NULL`;
@@ -198,7 +208,7 @@ export function searchSql(query: SearchQuery): Sql {
   const { versions, index } = tablesOf(query.type);
   const keys = query.sort.map((k, n) => `${sortKeySql(k, index, tablesOf(query.type).pid)} AS k${n}`);
   const params: SqlValue[] = [];
-  for (const k of query.sort) params.push(query.type, k.param);
+  for (const k of query.sort) if (k.param !== ID_PARAM) params.push(query.type, k.param);
   params.push(...where.params);
   const backwards = query.cursor?.direction === 'previous';
   const inner = `SELECT r.rid, r.type, r.id, r.version, r.last_updated, r.deleted, r.body${keys.map((k) => `, ${k}`).join('')} FROM ${versions} r WHERE ${where.text}`;
@@ -219,6 +229,7 @@ export function searchSql(query: SearchQuery): Sql {
 }
 
 function sortKeySql(k: SortKey, index: string, pid: string): string {
+  if (k.param === ID_PARAM) return k.field === 'code' ? 'r.id' : 'NULL';
   const agg = k.descending ? 'MAX' : 'MIN';
   return `(SELECT ${agg}(s.${k.field}) FROM ${index} s WHERE s.rid = r.rid AND s.pid = ${pid})`;
 }

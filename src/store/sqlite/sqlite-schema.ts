@@ -76,6 +76,15 @@ CREATE TABLE IF NOT EXISTS search_index (
 ) STRICT, WITHOUT ROWID;
 `;
 
+/**
+ * `_id` has no entries here: R4 defines it as `Resource.id`, so its one entry would be the row's
+ * own id as its code and nothing else — a row and a key in search_code (a random page written
+ * per create) for what resource_versions holds. A clause on it is answered from the row
+ * (sqlite-query.ts).
+ * See: https://hl7.org/fhir/R4/resource.html#search (_id: token, Resource.id)
+ */
+export const ID_PARAM = '_id';
+
 /** The secondary indexes of search_index: kept row by row, or dropped for a bulk copy and built again (by sorting) after it. */
 const SEARCH_INDEX_DDL = `
 CREATE INDEX IF NOT EXISTS search_code ON search_index (pid, code, rid) WHERE code IS NOT NULL;
@@ -129,7 +138,8 @@ CREATE TABLE IF NOT EXISTS audit_indexed (
  * To version 5, in one file (`schema`, or the connection's own): converts a version-4
  * search_index (type and parameter as text, a rowid table) to the layout above, in one
  * transaction that `transaction` runs holding that file's write lock. Entries keep their
- * resource, group and values; each resource's are numbered in the order they were written.
+ * resource, group and values; each resource's are numbered in the order they were written;
+ * `_id`'s are dropped (ID_PARAM).
  * Does nothing where the table is already converted or not there. Returns how many entries
  * were converted.
  */
@@ -148,6 +158,7 @@ export function convertSearchIndex(db: DatabaseSync, transaction: <T>(work: () =
     for (const i of ['search_code', 'search_range', 'search_rid']) db.exec(`DROP INDEX IF EXISTS ${schema}.${i}`);
     db.exec(`ALTER TABLE ${schema}.search_index RENAME TO search_index_v4`);
     db.exec(inSchema(SEARCH_TABLES, schema));
+    db.exec(`DELETE FROM ${schema}.search_index_v4 WHERE param = '${ID_PARAM}'`);
     db.exec(`INSERT INTO ${schema}.search_params (type, param) SELECT DISTINCT type, param FROM ${schema}.search_index_v4 ORDER BY type, param`);
     // In primary-key order, so that the clustered table is written front to back.
     db.exec(`INSERT INTO ${schema}.search_index (rid, pid, n, grp, sys, code, text, lo, hi)
