@@ -96,6 +96,7 @@ describe('a version-4 data directory\'s search index, converted to version 5 at 
     toVersion4Layout(db, 'main');
     toVersion4Layout(db, 'aix');
     db.exec('PRAGMA main.user_version = 4');
+    expect(db.prepare('SELECT 1 AS one FROM aix.sqlite_master WHERE name = \'resource_current\'').get()).toEqual({ one: 1 });
     db.close();
     // Version 4 kept an `_id` entry for each resource, which version 5 answers from the row.
     const withIds = files.map(entries);
@@ -115,6 +116,14 @@ describe('a version-4 data directory\'s search index, converted to version 5 at 
       expect(l.indexes).toEqual(['search_code', 'search_range']);
     }
     expect(layout(files[0]).version).toBe(5);
+    // audit-index.db holds only current versions: (type, id, version) serves what resource_current would.
+    const hasCurrentIndex = (file: string) => {
+      const d = new DatabaseSync(file, { readOnly: true });
+      const found = d.prepare('SELECT 1 FROM sqlite_master WHERE name = \'resource_current\'').get() !== undefined;
+      d.close();
+      return found;
+    };
+    expect(files.map(hasCurrentIndex)).toEqual([true, false]);
     expect(files.map(entries)).toEqual(kept);
     // The events of the searches above are indexed on top of the converted copy.
     await t.auditIndexed();
