@@ -269,6 +269,20 @@ describe('moving a version-3 database\'s audit index into audit-index.db', () =>
     copy.close();
   });
 
+  it('a move that fails is rolled back and stops the start with its own error; hearth.db stays at version 3', async () => {
+    const { dataDir } = await version3();
+    const copy = new DatabaseSync(join(dataDir, 'audit-index.db'));
+    copy.exec(`CREATE TABLE resource_versions (rid INTEGER PRIMARY KEY, type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
+      last_updated TEXT NOT NULL, deleted INTEGER NOT NULL, current INTEGER NOT NULL, body TEXT, write_id TEXT, UNIQUE (type, id, version)) STRICT;
+      CREATE TRIGGER refuse BEFORE INSERT ON resource_versions BEGIN SELECT RAISE(ABORT, 'the copy refuses rows'); END;`);
+    copy.close();
+    expect(() => sqliteStorage({ dataDir })).toThrow('the copy refuses rows');
+    const db = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
+    expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 3 });
+    expect((db.prepare('SELECT COUNT(*) AS n FROM resource_versions WHERE type = \'AuditEvent\'').get() as { n: number }).n).toBeGreaterThan(0);
+    db.close();
+  });
+
   it('a move that a crash left committed in audit-index.db only is done again, replacing what the copy holds', async () => {
     const { dataDir, ids } = await version3();
     // What the crash left: a copy (here, a stale one with a forged row) and hearth.db still at version 3.

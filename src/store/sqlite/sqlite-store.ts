@@ -130,12 +130,13 @@ export class SqliteStore implements ResourceStore {
     const columns = this.#db.prepare('PRAGMA table_info(resource_versions)').all() as { name: string }[];
     if (!columns.some((c) => c.name === 'write_id')) this.#db.exec(MIGRATE_TO_2);
     this.#db.exec(WRITE_ID_INDEX);
+    // (before the move below: a failed transaction tells it to forget)
+    this.#index = new IndexWriter(this.#db);
     // Versions 3 and 4 are reached once the legacy audit tables are moved out (dropLegacyAudit).
     if (!this.#hasLegacyAudit()) {
       if (user_version < AUDIT_INDEX_MOVED) this.#moveAuditIndex();
       else if (user_version < SCHEMA_VERSION) this.#db.exec(`PRAGMA main.user_version = ${SCHEMA_VERSION}`);
     }
-    this.#index = new IndexWriter(this.#db);
     const select = (table: string, which: string) =>
       this.#db.prepare(`SELECT rid, type, id, version, last_updated, deleted, body FROM ${table} WHERE type = ? AND id = ? AND ${which}`);
     const audit = tablesOf('AuditEvent').versions;
