@@ -48,12 +48,21 @@ export class IndexWriter {
   }
 
   /**
-   * After a rollback: a number added in the rolled-back transaction is gone from the file, and
-   * the next parameter added would be given it — entries written under the remembered one would
-   * then be found under that other parameter. What is remembered is read again.
+   * `transaction` (which runs work in one transaction: commit, or roll back and rethrow), made to
+   * forget the remembered numbers when it rolls back: a number added in the rolled-back
+   * transaction is gone from the file, and the next parameter added would be given it — entries
+   * written under the remembered one would then be found under that other parameter. Every
+   * transaction that writes through this writer runs through what this returns.
    */
-  rolledBack(): void {
-    this.#pids = new Map();
+  guard(transaction: <T>(work: () => T) => T): <T>(work: () => T) => T {
+    return (work) => {
+      try {
+        return transaction(work);
+      } catch (err) {
+        this.#pids = new Map();
+        throw err;
+      }
+    };
   }
 
   #pid(type: string, param: string): number {

@@ -27,14 +27,7 @@ export class SqliteAuditIndex implements SyncAuditIndex {
     this.#db = db;
     this.#q = q;
     this.#index = new IndexWriter(db, schema);
-    this.#transaction = (work) => {
-      try {
-        return transaction(work);
-      } catch (err) {
-        this.#index.rolledBack();
-        throw err;
-      }
-    };
+    this.#transaction = this.#index.guard(transaction);
     this.#stmt = {
       mark: db.prepare(`SELECT seq FROM ${q}audit_indexed WHERE one = 1`),
       setMark: db.prepare(setIndexedMark(q)),

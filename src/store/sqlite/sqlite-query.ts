@@ -205,8 +205,8 @@ function predicatesSql(preds: readonly EntryPredicate[], column: (field: EntryPr
 /** SELECT of the matching page, ordered by the sort keys and then id, `count + 1` rows to detect a next page. */
 export function searchSql(query: SearchQuery): Sql {
   const where = whereSql(query.type, query.where, aliases());
-  const { versions, index } = tablesOf(query.type);
-  const keys = query.sort.map((k, n) => `${sortKeySql(k, index, tablesOf(query.type).pid)} AS k${n}`);
+  const { versions, index, pid } = tablesOf(query.type);
+  const keys = query.sort.map((k, n) => `${sortKeySql(k, index, pid)} AS k${n}`);
   const params: SqlValue[] = [];
   for (const k of query.sort) if (k.param !== ID_PARAM) params.push(query.type, k.param);
   params.push(...where.params);

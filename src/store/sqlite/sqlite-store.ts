@@ -91,6 +91,8 @@ export class SqliteStore implements ResourceStore {
   readonly #clock: () => Date;
   readonly #stmt: Record<string, StatementSync>;
   readonly #index: IndexWriter;
+  /** runs work in a write transaction on hearth.db, guarded by the IndexWriter */
+  readonly #transaction: <T>(work: () => T) => T;
   readonly #auditBody: (id: string) => string | undefined;
   /** the database file, or ':memory:' */
   readonly path: string;
@@ -130,8 +132,9 @@ export class SqliteStore implements ResourceStore {
     const columns = this.#db.prepare('PRAGMA table_info(resource_versions)').all() as { name: string }[];
     if (!columns.some((c) => c.name === 'write_id')) this.#db.exec(MIGRATE_TO_2);
     this.#db.exec(WRITE_ID_INDEX);
-    // (before the move below: a failed transaction tells it to forget)
+    // (before the move below, which runs in a guarded transaction)
     this.#index = new IndexWriter(this.#db);
+    this.#transaction = this.#index.guard((work) => immediate(this.#db, work, RESOURCES_LOCK));
     // Versions 3 and 4 are reached once the legacy audit tables are moved out (dropLegacyAudit).
     if (!this.#hasLegacyAudit()) {
       if (user_version < AUDIT_INDEX_MOVED) this.#moveAuditIndex();
@@ -468,15 +471,6 @@ export class SqliteStore implements ResourceStore {
     const row = [op.type, op.id, op.versionId, op.lastUpdated, op.content ? 0 : 1, body, op.writeId ?? null] as const;
     const { rid } = this.#stmt.insert.get(...row) as { rid: number };
     if (op.content) this.#index.insert(rid, op.type, op.content.index);
-  }
-
-  #transaction<T>(work: () => T): T {
-    try {
-      return immediate(this.#db, work, RESOURCES_LOCK);
-    } catch (err) {
-      this.#index.rolledBack();
-      throw err;
-    }
   }
 }
 
