@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import type { FhirModel, Interaction } from '../fhir/definitions.ts';
+import type { FhirModel, Interaction, SearchParamDef } from '../fhir/definitions.ts';
+import { answerClause, chainClause } from '../fhir/search-clauses.ts';
 import { parseCriterion } from '../fhir/search-parser.ts';
 import type { Clause } from '../fhir/query.ts';
 import { applyCeiling, type Roles } from './roles.ts';
@@ -288,7 +289,7 @@ export function compartmentClause(type: string, patient: string, policy: Policy)
   const params = policy.compartments.get(type);
   if (!params) return undefined;
   const ref = `Patient/${patient}`;
-  const any: Clause[] = params.map((param) => ({ kind: 'exists', param, where: [{ field: 'code', op: 'eq', value: ref }] }));
+  const any: Clause[] = params.map((param) => answerClause(paramOf(policy, type, param), [{ field: 'code', op: 'eq', value: ref }]));
   // See: https://hl7.org/fhir/R4/compartmentdefinition-patient.html (the patient is in its own compartment)
   if (type === 'Patient') any.push({ kind: 'exists', param: '_id', where: [{ field: 'code', op: 'eq', value: patient }] });
   return any.length === 1 ? any[0] : { kind: 'or', any };
@@ -305,7 +306,14 @@ function disclosureClause(patient: string): Clause {
 
 /** Patients assigned to the practitioner under the relationship policy. */
 function assignedClause(practitioner: string, policy: Policy): Clause {
-  return { kind: 'exists', param: policy.relationship!.param, where: [{ field: 'code', op: 'eq', value: practitioner }] };
+  return answerClause(paramOf(policy, 'Patient', policy.relationship!.param), [{ field: 'code', op: 'eq', value: practitioner }]);
+}
+
+/** A search parameter the policy names; the policy's loading checked that the type has it. */
+function paramOf(policy: Policy, type: string, code: string): SearchParamDef {
+  const def = policy.model.types.get(type)?.params.get(code);
+  if (!def) throw new Error(`${type} has no search parameter ${code}`);
+  return def;
 }
 
 function relationshipClause(type: string, practitioner: string, policy: Policy): Clause | undefined {
@@ -313,6 +321,6 @@ function relationshipClause(type: string, practitioner: string, policy: Policy):
   if (type === 'Patient') return assigned;
   const params = policy.compartments.get(type);
   if (!params || params.length === 0) return undefined;
-  const any: Clause[] = params.map((param) => ({ kind: 'chain', param, targetType: 'Patient', where: [assigned] }));
+  const any: Clause[] = params.map((param) => chainClause(paramOf(policy, type, param), 'Patient', [assigned]));
   return any.length === 1 ? any[0] : { kind: 'or', any };
 }

@@ -35,6 +35,14 @@ export interface SearchParamDef {
    * (Patient's `phonetic` is its `name`); such a parameter is not indexed on its own.
    */
   readonly indexedAs?: string;
+  /**
+   * A reference parameter defined as other reference parameters restricted to one target type
+   * (R4's AuditEvent `patient` is `agent.who` and `entity.what` where they are Patient references,
+   * Observation's is `subject` where it is one) is answered by those parameters' entries of
+   * references to that type (answerClause in search-clauses.ts), so that a write stores each
+   * reference once; its `:identifier` entries stay its own, as theirs would say nothing of the type.
+   */
+  readonly narrows?: { readonly params: readonly string[]; readonly targetType: string };
   /** Composite parameters: each component's type and expression relative to each base node. */
   readonly components?: readonly {
     readonly type: SearchParamType;
@@ -80,6 +88,14 @@ const UNSUPPORTED = new Set(['_content', '_text', '_query', '_list', '_has', '_f
  * rooted at `type` (or at Resource/DomainResource, rewritten to `type`).
  */
 export function expressionFor(expression: string, type: string): string | undefined {
+  const mine = splitUnion(expression)
+    .map((p) => p.replace(/^(\(?)(Resource|DomainResource)\./, `$1${type}.`))
+    .filter((p) => new RegExp(`^\\(?${type}(\\.|\\b)`).test(p));
+  return mine.length > 0 ? mine.join(' | ') : undefined;
+}
+
+/** A FHIRPath expression's top-level union (`a | b`) as its parts. */
+function splitUnion(expression: string): string[] {
   const parts: string[] = [];
   let depth = 0;
   let start = 0;
@@ -92,10 +108,7 @@ export function expressionFor(expression: string, type: string): string | undefi
       start = i + 1;
     }
   }
-  const mine = parts
-    .map((p) => p.replace(/^(\(?)(Resource|DomainResource)\./, `$1${type}.`))
-    .filter((p) => new RegExp(`^\\(?${type}(\\.|\\b)`).test(p));
-  return mine.length > 0 ? mine.join(' | ') : undefined;
+  return parts;
 }
 
 // fhirpath.js cannot resolve() references synchronously; the type test only needs the reference's
@@ -196,6 +209,7 @@ export function loadFhirModel(options: { updateCreate: boolean }): FhirModel {
     const recorded = params.get('date');
     if (type === 'AuditEvent' && lastUpdated && recorded) params.set('_lastUpdated', { ...lastUpdated, indexedAs: 'date', elements: recorded.elements });
     shareIdenticalEntries(params);
+    answerNarrowedReferences(params);
     for (const name of declared ?? []) {
       if (!params.has(name)) throw new Error(`capability-statement.json: ${type} declares search parameter "${name}", which R4 does not define for it`);
     }
@@ -237,6 +251,26 @@ function shareIdenticalEntries(params: Map<string, SearchParamDef>): void {
     const owner = first.get(key);
     if (owner === undefined) first.set(key, code);
     else params.set(code, { ...def, indexedAs: owner });
+  }
+}
+
+/**
+ * Marks the reference parameters whose expression is a union of `X.where(resolve() is T)`, one T,
+ * where each X is another reference parameter's whole expression (SearchParamDef.narrows): the
+ * entries of X already hold every T reference the parameter would. AuditEvent's `patient` is
+ * about a fifth of an event's index on disk.
+ */
+function answerNarrowedReferences(params: Map<string, SearchParamDef>): void {
+  const plain = new Map<string, string>();
+  for (const def of params.values()) if (def.type === 'reference' && !def.indexedAs && !def.narrows) plain.set(def.expression, def.code);
+  for (const [code, def] of params) {
+    if (def.type !== 'reference' || def.indexedAs) continue;
+    const parts = splitUnion(def.expression).map((p) => /^(.+)\.where\(resolve\(\) is (\w+)\)$/.exec(p));
+    if (parts.some((m) => !m)) continue;
+    const targets = new Set(parts.map((m) => m?.[2]));
+    const sources = parts.map((m) => (m ? plain.get(m[1]) : undefined));
+    if (targets.size !== 1 || sources.some((s) => s === undefined)) continue;
+    params.set(code, { ...def, narrows: { params: sources as string[], targetType: [...targets][0] as string } });
   }
 }
 

@@ -22,13 +22,15 @@ export function extractIndex(model: TypeModel, resource: object, baseUrl: string
       continue;
     }
     for (const node of safeEvaluate(def.evaluate, resource)) {
-      const values = valuesOf(def.type, node, baseUrl);
+      // A narrowed reference parameter's values are its sources' entries (SearchParamDef.narrows).
+      const values = def.narrows ? [] : valuesOf(def.type, node, baseUrl);
       for (const f of values) entries.push({ param: def.code, grp: 0, ...f });
       if (def.type === 'reference') {
         // A reference with no searchable target (only an identifier or a display, or to a contained
         // resource) is still a value of the element: present for :missing, matching no target.
         // See: https://hl7.org/fhir/R4/search.html#missing
-        if (values.length === 0 && isObject(node) && Object.keys(node).length > 0) entries.push({ param: def.code, grp: 0 });
+        const present = values.length === 0 && !def.narrows && isObject(node) && Object.keys(node).length > 0;
+        if (present) entries.push({ param: def.code, grp: 0 });
         // See: https://hl7.org/fhir/R4/search.html#reference (the :identifier modifier)
         const identifier = isObject(node) && isObject(node.identifier) ? node.identifier : undefined;
         if (identifier && typeof identifier.value === 'string') {

@@ -2,6 +2,7 @@ import type { Clause, Cursor, SearchQuery, SortKey } from './query.ts';
 import type { FhirModel, SearchParamDef, SearchParamType, TypeModel } from './definitions.ts';
 import { badRequest, type Issue } from './errors.ts';
 import { splitEscaped, tokenPredicates, valuePredicates } from './search-predicates.ts';
+import { answerClause, anyOf, chainClause } from './search-clauses.ts';
 
 export interface IncludeSpec {
   readonly sourceType: string;
@@ -186,8 +187,7 @@ export function parseCriterion(
 
   if (modifier === 'missing') {
     if (rawValue !== 'true' && rawValue !== 'false') throw fail(`${rawName} must be true or false`);
-    const param = def.type === 'composite' ? `${def.code}$0` : (def.indexedAs ?? def.code);
-    const exists: Clause = { kind: 'exists', param, where: [], ...askedAs(def) };
+    const exists: Clause = def.type === 'composite' ? { kind: 'exists', param: `${def.code}$0`, where: [] } : answerClause(def, []);
     return rawValue === 'true' ? { kind: 'not', clause: exists } : exists;
   }
 
@@ -212,7 +212,7 @@ export function parseCriterion(
   const alts = values.flatMap((v) =>
     valuePredicates(def, def.type, negate ? undefined : modifier, v, rawName, options, typeModifier),
   );
-  const clause = anyOf(alts.map((where) => ({ kind: 'exists', param: def.indexedAs ?? code, where, ...askedAs(def) })));
+  const clause = anyOf(alts.map((where) => answerClause(def, where)));
   return negate ? { kind: 'not', clause } : clause;
 }
 
@@ -226,10 +226,6 @@ const MODIFIERS: Record<SearchParamType, readonly string[]> = {
   uri: ['below', 'above'],
   composite: [],
 };
-
-function anyOf(clauses: Clause[]): Clause {
-  return clauses.length === 1 ? clauses[0] : { kind: 'or', any: clauses };
-}
 
 function parseChain(
   model: FhirModel,
@@ -260,12 +256,7 @@ function parseChain(
     targetType = candidates[0];
   }
   const target = model.types.get(targetType) as TypeModel;
-  return {
-    kind: 'chain',
-    param: def.code,
-    targetType,
-    where: [parseCriterion(model, target, rest, value, options, depth + 1)],
-  };
+  return chainClause(def, targetType, [parseCriterion(model, target, rest, value, options, depth + 1)]);
 }
 
 /** Splits on unescaped commas (OR) and unescapes `\,` `\$` `\|` `\\`. */
@@ -310,6 +301,8 @@ function parseSort(typeModel: TypeModel, value: string): SortKey[] {
     const code = descending ? raw.slice(1) : raw;
     const def = typeModel.params.get(code);
     if (!def || def.type === 'composite') throw fail(`cannot sort ${typeModel.type} by "${code}"`);
+    // Its entries are another parameter's, of references of every type: they cannot order it.
+    if (def.narrows) throw fail(`cannot sort ${typeModel.type} by "${code}": sort by ${def.narrows.params.join(' or ')}`);
     const field = def.type === 'date' || def.type === 'number' || def.type === 'quantity' ? 'lo' : 'code';
     return { param: def.indexedAs ?? code, descending, field, ...askedAs(def) };
   });

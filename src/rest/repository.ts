@@ -7,6 +7,7 @@ import type { FhirModel, TypeModel } from '../fhir/definitions.ts';
 import { FhirError, notFound, versionConflict } from '../fhir/errors.ts';
 import { extractIndex } from '../fhir/index-extractor.ts';
 import { matches } from '../fhir/match.ts';
+import { answerClause } from '../fhir/search-clauses.ts';
 import type { IncludeSpec, ParsedSearch } from '../fhir/search-parser.ts';
 import type { ResourceValidator } from '../fhir/validator.ts';
 import { TransactionPlan } from './transaction-plan.ts';
@@ -245,7 +246,9 @@ export class FhirRepository {
     for (const spec of search.revIncludes) {
       if (page.matches.length === 0) break;
       const refs = page.matches.map((m) => `${m.type}/${m.id}`);
-      const where: Clause[] = [{ kind: 'exists', param: spec.param, where: [{ field: 'code', op: 'in', value: refs }] }];
+      const def = this.typeModel(spec.sourceType).params.get(spec.param);
+      if (!def) continue;
+      const where: Clause[] = [answerClause(def, [{ field: 'code', op: 'in', value: refs }])];
       const found = await this.#store.search(
         this.#restrictQuery({ type: spec.sourceType, where, sort: [], count: this.#maxIncludes, total: 'none' }, access, undefined, 'r'),
       );
@@ -352,7 +355,8 @@ export class FhirRepository {
   #referencesOf(matchesFound: readonly StoredVersion[], spec: IncludeSpec): string[] {
     const def = this.typeModel(spec.sourceType).params.get(spec.param);
     if (!def) return [];
-    const model = { ...this.typeModel(spec.sourceType), params: new Map([[def.code, def]]) };
+    // The parameter's own references, even where other parameters' entries answer its searches.
+    const model = { ...this.typeModel(spec.sourceType), params: new Map([[def.code, { ...def, narrows: undefined }]]) };
     const refs: string[] = [];
     for (const m of matchesFound) {
       if (!m.resource) continue;

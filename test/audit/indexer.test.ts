@@ -7,7 +7,7 @@ import { GENESIS, linkHash, verifyChain } from '../../src/audit/chain.ts';
 import { canonicalJson } from '../../src/audit/canonical-json.ts';
 import { loadPublicKey } from '../../src/audit/signing-key.ts';
 import { sqliteStorage } from '../../src/store/sqlite/sqlite-storage.ts';
-import { failingIndex, json, tempDir, testApp } from '../helpers/app.ts';
+import { create, failingIndex, json, tempDir, testApp } from '../helpers/app.ts';
 import { toVersion4Layout, VERSION_4_SCHEMA } from '../helpers/legacy-schema.ts';
 
 // The audit log is the record (audit.db); auditors search the copy an indexer keeps behind it.
@@ -90,19 +90,24 @@ describe('the audit index behind the log', () => {
     const t = await testApp({}, { dataDir });
     const tok = await t.token({ sub: 'u-1', client_id: 'app', fhirUser: 'Practitioner/d1', role: 'provider', scope: 'user/*.rs openid' });
     await t.app.inject({ method: 'GET', url: '/fhir/Patient', headers: { authorization: `Bearer ${tok}` } });
+    const patient = await create(t.app, { resourceType: 'Patient', name: [{ family: 'Indexed' }] });
+    expect((await t.app.inject({ method: 'GET', url: `/fhir/Patient/${patient.id}`, headers: { authorization: `Bearer ${tok}` } })).statusCode).toBe(200);
     const cs = json(await t.app.inject({ method: 'GET', url: '/fhir/metadata' }));
     const served = cs.rest[0].resource.find((r: { type: string }) => r.type === 'AuditEvent').searchParam.map((p: { name: string }) => p.name).sort();
     expect(served).toEqual(['_id', '_lastUpdated', 'action', 'address', 'agent', 'agent-name', 'agent-role', 'altid', 'date', 'entity', 'outcome', 'patient', 'policy', 'source', 'subtype', 'type']);
     const refused = await t.app.inject({ method: 'GET', url: '/fhir/AuditEvent?site=x', headers: { prefer: 'handling=strict' } });
     expect(refused.statusCode).toBe(400);
     await t.auditIndexed();
+    const found = json(await t.app.inject({ method: 'GET', url: `/fhir/AuditEvent?patient=${patient.id}&subtype=read` }));
+    expect(found.entry.map((e: { resource: { entity: { what: { reference: string } }[] } }) => e.resource.entity[0].what.reference)).toEqual([`Patient/${patient.id}`]);
     await t.app.close();
     const db = new DatabaseSync(join(dataDir, 'audit-index.db'), { readOnly: true });
     const params = (db.prepare('SELECT DISTINCT p.param FROM search_index s JOIN search_params p ON p.pid = s.pid WHERE p.type = \'AuditEvent\' ORDER BY p.param').all() as { param: string }[]).map((r) => r.param);
     db.close();
     // entity-role, entity-type, site, _profile, _security, _source, _tag: not indexed. (source: the
-    // observer is a reference by display only, present for :missing. _id: answered from the row.)
-    expect(params).toEqual(['action', 'address', 'agent', 'agent-name', 'agent-role', 'agent:identifier', 'altid', 'date', 'outcome', 'policy', 'source', 'source:identifier', 'subtype', 'type']);
+    // observer is a reference by display only, present for :missing. _id: answered from the row;
+    // patient: by agent's and entity's entries of Patient references, search-clauses.ts.)
+    expect(params).toEqual(['action', 'address', 'agent', 'agent-name', 'agent-role', 'agent:identifier', 'altid', 'date', 'entity', 'outcome', 'policy', 'source', 'source:identifier', 'subtype', 'type']);
   });
 });
 

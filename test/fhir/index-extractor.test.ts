@@ -61,3 +61,38 @@ describe('parameters with one definition', () => {
     expect(params.filter((p) => p === 'name' || p === 'phonetic')).toEqual(['name']);
   });
 });
+
+// A reference parameter defined as others restricted to one target type is answered by their
+// entries (search-clauses.ts), and stores only its :identifier entries.
+describe('reference parameters narrowed to a target type', () => {
+  it('are exactly AuditEvent.patient (agent, entity) and Observation.patient (subject)', () => {
+    const narrowed = [...model.types.values()].flatMap((t) => [...t.params.values()].filter((p) => p.narrows).map((p) => [`${t.type}.${p.code}`, p.narrows]));
+    expect(narrowed).toEqual([
+      ['Observation.patient', { params: ['subject'], targetType: 'Patient' }],
+      ['AuditEvent.patient', { params: ['agent', 'entity'], targetType: 'Patient' }],
+    ]);
+  });
+
+  it('store no entries of their own but the identifiers of their references', () => {
+    const observation = { resourceType: 'Observation', id: 'o1', status: 'final', code: { text: 'x' }, subject: { reference: 'Patient/p1', identifier: { system: 'urn:mrn', value: '7' } } };
+    expect(extractIndex(model.types.get('Observation')!, observation, 'http://x/fhir').filter((e) => /^(subject|patient)/.test(e.param))).toEqual([
+      { param: 'subject', grp: 0, code: 'Patient/p1' },
+      { param: 'subject:identifier', grp: 0, sys: 'urn:mrn', code: '7' },
+      { param: 'patient:identifier', grp: 0, sys: 'urn:mrn', code: '7' },
+    ]);
+    const event = {
+      resourceType: 'AuditEvent',
+      id: 'a1',
+      type: { code: 'rest' },
+      recorded: '2026-01-01T00:00:00Z',
+      agent: [{ who: { reference: 'Patient/p2' }, requestor: true }],
+      source: { observer: { display: 'x' } },
+      entity: [{ what: { reference: 'Patient/p1' } }, { what: { reference: 'Observation/o1' } }],
+    };
+    expect(extractIndex(model.types.get('AuditEvent')!, event, 'http://x/fhir').filter((e) => /^(agent|entity|patient)$/.test(e.param))).toEqual([
+      { param: 'agent', grp: 0, code: 'Patient/p2' },
+      { param: 'entity', grp: 0, code: 'Patient/p1' },
+      { param: 'entity', grp: 0, code: 'Observation/o1' },
+    ]);
+  });
+});

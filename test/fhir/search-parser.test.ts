@@ -32,6 +32,26 @@ describe('search grammar → query model', () => {
       [{ field: 'lo', op: 'ge', value: 4.5 }, { field: 'lo', op: 'lt', value: 5.5 }],
     ] }]],
     ['chain', 'Observation', ['subject:Patient.family', 'x'], [{ kind: 'chain', param: 'subject', targetType: 'Patient', where: [{ kind: 'exists', param: 'family', where: [{ field: 'code', op: 'prefix', value: 'x' }] }] }]],
+    // R4's AuditEvent `patient` is `agent.who` and `entity.what` where they are Patient references:
+    // answered by those two parameters' entries, kept to Patient references (search-clauses.ts).
+    ['a narrowed reference: its sources\' entries', 'AuditEvent', ['patient', 'p1'], [{ kind: 'or', any: [
+      { kind: 'exists', param: 'agent', where: [{ field: 'code', op: 'in', value: ['Patient/p1'] }], asked: 'patient' },
+      { kind: 'exists', param: 'entity', where: [{ field: 'code', op: 'in', value: ['Patient/p1'] }], asked: 'patient' },
+    ] }]],
+    ['a narrowed reference given another type: nothing', 'Observation', ['patient', 'Group/g1'], [{ kind: 'or', any: [] }]],
+    ['a narrowed reference, absolute', 'Observation', ['patient', 'https://other.example/fhir/Patient/p9'], [
+      { kind: 'exists', param: 'subject', where: [{ field: 'code', op: 'in', value: ['https://other.example/fhir/Patient/p9'] }], asked: 'patient' },
+    ]],
+    ['a narrowed reference :missing', 'Observation', ['patient:missing', 'true'], [{ kind: 'not', clause: { kind: 'or', any: [
+      { kind: 'exists', param: 'subject', where: [{ field: 'code', op: 'prefix', value: 'Patient/' }], asked: 'patient' },
+      { kind: 'exists', param: 'subject', where: [{ field: 'code', op: 'contains', value: '/Patient/' }], asked: 'patient' },
+    ] } }]],
+    ['a narrowed reference :identifier: its own entries', 'Observation', ['patient:identifier', 'urn:mrn|1'], [
+      { kind: 'exists', param: 'patient:identifier', where: [{ field: 'sys', op: 'eq', value: 'urn:mrn' }, { field: 'code', op: 'eq', value: '1' }] },
+    ]],
+    ['a narrowed reference chained', 'AuditEvent', ['patient.family', 'x'], [{ kind: 'or', any: ['agent', 'entity'].map((param) => (
+      { kind: 'chain', param, targetType: 'Patient', where: [{ kind: 'exists', param: 'family', where: [{ field: 'code', op: 'prefix', value: 'x' }] }] }
+    )) }]],
   ])('%s', (_name, type, pair, where) => {
     expect(parseSearch(model, type, [pair], options).query.where).toEqual(where);
   });
@@ -48,6 +68,7 @@ describe('search grammar → query model', () => {
     ['bad _count', [['_count', 'x']], '_count must be a non-negative whole number, got "x"'],
     ['_count twice', [['_count', '1'], ['_count', '2']], '_count may appear only once'],
     ['chain on a token', [['status.x', '1']], 'Observation.status is not a reference and cannot be chained'],
+    ['_sort by a narrowed reference', [['_sort', 'patient']], 'cannot sort Observation by "patient": sort by subject'],
   ])('refuses %s under strict handling', (_name, pairs, message) => {
     expect(() => parseSearch(model, 'Observation', pairs, options)).toThrow(message);
   });

@@ -344,6 +344,62 @@ describe('search', () => {
   });
 });
 
+describe('a reference parameter answered by another\'s entries: Observation\'s patient is its subject where that is a Patient', () => {
+  let t: TestApp;
+  const id: Record<string, string> = {};
+  const find = async (query: string): Promise<string[]> => {
+    const res = await t.app.inject({ method: 'GET', url: `/fhir/${query.replace(/\{(\w+)\}/g, (_m, k: string) => id[k])}` });
+    if (res.statusCode !== 200) throw new Error(`${query} → ${res.statusCode} ${res.body}`);
+    return ids(json(res)).sort();
+  };
+  const names = (...keys: string[]) => keys.map((k) => id[k]).sort();
+
+  beforeAll(async () => {
+    t = await testApp(PLAIN);
+    id.P = (await create(t.app, { resourceType: 'Patient', name: [{ family: 'Narrow' }] })).id;
+    const o = async (key: string, subject?: Record<string, unknown>) => {
+      id[key] = (await create(t.app, { resourceType: 'Observation', status: 'final', code: { text: 'narrowing' }, ...(subject ? { subject } : {}) })).id;
+    };
+    await o('local', { reference: `Patient/${id.P}`, identifier: { system: 'urn:mrn', value: 'N1' } });
+    await o('absolute', { reference: 'https://other.example/fhir/Patient/p9' });
+    await o('group', { reference: 'Group/g1' });
+    await o('identifierOnly', { identifier: { system: 'urn:mrn', value: 'N2' } });
+    await o('none');
+  });
+
+  it.each<[string, string[]]>([
+    ['Observation?code:text=narrowing&patient={P}', ['local']],
+    ['Observation?code:text=narrowing&patient=Patient/{P}', ['local']],
+    ['Observation?code:text=narrowing&patient=https://other.example/fhir/Patient/p9', ['absolute']],
+    // R4: Observation.subject.where(resolve() is Patient) — a Group subject is not a patient.
+    ['Observation?code:text=narrowing&patient=Group/g1', []],
+    ['Observation?code:text=narrowing&subject=Group/g1', ['group']],
+    ['Observation?code:text=narrowing&patient:missing=false', ['local', 'absolute']],
+    ['Observation?code:text=narrowing&patient:missing=true', ['group', 'identifierOnly', 'none']],
+    ['Observation?code:text=narrowing&subject:missing=true', ['none']],
+    // :identifier entries stay the parameter's own: only a Patient reference's identifier.
+    ['Observation?patient:identifier=urn:mrn|N1', ['local']],
+    ['Observation?patient:identifier=urn:mrn|N2', []],
+    ['Observation?subject:identifier=urn:mrn|N2', ['identifierOnly']],
+    ['Observation?patient.family=narrow', ['local']],
+  ])('%s', async (query, expected) => {
+    expect(await find(query)).toEqual(names(...expected));
+  });
+
+  it('_include and _revinclude through it', async () => {
+    const included = json(await t.app.inject({ method: 'GET', url: `/fhir/Observation?_id=${id.local}&_include=Observation:patient` }));
+    expect(included.entry.map((e: any) => [e.resource.id, e.search.mode])).toEqual([[id.local, 'match'], [id.P, 'include']]);
+    const rev = json(await t.app.inject({ method: 'GET', url: `/fhir/Patient?_id=${id.P}&_revinclude=Observation:patient` }));
+    expect(rev.entry.map((e: any) => [e.resource.id, e.search.mode])).toEqual([[id.P, 'match'], [id.local, 'include']]);
+  });
+
+  it('_sort by it is refused, naming the parameter to sort by', async () => {
+    const res = await t.app.inject({ method: 'GET', url: '/fhir/Observation?_sort=patient' });
+    expect(res.statusCode).toBe(400);
+    expect(json(res).issue[0]).toMatchObject({ code: 'invalid', diagnostics: 'cannot sort Observation by "patient": sort by subject' });
+  });
+});
+
 describe('paging', () => {
   // Small data on the MongoDB pass: the wire-protocol test server slows with every document.
   const N = ON_MONGODB ? 90 : 250;

@@ -1,6 +1,8 @@
 import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
 import type { SearchQuery } from '../../src/fhir/query.ts';
+import { loadFhirModel } from '../../src/fhir/definitions.ts';
+import { parseSearch } from '../../src/fhir/search-parser.ts';
 import { auditIndexSchema, SCHEMA } from '../../src/store/sqlite/sqlite-schema.ts';
 import { searchSql } from '../../src/store/sqlite/sqlite-query.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
@@ -95,6 +97,24 @@ describe('the search index\'s parameter numbers (schema version 5)', () => {
     const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql.text}`).all(...sql.params) as { detail: string }[]).map((r) => r.detail);
     expect(plan).toContain('SEARCH i0 USING COVERING INDEX search_code (pid=? AND code=?)');
     expect(plan).toContain('SEARCH i1 EXISTS USING PRIMARY KEY (rid=? AND pid=?)');
+    db.close();
+  });
+
+  it('AuditEvent\'s patient= (one reference over agent and over entity) drives by both codes, the date probed per candidate', () => {
+    const db = new DatabaseSync(':memory:');
+    db.exec(SCHEMA);
+    db.exec('ATTACH DATABASE \':memory:\' AS aix');
+    db.exec(auditIndexSchema('aix'));
+    const query = parseSearch(loadFhirModel({ updateCreate: false }), 'AuditEvent', [['patient', 'p1'], ['date', 'ge2026-01-01']], {
+      defaultCount: 10, maxCount: 100, strict: true, baseUrl: 'http://x/fhir', clock: () => new Date('2026-02-01T00:00:00Z'),
+    }).query;
+    const sql = searchSql(query);
+    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql.text}`).all(...sql.params) as { detail: string }[]).map((r) => r.detail);
+    expect(plan[0]).toBe('MULTI-INDEX OR');
+    expect(plan).toContain('SEARCH i0 USING COVERING INDEX search_code (pid=? AND code=?)');
+    expect(plan).toContain('SEARCH i1 USING COVERING INDEX search_code (pid=? AND code=?)');
+    expect(plan).toContain('SEARCH i2 USING PRIMARY KEY (rid=? AND pid=?)');
+    expect(plan.join('\n')).not.toMatch(/search_range|SCAN/);
     db.close();
   });
 });

@@ -53,7 +53,8 @@ function whereSql(type: string, clauses: readonly Clause[], alias: Alias, r = 'r
   // Patients were added), while the rids a clause selects are never more than that. Without such
   // a clause (no criteria, or only :not / :missing), the type's index is the way in; and an `_id`
   // equality drives through it, by (type, id).
-  const readsIndex = (c: Clause) => (c.kind === 'exists' && c.param !== ID_PARAM) || c.kind === 'composite' || c.kind === 'chain';
+  const readsIndex = (c: Clause): boolean =>
+    (c.kind === 'exists' && c.param !== ID_PARAM) || c.kind === 'composite' || c.kind === 'chain' || (c.kind === 'or' && c.any.length > 0 && c.any.every(readsIndex));
   const byId = driver?.kind === 'exists' && driver.param === ID_PARAM;
   const off = !byId && clauses.some(readsIndex) ? '+' : '';
   const parts = [`${off}${r}.type = ?`, `${off}${r}.current = 1`, `${r}.deleted = 0`];
@@ -68,10 +69,12 @@ function whereSql(type: string, clauses: readonly Clause[], alias: Alias, r = 'r
 
 /**
  * A clause selective enough to drive: equality on `_id`, an identifier, or a reference (a value
- * with a `/`: one patient, one subject). A token such as gender or status may match half the
- * store, so those keep the plan that intersects whole index ranges.
+ * with a `/`: one patient, one subject), or alternatives that all are (AuditEvent's `patient=` is
+ * one over `agent` and one over `entity`, search-clauses.ts). A token such as gender or status may
+ * match half the store, so those keep the plan that intersects whole index ranges.
  */
 function isCodeEquality(c: Clause): boolean {
+  if (c.kind === 'or') return c.any.length > 0 && c.any.every(isCodeEquality);
   if (c.kind !== 'exists') return false;
   const selective = c.param === '_id' || c.param === 'identifier' || c.param.endsWith(':identifier');
   return c.where.some(

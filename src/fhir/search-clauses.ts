@@ -1,0 +1,53 @@
+import type { Clause, EntryPredicate, TextOp } from './query.ts';
+import type { SearchParamDef } from './definitions.ts';
+
+// Every clause over a parameter's index entries is made here, whoever makes it (the search
+// parser, a compartment restriction, a _revinclude), because a parameter's entries are not always
+// its own: SearchParamDef.indexedAs and SearchParamDef.narrows name the parameters whose entries
+// answer it, and a clause that named the parameter itself would find nothing.
+
+/** "Some entry of `def` satisfies `where`", over the entries that answer it. */
+export function answerClause(def: SearchParamDef, where: readonly EntryPredicate[]): Clause {
+  if (def.indexedAs) return { kind: 'exists', param: def.indexedAs, where, asked: def.code };
+  if (!def.narrows) return { kind: 'exists', param: def.code, where };
+  const { params, targetType } = def.narrows;
+  const alternatives = toTargetType(where, targetType);
+  return anyOf(params.flatMap((param) => alternatives.map((w): Clause => ({ kind: 'exists', param, where: w, asked: def.code }))));
+}
+
+/** "Some reference of `def` points at a `targetType` resource satisfying `where`", over the entries that answer it. */
+export function chainClause(def: SearchParamDef, targetType: string, where: readonly Clause[]): Clause {
+  // A chain follows only references to its target type, which is the narrowing's own.
+  const params = def.narrows && def.narrows.targetType === targetType ? def.narrows.params : [def.code];
+  return anyOf(params.map((param): Clause => ({ kind: 'chain', param, targetType, where })));
+}
+
+export function anyOf(clauses: readonly Clause[]): Clause {
+  return clauses.length === 1 ? clauses[0] : { kind: 'or', any: clauses };
+}
+
+/**
+ * `where` over another parameter's entries, kept to references to `type` — what R4's
+ * `.where(resolve() is Type)` keeps, a relative `Type/id` or an absolute `…/Type/id` (references
+ * are stored normalised: relative to this server, without `_history`). An equality keeps the
+ * values that are such references (none left: no alternative, which matches nothing); otherwise
+ * (`:missing`) each form of such a reference is one alternative.
+ */
+function toTargetType(where: readonly EntryPredicate[], type: string): (readonly EntryPredicate[])[] {
+  const pinned = where.find((p): p is Extract<EntryPredicate, { op: TextOp }> => p.field === 'code' && (p.op === 'eq' || p.op === 'in'));
+  if (pinned) {
+    const values = [pinned.value].flat().filter((v): v is string => typeof v === 'string' && isReferenceTo(v, type));
+    if (values.length === 0) return [];
+    if (pinned.op === 'eq') return [where];
+    return [where.map((p) => (p === pinned ? { ...pinned, value: values } : p))];
+  }
+  return [
+    [...where, { field: 'code', op: 'prefix', value: `${type}/` }],
+    [...where, { field: 'code', op: 'contains', value: `/${type}/` }],
+  ];
+}
+
+function isReferenceTo(reference: string, type: string): boolean {
+  const at = reference.lastIndexOf(`${type}/`);
+  return at !== -1 && (at === 0 || reference[at - 1] === '/') && !reference.slice(at + type.length + 1).includes('/');
+}
