@@ -89,6 +89,20 @@ export function auditContract(name: string, open: () => Promise<AuditSubject>): 
       expect((await Array.fromAsync(index.ids()))).toEqual(['a', 'b', 'c']);
     });
 
+    it('removes from the index exactly the events recorded before a purge\'s cutoff', async () => {
+      const { index } = await fresh();
+      // As the indexer indexes them: `date` is `recorded`, an instant, as its millisecond.
+      const entry = (id: string, recorded: string) => {
+        const at = Date.parse(recorded);
+        return { id, recorded, index: [{ param: 'date', grp: 0, lo: at, hi: at + 1 }, { param: 'action', grp: 0, code: 'R' }] };
+      };
+      await index.index([entry('a', '2026-01-01T00:00:00.000Z'), entry('b', '2026-01-01T23:59:59.999Z'), entry('c', '2026-01-02T00:00:00.000Z')], 3);
+      expect((await index.removeBefore('2026-01-02T00:00:00.000Z'))).toBe(2);
+      expect((await Array.fromAsync(index.ids()))).toEqual(['c']);
+      expect((await index.removeBefore('2026-01-02T00:00:00.000Z'))).toBe(0);
+      expect((await index.indexedThrough())).toBe(3);
+    });
+
     it('appends a batch as one transaction: a failure keeps none of it', async () => {
       const { audit } = await fresh();
       await audit.appendAudit([append(event(1))]);

@@ -96,7 +96,7 @@ describe('a version-4 data directory\'s search index, converted to version 5 at 
     toVersion4Layout(db, 'main');
     toVersion4Layout(db, 'aix');
     db.exec('PRAGMA main.user_version = 4');
-    expect(db.prepare('SELECT 1 AS one FROM aix.sqlite_master WHERE name = \'resource_current\'').get()).toEqual({ one: 1 });
+    expect(db.prepare('SELECT COUNT(*) AS n FROM aix.sqlite_master WHERE name IN (\'resource_current\', \'resource_history\')').get()).toEqual({ n: 2 });
     db.close();
     // Version 4 kept an `_id` entry for each resource, which version 5 answers from the row.
     const withIds = files.map(entries);
@@ -116,14 +116,18 @@ describe('a version-4 data directory\'s search index, converted to version 5 at 
       expect(l.indexes).toEqual(['search_code', 'search_range']);
     }
     expect(layout(files[0]).version).toBe(5);
-    // audit-index.db holds only current versions: (type, id, version) serves what resource_current would.
-    const hasCurrentIndex = (file: string) => {
+    // audit-index.db holds only current versions: (type, id, version) serves what resource_current
+    // would; and its events have no history, their purge goes by their `date` entries.
+    const versionIndexes = (file: string) => {
       const d = new DatabaseSync(file, { readOnly: true });
-      const found = d.prepare('SELECT 1 FROM sqlite_master WHERE name = \'resource_current\'').get() !== undefined;
+      const names = d.prepare('SELECT name FROM sqlite_master WHERE type = \'index\' AND tbl_name = \'resource_versions\' ORDER BY name').all();
       d.close();
-      return found;
+      return names.map((r) => (r as { name: string }).name);
     };
-    expect(files.map(hasCurrentIndex)).toEqual([true, false]);
+    expect(files.map(versionIndexes)).toEqual([
+      ['resource_current', 'resource_history', 'resource_write', 'sqlite_autoindex_resource_versions_1'],
+      ['sqlite_autoindex_resource_versions_1'],
+    ]);
     expect(files.map(entries)).toEqual(kept);
     // The events of the searches above are indexed on top of the converted copy.
     await t.auditIndexed();

@@ -55,10 +55,17 @@ export class SqliteAuditIndex implements SyncAuditIndex {
 
   removeBefore(cutoff: string): number {
     const q = this.#q;
+    const before = Date.parse(cutoff);
+    if (Number.isNaN(before)) throw new Error(`removeBefore: "${cutoff}" is not an instant`);
     return this.#transaction(() => {
-      const victims = `SELECT rid FROM ${q}resource_versions WHERE type = 'AuditEvent' AND last_updated < ?`;
-      this.#db.prepare(`DELETE FROM ${q}search_index WHERE rid IN (${victims})`).run(cutoff);
-      return Number(this.#db.prepare(`DELETE FROM ${q}resource_versions WHERE rid IN (${victims})`).run(cutoff).changes);
+      // The events recorded before the cutoff, found by their `date` entries (`recorded`, an
+      // instant, as its [lo, hi) in epoch ms) through search_range: at every start this runs for
+      // the last purge, and its victims are usually none. audit-index.db keeps no index on
+      // last_updated (auditIndexSchema).
+      const victims = `SELECT rid FROM ${q}search_index WHERE pid = (SELECT pid FROM ${q}search_params WHERE type = 'AuditEvent' AND param = 'date') AND lo < ?`;
+      const removed = Number(this.#db.prepare(`DELETE FROM ${q}resource_versions WHERE rid IN (${victims})`).run(before).changes);
+      this.#db.prepare(`DELETE FROM ${q}search_index WHERE rid IN (${victims})`).run(before);
+      return removed;
     });
   }
 

@@ -125,6 +125,8 @@ export const versionsSchema = (schema?: string) => inSchema(VERSIONS, schema);
 export function auditIndexSchema(schema?: string): string {
   // Without resource_current: every row here is the current and only version of its event, so
   // the (type, id, version) key serves whatever it would (65 B an event on disk, and an insert).
+  // Without resource_history: AuditEvent has no history interaction, and the purge finds its
+  // events by their `date` entries (SqliteAuditIndex.removeBefore); ~50 B an event.
   return `${inSchema(
     `${SCHEMA}
 CREATE TABLE IF NOT EXISTS audit_indexed (
@@ -135,6 +137,7 @@ CREATE TABLE IF NOT EXISTS audit_indexed (
     schema,
   )}
 DROP INDEX IF EXISTS ${schema ? `${schema}.` : ''}resource_current;
+DROP INDEX IF EXISTS ${schema ? `${schema}.` : ''}resource_history;
 `;
 }
 
