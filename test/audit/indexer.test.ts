@@ -200,7 +200,7 @@ describe('moving a version-2 database\'s audit chain into audit.db', () => {
     const tables = (after.prepare('SELECT name FROM sqlite_master WHERE type IN (\'table\', \'trigger\') AND name LIKE \'audit%\'').all() as { name: string }[]).map((r) => r.name);
     expect(tables).toEqual([]);
     expect(after.prepare('SELECT COUNT(*) AS n FROM resource_versions WHERE type = \'AuditEvent\'').get()).toEqual({ n: 0 });
-    expect(after.prepare('PRAGMA user_version').get()).toEqual({ user_version: 5 });
+    expect(after.prepare('PRAGMA user_version').get()).toEqual({ user_version: 6 });
     after.close();
     const copy = new DatabaseSync(join(dataDir, 'audit-index.db'), { readOnly: true });
     expect(copy.prepare('SELECT id, body FROM resource_versions ORDER BY id').all().map((r) => ({ ...r }))).toEqual([{ id: 'a', body: null }, { id: 'b', body: null }]);
@@ -263,7 +263,7 @@ describe('moving a version-3 database\'s audit index into audit-index.db', () =>
     const auditEntries = 'SELECT COUNT(*) AS n FROM search_index s JOIN search_params p ON p.pid = s.pid WHERE p.type = \'AuditEvent\'';
     expect(db.prepare(auditEntries).get()).toEqual({ n: 0 });
     expect(db.prepare('SELECT name FROM sqlite_master WHERE name = \'audit_indexed\'').get()).toBeUndefined();
-    expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 5 });
+    expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 6 });
     expect(db.prepare('SELECT COUNT(*) AS n FROM resource_versions WHERE type = \'Patient\'').get()).toEqual({ n: 1 });
     // The search indexes, dropped for the bulk move, are there again in both files.
     const indexesOf = (d: DatabaseSync) => (d.prepare('SELECT name FROM sqlite_master WHERE tbl_name = \'search_index\' AND type = \'index\' ORDER BY name').all() as { name: string }[]).map((r) => r.name);

@@ -3,18 +3,21 @@ import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
 import { openAuditIndex } from '../../src/store/sqlite/sqlite-storage.ts';
 import { create, json, tempDir, type TestApp, testApp } from '../helpers/app.ts';
-import { toVersion4Layout } from '../helpers/legacy-schema.ts';
+import { toVersion4Layout, toVersion5Layout } from '../helpers/legacy-schema.ts';
 
-// Schema version 5 changed the search index's layout (sqlite-schema.ts): a data directory of
-// version 4 is converted at start, both hearth.db and audit-index.db, and searches answer as before.
+// Schema versions 5 and 6 changed the search index's layout (sqlite-schema.ts): a data directory
+// of version 4 or 5 is converted at start, both hearth.db and audit-index.db, and searches answer
+// as before.
 
-/** Every index entry of a file, with its type and parameter by name, in a stable order. */
+/** Every index entry of a file, with its type, parameter and system by name, in a stable order. */
 function entries(path: string): unknown[] {
   const db = new DatabaseSync(path, { readOnly: true });
-  const old = (db.prepare('PRAGMA table_info(search_index)').all() as { name: string }[]).some((c) => c.name === 'param');
-  const from = old ? 'search_index s' : 'search_index s JOIN search_params p ON p.pid = s.pid';
+  const columns = db.prepare('PRAGMA table_info(search_index)').all() as { name: string; type: string }[];
+  const v4 = columns.some((c) => c.name === 'param');
+  const v6 = columns.some((c) => c.name === 'sys' && c.type === 'INTEGER');
+  const from = `search_index s${v4 ? '' : ' JOIN search_params p ON p.pid = s.pid'}${v6 ? ' LEFT JOIN search_systems y ON y.sid = s.sys' : ''}`;
   const rows = db
-    .prepare(`SELECT s.rid, ${old ? 's' : 'p'}.type, ${old ? 's' : 'p'}.param, s.grp, s.sys, s.code, s.text, s.lo, s.hi FROM ${from}`)
+    .prepare(`SELECT s.rid, ${v4 ? 's' : 'p'}.type, ${v4 ? 's' : 'p'}.param, s.grp, ${v6 ? 'y' : 's'}.sys, s.code, s.text, s.lo, s.hi FROM ${from}`)
     .all()
     .map((r) => JSON.stringify({ ...r }))
     .sort();
@@ -35,8 +38,10 @@ function layout(path: string): { version: number; sql: string; indexes: string[]
 
 const ids = (bundle: { entry?: { resource: { id: string } }[] }) => (bundle.entry ?? []).map((e) => e.resource.id);
 
-describe('a version-4 data directory\'s search index, converted to version 5 at start', () => {
-  it('keeps every entry of both files, answers the same searches, and goes on indexing', async () => {
+const toLayout = { 4: toVersion4Layout, 5: toVersion5Layout };
+
+describe('an older data directory\'s search index, converted to version 6 at start', () => {
+  it.each([4, 5] as const)('from version %i: keeps every entry of both files, answers the same searches, and goes on indexing', async (version) => {
     const dataDir = tempDir();
     let t: TestApp = await testApp({}, { dataDir });
     const patient = await create(t.app, { resourceType: 'Patient', name: [{ family: 'Upgrade', given: ['Ada'] }], gender: 'female', birthDate: '1970-02-03' });
@@ -93,29 +98,50 @@ describe('a version-4 data directory\'s search index, converted to version 5 at 
     const kept = files.map(entries);
     const db = new DatabaseSync(files[0]);
     db.exec(`ATTACH DATABASE '${files[1]}' AS aix`);
-    toVersion4Layout(db, 'main');
-    toVersion4Layout(db, 'aix');
-    db.exec('PRAGMA main.user_version = 4');
-    expect(db.prepare('SELECT COUNT(*) AS n FROM aix.sqlite_master WHERE name IN (\'resource_current\', \'resource_history\')').get()).toEqual({ n: 2 });
+    toLayout[version](db, 'main');
+    toLayout[version](db, 'aix');
+    db.exec(`PRAGMA main.user_version = ${version}`);
+    if (version === 4) expect(db.prepare('SELECT COUNT(*) AS n FROM aix.sqlite_master WHERE name IN (\'resource_current\', \'resource_history\')').get()).toEqual({ n: 2 });
     db.close();
-    // Version 4 kept an `_id` entry for each resource, which version 5 answers from the row.
-    const withIds = files.map(entries);
-    const ofId = (all: unknown[]) => all.filter((e) => JSON.parse(e as string).param === '_id').length;
+    const old = files.map(entries);
     const events = new DatabaseSync(files[1], { readOnly: true });
     const { n: eventCount } = events.prepare('SELECT COUNT(*) AS n FROM resource_versions').get() as { n: number };
     events.close();
     expect(eventCount).toBeGreaterThan(10);
-    expect(withIds.map(ofId)).toEqual([5, eventCount]);
-    expect(withIds.map((all, k) => all.length - kept[k].length)).toEqual([5, eventCount]);
-    expect(layout(files[0]).indexes).toEqual(['search_code', 'search_range', 'search_rid']);
+    if (version === 4) {
+      // Version 4 kept an `_id` entry for each resource, which version 5 answers from the row.
+      const ofId = (all: unknown[]) => all.filter((e) => JSON.parse(e as string).param === '_id').length;
+      expect(old.map(ofId)).toEqual([5, eventCount]);
+      expect(old.map((all, k) => all.length - kept[k].length)).toEqual([5, eventCount]);
+      expect(layout(files[0]).indexes).toEqual(['search_code', 'search_range', 'search_rid']);
+    } else {
+      expect(old).toEqual(kept);
+      expect(layout(files[0]).sql).toMatch(/sys TEXT,/);
+    }
 
     t = await testApp({}, { dataDir });
     for (const file of files) {
       const l = layout(file);
-      expect(l.sql).toMatch(/pid INTEGER NOT NULL,[\s\S]*PRIMARY KEY \(rid, pid, n\)\n\) STRICT, WITHOUT ROWID$/);
+      expect(l.sql).toMatch(/pid INTEGER NOT NULL,[\s\S]*sys INTEGER,[\s\S]*PRIMARY KEY \(rid, pid, n\)\n\) STRICT, WITHOUT ROWID$/);
       expect(l.indexes).toEqual(['search_code', 'search_range']);
     }
-    expect(layout(files[0]).version).toBe(5);
+    expect(layout(files[0]).version).toBe(6);
+    // Each file's systems, once each in its dictionary: LOINC in hearth.db (the value's unit
+    // system is behind its blind index); the event type and interaction codes, the server and
+    // the token issuer in audit-index.db.
+    const systems = (file: string) => {
+      const d = new DatabaseSync(file, { readOnly: true });
+      const rows = d.prepare('SELECT sys FROM search_systems ORDER BY sys').all().map((r) => (r as { sys: string }).sys);
+      d.close();
+      return rows;
+    };
+    expect(systems(files[0])).toEqual(['http://loinc.org']);
+    expect(systems(files[1])).toEqual([
+      'http://hl7.org/fhir/restful-interaction',
+      'http://terminology.hl7.org/CodeSystem/audit-event-type',
+      'https://issuer.test/realms/hearth',
+      'urn:hearth:server',
+    ]);
     // audit-index.db holds only current versions: (type, id, version) serves what resource_current
     // would; and its events have no history, their purge goes by their `date` entries.
     const versionIndexes = (file: string) => {
@@ -152,7 +178,7 @@ describe('a version-4 data directory\'s search index, converted to version 5 at 
     const kept = entries(file);
     expect(kept.length).toBeGreaterThan(0);
     const db = new DatabaseSync(file);
-    toVersion4Layout(db);
+    toVersion5Layout(db);
     db.close();
     const copy = openAuditIndex(file);
     copy.close();

@@ -79,6 +79,23 @@ describe('the search index\'s parameter numbers (schema version 5)', () => {
     await store.close();
   });
 
+  it('likewise a system\'s number (schema version 6): entries keep the system they were written with', async () => {
+    const store = new SqliteStore({ dataDir: ':memory:' });
+    const withSystem = (id: string, sys: string, expect?: number) => {
+      const o = op(id, 'identifier', expect);
+      return { ...o, content: { ...o.content, index: [{ param: 'identifier', grp: 0, sys, code: 'v' }] } };
+    };
+    const findIn = async (sys: string) =>
+      (await store.search({ type: 'Patient', where: [{ kind: 'exists', param: 'identifier', where: [{ field: 'sys', op: 'eq', value: sys }, { field: 'code', op: 'eq', value: 'v' }] }], sort: [], count: 10, total: 'none' })).matches.map((m) => m.id).sort();
+    await expect(store.commit([withSystem('a', 'urn:first', undefined), op('b', 'other', 3)])).rejects.toMatchObject({ failure: { kind: 'changed', id: 'b' } });
+    await store.commit([withSystem('b', 'urn:second')]);
+    await store.commit([withSystem('c', 'urn:first')]);
+    expect(await findIn('urn:second')).toEqual(['b']);
+    expect(await findIn('urn:first')).toEqual(['c']);
+    expect(await findIn('urn:never-written')).toEqual([]);
+    await store.close();
+  });
+
   it('a clause probed per candidate goes through the primary key (rid, pid), not a value range of every resource', () => {
     const db = new DatabaseSync(':memory:');
     db.exec(SCHEMA);

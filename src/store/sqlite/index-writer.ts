@@ -3,12 +3,14 @@ import type { IndexEntry } from '../../fhir/query.ts';
 import { ID_PARAM } from './sqlite-schema.ts';
 
 const CHUNK = 64;
+/** Systems are the client's to choose: the numbers remembered are bounded (the dictionary in the file is not). */
+const REMEMBERED_SYSTEMS = 10_000;
 
 /**
  * Inserts the index entries of one resource version with multi-row INSERTs: a statement call per
  * row costs more than the row itself. Statements are prepared once per row count. Each entry's
- * type and parameter are stored as their number in `search_params` (sqlite-schema.ts), added
- * there on first use and remembered.
+ * type and parameter are stored as their number in `search_params`, its system as its number in
+ * `search_systems` (sqlite-schema.ts), added there on first use and remembered.
  */
 export class IndexWriter {
   readonly #db: DatabaseSync;
@@ -16,8 +18,12 @@ export class IndexWriter {
   readonly #q: string;
   readonly #lookup: StatementSync;
   readonly #add: StatementSync;
+  readonly #lookupSystem: StatementSync;
+  readonly #addSystem: StatementSync;
   /** type -> parameter -> its number, for numbers read from the file or added in a transaction not (yet) rolled back */
   #pids = new Map<string, Map<string, number>>();
+  /** system -> its number, likewise */
+  #sids = new Map<string, number>();
 
   /** `schema`: the attached file the tables are in, or none for the connection's own. */
   constructor(db: DatabaseSync, schema?: string) {
@@ -25,6 +31,8 @@ export class IndexWriter {
     this.#q = schema ? `${schema}.` : '';
     this.#lookup = db.prepare(`SELECT pid FROM ${this.#q}search_params WHERE type = ? AND param = ?`);
     this.#add = db.prepare(`INSERT INTO ${this.#q}search_params (type, param) VALUES (?, ?) RETURNING pid`);
+    this.#lookupSystem = db.prepare(`SELECT sid FROM ${this.#q}search_systems WHERE sys = ?`);
+    this.#addSystem = db.prepare(`INSERT INTO ${this.#q}search_systems (sys) VALUES (?) RETURNING sid`);
   }
 
   /** Inside the caller's write transaction. `_id`'s entry is not stored (ID_PARAM). */
@@ -41,7 +49,8 @@ export class IndexWriter {
       const params: (string | number | null)[] = [];
       chunk.forEach((i, k) => {
         const pid = this.#pid(type, i.param);
-        params.push(rid, pid, start + k, i.grp, i.sys ?? null, i.code ?? null, i.text ?? null, i.lo ?? null, i.hi ?? null);
+        const sid = i.sys === undefined ? null : this.#sid(i.sys);
+        params.push(rid, pid, start + k, i.grp, sid, i.code ?? null, i.text ?? null, i.lo ?? null, i.hi ?? null);
       });
       stmt.run(...params);
     }
@@ -50,8 +59,8 @@ export class IndexWriter {
   /**
    * `transaction` (which runs work in one transaction: commit, or roll back and rethrow), made to
    * forget the remembered numbers when it rolls back: a number added in the rolled-back
-   * transaction is gone from the file, and the next parameter added would be given it — entries
-   * written under the remembered one would then be found under that other parameter. Every
+   * transaction is gone from the file, and the next parameter (or system) added would be given it
+   * — entries written under the remembered one would then be found under that other one. Every
    * transaction that writes through this writer runs through what this returns.
    */
   guard(transaction: <T>(work: () => T) => T): <T>(work: () => T) => T {
@@ -60,9 +69,20 @@ export class IndexWriter {
         return transaction(work);
       } catch (err) {
         this.#pids = new Map();
+        this.#sids = new Map();
         throw err;
       }
     };
+  }
+
+  #sid(system: string): number {
+    let sid = this.#sids.get(system);
+    if (sid === undefined) {
+      sid = ((this.#lookupSystem.get(system) ?? this.#addSystem.get(system)) as { sid: number }).sid;
+      if (this.#sids.size >= REMEMBERED_SYSTEMS) this.#sids.clear();
+      this.#sids.set(system, sid);
+    }
+    return sid;
   }
 
   #pid(type: string, param: string): number {

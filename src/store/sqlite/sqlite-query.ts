@@ -17,6 +17,8 @@ interface Tables {
   readonly index: string;
   /** the number of a (type, parameter) in the file's dictionary: binds the type and then the parameter */
   readonly pid: string;
+  /** the file's dictionary of systems (an entry's `sys` is a number there) */
+  readonly systems: string;
 }
 
 const tables = (q: string): Tables => ({
@@ -25,6 +27,7 @@ const tables = (q: string): Tables => ({
   // An uncorrelated subquery: evaluated once per statement, and a constant to the index lookups
   // on it. A parameter the file has never had matches nothing.
   pid: `(SELECT pid FROM ${q}search_params WHERE type = ? AND param = ?)`,
+  systems: `${q}search_systems`,
 });
 const AUDIT_TABLES = tables(`${AUDIT_INDEX_SCHEMA}.`);
 const RESOURCE_TABLES = tables('main.');
@@ -95,11 +98,11 @@ function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correl
         return { text: `(1${preds.text})`, params: preds.params };
       }
       const i = alias('i');
-      const { index, pid } = tablesOf(type);
+      const { index, pid, systems } = tablesOf(type);
       if (correlated) {
         // Probed through the primary key (rid, pid): its values compared as `+column`, which no
         // index serves, so that the planner does not scan a value range of every resource instead.
-        const preds = predicatesSql(clause.where, (field) => `+${i}.${field}`);
+        const preds = predicatesSql(clause.where, (field) => `+${i}.${field}`, systems);
         return {
           text: `EXISTS (SELECT 1 FROM ${index} ${i} WHERE ${i}.rid = ${r}.rid AND ${i}.pid = ${pid}${preds.text})`,
           params: [type, clause.param, ...preds.params],
@@ -107,7 +110,7 @@ function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correl
       }
       // An uncorrelated IN (...) is evaluated once from the index, then joined by rowid:
       // far cheaper than a correlated EXISTS probed for every candidate resource.
-      const preds = predicatesSql(clause.where, columnsOf(i));
+      const preds = predicatesSql(clause.where, columnsOf(i), systems);
       return {
         text: `${r}.rid IN (SELECT ${i}.rid FROM ${index} ${i} WHERE ${i}.pid = ${pid}${preds.text})`,
         params: [type, clause.param, ...preds.params],
@@ -116,13 +119,13 @@ function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correl
     case 'composite': {
       // Component i+1 must sit in the same group (and resource) as component 0.
       const c0 = alias('c');
-      const { index, pid } = tablesOf(type);
-      const first = predicatesSql(clause.components[0] ?? [], columnsOf(c0));
+      const { index, pid, systems } = tablesOf(type);
+      const first = predicatesSql(clause.components[0] ?? [], columnsOf(c0), systems);
       let text = `${r}.rid IN (SELECT ${c0}.rid FROM ${index} ${c0} WHERE ${c0}.pid = ${pid}${first.text}`;
       const params: SqlValue[] = [type, `${clause.param}$0`, ...first.params];
       clause.components.slice(1).forEach((preds, k) => {
         const c = alias('c');
-        const p = predicatesSql(preds, (field) => `+${c}.${field}`);
+        const p = predicatesSql(preds, (field) => `+${c}.${field}`, systems);
         text += ` AND EXISTS (SELECT 1 FROM ${index} ${c} WHERE ${c}.rid = ${c0}.rid AND ${c}.pid = ${pid} AND ${c}.grp = ${c0}.grp${p.text})`;
         params.push(type, `${clause.param}$${k + 1}`, ...p.params);
       });
@@ -157,12 +160,22 @@ function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correl
 
 const columnsOf = (i: string) => (field: EntryPredicate['field']) => `${i}.${field}`;
 
-/** `column`: the SQL of an entry's field (`+i.code` compares its values in a way no index serves). */
-function predicatesSql(preds: readonly EntryPredicate[], column: (field: EntryPredicate['field']) => string): Sql {
+/**
+ * `column`: the SQL of an entry's field (`+i.code` compares its values in a way no index serves);
+ * `systems`: the dictionary an entry's `sys` is a number in (none: `sys` holds the text itself).
+ */
+function predicatesSql(preds: readonly EntryPredicate[], column: (field: EntryPredicate['field']) => string, systems?: string): Sql {
   let text = '';
   const params: SqlValue[] = [];
   for (const p of preds) {
     const col = column(p.field);
+    if (p.field === 'sys' && p.op !== 'null' && systems) {
+      // The numbers of the systems the predicate admits (none known: no entry matches).
+      const inner = predicatesSql([p], () => 'sys');
+      text += ` AND ${col} IN (SELECT sid FROM ${systems} WHERE 1${inner.text})`;
+      params.push(...inner.params);
+      continue;
+    }
     switch (p.op) {
       case 'null':
         text += ` AND ${col} IS NULL`;

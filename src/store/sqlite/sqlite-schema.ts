@@ -7,7 +7,7 @@ import type { DatabaseSync } from 'node:sqlite';
 // resource database's connection as `aix`): the searchable copy the indexer keeps behind the
 // audit log (audit.db, sqlite-audit-log.ts) — their index entries, no body (read from the log),
 // and the log sequence number indexed so far (audit_indexed).
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 /** The version from which the searchable copy of the audit log is in audit-index.db. */
 export const AUDIT_INDEX_MOVED = 4;
@@ -55,6 +55,12 @@ export const LEGACY_AUDIT_TRIGGERS = [
  * AuditEvents' entries: 2,250 -> 1,153 B an event on disk, a fifth less time to insert
  * (docs/performance.md). Version 4's table is converted in place (convertSearchIndex).
  */
+/*
+ * Version 6: an entry's system (a token's or an identifier's, a quantity's unit system) is its
+ * number in `search_systems`, a dictionary like search_params: a handful of URIs repeated in every
+ * entry that has one (an AuditEvent's four came to ~135 of its ~1,300 bytes). Version 5's table is
+ * converted in place too (convertSearchIndex).
+ */
 const SEARCH_TABLES = `
 CREATE TABLE IF NOT EXISTS search_params (
   pid INTEGER PRIMARY KEY,
@@ -62,12 +68,16 @@ CREATE TABLE IF NOT EXISTS search_params (
   param TEXT NOT NULL,
   UNIQUE (type, param)
 ) STRICT;
+CREATE TABLE IF NOT EXISTS search_systems (
+  sid INTEGER PRIMARY KEY,
+  sys TEXT NOT NULL UNIQUE
+) STRICT;
 CREATE TABLE IF NOT EXISTS search_index (
   rid INTEGER NOT NULL,
   pid INTEGER NOT NULL,
   n INTEGER NOT NULL,
   grp INTEGER NOT NULL,
-  sys TEXT,
+  sys INTEGER,
   code TEXT,
   text TEXT,
   lo REAL,
@@ -141,38 +151,52 @@ DROP INDEX IF EXISTS ${schema ? `${schema}.` : ''}resource_history;
 `;
 }
 
+/** Which layout a file's search_index has: 4 (type and parameter as text), 5 (the system as text), or 6 (none there: 6). */
+function searchIndexLayout(db: DatabaseSync, schema: string): 4 | 5 | 6 {
+  const columns = db.prepare(`PRAGMA ${schema}.table_info(search_index)`).all() as { name: string; type: string }[];
+  if (columns.some((c) => c.name === 'param')) return 4;
+  return columns.some((c) => c.name === 'sys' && c.type === 'TEXT') ? 5 : 6;
+}
+
 /**
- * To version 5, in one file (`schema`, or the connection's own): converts a version-4
- * search_index (type and parameter as text, a rowid table) to the layout above, in one
- * transaction that `transaction` runs holding that file's write lock. Entries keep their
- * resource, group and values; each resource's are numbered in the order they were written;
- * `_id`'s are dropped (ID_PARAM).
+ * To version 6, in one file (`schema`, or the connection's own): converts a version-4 or -5
+ * search_index to the layout above, in one transaction that `transaction` runs holding that
+ * file's write lock. Entries keep their resource, group and values; from version 4, each
+ * resource's are numbered in the order they were written and `_id`'s are dropped (ID_PARAM).
  * Does nothing where the table is already converted or not there. Returns how many entries
  * were converted.
  */
 export function convertSearchIndex(db: DatabaseSync, transaction: <T>(work: () => T) => T, schema = 'main'): number {
-  const old = (): boolean => (db.prepare(`PRAGMA ${schema}.table_info(search_index)`).all() as { name: string }[]).some((c) => c.name === 'param');
-  if (!old()) return 0;
+  if (searchIndexLayout(db, schema) === 6) return 0;
   const count = (db.prepare(`SELECT COUNT(*) AS n FROM ${schema}.search_index`).get() as { n: number }).n;
   // (an operator waiting on a start that takes minutes is told why)
   if (count > 10_000) {
     const { file } = (db.prepare('PRAGMA database_list').all() as { name: string; file: string }[]).find((d) => d.name === schema) ?? { file: schema };
-    process.stderr.write(`hearth: converting the ${count} search index entries of ${basename(file)} to schema version 5 (once)\n`);
+    process.stderr.write(`hearth: converting the ${count} search index entries of ${basename(file)} to schema version ${SCHEMA_VERSION} (once)\n`);
   }
   return transaction(() => {
     // (another process may have converted it while this one waited for the lock)
-    if (!old()) return 0;
+    const from = searchIndexLayout(db, schema);
+    if (from === 6) return 0;
     for (const i of ['search_code', 'search_range', 'search_rid']) db.exec(`DROP INDEX IF EXISTS ${schema}.${i}`);
-    db.exec(`ALTER TABLE ${schema}.search_index RENAME TO search_index_v4`);
+    db.exec(`ALTER TABLE ${schema}.search_index RENAME TO search_index_old`);
     db.exec(inSchema(SEARCH_TABLES, schema));
-    db.exec(`DELETE FROM ${schema}.search_index_v4 WHERE param = '${ID_PARAM}'`);
-    db.exec(`INSERT INTO ${schema}.search_params (type, param) SELECT DISTINCT type, param FROM ${schema}.search_index_v4 ORDER BY type, param`);
-    // In primary-key order, so that the clustered table is written front to back.
-    db.exec(`INSERT INTO ${schema}.search_index (rid, pid, n, grp, sys, code, text, lo, hi)
-      SELECT o.rid, p.pid, row_number() OVER (PARTITION BY o.rid ORDER BY o.rowid) - 1, o.grp, o.sys, o.code, o.text, o.lo, o.hi
-      FROM ${schema}.search_index_v4 o JOIN ${schema}.search_params p ON p.type = o.type AND p.param = o.param
-      ORDER BY o.rid, p.pid`);
-    db.exec(`DROP TABLE ${schema}.search_index_v4`);
+    db.exec(`INSERT INTO ${schema}.search_systems (sys) SELECT DISTINCT sys FROM ${schema}.search_index_old WHERE sys IS NOT NULL ORDER BY sys`);
+    const systems = `LEFT JOIN ${schema}.search_systems y ON y.sys = o.sys`;
+    if (from === 4) {
+      db.exec(`DELETE FROM ${schema}.search_index_old WHERE param = '${ID_PARAM}'`);
+      db.exec(`INSERT INTO ${schema}.search_params (type, param) SELECT DISTINCT type, param FROM ${schema}.search_index_old ORDER BY type, param`);
+      // In primary-key order, so that the clustered table is written front to back.
+      db.exec(`INSERT INTO ${schema}.search_index (rid, pid, n, grp, sys, code, text, lo, hi)
+        SELECT o.rid, p.pid, row_number() OVER (PARTITION BY o.rid ORDER BY o.rowid) - 1, o.grp, y.sid, o.code, o.text, o.lo, o.hi
+        FROM ${schema}.search_index_old o JOIN ${schema}.search_params p ON p.type = o.type AND p.param = o.param ${systems}
+        ORDER BY o.rid, p.pid`);
+    } else {
+      db.exec(`INSERT INTO ${schema}.search_index (rid, pid, n, grp, sys, code, text, lo, hi)
+        SELECT o.rid, o.pid, o.n, o.grp, y.sid, o.code, o.text, o.lo, o.hi FROM ${schema}.search_index_old o ${systems}
+        ORDER BY o.rid, o.pid, o.n`);
+    }
+    db.exec(`DROP TABLE ${schema}.search_index_old`);
     db.exec(inSchema(SEARCH_INDEX_DDL, schema));
     return count;
   });

@@ -230,12 +230,14 @@ export class SqliteStore implements ResourceStore {
       for (const schema of ['main', a]) for (const i of SEARCH_INDEXES) this.#db.exec(`DROP INDEX IF EXISTS ${schema}.${i}`);
       const versions = 'rid, type, id, version, last_updated, deleted, current, body';
       this.#db.exec(`INSERT INTO ${a}.resource_versions (${versions}) SELECT ${versions} FROM main.resource_versions WHERE type = 'AuditEvent'`);
-      // (each file numbers its parameters in its own dictionary)
+      // (each file numbers its parameters and systems in dictionaries of its own)
       const auditParams = 'SELECT pid FROM main.search_params WHERE type = \'AuditEvent\'';
       this.#db.exec(`INSERT OR IGNORE INTO ${a}.search_params (type, param) SELECT type, param FROM main.search_params WHERE type = 'AuditEvent'`);
+      this.#db.exec(`INSERT OR IGNORE INTO ${a}.search_systems (sys) SELECT sys FROM main.search_systems WHERE sid IN (SELECT sys FROM main.search_index WHERE pid IN (${auditParams})) ORDER BY sid`);
       this.#db.exec(`INSERT INTO ${a}.search_index (rid, pid, n, grp, sys, code, text, lo, hi)
-        SELECT i.rid, ap.pid, i.n, i.grp, i.sys, i.code, i.text, i.lo, i.hi
+        SELECT i.rid, ap.pid, i.n, i.grp, ay.sid, i.code, i.text, i.lo, i.hi
         FROM main.search_index i JOIN main.search_params mp ON mp.pid = i.pid JOIN ${a}.search_params ap ON ap.type = mp.type AND ap.param = mp.param
+        LEFT JOIN main.search_systems my ON my.sid = i.sys LEFT JOIN ${a}.search_systems ay ON ay.sys = my.sys
         WHERE i.pid IN (${auditParams})`);
       if (indexedThrough !== undefined) this.#db.prepare(setIndexedMark(`${a}.`)).run(indexedThrough);
       else if (hasMark) this.#db.exec(`INSERT INTO ${a}.audit_indexed (one, seq) SELECT one, seq FROM main.audit_indexed`);
