@@ -53,13 +53,13 @@ export const LEGACY_AUDIT_TRIGGERS = [
  * resource (`WITHOUT ROWID`, primary key `(rid, pid, n)`, `n` the entry's place among its
  * resource's), which makes a separate `(rid, param)` index unnecessary. Measured on 40,000
  * AuditEvents' entries: 2,250 -> 1,153 B an event on disk, a fifth less time to insert
- * (docs/performance.md). Version 4's table is converted in place (convertSearchIndex).
- */
-/*
+ * (docs/performance.md).
+ *
  * Version 6: an entry's system (a token's or an identifier's, a quantity's unit system) is its
  * number in `search_systems`, a dictionary like search_params: a handful of URIs repeated in every
- * entry that has one (an AuditEvent's four came to ~135 of its ~1,300 bytes). Version 5's table is
- * converted in place too (convertSearchIndex).
+ * entry that has one (an AuditEvent's four came to ~135 of its ~1,300 bytes).
+ *
+ * A version-4 or -5 table is converted in place (convertSearchIndex).
  */
 const SEARCH_TABLES = `
 CREATE TABLE IF NOT EXISTS search_params (
