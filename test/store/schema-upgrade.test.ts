@@ -168,7 +168,7 @@ describe('an older data directory\'s search index, converted to version 6 at sta
     await t.app.close();
   });
 
-  it('the indexer thread\'s connection converts audit-index.db when it opens the file first', async () => {
+  it.each([4, 5] as const)('from version %i: the indexer thread\'s connection converts audit-index.db when it opens the file first', async (version) => {
     const dataDir = tempDir();
     const t = await testApp({}, { dataDir });
     await t.app.inject({ method: 'GET', url: '/fhir/Patient' });
@@ -178,7 +178,7 @@ describe('an older data directory\'s search index, converted to version 6 at sta
     const kept = entries(file);
     expect(kept.length).toBeGreaterThan(0);
     const db = new DatabaseSync(file);
-    toVersion5Layout(db);
+    toLayout[version](db);
     db.close();
     const copy = openAuditIndex(file);
     copy.close();
