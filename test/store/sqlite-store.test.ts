@@ -34,6 +34,13 @@ describe('the SQL plan of a search', () => {
     expect(range).toContain('SEARCH r USING INTEGER PRIMARY KEY (rowid=?)');
   });
 
+  it('a clause on the end of a range alone (birthdate=gt…) reads its parameter\'s ranges, not every entry of the index', () => {
+    // search_range is partial (lo IS NOT NULL): SQLite uses it only where the query implies that.
+    const after = plan(db, query([{ kind: 'exists', param: 'birthdate', where: [{ field: 'hi', op: 'gt', value: 0 }] }]));
+    expect(after).toContain('SEARCH i0 USING COVERING INDEX search_range (pid=? AND lo>?)');
+    expect(after.join('\n')).not.toMatch(/SCAN i0/);
+  });
+
   it('an _id equality drives by (type, id), other clauses probed for that one resource', () => {
     const byId = plan(db, query([
       { kind: 'exists', param: 'family', where: [{ field: 'code', op: 'eq', value: 'h4sh' }] },

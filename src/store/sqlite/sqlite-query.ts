@@ -112,7 +112,7 @@ function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correl
       // far cheaper than a correlated EXISTS probed for every candidate resource.
       const preds = predicatesSql(clause.where, columnsOf(i), systems);
       return {
-        text: `${r}.rid IN (SELECT ${i}.rid FROM ${index} ${i} WHERE ${i}.pid = ${pid}${preds.text})`,
+        text: `${r}.rid IN (SELECT ${i}.rid FROM ${index} ${i} WHERE ${i}.pid = ${pid}${preds.text}${rangeOnly(clause.where, i)})`,
         params: [type, clause.param, ...preds.params],
       };
     }
@@ -121,7 +121,7 @@ function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correl
       const c0 = alias('c');
       const { index, pid, systems } = tablesOf(type);
       const first = predicatesSql(clause.components[0] ?? [], columnsOf(c0), systems);
-      let text = `${r}.rid IN (SELECT ${c0}.rid FROM ${index} ${c0} WHERE ${c0}.pid = ${pid}${first.text}`;
+      let text = `${r}.rid IN (SELECT ${c0}.rid FROM ${index} ${c0} WHERE ${c0}.pid = ${pid}${first.text}${rangeOnly(clause.components[0] ?? [], c0)}`;
       const params: SqlValue[] = [type, `${clause.param}$0`, ...first.params];
       clause.components.slice(1).forEach((preds, k) => {
         const c = alias('c');
@@ -159,6 +159,18 @@ function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correl
 }
 
 const columnsOf = (i: string) => (field: EntryPredicate['field']) => `${i}.${field}`;
+
+/**
+ * Predicates on `hi` alone (`date=gt…`, `ge…`'s first alternative) say nothing of `lo`, and SQLite
+ * uses a partial index only where the query implies its condition: without `lo IS NOT NULL`
+ * (true of every entry with a range, whose `lo` and `hi` are set together) such a clause scanned
+ * every entry of every parameter instead of search_range's entries of its own.
+ */
+function rangeOnly(preds: readonly EntryPredicate[], i: string): string {
+  const onHi = preds.some((p) => p.field === 'hi');
+  const onLo = preds.some((p) => p.field === 'lo');
+  return onHi && !onLo ? ` AND ${i}.lo IS NOT NULL` : '';
+}
 
 /**
  * `column`: the SQL of an entry's field (`+i.code` compares its values in a way no index serves);
