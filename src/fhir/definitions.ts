@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { CapabilityStatement, SearchParameter } from 'fhir/r4.js';
 import fhirpath from 'fhirpath';
 import r4model from 'fhirpath/fhir-context/r4/index.js';
+import { STRING_PARTS } from './search-values.ts';
 import { compileSimplePath, NotSimple } from './simple-path.ts';
 
 export type SearchParamType = 'number' | 'date' | 'string' | 'token' | 'reference' | 'composite' | 'quantity' | 'uri';
@@ -43,6 +44,14 @@ export interface SearchParamDef {
    * reference once; its `:identifier` entries stay its own, as theirs would say nothing of the type.
    */
   readonly narrows?: { readonly params: readonly string[]; readonly targetType: string };
+  /**
+   * A string parameter over HumanName or Address some of whose parts are string parameters of
+   * their own (R4's Patient `name` is `Patient.name`, `family` is `Patient.name.family`): those
+   * parts' values are stored once, as their parameters' entries, and this parameter is answered
+   * by its own entries (the other parts) or theirs (answerClause in search-clauses.ts) and sorted
+   * by both. Element part (`family`) → its parameter.
+   */
+  readonly parts?: ReadonlyMap<string, string>;
   /** Composite parameters: each component's type and expression relative to each base node. */
   readonly components?: readonly {
     readonly type: SearchParamType;
@@ -210,6 +219,7 @@ export function loadFhirModel(options: { updateCreate: boolean }): FhirModel {
     if (type === 'AuditEvent' && lastUpdated && recorded) params.set('_lastUpdated', { ...lastUpdated, indexedAs: 'date', elements: recorded.elements });
     shareIdenticalEntries(params);
     answerNarrowedReferences(params);
+    answerStringsByParts(params);
     for (const name of declared ?? []) {
       if (!params.has(name)) throw new Error(`capability-statement.json: ${type} declares search parameter "${name}", which R4 does not define for it`);
     }
@@ -271,6 +281,32 @@ function answerNarrowedReferences(params: Map<string, SearchParamDef>): void {
     const sources = parts.map((m) => (m ? plain.get(m[1]) : undefined));
     if (targets.size !== 1 || sources.some((s) => s === undefined)) continue;
     params.set(code, { ...def, narrows: { params: sources as string[], targetType: [...targets][0] as string } });
+  }
+}
+
+/**
+ * Marks the string parameters whose parts (STRING_PARTS: a HumanName's `family`, an Address's
+ * `city`, ...) are string parameters of their own, expression `<its expression>.<part>`
+ * (SearchParamDef.parts). An encrypted Patient's `name` and `address` entries repeated its
+ * `family`, `given`, `address-city` and `address-postalcode` ones: 38 of its 96 blind-index
+ * entries, each a random page of the index to write.
+ */
+function answerStringsByParts(params: Map<string, SearchParamDef>): void {
+  const byExpression = new Map<string, string>();
+  for (const def of params.values()) if (def.type === 'string' && !def.indexedAs) byExpression.set(def.expression, def.code);
+  for (const [code, def] of params) {
+    if (def.type !== 'string' || def.indexedAs) continue;
+    const parts = new Map<string, string>();
+    for (const part of STRING_PARTS) {
+      const param = byExpression.get(`${def.expression}.${part}`);
+      if (param !== undefined) parts.set(part, param);
+    }
+    if (parts.size > 0) params.set(code, { ...def, parts });
+  }
+  // A parameter answered by another's entries (`phonetic`, by `name`'s) is answered by its parts too.
+  for (const [code, def] of params) {
+    const parts = def.indexedAs === undefined ? undefined : params.get(def.indexedAs)?.parts;
+    if (parts) params.set(code, { ...def, parts });
   }
 }
 

@@ -1,6 +1,6 @@
 import type { IndexEntry } from './query.ts';
 import type { SearchParamDef, SearchParamType, TypeModel } from './definitions.ts';
-import { dateRange, MAX_TIME, MIN_TIME, normalizeReference, normalizeString } from './search-values.ts';
+import { dateRange, MAX_TIME, MIN_TIME, normalizeReference, normalizeString, STRING_PARTS } from './search-values.ts';
 import { numberValue } from './json.ts';
 
 type Fields = Omit<IndexEntry, 'param' | 'grp'>;
@@ -22,8 +22,9 @@ export function extractIndex(model: TypeModel, resource: object, baseUrl: string
       continue;
     }
     for (const node of safeEvaluate(def.evaluate, resource)) {
-      // A narrowed reference parameter's values are its sources' entries (SearchParamDef.narrows).
-      const values = def.narrows ? [] : valuesOf(def.type, node, baseUrl);
+      // A narrowed reference parameter's values are its sources' entries (SearchParamDef.narrows),
+      // and those of a part that is a parameter of its own are that parameter's (SearchParamDef.parts).
+      const values = def.narrows ? [] : def.parts ? stringFields(node, def.parts) : valuesOf(def.type, node, baseUrl);
       for (const f of values) entries.push({ param: def.code, grp: 0, ...f });
       if (def.type === 'reference') {
         // A reference with no searchable target (only an identifier or a display, or to a contained
@@ -85,7 +86,7 @@ export function valuesOf(type: SearchParamType, node: unknown, baseUrl: string):
     case 'token':
       return tokenValues(node);
     case 'string':
-      return stringValues(node).map((s) => ({ code: normalizeString(s), text: s }));
+      return stringFields(node);
     case 'date':
       return dateValues(node);
     case 'number':
@@ -133,24 +134,17 @@ function tokenValues(node: unknown): Fields[] {
 
 const normalizeOrUndefined = (s: string | undefined) => (s === undefined ? undefined : normalizeString(s));
 
-function stringValues(node: unknown): string[] {
+/** A string's entries: the normalised form for prefix searches, the exact one for `:exact`; `skip`: parts left out. */
+function stringFields(node: unknown, skip?: ReadonlyMap<string, string>): Fields[] {
+  return stringValues(node, skip).map((s) => ({ code: normalizeString(s), text: s }));
+}
+
+function stringValues(node: unknown, skip?: ReadonlyMap<string, string>): string[] {
   if (typeof node === 'string') return [node];
   if (!isObject(node)) return [];
   const out: string[] = [];
-  // HumanName and Address: every part is searchable on its own.
-  for (const key of [
-    'family',
-    'given',
-    'prefix',
-    'suffix',
-    'text',
-    'line',
-    'city',
-    'district',
-    'state',
-    'postalCode',
-    'country',
-  ]) {
+  for (const key of STRING_PARTS) {
+    if (skip?.has(key)) continue;
     const v = node[key];
     if (typeof v === 'string') out.push(v);
     else if (Array.isArray(v)) for (const s of v) if (typeof s === 'string') out.push(s);

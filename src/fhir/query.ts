@@ -58,6 +58,8 @@ export type Clause =
 
 export interface SortKey {
   readonly param: string;
+  /** other parameters whose entries are this one's too (SearchParamDef.parts) */
+  readonly also?: readonly string[];
   /** as on an `exists` clause */
   readonly asked?: string;
   readonly descending: boolean;
@@ -91,7 +93,7 @@ export interface SortRow {
 export function sortValue(entries: readonly Pick<IndexEntry, 'param' | 'code' | 'lo'>[], k: SortKey): string | number | null {
   let best: string | number | null = null;
   for (const e of entries) {
-    if (e.param !== k.param) continue;
+    if (e.param !== k.param && !k.also?.includes(e.param)) continue;
     const v = e[k.field];
     if (v === undefined || v === null) continue;
     if (best === null || (k.descending ? v > best : v < best)) best = v;

@@ -3,11 +3,15 @@ import type { SearchParamDef } from './definitions.ts';
 
 // Every clause over a parameter's index entries is made here, whoever makes it (the search
 // parser, a compartment restriction, a _revinclude), because a parameter's entries are not always
-// its own: SearchParamDef.indexedAs and SearchParamDef.narrows name the parameters whose entries
-// answer it, and a clause that named the parameter itself would find nothing.
+// its own: SearchParamDef.indexedAs, .narrows and .parts name the parameters whose entries
+// answer it, and a clause that named the parameter itself would find nothing (or only some).
 
 /** "Some entry of `def` satisfies `where`", over the entries that answer it. */
 export function answerClause(def: SearchParamDef, where: readonly EntryPredicate[]): Clause {
+  if (def.parts) {
+    const own = def.indexedAs ?? def.code;
+    return anyOf([own, ...def.parts.values()].map((param): Clause => ({ kind: 'exists', param, where, ...(param === def.code ? {} : { asked: def.code }) })));
+  }
   if (def.indexedAs) return { kind: 'exists', param: def.indexedAs, where, asked: def.code };
   if (!def.narrows) return { kind: 'exists', param: def.code, where };
   const { params, targetType } = def.narrows;

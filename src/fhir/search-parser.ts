@@ -304,7 +304,7 @@ function parseSort(typeModel: TypeModel, value: string): SortKey[] {
     // Its entries are another parameter's, of references of every type: they cannot order it.
     if (def.narrows) throw fail(`cannot sort ${typeModel.type} by "${code}": sort by ${def.narrows.params.join(' or ')}`);
     const field = def.type === 'date' || def.type === 'number' || def.type === 'quantity' ? 'lo' : 'code';
-    return { param: def.indexedAs ?? code, descending, field, ...askedAs(def) };
+    return { param: def.indexedAs ?? code, ...(def.parts ? { also: [...def.parts.values()] } : {}), descending, field, ...askedAs(def) };
   });
 }
 

@@ -78,3 +78,6 @@ export function normalizeReference(reference: string, baseUrl: string): string {
   if (ref.startsWith(`${baseUrl}/`)) ref = ref.slice(baseUrl.length + 1);
   return ref.replace(/\/_history\/[^/]+$/, '');
 }
+
+/** The parts of a HumanName and of an Address: each is a string value of a parameter over either. */
+export const STRING_PARTS: readonly string[] = ['family', 'given', 'prefix', 'suffix', 'text', 'line', 'city', 'district', 'state', 'postalCode', 'country'];

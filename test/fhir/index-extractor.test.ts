@@ -57,8 +57,38 @@ describe('parameters with one definition', () => {
   it('no other parameter shares another\'s entries, and a Patient\'s name is indexed once', () => {
     const shared = [...model.types.values()].flatMap((t) => [...t.params.values()].filter((p) => p.indexedAs).map((p) => `${t.type}.${p.code}`));
     expect(shared.sort()).toEqual(['AuditEvent._lastUpdated', 'Observation.gene-amino-acid-change', 'Observation.gene-dnavariant', 'Patient.phonetic']);
-    const params = extractIndex(model.types.get('Patient')!, { resourceType: 'Patient', id: 'r1', name: [{ family: 'Smith' }] }, 'http://x/fhir').map((e) => e.param);
+    const params = extractIndex(model.types.get('Patient')!, { resourceType: 'Patient', id: 'r1', name: [{ text: 'Dr Smith' }] }, 'http://x/fhir').map((e) => e.param);
     expect(params.filter((p) => p === 'name' || p === 'phonetic')).toEqual(['name']);
+  });
+});
+
+// A string parameter over HumanName or Address is answered by its parts' parameters too.
+describe('parameters over parts that are parameters of their own', () => {
+  it('are exactly Patient name (family, given), phonetic (as name) and address (city, state, postal code, country)', () => {
+    const withParts = [...model.types.values()].flatMap((t) =>
+      [...t.params.values()].filter((p) => p.parts).map((p) => [`${t.type}.${p.code}`, Object.fromEntries(p.parts!)]),
+    );
+    expect(withParts).toEqual([
+      ['Patient.name', { family: 'family', given: 'given' }],
+      ['Patient.address', { city: 'address-city', state: 'address-state', postalCode: 'address-postalcode', country: 'address-country' }],
+      ['Patient.phonetic', { family: 'family', given: 'given' }],
+    ]);
+  });
+
+  it('store each value once: the whole keeps the parts that are no parameter of their own', () => {
+    const patient = {
+      resourceType: 'Patient',
+      name: [{ text: 'Dr Ann Lee', prefix: ['Dr'], family: 'Lee', given: ['Ann', 'Marie'], suffix: ['III'] }],
+      address: [{ line: ['1 Elm St'], city: 'Oak', district: 'Vale', state: 'OR', postalCode: '97000', country: 'US', text: '1 Elm St, Oak' }],
+    };
+    const entries = extractIndex(model.types.get('Patient')!, patient, 'http://x/fhir');
+    const of = (param: string) => entries.filter((e) => e.param === param).map((e) => e.text);
+    expect(of('name')).toEqual(['Dr', 'III', 'Dr Ann Lee']);
+    expect(of('family')).toEqual(['Lee']);
+    expect(of('given')).toEqual(['Ann', 'Marie']);
+    expect(of('address')).toEqual(['1 Elm St, Oak', '1 Elm St', 'Vale']);
+    expect([of('address-city'), of('address-state'), of('address-postalcode'), of('address-country')]).toEqual([['Oak'], ['OR'], ['97000'], ['US']]);
+    expect(of('phonetic')).toEqual([]);
   });
 });
 

@@ -18,7 +18,25 @@ describe('search grammar → query model', () => {
     ['OR by comma', 'Patient', ['_id', 'a,b'], [{ kind: 'or', any: [eq('_id', 'code', 'a'), eq('_id', 'code', 'b')] }]],
     ['token :not', 'Patient', ['gender:not', 'male'], [{ kind: 'not', clause: eq('gender', 'code', 'male') }]],
     ['reference', 'Patient', ['general-practitioner', 'Practitioner/1'], [{ kind: 'exists', param: 'general-practitioner', where: [{ field: 'code', op: 'in', value: ['Practitioner/1'] }] }]],
-    [':missing=true', 'Patient', ['name:missing', 'true'], [{ kind: 'not', clause: { kind: 'exists', param: 'name', where: [] } }]],
+    [':missing=true', 'Patient', ['family:missing', 'true'], [{ kind: 'not', clause: { kind: 'exists', param: 'family', where: [] } }]],
+    // R4's Patient `name` is `Patient.name`; its parts `family` and `given` are parameters of their
+    // own, whose entries answer it too (SearchParamDef.parts): one alternative each.
+    ['a string over its parts', 'Patient', ['name', 'Ab'], [{ kind: 'or', any: [
+      { kind: 'exists', param: 'name', where: [{ field: 'code', op: 'prefix', value: 'ab' }] },
+      { kind: 'exists', param: 'family', where: [{ field: 'code', op: 'prefix', value: 'ab' }], asked: 'name' },
+      { kind: 'exists', param: 'given', where: [{ field: 'code', op: 'prefix', value: 'ab' }], asked: 'name' },
+    ] }]],
+    ['a string over its parts :missing', 'Patient', ['name:missing', 'true'], [{ kind: 'not', clause: { kind: 'or', any: [
+      { kind: 'exists', param: 'name', where: [] },
+      { kind: 'exists', param: 'family', where: [], asked: 'name' },
+      { kind: 'exists', param: 'given', where: [], asked: 'name' },
+    ] } }]],
+    ['a string over its parts, answered by another\'s entries', 'Patient', ['phonetic:exact', 'Ab'], [{ kind: 'or', any: ['name', 'family', 'given'].map((param) => (
+      { kind: 'exists', param, where: [{ field: 'text', op: 'eq', value: 'Ab' }], asked: 'phonetic' }
+    )) }]],
+    ['an address over its parts', 'Patient', ['address', 'x'], [{ kind: 'or', any: ['address', 'address-city', 'address-state', 'address-postalcode', 'address-country'].map((param) => (
+      { kind: 'exists', param, where: [{ field: 'code', op: 'prefix', value: 'x' }], ...(param === 'address' ? {} : { asked: 'address' }) }
+    )) }]],
     // ge: the target range overlaps what lies above the value, or lies within the value's range.
     ['date ge a year', 'Patient', ['birthdate', 'ge1970'], [{ kind: 'or', any: [
       { kind: 'exists', param: 'birthdate', where: [{ field: 'hi', op: 'gt', value: Y1971 }] },
@@ -61,6 +79,10 @@ describe('search grammar → query model', () => {
     expect(q.sort).toEqual([{ param: 'birthdate', descending: true, field: 'lo' }, { param: 'family', descending: false, field: 'code' }]);
     expect(q.count).toBe(100);
     expect(q.total).toBe('none');
+    // A string over its parts is ordered by its own entries and theirs.
+    expect(parseSearch(model, 'Patient', [['_sort', 'phonetic']], options).query.sort).toEqual([
+      { param: 'name', also: ['family', 'given'], descending: false, field: 'code', asked: 'phonetic' },
+    ]);
   });
 
   it.each<[string, [string, string][], string]>([

@@ -400,6 +400,77 @@ describe('a reference parameter answered by another\'s entries: Observation\'s p
   });
 });
 
+// R4: Patient `name` is `Patient.name`, `family` is `Patient.name.family`; `address` is
+// `Patient.address`, `address-city` is `Patient.address.city`. A part that is a parameter of its
+// own is stored once, as that parameter's entries, and answers the whole's searches too.
+describe.each([
+  ['plain', PLAIN],
+  ['encrypted', { HEARTH_SEARCH_DECRYPT_BOUND: '0' }],
+])('a string parameter answered by its parts\' entries: Patient name and address (%s store)', (store, env) => {
+  let t: TestApp;
+  const id: Record<string, string> = {};
+  const find = async (query: string): Promise<string[]> => {
+    const res = await t.app.inject({ method: 'GET', url: `/fhir/Patient?${query}` });
+    if (res.statusCode !== 200) throw new Error(`${query} → ${res.statusCode} ${res.body}`);
+    return ids(json(res)).sort();
+  };
+  const names = (...keys: string[]) => keys.map((k) => id[k]).sort();
+
+  beforeAll(async () => {
+    t = await testApp(env);
+    const p = async (key: string, r: Record<string, unknown>) => {
+      id[key] = (await create(t.app, { resourceType: 'Patient', gender: 'other', ...r })).id;
+    };
+    await p('whole', {
+      name: [{ text: 'Dr Quentin Partridge', prefix: ['Dr'], family: 'Partridge', given: ['Quentin'], suffix: ['Jr'] }],
+      address: [{ line: ['Orchard Row 7'], city: 'Bramley', district: 'Kent', state: 'KT', postalCode: 'BR1', country: 'Elbonia' }],
+    });
+    await p('parts', { name: [{ family: 'Ashdown', given: ['Bea'] }], address: [{ city: 'Orchardton', postalCode: 'KT9' }] });
+    await p('nameless', { address: [{ use: 'home' }] });
+  });
+
+  it.each<[string, string[]]>([
+    ['gender=other&name=partr', ['whole']], // its family
+    ['gender=other&name=quen', ['whole']], // its given, and its text
+    ['gender=other&name=dr', ['whole']], // its prefix and text: the whole's own entries
+    ['gender=other&name=jr', ['whole']], // its suffix
+    ['gender=other&name=ash', ['parts']],
+    ['gender=other&name=bea', ['parts']],
+    ['gender=other&name:exact=Ashdown', ['parts']],
+    ['gender=other&name:exact=ashdown', []],
+    ['gender=other&name:exact=Dr Quentin Partridge', ['whole']],
+    ['gender=other&phonetic=ash', ['parts']],
+    ['gender=other&name=ash,dr', ['whole', 'parts']],
+    ['gender=other&name:missing=true', ['nameless']],
+    ['gender=other&name:missing=false', ['whole', 'parts']],
+    ['gender=other&family=dr', []],
+    ['gender=other&address=orchard', ['whole', 'parts']], // a line; a city
+    ['gender=other&address=kent', ['whole']], // a district: no parameter of its own
+    ['gender=other&address=kt', ['whole', 'parts']], // a state; a postal code
+    ['gender=other&address=elbon', ['whole']],
+    ['gender=other&address:exact=Bramley', ['whole']],
+    ['gender=other&address-city=orchard', ['parts']],
+    ['gender=other&address:missing=true', ['nameless']],
+  ])('Patient?%s', async (query, expected) => {
+    expect(await find(query)).toEqual(names(...expected));
+  });
+
+  it('_sort=name orders by the lowest of all its parts, its own and its parameters\'', async () => {
+    const res = await t.app.inject({ method: 'GET', url: '/fhir/Patient?gender=other&_sort=name' });
+    if (store === 'encrypted') {
+      expect(res.statusCode).toBe(400);
+      expect(json(res).issue[0]).toMatchObject({ code: 'not-supported', diagnostics: 'cannot sort by name: it reads elements encrypted at rest' });
+      return;
+    }
+    expect(res.statusCode, res.body).toBe(200);
+    // "ashdown" < "bea"; "dr" (the whole's lowest, its own prefix) < "jr" < "partridge"; none last.
+    expect(ids(json(res))).toEqual([id.parts, id.whole, id.nameless]);
+    const down = json(await t.app.inject({ method: 'GET', url: '/fhir/Patient?gender=other&_sort=-name' }));
+    // the highest: "quentin" (given) > "bea"
+    expect(ids(down)).toEqual([id.whole, id.parts, id.nameless]);
+  });
+});
+
 describe('paging', () => {
   // Small data on the MongoDB pass: the wire-protocol test server slows with every document.
   const N = ON_MONGODB ? 90 : 250;

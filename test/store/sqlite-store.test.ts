@@ -141,4 +141,20 @@ describe('the search index\'s parameter numbers (schema version 5)', () => {
     expect(plan.join('\n')).not.toMatch(/search_range|SCAN/);
     db.close();
   });
+
+  it('Patient\'s name= (its own entries, family\'s and given\'s) is looked up by each one\'s prefix range, no scan', () => {
+    const db = new DatabaseSync(':memory:');
+    db.exec(SCHEMA);
+    db.exec('ATTACH DATABASE \':memory:\' AS aix');
+    db.exec(auditIndexSchema('aix'));
+    const query = parseSearch(loadFhirModel({ updateCreate: false }), 'Patient', [['name', 'smi']], {
+      defaultCount: 10, maxCount: 100, strict: true, baseUrl: 'http://x/fhir', clock: () => new Date('2026-02-01T00:00:00Z'),
+    }).query;
+    const sql = searchSql(query);
+    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql.text}`).all(...sql.params) as { detail: string }[]).map((r) => r.detail);
+    expect(plan[0]).toBe('MULTI-INDEX OR');
+    for (const i of ['i0', 'i1', 'i2']) expect(plan).toContain(`SEARCH ${i} USING COVERING INDEX search_code (pid=? AND code>? AND code<?)`);
+    expect(plan.join('\n')).not.toMatch(/SCAN/);
+    db.close();
+  });
 });

@@ -236,7 +236,7 @@ export function searchSql(query: SearchQuery): Sql {
   const { versions, index, pid } = tablesOf(query.type);
   const keys = query.sort.map((k, n) => `${sortKeySql(k, index, pid)} AS k${n}`);
   const params: SqlValue[] = [];
-  for (const k of query.sort) if (k.param !== ID_PARAM) params.push(query.type, k.param);
+  for (const k of query.sort) if (k.param !== ID_PARAM) for (const p of [k.param, ...(k.also ?? [])]) params.push(query.type, p);
   params.push(...where.params);
   const backwards = query.cursor?.direction === 'previous';
   const inner = `SELECT r.rid, r.type, r.id, r.version, r.last_updated, r.deleted, r.body${keys.map((k) => `, ${k}`).join('')} FROM ${versions} r WHERE ${where.text}`;
@@ -259,7 +259,8 @@ export function searchSql(query: SearchQuery): Sql {
 function sortKeySql(k: SortKey, index: string, pid: string): string {
   if (k.param === ID_PARAM) return k.field === 'code' ? 'r.id' : 'NULL';
   const agg = k.descending ? 'MAX' : 'MIN';
-  return `(SELECT ${agg}(s.${k.field}) FROM ${index} s WHERE s.rid = r.rid AND s.pid = ${pid})`;
+  const pids = k.also?.length ? ` IN (${[k.param, ...k.also].map(() => pid).join(', ')})` : ` = ${pid}`;
+  return `(SELECT ${agg}(s.${k.field}) FROM ${index} s WHERE s.rid = r.rid AND s.pid${pids})`;
 }
 
 /**
