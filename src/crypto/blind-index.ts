@@ -149,7 +149,7 @@ export class BlindIndex {
           ...c,
           components: c.components.map((preds, i) => {
             const kind = blinded?.get(`${c.param}$${i}`);
-            return kind ? this.#predicates(type, `${c.param}$${i}`, kind, preds) : preds;
+            return kind ? this.#predicates(type, `${c.param}$${i}`, kind, preds, `${c.asked ?? c.param}$${i}`) : preds;
           }),
         };
       case 'chain':

@@ -52,6 +52,14 @@ export interface SearchParamDef {
    * by both. Element part (`family`) → its parameter.
    */
   readonly parts?: ReadonlyMap<string, string>;
+  /**
+   * A parameter defined as the union of other parameters' whole expressions, of its type (R4's
+   * Observation `combo-code` is `Observation.code | Observation.component.code`, `code`'s and
+   * `component-code`'s; a composite, of its components too): its entries would be theirs again.
+   * It is not indexed on its own, answered by theirs (answerClause, compositeClause) and sorted
+   * by all of them.
+   */
+  readonly unionOf?: readonly string[];
   /** Composite parameters: each component's type and expression relative to each base node. */
   readonly components?: readonly {
     readonly type: SearchParamType;
@@ -220,6 +228,7 @@ export function loadFhirModel(options: { updateCreate: boolean }): FhirModel {
     shareIdenticalEntries(params);
     answerNarrowedReferences(params);
     answerStringsByParts(params);
+    answerUnions(params);
     for (const name of declared ?? []) {
       if (!params.has(name)) throw new Error(`capability-statement.json: ${type} declares search parameter "${name}", which R4 does not define for it`);
     }
@@ -307,6 +316,31 @@ function answerStringsByParts(params: Map<string, SearchParamDef>): void {
   for (const [code, def] of params) {
     const parts = def.indexedAs === undefined ? undefined : params.get(def.indexedAs)?.parts;
     if (parts) params.set(code, { ...def, parts });
+  }
+}
+
+/**
+ * Marks the parameters whose expression's terms (splitUnion) are exactly those of two or more
+ * other parameters of the same type (and components) together (SearchParamDef.unionOf). On
+ * today's model: Observation's `combo-*` parameters, a third of a simple Observation's entries.
+ * References are left out: a chain or `_include` follows a reference parameter's own entries.
+ */
+function answerUnions(params: Map<string, SearchParamDef>): void {
+  const shape = (d: SearchParamDef) => `${d.type} ${(d.components ?? []).map((c) => `${c.type}:${c.expression}`).join(';')}`;
+  const candidates = [...params.values()].filter((d) => d.type !== 'reference' && !d.indexedAs && !d.narrows && !d.parts);
+  const terms = new Map(candidates.map((d) => [d, splitUnion(d.expression)]));
+  const termsOf = (d: SearchParamDef) => terms.get(d) ?? [];
+  /** `q`'s terms are some of `d`'s, fewer. */
+  const within = (q: SearchParamDef, d: SearchParamDef) =>
+    shape(q) === shape(d) && termsOf(q).length < termsOf(d).length && termsOf(q).every((t) => termsOf(d).includes(t));
+  // A source is no union of others itself: no other parameter lies within it.
+  const sources = candidates.filter((q) => !candidates.some((r) => within(r, q)));
+  for (const d of candidates) {
+    const parts = sources.filter((q) => within(q, d));
+    const covered = new Set(parts.flatMap(termsOf));
+    if (parts.length < 2 || !termsOf(d).every((t) => covered.has(t))) continue;
+    const first = (q: SearchParamDef) => termsOf(d).indexOf(termsOf(q)[0]);
+    params.set(d.code, { ...d, unionOf: parts.sort((x, y) => first(x) - first(y)).map((q) => q.code) });
   }
 }
 

@@ -16,7 +16,7 @@ const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : und
 export function extractIndex(model: TypeModel, resource: object, baseUrl: string): IndexEntry[] {
   const entries: IndexEntry[] = [];
   for (const def of model.params.values()) {
-    if (def.indexedAs) continue;
+    if (def.indexedAs || def.unionOf) continue;
     if (def.type === 'composite') {
       extractComposite(def, resource, baseUrl, entries);
       continue;

@@ -49,7 +49,13 @@ export type Clause =
     readonly asked?: string;
   }
   /** some composite group has, for each component i, an entry `param$i` satisfying components[i] */
-  | { readonly kind: 'composite'; readonly param: string; readonly components: readonly (readonly EntryPredicate[])[] }
+  | {
+    readonly kind: 'composite';
+    readonly param: string;
+    readonly components: readonly (readonly EntryPredicate[])[];
+    /** as on an `exists` clause */
+    readonly asked?: string;
+  }
   /** some reference of `param` points at a `targetType` resource that satisfies `where` */
   | { readonly kind: 'chain'; readonly param: string; readonly targetType: string; readonly where: readonly Clause[] }
   | { readonly kind: 'or'; readonly any: readonly Clause[] }

@@ -3,11 +3,16 @@ import type { SearchParamDef } from './definitions.ts';
 
 // Every clause over a parameter's index entries is made here, whoever makes it (the search
 // parser, a compartment restriction, a _revinclude), because a parameter's entries are not always
-// its own: SearchParamDef.indexedAs, .narrows and .parts name the parameters whose entries
+// its own: SearchParamDef.indexedAs, .narrows, .parts and .unionOf name the parameters whose entries
 // answer it, and a clause that named the parameter itself would find nothing (or only some).
 
 /** "Some entry of `def` satisfies `where`", over the entries that answer it. */
 export function answerClause(def: SearchParamDef, where: readonly EntryPredicate[]): Clause {
+  if (def.type === 'composite' && where.length === 0) {
+    // :missing of a composite: whether it has a group, which its first component's entry tells.
+    return anyOf((def.unionOf ?? [def.code]).map((param): Clause => ({ kind: 'exists', param: `${param}$0`, where, ...askedOf(def, param) })));
+  }
+  if (def.unionOf) return anyOf(def.unionOf.map((param): Clause => ({ kind: 'exists', param, where, asked: def.code })));
   if (def.parts) {
     const own = def.indexedAs ?? def.code;
     return anyOf([own, ...def.parts.values()].map((param): Clause => ({ kind: 'exists', param, where, ...(param === def.code ? {} : { asked: def.code }) })));
@@ -18,6 +23,13 @@ export function answerClause(def: SearchParamDef, where: readonly EntryPredicate
   const alternatives = toTargetType(where, targetType);
   return anyOf(params.flatMap((param) => alternatives.map((w): Clause => ({ kind: 'exists', param, where: w, asked: def.code }))));
 }
+
+/** "Some group of the composite `def` has, for each component i, an entry satisfying `components[i]`", over the groups that answer it. */
+export function compositeClause(def: SearchParamDef, components: readonly (readonly EntryPredicate[])[]): Clause {
+  return anyOf((def.unionOf ?? [def.code]).map((param): Clause => ({ kind: 'composite', param, components, ...askedOf(def, param) })));
+}
+
+const askedOf = (def: SearchParamDef, param: string) => (param === def.code ? {} : { asked: def.code });
 
 /** "Some reference of `def` points at a `targetType` resource satisfying `where`", over the entries that answer it. */
 export function chainClause(def: SearchParamDef, targetType: string, where: readonly Clause[]): Clause {

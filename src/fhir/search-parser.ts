@@ -2,7 +2,7 @@ import type { Clause, Cursor, SearchQuery, SortKey } from './query.ts';
 import type { FhirModel, SearchParamDef, SearchParamType, TypeModel } from './definitions.ts';
 import { badRequest, type Issue } from './errors.ts';
 import { splitEscaped, tokenPredicates, valuePredicates } from './search-predicates.ts';
-import { answerClause, anyOf, chainClause } from './search-clauses.ts';
+import { answerClause, anyOf, chainClause, compositeClause } from './search-clauses.ts';
 
 export interface IncludeSpec {
   readonly sourceType: string;
@@ -187,7 +187,7 @@ export function parseCriterion(
 
   if (modifier === 'missing') {
     if (rawValue !== 'true' && rawValue !== 'false') throw fail(`${rawName} must be true or false`);
-    const exists: Clause = def.type === 'composite' ? { kind: 'exists', param: `${def.code}$0`, where: [] } : answerClause(def, []);
+    const exists = answerClause(def, []);
     return rawValue === 'true' ? { kind: 'not', clause: exists } : exists;
   }
 
@@ -291,7 +291,7 @@ function parseComposite(def: SearchParamDef, value: string, options: SearchOptio
     if (alts.length !== 1) throw fail(`${def.code}: the comparison in "${part}" is not supported inside a composite`);
     return alts[0];
   });
-  return { kind: 'composite', param: def.code, components: preds };
+  return compositeClause(def, preds);
 }
 
 function parseSort(typeModel: TypeModel, value: string): SortKey[] {
@@ -304,6 +304,7 @@ function parseSort(typeModel: TypeModel, value: string): SortKey[] {
     // Its entries are another parameter's, of references of every type: they cannot order it.
     if (def.narrows) throw fail(`cannot sort ${typeModel.type} by "${code}": sort by ${def.narrows.params.join(' or ')}`);
     const field = def.type === 'date' || def.type === 'number' || def.type === 'quantity' ? 'lo' : 'code';
+    if (def.unionOf) return { param: def.unionOf[0], also: def.unionOf.slice(1), descending, field, asked: code };
     return { param: def.indexedAs ?? code, ...(def.parts ? { also: [...def.parts.values()] } : {}), descending, field, ...askedAs(def) };
   });
 }

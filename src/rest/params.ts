@@ -36,7 +36,8 @@ export function criteriaFromPairs(ctx: RestContext, req: RestRequest, pairs: [st
  * filter its accounting of disclosures by address or token).
  */
 export function checkSearchable(access: Access, model: FhirModel, search: ParsedSearch): void {
-  const check = (type: string, code: string) => {
+  // `asked`: the parameter as the request named it, where `code`'s entries answer it.
+  const check = (type: string, code: string, asked = code) => {
     if (access.searchable(type, code)) return;
     const def = model.types.get(type)?.params.get(code.split(/[:$.]/)[0]);
     const mask = access.mask(type);
@@ -44,15 +45,15 @@ export function checkSearchable(access: Access, model: FhirModel, search: Parsed
     throw new FhirError('HEARTH_MASKED_PARAMETER', {
       code: 'forbidden',
       diagnostics: hidden
-        ? `search parameter ${code} reads ${type}.${hidden}, which this role may not see`
-        : `search parameter ${code} reads ${type} elements that this token's view leaves out`,
+        ? `search parameter ${asked} reads ${type}.${hidden}, which this role may not see`
+        : `search parameter ${asked} reads ${type} elements that this token's view leaves out`,
     });
   };
   const walk = (type: string, c: Clause): void => {
     switch (c.kind) {
       case 'exists':
       case 'composite':
-        return check(type, c.param);
+        return check(type, c.param, c.asked);
       case 'chain':
         check(type, c.param);
         for (const w of c.where) walk(c.targetType, w);
@@ -68,7 +69,7 @@ export function checkSearchable(access: Access, model: FhirModel, search: Parsed
     }
   };
   for (const c of search.query.where) walk(search.query.type, c);
-  for (const k of search.query.sort) check(search.query.type, k.param);
+  for (const k of search.query.sort) for (const param of [k.param, ...(k.also ?? [])]) check(search.query.type, param, k.asked);
   for (const i of search.includes) check(i.sourceType, i.param);
   for (const i of search.revIncludes) check(i.sourceType, i.param);
 }

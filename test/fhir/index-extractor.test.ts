@@ -126,3 +126,31 @@ describe('reference parameters narrowed to a target type', () => {
     ]);
   });
 });
+
+// A parameter defined as the union of others' whole expressions is answered by their entries.
+describe('parameters defined as the union of others', () => {
+  it('are exactly Observation\'s combo- parameters, each over the plain and the component one', () => {
+    const unions = [...model.types.values()].flatMap((t) => [...t.params.values()].filter((p) => p.unionOf).map((p) => [`${t.type}.${p.code}`, p.unionOf]));
+    expect(Object.fromEntries(unions)).toEqual({
+      'Observation.combo-code': ['code', 'component-code'],
+      'Observation.combo-code-value-concept': ['code-value-concept', 'component-code-value-concept'],
+      'Observation.combo-code-value-quantity': ['code-value-quantity', 'component-code-value-quantity'],
+      'Observation.combo-data-absent-reason': ['data-absent-reason', 'component-data-absent-reason'],
+      'Observation.combo-value-concept': ['value-concept', 'component-value-concept'],
+      'Observation.combo-value-quantity': ['value-quantity', 'component-value-quantity'],
+    });
+  });
+
+  it('store no entries of their own', () => {
+    const observation = {
+      resourceType: 'Observation',
+      status: 'final',
+      code: { coding: [{ system: 'http://loinc.org', code: '85354-9' }] },
+      valueQuantity: { value: 1 },
+      component: [{ code: { coding: [{ system: 'http://loinc.org', code: '8480-6' }] }, valueQuantity: { value: 120 } }],
+    };
+    const params = new Set(extractIndex(model.types.get('Observation')!, observation, 'http://x/fhir').map((e) => e.param));
+    expect([...params].filter((p) => p.startsWith('combo-'))).toEqual([]);
+    for (const p of ['code', 'component-code', 'value-quantity', 'component-value-quantity', 'code-value-quantity$1', 'component-code-value-quantity$1']) expect(params).toContain(p);
+  });
+});

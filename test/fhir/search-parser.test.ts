@@ -34,6 +34,16 @@ describe('search grammar → query model', () => {
     ['a string over its parts, answered by another\'s entries', 'Patient', ['phonetic:exact', 'Ab'], [{ kind: 'or', any: ['name', 'family', 'given'].map((param) => (
       { kind: 'exists', param, where: [{ field: 'text', op: 'eq', value: 'Ab' }], asked: 'phonetic' }
     )) }]],
+    // R4's combo-code is `Observation.code | Observation.component.code`: code's and component-code's entries.
+    ['a union of parameters', 'Observation', ['combo-code', '8480-6'], [{ kind: 'or', any: ['code', 'component-code'].map((param) => (
+      { kind: 'exists', param, where: [{ field: 'code', op: 'eq', value: '8480-6' }], asked: 'combo-code' }
+    )) }]],
+    ['a union of composites', 'Observation', ['combo-code-value-quantity', '8480-6$gt1'], [{ kind: 'or', any: ['code-value-quantity', 'component-code-value-quantity'].map((param) => (
+      { kind: 'composite', param, components: [[{ field: 'code', op: 'eq', value: '8480-6' }], [{ field: 'lo', op: 'gt', value: 1 }]], asked: 'combo-code-value-quantity' }
+    )) }]],
+    ['a union of composites :missing', 'Observation', ['combo-code-value-quantity:missing', 'false'], [{ kind: 'or', any: ['code-value-quantity', 'component-code-value-quantity'].map((param) => (
+      { kind: 'exists', param: `${param}$0`, where: [], asked: 'combo-code-value-quantity' }
+    )) }]],
     ['an address over its parts', 'Patient', ['address', 'x'], [{ kind: 'or', any: ['address', 'address-city', 'address-state', 'address-postalcode', 'address-country'].map((param) => (
       { kind: 'exists', param, where: [{ field: 'code', op: 'prefix', value: 'x' }], ...(param === 'address' ? {} : { asked: 'address' }) }
     )) }]],

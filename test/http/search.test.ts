@@ -207,6 +207,17 @@ describe('search', () => {
     ['Observation?component-code-value-quantity=http://loinc.org|8480-6$80', []],
     ['Observation?code-value-concept=1234$http://snomed.info/sct|positive', ['O4']],
     ['Observation?code-value-string=blood$blood group', []],
+    // combo-: the union of the plain and the component parameter (their entries answer it)
+    ['Observation?combo-code-value-quantity=http://loinc.org|8480-6$120', ['O2']],
+    ['Observation?combo-code-value-quantity=http://loinc.org|8867-4$gt100', ['O3']],
+    ['Observation?combo-code-value-quantity=http://loinc.org|8480-6$80', []],
+    ['Observation?combo-code-value-concept=1234$positive', ['O4']],
+    ['Observation?combo-code=8867-4,8462-4', ['O1', 'O2', 'O3']],
+    ['Observation?combo-code:text=heart', ['O1', 'O3']],
+    ['Observation?combo-code:not=8867-4', ['O2', 'O4', 'O5']],
+    ['Observation?combo-value-concept=positive', ['O4']],
+    ['Observation?combo-value-quantity:missing=true', ['O4', 'O5']],
+    ['Observation?combo-value-quantity=80', ['O1', 'O2']],
     // uri: exact and :below / :above
     ['Observation?_profile=http://hl7.org/fhir/StructureDefinition/vitalsigns', ['O1']],
     ['Observation?_profile:below=http://hl7.org/fhir/StructureDefinition', ['O1']],
@@ -229,6 +240,9 @@ describe('search', () => {
     const obs = json(await t.app.inject({ method: 'GET', url: '/fhir/Observation?_sort=date' }));
     expect(ids(obs)).toEqual([id.O2, id.O1, id.O3, id.O4, id.O5].slice(0, 3).concat(ids(obs).slice(3)));
     expect(ids(obs).slice(3).sort()).toEqual([id.O4, id.O5].sort());
+    // combo-code: the lowest code of the Observation's and its components': 1234; 8462-4; 8867-4 twice (then by id); none.
+    const combo = ids(json(await t.app.inject({ method: 'GET', url: '/fhir/Observation?_sort=combo-code' })));
+    expect([combo.slice(0, 2), combo.slice(2, 4), combo[4]]).toEqual([[id.O4, id.O2], [id.O1, id.O3].sort(), id.O5]);
   });
 
   it('reports totals per _total and answers _summary=count with the total only', async () => {
