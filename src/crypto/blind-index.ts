@@ -2,6 +2,7 @@ import { createHmac, type KeyObject } from 'node:crypto';
 import type { SearchParamType } from '../fhir/definitions.ts';
 import { FhirError } from '../fhir/errors.ts';
 import type { Clause, EntryPredicate, IndexEntry, SearchQuery } from '../fhir/query.ts';
+import { normalizeString } from '../fhir/search-values.ts';
 import type { ProtectionPolicy } from './protection.ts';
 
 // Prefixes of protected strings are indexed from the keyring's `indexPrefixFrom()` (1; 3 in
@@ -142,6 +143,8 @@ export class BlindIndex {
     switch (c.kind) {
       case 'exists': {
         const kind = blinded?.get(c.param);
+        const exact = kind === 'string' ? c.where.find((p) => p.field === 'text' && p.op === 'eq') : undefined;
+        if (exact && 'value' in exact && typeof exact.value === 'string') return this.#exact(c, exact.value);
         return kind ? { ...c, where: this.#predicates(type, c.param, kind, c.where, c.asked) } : c;
       }
       case 'composite':
@@ -161,6 +164,24 @@ export class BlindIndex {
       case 'not':
         return { ...c, clause: this.#clause(type, c.clause) };
     }
+  }
+
+  /**
+   * `:exact` over a protected string: its exact keyed hash is an entry of its own, without a code
+   * for search_code to look up; the same value's longest indexed prefix (the whole normalised
+   * value up to MAX_PREFIX characters, indexed whatever its length) is one, so both are asked
+   * for: the prefix drives the search through the index, the exact hash is probed per candidate
+   * (sqlite-query.ts).
+   */
+  #exact(c: Extract<Clause, { kind: 'exists' }>, text: string): Clause {
+    const prefix = normalizeString(text).slice(0, MAX_PREFIX);
+    return {
+      kind: 'and',
+      all: [
+        { ...c, where: [{ field: 'code', op: 'eq', value: this.#h('p', c.param, prefix) }], selective: true },
+        { kind: 'exists', param: c.param, where: [{ field: 'text', op: 'eq', value: this.#h('x', c.param, text) }], ...(c.asked ? { asked: c.asked } : {}) },
+      ],
+    };
   }
 
   /** `asked`: the parameter as the request named it (messages), where `param`'s entries answer it. */

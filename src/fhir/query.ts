@@ -47,6 +47,8 @@ export type Clause =
     readonly where: readonly EntryPredicate[];
     /** the parameter as the request named it, when another's entries answer it (SearchParamDef.indexedAs) */
     readonly asked?: string;
+    /** its code equality names few resources (a whole string, `:exact`): it may drive a search */
+    readonly selective?: true;
   }
   /** some composite group has, for each component i, an entry `param$i` satisfying components[i] */
   | {

@@ -6,22 +6,22 @@ import type { SearchParamDef } from './definitions.ts';
 // its own: SearchParamDef.indexedAs, .narrows, .parts and .unionOf name the parameters whose entries
 // answer it, and a clause that named the parameter itself would find nothing (or only some).
 
-/** "Some entry of `def` satisfies `where`", over the entries that answer it. */
-export function answerClause(def: SearchParamDef, where: readonly EntryPredicate[]): Clause {
+/**
+ * "Some entry of `def` satisfies `where`", over the entries that answer it. `selective`: `where`
+ * is the equality of a whole string (`:exact`), which names few resources (Clause.selective).
+ */
+export function answerClause(def: SearchParamDef, where: readonly EntryPredicate[], selective = false): Clause {
+  const exists = (param: string, w = where): Clause => ({ kind: 'exists', param, where: w, ...askedOf(def, param), ...(selective ? { selective } : {}) });
   if (def.type === 'composite' && where.length === 0) {
     // :missing of a composite: whether it has a group, which its first component's entry tells.
     return anyOf((def.unionOf ?? [def.code]).map((param): Clause => ({ kind: 'exists', param: `${param}$0`, where, ...askedOf(def, param) })));
   }
-  if (def.unionOf) return anyOf(def.unionOf.map((param): Clause => ({ kind: 'exists', param, where, asked: def.code })));
-  if (def.parts) {
-    const own = def.indexedAs ?? def.code;
-    return anyOf([own, ...def.parts.values()].map((param): Clause => ({ kind: 'exists', param, where, ...(param === def.code ? {} : { asked: def.code }) })));
-  }
-  if (def.indexedAs) return { kind: 'exists', param: def.indexedAs, where, asked: def.code };
-  if (!def.narrows) return { kind: 'exists', param: def.code, where };
+  if (def.unionOf) return anyOf(def.unionOf.map((param) => exists(param)));
+  if (def.parts) return anyOf([def.indexedAs ?? def.code, ...def.parts.values()].map((param) => exists(param)));
+  if (!def.narrows) return exists(def.indexedAs ?? def.code);
   const { params, targetType } = def.narrows;
   const alternatives = toTargetType(where, targetType);
-  return anyOf(params.flatMap((param) => alternatives.map((w): Clause => ({ kind: 'exists', param, where: w, asked: def.code }))));
+  return anyOf(params.flatMap((param) => alternatives.map((w) => exists(param, w))));
 }
 
 /** "Some group of the composite `def` has, for each component i, an entry satisfying `components[i]`", over the groups that answer it. */

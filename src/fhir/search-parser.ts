@@ -212,7 +212,7 @@ export function parseCriterion(
   const alts = values.flatMap((v) =>
     valuePredicates(def, def.type, negate ? undefined : modifier, v, rawName, options, typeModifier),
   );
-  const clause = anyOf(alts.map((where) => answerClause(def, where)));
+  const clause = anyOf(alts.map((where) => answerClause(def, where, def.type === 'string' && modifier === 'exact')));
   return negate ? { kind: 'not', clause } : clause;
 }
 

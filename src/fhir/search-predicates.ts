@@ -52,8 +52,9 @@ export function valuePredicates(
       return tokenPredicates(value, name);
     case 'string': {
       const v = unescapeValue(value);
-      if (modifier === 'exact') return [[{ field: 'text', op: 'eq', value: v }]];
       const normalized = normalizeString(v);
+      // An entry's code is its text normalised: the code's equality, implied, is what an index can look up.
+      if (modifier === 'exact') return [[{ field: 'code', op: 'eq', value: normalized }, { field: 'text', op: 'eq', value: v }]];
       return [[{ field: 'code', op: modifier === 'contains' ? 'contains' : 'prefix', value: normalized }]];
     }
     case 'uri': {

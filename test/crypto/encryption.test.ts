@@ -225,6 +225,21 @@ describe('short values through the blind index (no decryption at all)', () => {
     expect(ids(json(res)).sort()).toEqual(expected.map((i) => b[i]).sort());
   });
 
+  it(':exact of a value longer than the indexed prefixes: found by its first 24 characters and its exact hash, without decryption', async () => {
+    const sealed = await testApp({ HEARTH_SEARCH_DECRYPT_BOUND: '0' });
+    const family = 'Featherstonehaugh-Cholmondeley'; // 30 characters
+    const [long, other] = [await create(sealed.app, { resourceType: 'Patient', name: [{ family }] }), await create(sealed.app, { resourceType: 'Patient', name: [{ family: `${family.slice(0, 28)}XY` }] })];
+    const find = async (q: string) => {
+      const res = await sealed.app.inject({ method: 'GET', url: `/fhir/Patient?${q}` });
+      expect(res.statusCode, res.body).toBe(200);
+      return ids(json(res)).sort();
+    };
+    expect(await find(`family:exact=${family}`)).toEqual([long.id]);
+    expect(await find(`name:exact=${family.slice(0, 28)}XY`)).toEqual([other.id]);
+    expect(await find(`family:exact=${family.toUpperCase()}`)).toEqual([]);
+    expect(await find(`family:exact=${family.slice(0, 24)}`)).toEqual([]);
+  });
+
   it('phonetic and name are answered by family\'s and given\'s blind entries: none of their own reach the store', async () => {
     const dataDir = tempDir();
     const t = await testApp({ HEARTH_SEARCH_DECRYPT_BOUND: '0' }, { dataDir });

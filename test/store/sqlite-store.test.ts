@@ -1,5 +1,8 @@
+import { createSecretKey } from 'node:crypto';
 import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
+import { BlindIndex } from '../../src/crypto/blind-index.ts';
+import { loadProtectionPolicy } from '../../src/crypto/protection.ts';
 import type { SearchQuery } from '../../src/fhir/query.ts';
 import { loadFhirModel } from '../../src/fhir/definitions.ts';
 import { parseSearch } from '../../src/fhir/search-parser.ts';
@@ -139,6 +142,32 @@ describe('the search index\'s parameter numbers (schema version 5)', () => {
     expect(plan).toContain('SEARCH i1 USING COVERING INDEX search_code (pid=? AND code=?)');
     expect(plan).toContain('SEARCH i2 USING PRIMARY KEY (rid=? AND pid=?)');
     expect(plan.join('\n')).not.toMatch(/search_range|SCAN/);
+    db.close();
+  });
+
+  it.each([
+    ['family', 'on a plain store', false],
+    ['family', 'through the blind index', true],
+    ['name', 'on a plain store', false],
+    ['name', 'through the blind index', true],
+  ])('%s:exact is looked up by its code in search_code, not by scanning every entry (%s)', (param, _name, blinded) => {
+    const db = new DatabaseSync(':memory:');
+    db.exec(SCHEMA);
+    db.exec('ATTACH DATABASE \':memory:\' AS aix');
+    db.exec(auditIndexSchema('aix'));
+    const model = loadFhirModel({ updateCreate: false });
+    const parsed = parseSearch(model, 'Patient', [[`${param}:exact`, 'Smith']], {
+      defaultCount: 10, maxCount: 100, strict: true, baseUrl: 'http://x/fhir', clock: () => new Date('2026-02-01T00:00:00Z'),
+    }).query;
+    const query = blinded ? new BlindIndex(createSecretKey(Buffer.alloc(32, 9)), loadProtectionPolicy(model), 1).query(parsed) : parsed;
+    const sql = searchSql(query);
+    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql.text}`).all(...sql.params) as { detail: string }[]).map((r) => r.detail);
+    // By rowid from the entries found (an OR over name's own and its parts' for name), each
+    // encrypted exact hash probed per candidate; never a scan of the index or of every Patient.
+    expect(plan[0]).toBe(param === 'name' ? 'MULTI-INDEX OR' : 'SEARCH r USING INTEGER PRIMARY KEY (rowid=?)');
+    expect(plan).toContainEqual(expect.stringMatching(/^SEARCH i0 USING (COVERING )?INDEX search_code \(pid=\? AND code=\?\)$/));
+    if (blinded) expect(plan).toContainEqual(expect.stringMatching(/^SEARCH i\d (EXISTS )?USING PRIMARY KEY \(rid=\? AND pid=\?\)$/));
+    expect(plan.join('\n')).not.toMatch(/SCAN|resource_current/);
     db.close();
   });
 

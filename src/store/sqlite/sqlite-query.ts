@@ -57,7 +57,8 @@ function whereSql(type: string, clauses: readonly Clause[], alias: Alias, r = 'r
   // a clause (no criteria, or only :not / :missing), the type's index is the way in; and an `_id`
   // equality drives through it, by (type, id).
   const readsIndex = (c: Clause): boolean =>
-    (c.kind === 'exists' && c.param !== ID_PARAM) || c.kind === 'composite' || c.kind === 'chain' || (c.kind === 'or' && c.any.length > 0 && c.any.every(readsIndex));
+    (c.kind === 'exists' && c.param !== ID_PARAM) || c.kind === 'composite' || c.kind === 'chain' || (c.kind === 'or' && c.any.length > 0 && c.any.every(readsIndex)) ||
+    (c.kind === 'and' && c.all.some(readsIndex));
   const byId = driver?.kind === 'exists' && driver.param === ID_PARAM;
   const off = !byId && clauses.some(readsIndex) ? '+' : '';
   const parts = [`${off}${r}.type = ?`, `${off}${r}.current = 1`, `${r}.deleted = 0`];
@@ -71,15 +72,17 @@ function whereSql(type: string, clauses: readonly Clause[], alias: Alias, r = 'r
 }
 
 /**
- * A clause selective enough to drive: equality on `_id`, an identifier, or a reference (a value
- * with a `/`: one patient, one subject), or alternatives that all are (AuditEvent's `patient=` is
- * one over `agent` and one over `entity`, search-clauses.ts). A token such as gender or status may
+ * A clause selective enough to drive: equality on `_id`, an identifier, a reference (a value
+ * with a `/`: one patient, one subject) or a whole string (`selective`), alternatives that all are
+ * (AuditEvent's `patient=` is one over `agent` and one over `entity`, search-clauses.ts), or
+ * clauses together of which one is (an encrypted `:exact`, blind-index.ts). A token such as gender or status may
  * match half the store, so those keep the plan that intersects whole index ranges.
  */
 function isCodeEquality(c: Clause): boolean {
   if (c.kind === 'or') return c.any.length > 0 && c.any.every(isCodeEquality);
+  if (c.kind === 'and') return c.all.some(isCodeEquality);
   if (c.kind !== 'exists') return false;
-  const selective = c.param === '_id' || c.param === 'identifier' || c.param.endsWith(':identifier');
+  const selective = c.selective === true || c.param === '_id' || c.param === 'identifier' || c.param.endsWith(':identifier');
   return c.where.some(
     (p) =>
       p.field === 'code' &&
@@ -148,7 +151,9 @@ function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correl
     }
     case 'and': {
       if (clause.all.length === 0) return { text: '1', params: [] };
-      const subs = clause.all.map((c) => clauseSql(type, c, alias, r, correlated));
+      // As a search's own clauses: one that can drive does, the others are probed per candidate.
+      const lead = correlated ? undefined : clause.all.find(isCodeEquality);
+      const subs = clause.all.map((c) => clauseSql(type, c, alias, r, correlated || (lead !== undefined && c !== lead)));
       return { text: `(${subs.map((s) => s.text).join(' AND ')})`, params: subs.flatMap((s) => s.params) };
     }
     case 'not': {
