@@ -57,7 +57,7 @@ function whereSql(type: string, clauses: readonly Clause[], alias: Alias, r = 'r
   // a clause (no criteria, or only :not / :missing), the type's index is the way in; and an `_id`
   // equality drives through it, by (type, id).
   const readsIndex = (c: Clause): boolean =>
-    (c.kind === 'exists' && c.param !== ID_PARAM) || c.kind === 'composite' || c.kind === 'chain' || (c.kind === 'or' && c.any.length > 0 && c.any.every(readsIndex)) ||
+    (c.kind === 'exists' && c.param !== ID_PARAM && c.where.length > 0) || c.kind === 'composite' || c.kind === 'chain' || (c.kind === 'or' && c.any.length > 0 && c.any.every(readsIndex)) ||
     (c.kind === 'and' && c.all.some(readsIndex));
   const byId = driver?.kind === 'exists' && driver.param === ID_PARAM;
   const off = !byId && clauses.some(readsIndex) ? '+' : '';
@@ -102,7 +102,9 @@ function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correl
       }
       const i = alias('i');
       const { index, pid, systems } = tablesOf(type);
-      if (correlated) {
+      // `:missing` (no predicates) too: no index holds every entry of a parameter (an entry may
+      // have neither a code nor a range), so its rids would be a scan of every entry.
+      if (correlated || clause.where.length === 0) {
         // Probed through the primary key (rid, pid): its values compared as `+column`, which no
         // index serves, so that the planner does not scan a value range of every resource instead.
         const preds = predicatesSql(clause.where, (field) => `+${i}.${field}`, systems);
@@ -115,7 +117,7 @@ function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correl
       // far cheaper than a correlated EXISTS probed for every candidate resource.
       const preds = predicatesSql(clause.where, columnsOf(i), systems);
       return {
-        text: `${r}.rid IN (SELECT ${i}.rid FROM ${index} ${i} WHERE ${i}.pid = ${pid}${preds.text}${rangeOnly(clause.where, i)})`,
+        text: `${r}.rid IN (SELECT ${i}.rid FROM ${index} ${i} WHERE ${i}.pid = ${pid}${preds.text}${impliedIndex(clause.where, i)})`,
         params: [type, clause.param, ...preds.params],
       };
     }
@@ -124,7 +126,7 @@ function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correl
       const c0 = alias('c');
       const { index, pid, systems } = tablesOf(type);
       const first = predicatesSql(clause.components[0] ?? [], columnsOf(c0), systems);
-      let text = `${r}.rid IN (SELECT ${c0}.rid FROM ${index} ${c0} WHERE ${c0}.pid = ${pid}${first.text}${rangeOnly(clause.components[0] ?? [], c0)}`;
+      let text = `${r}.rid IN (SELECT ${c0}.rid FROM ${index} ${c0} WHERE ${c0}.pid = ${pid}${first.text}${impliedIndex(clause.components[0] ?? [], c0)}`;
       const params: SqlValue[] = [type, `${clause.param}$0`, ...first.params];
       clause.components.slice(1).forEach((preds, k) => {
         const c = alias('c');
@@ -166,12 +168,15 @@ function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correl
 const columnsOf = (i: string) => (field: EntryPredicate['field']) => `${i}.${field}`;
 
 /**
- * Predicates on `hi` alone (`date=gt…`, `ge…`'s first alternative) say nothing of `lo`, and SQLite
- * uses a partial index only where the query implies its condition: without `lo IS NOT NULL`
- * (true of every entry with a range, whose `lo` and `hi` are set together) such a clause scanned
- * every entry of every parameter instead of search_range's entries of its own.
+ * search_code and search_range are partial indexes (`code IS NOT NULL`, `lo IS NOT NULL`), and
+ * SQLite uses one only where the query implies its condition, which a comparison of the column
+ * does and a function of it (`:contains`' `instr`, `:below`'s `substr`) or predicates on `hi`
+ * alone (`date=gt…`, `ge…`'s first alternative) do not: such a clause scanned every entry of every
+ * parameter instead of its own in the index. It says so (true of every entry it can match: one
+ * with a range has `lo` and `hi` set together).
  */
-function rangeOnly(preds: readonly EntryPredicate[], i: string): string {
+function impliedIndex(preds: readonly EntryPredicate[], i: string): string {
+  if (preds.some((p) => p.field === 'code' && (p.op === 'contains' || p.op === 'below'))) return ` AND ${i}.code IS NOT NULL`;
   const onHi = preds.some((p) => p.field === 'hi');
   const onLo = preds.some((p) => p.field === 'lo');
   return onHi && !onLo ? ` AND ${i}.lo IS NOT NULL` : '';
