@@ -1,4 +1,5 @@
 import { createSecretKey } from 'node:crypto';
+import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
 import { BlindIndex } from '../../src/crypto/blind-index.ts';
@@ -87,6 +88,23 @@ describe('the search index\'s parameter numbers (schema version 5)', () => {
     expect(await find(store, 'first-new')).toEqual(['c']);
     expect(await find(store, 'never-written')).toEqual([]);
     await store.close();
+  });
+
+  it('a commit inserts its versions\' entries together, yet a later check sees the earlier ones and a replaced version leaves none', async () => {
+    const dataDir = tempDir();
+    const store = new SqliteStore({ dataDir });
+    const query = (param: string): SearchQuery => ({ type: 'Patient', where: [{ kind: 'exists', param, where: [{ field: 'code', op: 'eq', value: 'v' }] }], sort: [], count: 1, total: 'none' });
+    // The second create is conditional on no Patient having `first` = v, which the first (same commit) has.
+    await expect(store.commit([op('a', 'first'), { ...op('b', 'other'), absent: query('first') }])).rejects.toMatchObject({ failure: { kind: 'changed', id: 'b' } });
+    // Written and replaced in one commit: the first version's entries must not stay behind.
+    await store.commit([op('c', 'old'), { ...op('c', 'new', 1), versionId: 2 }, op('d', 'new')]);
+    expect(await find(store, 'new')).toEqual(['c', 'd']);
+    expect(await find(store, 'old')).toEqual([]);
+    await store.close();
+    const db = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
+    const counts = db.prepare('SELECT v.id, v.version, COUNT(s.rid) AS n FROM resource_versions v LEFT JOIN search_index s ON s.rid = v.rid GROUP BY v.rid ORDER BY v.id, v.version').all();
+    db.close();
+    expect(counts.map((r) => ({ ...r }))).toEqual([{ id: 'c', version: 1, n: 0 }, { id: 'c', version: 2, n: 1 }, { id: 'd', version: 1, n: 1 }]);
   });
 
   it('likewise a system\'s number (schema version 6): entries keep the system they were written with', async () => {

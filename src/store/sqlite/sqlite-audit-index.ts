@@ -1,6 +1,6 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { IndexedAuditEvent, SyncAuditIndex } from '../../audit/audit-store.ts';
-import { IndexWriter } from './index-writer.ts';
+import { type IndexedVersion, IndexWriter } from './index-writer.ts';
 import { idsInOrder } from './sqlite-audit-log.ts';
 
 /** Moves the mark of how far the log is indexed (one row, made on first use), in `q` (a schema name and a dot, or ''). */
@@ -45,10 +45,12 @@ export class SqliteAuditIndex implements SyncAuditIndex {
     this.#transaction(() => {
       // Another indexer (another process on the same files) may have got here first.
       if (this.indexedThrough() >= throughSeq) return;
+      const versions: IndexedVersion[] = [];
       for (const e of events) {
         const row = this.#stmt.insert.get(e.id, e.recorded) as { rid: number } | undefined;
-        if (row) this.#index.insert(row.rid, 'AuditEvent', e.index);
+        if (row) versions.push({ rid: row.rid, type: 'AuditEvent', entries: e.index });
       }
+      this.#index.insert(versions);
       this.#stmt.setMark.run(throughSeq);
     });
   }

@@ -21,7 +21,7 @@ import {
   writtenByRequest,
 } from '../resource-store.ts';
 import { KEK_ID_PATH } from '../../crypto/envelope.ts';
-import { IndexWriter } from './index-writer.ts';
+import { type IndexedVersion, IndexWriter } from './index-writer.ts';
 import { setIndexedMark, SqliteAuditIndex } from './sqlite-audit-index.ts';
 import type { LegacyAudit, StoredLink } from './sqlite-audit-log.ts';
 import { countSql, type SqlValue, searchSql, tablesOf } from './sqlite-query.ts';
@@ -344,12 +344,17 @@ export class SqliteStore implements ResourceStore {
   async commit(ops: readonly CommitOp[]): Promise<void> {
     for (const op of ops) refuseAudit(op.type);
     this.#transaction(() => {
+      // The versions' index entries are inserted together (IndexWriter), before any search that
+      // must see them (a conditional create's absence) and at the end.
+      const batch: IndexedVersion[] = [];
       for (const op of ops) {
         const current = this.#stmt.current.get(op.type, op.id) as unknown as VersionRow | undefined;
         if (current?.version !== op.expect) throw changed(op.type, op.id);
+        if (op.absent) this.#index.insert(batch.splice(0));
         if (op.absent && this.#search({ ...op.absent, count: 1, cursor: undefined, total: 'none' }).matches.length > 0) throw changed(op.type, op.id);
-        this.#put(current, op);
+        this.#put(current, op, batch);
       }
+      this.#index.insert(batch);
     });
   }
 
@@ -462,17 +467,23 @@ export class SqliteStore implements ResourceStore {
 
   /**
    * Makes `op` the current version: the one it replaces retired and unindexed, the new one inserted
-   * with its index entries (a tombstone has none). Inside the caller's transaction, checks done.
+   * with its index entries (a tombstone has none), or with them added to `batch` for the caller to
+   * insert. Inside the caller's transaction, checks done.
    */
-  #put(current: VersionRow | undefined, op: CommitOp): void {
+  #put(current: VersionRow | undefined, op: CommitOp, batch?: IndexedVersion[]): void {
     if (current) {
+      // (a version of this transaction still in the batch: its entries go in first, to go out)
+      if (batch && batch.length > 0 && current.rid >= batch[0].rid) this.#index.insert(batch.splice(0));
       this.#stmt.retire.run(current.rid);
       this.#stmt.unindex.run(current.rid);
     }
     const body = op.content ? JSON.stringify(op.content.resource) : null;
     const row = [op.type, op.id, op.versionId, op.lastUpdated, op.content ? 0 : 1, body, op.writeId ?? null] as const;
     const { rid } = this.#stmt.insert.get(...row) as { rid: number };
-    if (op.content) this.#index.insert(rid, op.type, op.content.index);
+    if (!op.content) return;
+    const version = { rid, type: op.type, entries: op.content.index };
+    if (batch) batch.push(version);
+    else this.#index.insert([version]);
   }
 }
 
