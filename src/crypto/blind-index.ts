@@ -118,7 +118,7 @@ export class BlindIndex {
     const blinded = this.#policy.blinded.get(q.type);
     for (const k of q.sort) {
       const asked = k.asked ?? k.param;
-      if (blinded?.has(k.param)) throw refuse(q.type, asked, undefined, this.#prefixFrom, `cannot sort by ${asked}: it reads elements encrypted at rest`);
+      if ([k.param, ...(k.also ?? [])].some((p) => blinded?.has(p))) throw refuse(q.type, asked, undefined, this.#prefixFrom, `cannot sort by ${asked}: it reads elements encrypted at rest`);
     }
     return { ...q, where: q.where.map((c) => this.#clause(q.type, c)) };
   }

@@ -66,7 +66,7 @@ export type Clause =
 
 export interface SortKey {
   readonly param: string;
-  /** other parameters whose entries are this one's too (SearchParamDef.parts) */
+  /** other parameters whose entries order it too (SearchParamDef.parts, .unionOf) */
   readonly also?: readonly string[];
   /** as on an `exists` clause */
   readonly asked?: string;

@@ -73,6 +73,16 @@ describe('PHI canaries never rest in the clear', () => {
     expect(json(await again.app.inject({ method: 'GET', url: '/fhir/Observation?value-quantity:missing=true&_total=accurate' })).total).toBe(0);
     expect(json(await again.app.inject({ method: 'GET', url: '/fhir/Observation?combo-value-quantity:missing=false&_total=accurate' })).total).toBe(2);
     expect(json(await again.app.inject({ method: 'GET', url: '/fhir/Observation?combo-code-value-quantity:missing=true&_total=accurate' })).total).toBe(0);
+    // Sorting by a union reads each of its parameters: encrypted, answered by decrypting the
+    // candidates, or without decryption refused, named as asked.
+    const sorted = await again.app.inject({ method: 'GET', url: '/fhir/Observation?_sort=combo-value-quantity' });
+    expect(sorted.statusCode, sorted.body).toBe(200);
+    expect(ids(json(sorted)).sort()).toEqual([a.id, b.id].sort());
+    await again.app.close();
+    const off = await testApp({ HEARTH_SEARCH_DECRYPT_BOUND: '0' }, { dataDir });
+    const refused = await off.app.inject({ method: 'GET', url: '/fhir/Observation?_sort=combo-value-quantity' });
+    expect(refused.statusCode).toBe(400);
+    expect(json(refused).issue[0]).toMatchObject({ code: 'not-supported', diagnostics: 'cannot sort by combo-value-quantity: it reads elements encrypted at rest' });
   });
 });
 
