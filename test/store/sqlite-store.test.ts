@@ -124,10 +124,27 @@ describe('the search index\'s parameter numbers (schema version 5)', () => {
     await store.close();
   });
 
-  it('a clause probed per candidate goes through the primary key (rid, pid), not a value range of every resource', () => {
+  const model = loadFhirModel({ updateCreate: false });
+  /** How SQLite would run `query` (EXPLAIN QUERY PLAN), on an empty hearth.db with its audit index attached. */
+  const planOf = (query: SearchQuery): string[] => {
     const db = new DatabaseSync(':memory:');
-    db.exec(SCHEMA);
-    const sql = searchSql({
+    try {
+      db.exec(SCHEMA);
+      db.exec('ATTACH DATABASE \':memory:\' AS aix');
+      db.exec(auditIndexSchema('aix'));
+      const sql = searchSql(query);
+      return (db.prepare(`EXPLAIN QUERY PLAN ${sql.text}`).all(...sql.params) as { detail: string }[]).map((r) => r.detail);
+    } finally {
+      db.close();
+    }
+  };
+  const parsed = (type: string, search: string) =>
+    parseSearch(model, type, [...new URLSearchParams(search)], {
+      defaultCount: 10, maxCount: 100, strict: true, baseUrl: 'http://x/fhir', clock: () => new Date('2026-02-01T00:00:00Z'),
+    }).query;
+
+  it('a clause probed per candidate goes through the primary key (rid, pid), not a value range of every resource', () => {
+    const plan = planOf({
       type: 'AuditEvent',
       where: [
         { kind: 'exists', param: 'entity', where: [{ field: 'code', op: 'eq', value: 'Patient/p1' }] },
@@ -137,30 +154,17 @@ describe('the search index\'s parameter numbers (schema version 5)', () => {
       count: 10,
       total: 'none',
     });
-    db.exec('ATTACH DATABASE \':memory:\' AS aix');
-    db.exec(auditIndexSchema('aix'));
-    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql.text}`).all(...sql.params) as { detail: string }[]).map((r) => r.detail);
     expect(plan).toContain('SEARCH i0 USING COVERING INDEX search_code (pid=? AND code=?)');
     expect(plan).toContain('SEARCH i1 EXISTS USING PRIMARY KEY (rid=? AND pid=?)');
-    db.close();
   });
 
   it('AuditEvent\'s patient= (one reference over agent and over entity) drives by both codes, the date probed per candidate', () => {
-    const db = new DatabaseSync(':memory:');
-    db.exec(SCHEMA);
-    db.exec('ATTACH DATABASE \':memory:\' AS aix');
-    db.exec(auditIndexSchema('aix'));
-    const query = parseSearch(loadFhirModel({ updateCreate: false }), 'AuditEvent', [['patient', 'p1'], ['date', 'ge2026-01-01']], {
-      defaultCount: 10, maxCount: 100, strict: true, baseUrl: 'http://x/fhir', clock: () => new Date('2026-02-01T00:00:00Z'),
-    }).query;
-    const sql = searchSql(query);
-    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql.text}`).all(...sql.params) as { detail: string }[]).map((r) => r.detail);
+    const plan = planOf(parsed('AuditEvent', 'patient=p1&date=ge2026-01-01'));
     expect(plan[0]).toBe('MULTI-INDEX OR');
     expect(plan).toContain('SEARCH i0 USING COVERING INDEX search_code (pid=? AND code=?)');
     expect(plan).toContain('SEARCH i1 USING COVERING INDEX search_code (pid=? AND code=?)');
     expect(plan).toContain('SEARCH i2 USING PRIMARY KEY (rid=? AND pid=?)');
     expect(plan.join('\n')).not.toMatch(/search_range|SCAN/);
-    db.close();
   });
 
   it.each([
@@ -169,24 +173,15 @@ describe('the search index\'s parameter numbers (schema version 5)', () => {
     ['name', 'on a plain store', false],
     ['name', 'through the blind index', true],
   ])('%s:exact is looked up by its code in search_code, not by scanning every entry (%s)', (param, _name, blinded) => {
-    const db = new DatabaseSync(':memory:');
-    db.exec(SCHEMA);
-    db.exec('ATTACH DATABASE \':memory:\' AS aix');
-    db.exec(auditIndexSchema('aix'));
-    const model = loadFhirModel({ updateCreate: false });
-    const parsed = parseSearch(model, 'Patient', [[`${param}:exact`, 'Smith']], {
-      defaultCount: 10, maxCount: 100, strict: true, baseUrl: 'http://x/fhir', clock: () => new Date('2026-02-01T00:00:00Z'),
-    }).query;
-    const query = blinded ? new BlindIndex(createSecretKey(Buffer.alloc(32, 9)), loadProtectionPolicy(model), 1).query(parsed) : parsed;
-    const sql = searchSql(query);
-    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql.text}`).all(...sql.params) as { detail: string }[]).map((r) => r.detail);
+    const query = parsed('Patient', `${param}:exact=Smith`);
+    const blind = new BlindIndex(createSecretKey(Buffer.alloc(32, 9)), loadProtectionPolicy(model), 1);
+    const plan = planOf(blinded ? blind.query(query) : query);
     // By rowid from the entries found (an OR over name's own and its parts' for name), each
     // encrypted exact hash probed per candidate; never a scan of the index or of every Patient.
     expect(plan[0]).toBe(param === 'name' ? 'MULTI-INDEX OR' : 'SEARCH r USING INTEGER PRIMARY KEY (rowid=?)');
     expect(plan).toContainEqual(expect.stringMatching(/^SEARCH i0 USING (COVERING )?INDEX search_code \(pid=\? AND code=\?\)$/));
     if (blinded) expect(plan).toContainEqual(expect.stringMatching(/^SEARCH i\d (EXISTS )?USING PRIMARY KEY \(rid=\? AND pid=\?\)$/));
     expect(plan.join('\n')).not.toMatch(/SCAN|resource_current/);
-    db.close();
   });
 
   // search_code and search_range are partial: a clause SQLite cannot see is within one scanned every entry.
@@ -198,34 +193,16 @@ describe('the search index\'s parameter numbers (schema version 5)', () => {
     ['telecom:missing=true', 'SEARCH i0 USING PRIMARY KEY (rid=? AND pid=?)'],
     ['telecom:missing=false', 'SEARCH i0 EXISTS USING PRIMARY KEY (rid=? AND pid=?)'],
     ['name:missing=true', 'SEARCH i2 USING PRIMARY KEY (rid=? AND pid=?)'],
-  ])('Patient?%s reads its own entries, not every entry of the index', (q, expected) => {
-    const db = new DatabaseSync(':memory:');
-    db.exec(SCHEMA);
-    db.exec('ATTACH DATABASE \':memory:\' AS aix');
-    db.exec(auditIndexSchema('aix'));
-    const query = parseSearch(loadFhirModel({ updateCreate: false }), 'Patient', [...new URLSearchParams(q)], {
-      defaultCount: 10, maxCount: 100, strict: true, baseUrl: 'http://x/fhir', clock: () => new Date('2026-02-01T00:00:00Z'),
-    }).query;
-    const sql = searchSql(query);
-    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql.text}`).all(...sql.params) as { detail: string }[]).map((r) => r.detail);
+  ])('Patient?%s reads its own entries, not every entry of the index', (search, expected) => {
+    const plan = planOf(parsed('Patient', search));
     expect(plan).toContain(expected);
     expect(plan.join('\n')).not.toMatch(/SCAN/);
-    db.close();
   });
 
   it('Patient\'s name= (its own entries, family\'s and given\'s) is looked up by each one\'s prefix range, no scan', () => {
-    const db = new DatabaseSync(':memory:');
-    db.exec(SCHEMA);
-    db.exec('ATTACH DATABASE \':memory:\' AS aix');
-    db.exec(auditIndexSchema('aix'));
-    const query = parseSearch(loadFhirModel({ updateCreate: false }), 'Patient', [['name', 'smi']], {
-      defaultCount: 10, maxCount: 100, strict: true, baseUrl: 'http://x/fhir', clock: () => new Date('2026-02-01T00:00:00Z'),
-    }).query;
-    const sql = searchSql(query);
-    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql.text}`).all(...sql.params) as { detail: string }[]).map((r) => r.detail);
+    const plan = planOf(parsed('Patient', 'name=smi'));
     expect(plan[0]).toBe('MULTI-INDEX OR');
     for (const i of ['i0', 'i1', 'i2']) expect(plan).toContain(`SEARCH ${i} USING COVERING INDEX search_code (pid=? AND code>? AND code<?)`);
     expect(plan.join('\n')).not.toMatch(/SCAN/);
-    db.close();
   });
 });
