@@ -5,15 +5,25 @@ const LOINC = 'http://loinc.org';
 const UCUM = 'http://unitsofmeasure.org';
 const SCT = 'http://snomed.info/sct';
 
+/**
+ * Searches through the app `t()` returns (`{key}` in a query stands for id[key]): the ids found,
+ * sorted; and `names`, the ids of keys, sorted, to compare them with.
+ */
+function searcher(t: () => TestApp, id: Record<string, string>) {
+  return {
+    find: async (query: string): Promise<string[]> => {
+      const res = await t().app.inject({ method: 'GET', url: `/fhir/${query.replace(/\{(\w+)\}/g, (_m, k: string) => id[k])}` });
+      if (res.statusCode !== 200) throw new Error(`${query} → ${res.statusCode} ${res.body}`);
+      return ids(json(res)).sort();
+    },
+    names: (...keys: string[]) => keys.map((k) => id[k]).sort(),
+  };
+}
+
 describe('search', () => {
   let t: TestApp;
   const id: Record<string, string> = {};
-  const find = async (query: string): Promise<string[]> => {
-    const res = await t.app.inject({ method: 'GET', url: `/fhir/${query}` });
-    if (res.statusCode !== 200) throw new Error(`${query} → ${res.statusCode} ${res.body}`);
-    return ids(json(res)).sort();
-  };
-  const names = (...keys: string[]) => keys.map((k) => id[k]).sort();
+  const { find, names } = searcher(() => t, id);
 
   beforeAll(async () => {
     // Search semantics on the plain store; the encrypted store is compared to it in test/crypto.
@@ -228,8 +238,7 @@ describe('search', () => {
     ['Patient?_lastUpdated=gt2000-01-01', ['A', 'B', 'C']],
     ['Patient?_lastUpdated=lt2000-01-01', []],
   ])('%s', async (query, expected) => {
-    const q = query.replace(/\{(\w+)\}/g, (_m, k: string) => id[k]);
-    expect(await find(q)).toEqual(names(...expected));
+    expect(await find(query)).toEqual(names(...expected));
   });
 
   it('sorts by several keys, descending, with missing values last', async () => {
@@ -361,12 +370,7 @@ describe('search', () => {
 describe('a reference parameter answered by another\'s entries: Observation\'s patient is its subject where that is a Patient', () => {
   let t: TestApp;
   const id: Record<string, string> = {};
-  const find = async (query: string): Promise<string[]> => {
-    const res = await t.app.inject({ method: 'GET', url: `/fhir/${query.replace(/\{(\w+)\}/g, (_m, k: string) => id[k])}` });
-    if (res.statusCode !== 200) throw new Error(`${query} → ${res.statusCode} ${res.body}`);
-    return ids(json(res)).sort();
-  };
-  const names = (...keys: string[]) => keys.map((k) => id[k]).sort();
+  const { find, names } = searcher(() => t, id);
 
   beforeAll(async () => {
     t = await testApp(PLAIN);
@@ -423,12 +427,7 @@ describe.each([
 ])('a string parameter answered by its parts\' entries: Patient name and address (%s store)', (store, env) => {
   let t: TestApp;
   const id: Record<string, string> = {};
-  const find = async (query: string): Promise<string[]> => {
-    const res = await t.app.inject({ method: 'GET', url: `/fhir/Patient?${query}` });
-    if (res.statusCode !== 200) throw new Error(`${query} → ${res.statusCode} ${res.body}`);
-    return ids(json(res)).sort();
-  };
-  const names = (...keys: string[]) => keys.map((k) => id[k]).sort();
+  const { find, names } = searcher(() => t, id);
 
   beforeAll(async () => {
     t = await testApp(env);
@@ -466,7 +465,7 @@ describe.each([
     ['gender=other&address-city=orchard', ['parts']],
     ['gender=other&address:missing=true', ['nameless']],
   ])('Patient?%s', async (query, expected) => {
-    expect(await find(query)).toEqual(names(...expected));
+    expect(await find(`Patient?${query}`)).toEqual(names(...expected));
   });
 
   it('_sort=name orders by the lowest of all its parts, its own and its parameters\'', async () => {
