@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { FhirModel, Interaction, SearchParamDef } from '../fhir/definitions.ts';
-import { answerClause, chainClause } from '../fhir/search-clauses.ts';
+import { answerClause, anyOf, chainClause } from '../fhir/search-clauses.ts';
 import { parseCriterion } from '../fhir/search-parser.ts';
 import type { Clause } from '../fhir/query.ts';
 import { applyCeiling, type Roles } from './roles.ts';
@@ -292,7 +292,7 @@ export function compartmentClause(type: string, patient: string, policy: Policy)
   const any: Clause[] = params.map((param) => answerClause(paramOf(policy, type, param), [{ field: 'code', op: 'eq', value: ref }]));
   // See: https://hl7.org/fhir/R4/compartmentdefinition-patient.html (the patient is in its own compartment)
   if (type === 'Patient') any.push({ kind: 'exists', param: '_id', where: [{ field: 'code', op: 'eq', value: patient }] });
-  return any.length === 1 ? any[0] : { kind: 'or', any };
+  return anyOf(any);
 }
 
 /**
@@ -322,5 +322,5 @@ function relationshipClause(type: string, practitioner: string, policy: Policy):
   const params = policy.compartments.get(type);
   if (!params || params.length === 0) return undefined;
   const any: Clause[] = params.map((param) => chainClause(paramOf(policy, type, param), 'Patient', [assigned]));
-  return any.length === 1 ? any[0] : { kind: 'or', any };
+  return anyOf(any);
 }

@@ -75,8 +75,9 @@ function whereSql(type: string, clauses: readonly Clause[], alias: Alias, r = 'r
  * A clause selective enough to drive: equality on `_id`, an identifier, a reference (a value
  * with a `/`: one patient, one subject) or a whole string (`selective`), alternatives that all are
  * (AuditEvent's `patient=` is one over `agent` and one over `entity`, search-clauses.ts), or
- * clauses together of which one is (an encrypted `:exact`, blind-index.ts). A token such as gender or status may
- * match half the store, so those keep the plan that intersects whole index ranges.
+ * clauses together of which one is (an encrypted `:exact`, blind-index.ts). A token such as
+ * gender or status may match half the store, so those keep the plan that intersects whole index
+ * ranges.
  */
 function isCodeEquality(c: Clause): boolean {
   if (c.kind === 'or') return c.any.length > 0 && c.any.every(isCodeEquality);
