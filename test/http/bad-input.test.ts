@@ -247,6 +247,15 @@ const cases: Case[] = [
     says: 'only one of valueQuantity, valueString',
   },
   {
+    name: 'a value[x] beside another type\'s primitive extension',
+    url: '/fhir/Observation',
+    body: O({ valueQuantity: { value: 1 }, _valueString: { extension: [{ url: 'http://example.org/x', valueCode: 'y' }] } }),
+    status: 400,
+    code: 'structure',
+    says: 'only one of valueQuantity, valueString',
+    expression: 'Observation.valueString',
+  },
+  {
     name: 'dateTime without seconds',
     url: '/fhir/Observation',
     body: O({ effectiveDateTime: '2020-01-01T10:00' }),
