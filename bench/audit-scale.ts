@@ -18,6 +18,7 @@ import { INTERACTIONS } from '../src/rest/interactions.ts';
 import { AuditIndexer } from '../src/audit/indexer.ts';
 import { sqliteStorage } from '../src/store/sqlite/sqlite-storage.ts';
 import { auditSigner, loadSigningKey } from '../src/audit/signing-key.ts';
+import { v7 as uuidv7 } from 'uuid';
 
 const N = Number(process.env.AUDIT_EVENTS ?? 100_000);
 const BATCH = 1000;
@@ -36,11 +37,13 @@ for (let b = 0; b < N / BATCH; b++) {
   for (let k = 0; k < BATCH; k++) {
     const i = b * BATCH + k;
     const patient = `Patient/p${(i * 7919) % 1000}`;
+    const recorded = start + Math.floor((i / N) * year);
     events.push(
       appendOf(
         buildAuditEvent({
-          requestId: `scale-${i}`,
-          recorded: new Date(start + Math.floor((i / N) * year)),
+          // (as the server names requests: time-ordered, RFC 9562 version 7)
+          requestId: uuidv7({ msecs: recorded }),
+          recorded: new Date(recorded),
           interaction: i % 10 === 0 ? 'search-type' : 'read',
           resourceType: 'Patient',
           status: i % 50 === 0 ? 403 : 200,

@@ -162,6 +162,28 @@ describe('one AuditEvent per request (IHE BALP)', () => {
     failing = false;
     expect((await t.app.inject({ method: 'GET', url: `/fhir/Patient/${seed.id}` })).statusCode).toBe(200);
   });
+
+  it('names requests (and so their AuditEvents) by time-ordered version 7 UUIDs, each after the one before', async () => {
+    const t = await testApp();
+    const p = await create(t.app, { resourceType: 'Patient', name: [{ family: 'Ordered' }] });
+    const before = Date.now();
+    const ids: string[] = [];
+    for (let i = 0; i < 50; i++) {
+      const res = await t.app.inject({ method: 'GET', url: i % 2 ? '/fhir/metadata' : `/fhir/Patient/${p.id}` });
+      ids.push(res.headers['x-request-id'] as string);
+    }
+    const after = Date.now();
+    // See: RFC 9562 §5.7 (48-bit Unix milliseconds, version 7, the variant bits 10)
+    for (const id of ids) {
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      const ms = Number.parseInt(id.replaceAll('-', '').slice(0, 12), 16);
+      expect(ms).toBeGreaterThanOrEqual(before);
+      expect(ms).toBeLessThanOrEqual(after);
+    }
+    // in order even within one millisecond (the counter after the time), so each is appended at the end of an index of them
+    expect(ids.every((id, i) => i === 0 || id > ids[i - 1])).toBe(true);
+    expect((await audit(t, ids[0]))?.id).toBe(ids[0]);
+  });
 });
 
 describe('append-only', () => {
