@@ -76,8 +76,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     bodyLimit: config.bodyLimit,
     // Time-ordered (RFC 9562 version 7: milliseconds, then a counter and random bits): a request id
     // is the id of its AuditEvent, so the audit log's id index and the searchable copy's versions
-    // grow at their end instead of taking a random page each (at 1,000,000 events, a commit of
-    // five wrote 41 KiB to the WAL with random ids, 21 KiB with these). Resource ids stay random:
+    // grow at their end instead of taking a random page each (the log's table alone at 1,000,000
+    // events: a commit of five wrote 41 KiB to the WAL with random ids, 21 KiB with these; see
+    // docs/performance.md). Resource ids stay random:
     // one that told when a record was made would carry a date about a patient into every reference.
     genReqId: () => uuidv7(),
     requestIdHeader: false,
