@@ -1,7 +1,7 @@
 import { createHmac, type KeyObject } from 'node:crypto';
 import type { SearchParamType } from '../fhir/definitions.ts';
 import { FhirError } from '../fhir/errors.ts';
-import type { Clause, EntryPredicate, IndexEntry, SearchQuery } from '../fhir/query.ts';
+import { type Clause, type EntryPredicate, type IndexEntry, type SearchQuery, sortParams } from '../fhir/query.ts';
 import { normalizeString } from '../fhir/search-values.ts';
 import type { ProtectionPolicy } from './protection.ts';
 
@@ -118,7 +118,7 @@ export class BlindIndex {
     const blinded = this.#policy.blinded.get(q.type);
     for (const k of q.sort) {
       const asked = k.asked ?? k.param;
-      if ([k.param, ...(k.also ?? [])].some((p) => blinded?.has(p))) throw refuse(q.type, asked, undefined, this.#prefixFrom, `cannot sort by ${asked}: it reads elements encrypted at rest`);
+      if (sortParams(k).some((p) => blinded?.has(p))) throw refuse(q.type, asked, undefined, this.#prefixFrom, `cannot sort by ${asked}: it reads elements encrypted at rest`);
     }
     return { ...q, where: q.where.map((c) => this.#clause(q.type, c)) };
   }

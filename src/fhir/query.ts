@@ -75,6 +75,9 @@ export interface SortKey {
   readonly field: 'code' | 'lo';
 }
 
+/** Every parameter whose entries a sort key reads: its own and those of `also`. */
+export const sortParams = (k: SortKey): readonly string[] => (k.also?.length ? [k.param, ...k.also] : [k.param]);
+
 /** Keyset position: the sort values and id of the last (or, going back, first) row seen. */
 export interface Cursor {
   readonly values: readonly (string | number | null)[];

@@ -1,7 +1,7 @@
 import type { Access } from '../auth/authorize.ts';
 import type { FhirModel } from '../fhir/definitions.ts';
 import { badRequest, FhirError } from '../fhir/errors.ts';
-import type { Clause, SearchQuery } from '../fhir/query.ts';
+import { type Clause, type SearchQuery, sortParams } from '../fhir/query.ts';
 import { type ParsedSearch, parseSearch } from '../fhir/search-parser.ts';
 import type { RestContext, RestRequest } from './request.ts';
 
@@ -69,7 +69,7 @@ export function checkSearchable(access: Access, model: FhirModel, search: Parsed
     }
   };
   for (const c of search.query.where) walk(search.query.type, c);
-  for (const k of search.query.sort) for (const param of [k.param, ...(k.also ?? [])]) check(search.query.type, param, k.asked);
+  for (const k of search.query.sort) for (const param of sortParams(k)) check(search.query.type, param, k.asked);
   for (const i of search.includes) check(i.sourceType, i.param);
   for (const i of search.revIncludes) check(i.sourceType, i.param);
 }

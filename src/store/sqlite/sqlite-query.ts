@@ -1,4 +1,4 @@
-import type { Clause, Cursor, EntryPredicate, SearchQuery, SortKey } from '../../fhir/query.ts';
+import { type Clause, type Cursor, type EntryPredicate, type SearchQuery, type SortKey, sortParams } from '../../fhir/query.ts';
 import { AUDIT_INDEX_SCHEMA, ID_PARAM } from './sqlite-schema.ts';
 
 export type SqlValue = string | number | null;
@@ -63,12 +63,23 @@ function whereSql(type: string, clauses: readonly Clause[], alias: Alias, r = 'r
   const off = !byId && clauses.some(readsIndex) ? '+' : '';
   const parts = [`${off}${r}.type = ?`, `${off}${r}.current = 1`, `${r}.deleted = 0`];
   const params: SqlValue[] = [type];
-  for (const c of driver ? [driver, ...clauses.filter((c) => c !== driver)] : clauses) {
-    const s = clauseSql(type, c, alias, r, driver !== undefined && c !== driver);
+  for (const [c, probed] of driven(clauses)) {
+    const s = clauseSql(type, c, alias, r, probed);
     parts.push(s.text);
     params.push(...s.params);
   }
   return { text: parts.join(' AND '), params };
+}
+
+/**
+ * Clauses that must all hold, in the order written, each with whether it is probed per candidate:
+ * the first selective enough to drive (isCodeEquality) leads, uncorrelated, and the others are
+ * probed; none leads where the clauses are probed already (`correlated`).
+ */
+function driven(clauses: readonly Clause[], correlated = false): [Clause, boolean][] {
+  const lead = correlated ? undefined : clauses.find(isCodeEquality);
+  const others = clauses.filter((c) => c !== lead).map((c): [Clause, boolean] => [c, correlated || lead !== undefined]);
+  return lead ? [[lead, false], ...others] : others;
 }
 
 /**
@@ -155,8 +166,7 @@ function clauseSql(type: string, clause: Clause, alias: Alias, r: string, correl
     case 'and': {
       if (clause.all.length === 0) return { text: '1', params: [] };
       // As a search's own clauses: one that can drive does, the others are probed per candidate.
-      const lead = correlated ? undefined : clause.all.find(isCodeEquality);
-      const subs = clause.all.map((c) => clauseSql(type, c, alias, r, correlated || (lead !== undefined && c !== lead)));
+      const subs = driven(clause.all, correlated).map(([c, probed]) => clauseSql(type, c, alias, r, probed));
       return { text: `(${subs.map((s) => s.text).join(' AND ')})`, params: subs.flatMap((s) => s.params) };
     }
     case 'not': {
@@ -247,7 +257,7 @@ export function searchSql(query: SearchQuery): Sql {
   const { versions, index, pid } = tablesOf(query.type);
   const keys = query.sort.map((k, n) => `${sortKeySql(k, index, pid)} AS k${n}`);
   const params: SqlValue[] = [];
-  for (const k of query.sort) if (k.param !== ID_PARAM) for (const p of [k.param, ...(k.also ?? [])]) params.push(query.type, p);
+  for (const k of query.sort) if (k.param !== ID_PARAM) for (const p of sortParams(k)) params.push(query.type, p);
   params.push(...where.params);
   const backwards = query.cursor?.direction === 'previous';
   const inner = `SELECT r.rid, r.type, r.id, r.version, r.last_updated, r.deleted, r.body${keys.map((k) => `, ${k}`).join('')} FROM ${versions} r WHERE ${where.text}`;
@@ -270,7 +280,8 @@ export function searchSql(query: SearchQuery): Sql {
 function sortKeySql(k: SortKey, index: string, pid: string): string {
   if (k.param === ID_PARAM) return k.field === 'code' ? 'r.id' : 'NULL';
   const agg = k.descending ? 'MAX' : 'MIN';
-  const pids = k.also?.length ? ` IN (${[k.param, ...k.also].map(() => pid).join(', ')})` : ` = ${pid}`;
+  const params = sortParams(k);
+  const pids = params.length > 1 ? ` IN (${params.map(() => pid).join(', ')})` : ` = ${pid}`;
   return `(SELECT ${agg}(s.${k.field}) FROM ${index} s WHERE s.rid = r.rid AND s.pid${pids})`;
 }
 
