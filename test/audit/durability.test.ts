@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
+import { copyFileSync, cpSync, fdatasync as fsFdatasync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { sqliteStorage } from '../../src/store/sqlite/sqlite-storage.ts';
-import { tempDir } from '../helpers/app.ts';
+import { json, post, put, tempDir, testApp } from '../helpers/app.ts';
 import { type RunningServer, startServer, stopServer } from '../helpers/server.ts';
 
 const cli = new URL('../../src/cli/main.ts', import.meta.url).pathname;
@@ -292,3 +293,92 @@ async function crashDuringTransactions(): Promise<{ dataDir: string; acknowledge
   expect(acknowledged.length).toBeGreaterThan(3);
   return { dataDir, acknowledged };
 }
+
+describe('a power cut, modelled: what no flush of hearth.db covered is lost, and nothing that was acknowledged', () => {
+  it('every acknowledged write survives with its AuditEvent; the writes the cut caught are recovered as not written', async () => {
+    // The model: a flush of hearth.db's write-ahead log makes durable what hearth.db and its WAL
+    // held when it began (each flush here copies both then); once it has finished, that copy is
+    // what a power cut leaves. The audit log (synchronous=FULL) is copied whole at the cut.
+    const dataDir = tempDir();
+    const copies = tempDir();
+    let flushes = 0;
+    let lastDurable: string | undefined;
+    let cutting = false;
+    let cut: ((err: Error) => void) | undefined;
+    const fdatasync = (fd: number) => {
+      // The cut: this flush never finishes (its waiters are failed once the files are copied).
+      if (cutting) return new Promise<void>((_, reject) => (cut ??= reject));
+      const copy = join(copies, String(flushes++));
+      mkdirSync(copy);
+      for (const f of ['hearth.db', 'hearth.db-wal']) copyFileSync(join(dataDir, f), join(copy, f));
+      return new Promise<void>((resolve, reject) => fsFdatasync(fd, (err) => (err ? reject(err) : ((lastDurable = copy), resolve()))));
+    };
+    const { app, storage } = await testApp({}, { dataDir, fdatasync });
+    const acknowledged: { id: string; status: number }[] = [];
+    let stop = false;
+    const writers = Array.from({ length: 10 }, async (_, w) => {
+      let mine: string | undefined;
+      for (let i = 0; !stop; i++) {
+        const res = !mine || i % 3 === 0
+          ? await post(app, '/fhir/Patient', { resourceType: 'Patient', name: [{ family: `Cut${w}x${i}` }] })
+          : i % 3 === 1
+            ? await put(app, `/fhir/Patient/${mine}`, { resourceType: 'Patient', id: mine, name: [{ family: `Again${w}x${i}` }] })
+            : await app.inject({ method: 'DELETE', url: `/fhir/Patient/${mine}` });
+        if (res.statusCode < 300) acknowledged.push({ id: res.headers['x-request-id'] as string, status: res.statusCode });
+        if (res.statusCode === 201) mine = json(res).id;
+        if (res.statusCode === 204) mine = undefined;
+      }
+    });
+    await new Promise((r) => setTimeout(r, 800));
+    cutting = true;
+    await vi.waitFor(() => expect(cut).toBeDefined(), { timeout: 10_000 });
+    stop = true;
+    // The writes in flight commit, write their attempts and wait for the flush; then nothing moves.
+    await new Promise((r) => setTimeout(r, 300));
+    const atCut = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
+    const liveVersions = (atCut.prepare('SELECT COUNT(*) AS n FROM resource_versions WHERE type = \'Patient\'').get() as { n: number }).n;
+    atCut.close();
+    const after = tempDir();
+    cpSync(dataDir, after, { recursive: true, filter: (src) => !/(hearth\.db|audit-index\.db)(-wal|-shm)?$|-shm$/.test(src) });
+    for (const f of ['hearth.db', 'hearth.db-wal']) copyFileSync(join(lastDurable!, f), join(after, f));
+    // The process dies with the power: what it still answers (503s, 500s) no client counts.
+    cut!(Object.assign(new Error('power cut'), { code: 'EIO' }));
+    await Promise.all(writers);
+    await app.close();
+    await storage.close();
+    expect(acknowledged.length).toBeGreaterThan(20);
+
+    // The restart recovers the attempts the cut left open before it takes requests.
+    const again = await testApp({}, { dataDir: after });
+    const db = new DatabaseSync(join(after, 'hearth.db'), { readOnly: true });
+    const versions = db.prepare('SELECT id, version, deleted, write_id FROM resource_versions WHERE type = \'Patient\'').all() as {
+      id: string;
+      version: number;
+      deleted: number;
+      write_id: string;
+    }[];
+    db.close();
+    // The cut took back writes that had committed and were not yet flushed.
+    expect(versions.length).toBeLessThan(liveVersions);
+    const unnamed: string[] = [];
+    for (const v of versions) {
+      const event = JSON.parse((await again.storage.audit.body(v.write_id)) ?? 'null');
+      const action = v.version === 1 ? 'C' : v.deleted ? 'D' : 'U';
+      if (event?.action !== action || event.outcome !== '0' || !JSON.stringify(event.entity).includes(`Patient/${v.id}/_history/${v.version}`)) unnamed.push(`Patient/${v.id}/_history/${v.version}`);
+    }
+    expect(unnamed).toEqual([]);
+    // Every acknowledged write is stored, with its own event's success.
+    const stored = new Set(versions.map((v) => v.write_id));
+    expect(acknowledged.filter((a) => !stored.has(a.id))).toEqual([]);
+    for (const a of acknowledged) expect(JSON.parse((await again.storage.audit.body(a.id)) ?? 'null')?.outcome, a.id).toBe('0');
+    const latest = new Map<string, (typeof versions)[number]>();
+    for (const v of versions) if ((latest.get(v.id)?.version ?? 0) < v.version) latest.set(v.id, v);
+    const live = [...latest.values()].filter((v) => !v.deleted);
+    expect(live.length).toBeGreaterThan(0);
+    for (const v of live) expect((await again.app.inject({ method: 'GET', url: `/fhir/Patient/${v.id}` })).statusCode).toBe(200);
+    // The writes the cut caught: recovered as not written; no attempt is left open.
+    expect(await again.storage.audit.openAttempts()).toEqual([]);
+    const recovered = (await Array.fromAsync(again.storage.audit.chain())).filter((l) => l.body?.includes('the server stopped before the write committed'));
+    expect(recovered.length).toBeGreaterThan(0);
+  }, 60_000);
+});

@@ -9,6 +9,7 @@ import { type Config, loadConfig } from '../../src/config/config.ts';
 import type { Storage } from '../../src/store/port.ts';
 import type { AuditIndex, AuditStore } from '../../src/audit/audit-store.ts';
 import { sqliteStorage } from '../../src/store/sqlite/sqlite-storage.ts';
+import type { Fdatasync } from '../../src/store/sqlite/wal-sync.ts';
 import { parseExact } from '../../src/fhir/json.ts';
 import { mongoTestStorage } from './mongo.ts';
 import { RecordingStore } from './recording-store.ts';
@@ -91,6 +92,8 @@ export async function testApp(
     mongodb?: boolean;
     wrapAudit?: (s: AuditStore) => AuditStore;
     wrapAuditIndex?: (s: AuditIndex) => AuditIndex;
+    /** how the embedded store flushes hearth.db's write-ahead log (tests that hold it) */
+    fdatasync?: Fdatasync;
   } = {},
 ): Promise<TestApp> {
   let t = Date.parse('2026-01-15T10:00:00.000Z');
@@ -116,7 +119,7 @@ export async function testApp(
   const storage =
     options.mongodb || (ON_MONGODB && options.dataDir === undefined)
       ? await mongoTestStorage(storeClock)
-      : sqliteStorage({ dataDir: options.dataDir ?? ':memory:', clock: storeClock });
+      : sqliteStorage({ dataDir: options.dataDir ?? ':memory:', clock: storeClock, fdatasync: options.fdatasync });
   const recording = new RecordingStore(storage.resources);
   const wrapped = {
     ...storage,

@@ -8,11 +8,14 @@ import { SqliteAuditLog } from './sqlite-audit-log.ts';
 import { auditIndexSchema, convertSearchIndex, versionsSchema } from './sqlite-schema.ts';
 import { SqliteStore } from './sqlite-store.ts';
 import { immediate } from './transaction.ts';
+import type { Fdatasync } from './wal-sync.ts';
 
 export interface SqliteStorageOptions {
   /** Directory for the database files, or ':memory:' for tests that need no file. */
   readonly dataDir: string;
   readonly clock?: () => Date;
+  /** How hearth.db's write-ahead log is flushed to disk (fs.fdatasync; tests hold or fail it). */
+  readonly fdatasync?: Fdatasync;
 }
 
 export const RESOURCE_FILE = 'hearth.db';
@@ -52,7 +55,8 @@ export function sqliteStorage(options: SqliteStorageOptions): Storage {
   const logPath = memory ? ':memory:' : join(options.dataDir, AUDIT_LOG_FILE);
   const logDb = openAuditLogDb(logPath);
   const log = new SqliteAuditLog(logDb);
-  const store = new SqliteStore({ dataDir: options.dataDir, clock: options.clock, auditBody: (id) => log.body(id) });
+  const { dataDir, clock, fdatasync } = options;
+  const store = new SqliteStore({ dataDir, clock, fdatasync, auditBody: (id) => log.body(id) });
   const legacy = store.legacyAudit();
   if (legacy) store.dropLegacyAudit(log.importLegacy(legacy));
   return {

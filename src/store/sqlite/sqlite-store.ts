@@ -26,6 +26,7 @@ import { setIndexedMark, SqliteAuditIndex } from './sqlite-audit-index.ts';
 import type { LegacyAudit, StoredLink } from './sqlite-audit-log.ts';
 import { countSql, type SqlValue, searchSql, tablesOf } from './sqlite-query.ts';
 import { immediate } from './transaction.ts';
+import { type Fdatasync, WalSync } from './wal-sync.ts';
 import {
   AUDIT_INDEX_FILE,
   AUDIT_INDEX_MOVED,
@@ -68,6 +69,8 @@ export interface SqliteStoreOptions {
   readonly clock?: () => Date;
   /** The canonical JSON of a searchable AuditEvent, from the audit log (its rows here have no body). */
   readonly auditBody?: (id: string) => string | undefined;
+  /** How the write-ahead log is flushed to disk (fs.fdatasync; tests hold or fail it). */
+  readonly fdatasync?: Fdatasync;
 }
 
 interface LegacyRow {
@@ -81,8 +84,10 @@ interface LegacyRow {
 }
 
 /**
- * The embedded ResourceStore on node:sqlite: one file under the data directory, WAL journal,
- * `synchronous=FULL` so that a commit is on disk before the call returns. AuditEvents are read
+ * The embedded ResourceStore on node:sqlite: one file under the data directory, WAL journal.
+ * A write's promise resolves once its commit is on disk, and a read's once every commit it could
+ * have seen is: the commits are flushed in groups off the request thread (WalSync; the schema's
+ * set-up and key rotation's batches flush at once, on the calling thread). AuditEvents are read
  * and searched in the audit log's searchable copy, another file attached to the same connection
  * (sqlite-schema.ts); they are never written here.
  */
@@ -96,6 +101,8 @@ export class SqliteStore implements ResourceStore {
   readonly #auditBody: (id: string) => string | undefined;
   /** the database file, or ':memory:' */
   readonly path: string;
+  /** hearth.db's write-ahead log, flushed behind the commits; none in memory */
+  readonly #wal: WalSync | undefined;
 
   constructor(options: SqliteStoreOptions) {
     this.#clock = options.clock ?? (() => new Date());
@@ -134,7 +141,11 @@ export class SqliteStore implements ResourceStore {
     this.#db.exec(WRITE_ID_INDEX);
     // (before the move below, which runs in a guarded transaction)
     this.#index = new IndexWriter(this.#db);
-    this.#transaction = this.#index.guard((work) => immediate(this.#db, work, RESOURCES_LOCK));
+    this.#transaction = this.#index.guard((work) => {
+      const result = immediate(this.#db, work, RESOURCES_LOCK);
+      this.#wal?.committed();
+      return result;
+    });
     // Versions 3 and 4 are reached once the legacy audit tables are moved out (dropLegacyAudit).
     if (!this.#hasLegacyAudit()) {
       if (user_version < AUDIT_INDEX_MOVED) this.#moveAuditIndex();
@@ -156,10 +167,18 @@ export class SqliteStore implements ResourceStore {
       // (the id and every id after it up to `<id>/`: `<id>.<index>` of its entries among them)
       writtenBy: this.#db.prepare('SELECT type, id, version, deleted, write_id FROM resource_versions WHERE write_id >= ? AND write_id < ? ORDER BY rid'),
     };
+    if (path !== ':memory:') {
+      // What the set-up above committed is on disk (synchronous=FULL); from here on a COMMIT
+      // returns without an fsync and WalSync flushes behind it.
+      this.#db.exec('PRAGMA main.synchronous = NORMAL');
+      this.#wal = new WalSync(`${path}-wal`, options.fdatasync);
+    }
   }
 
   /** Whether any resource (other than AuditEvents) is stored: decides whether a new keyring may be made. */
   hasResources(): boolean {
+    // (readiness asks this: a store whose flush failed is not ready)
+    this.#wal?.check();
     return this.#db.prepare('SELECT 1 FROM resource_versions WHERE type <> \'AuditEvent\' LIMIT 1').get() !== undefined;
   }
 
@@ -199,6 +218,7 @@ export class SqliteStore implements ResourceStore {
           if (next) done += Number(write.run(JSON.stringify(next), r.rid, r.body).changes);
         }
       });
+      this.#wal?.flushNow();
       after = rows[rows.length - 1].rid;
       progress(done, total);
     }
@@ -291,11 +311,12 @@ export class SqliteStore implements ResourceStore {
       for (const t of LEGACY_AUDIT_TABLES) this.#db.exec(`DROP TABLE IF EXISTS ${t}`);
     });
     this.#moveAuditIndex(indexedThrough);
+    this.#wal?.flushNow();
   }
 
   async create(type: string, prepare: Prepare, ifNoneExist?: SearchQuery): Promise<WriteResult> {
     refuseAudit(type);
-    return this.#transaction(() => {
+    return this.#written(() => {
       if (ifNoneExist) {
         const existing = this.#matchAtMostOne(ifNoneExist, 'If-None-Exist');
         if (existing) return { outcome: 'exists', version: existing };
@@ -311,7 +332,7 @@ export class SqliteStore implements ResourceStore {
     options: { readonly ifMatch?: number; readonly allowCreate: boolean },
   ): Promise<WriteResult> {
     refuseAudit(type);
-    return this.#transaction(() => {
+    return this.#written(() => {
       let id: string;
       let current: VersionRow | undefined;
       if ('query' in target) {
@@ -331,7 +352,7 @@ export class SqliteStore implements ResourceStore {
 
   async delete(type: string, id: string, ifMatch?: number, writeId?: string): Promise<StoredVersion | undefined> {
     refuseAudit(type);
-    return this.#transaction(() => {
+    return this.#written(() => {
       const current = this.#stmt.current.get(type, id) as unknown as VersionRow | undefined;
       if (ifMatch !== undefined && current?.version !== ifMatch) throw versionConflict(type, id, ifMatch);
       if (!current || current.deleted) return undefined;
@@ -343,7 +364,7 @@ export class SqliteStore implements ResourceStore {
 
   async commit(ops: readonly CommitOp[]): Promise<void> {
     for (const op of ops) refuseAudit(op.type);
-    this.#transaction(() => {
+    await this.#written(() => {
       // The versions' index entries are inserted together (IndexWriter), before any search that
       // must see them (a conditional create's absence) and at the end.
       const batch: IndexedVersion[] = [];
@@ -360,19 +381,20 @@ export class SqliteStore implements ResourceStore {
 
   async writtenBy(writeId: string): Promise<WrittenVersion[]> {
     const rows = this.#stmt.writtenBy.all(writeId, `${writeId}/`) as { type: string; id: string; version: number; deleted: number; write_id: string }[];
-    return rows
+    const written = rows
       .filter((r) => writtenByRequest(r.write_id, writeId))
       .map((r) => ({ type: r.type, id: r.id, versionId: r.version, deleted: r.deleted === 1, writeId: r.write_id }));
+    return this.#seen(written);
   }
 
   async read(type: string, id: string): Promise<StoredVersion | undefined> {
     const stmt = type === 'AuditEvent' ? this.#stmt.auditCurrent : this.#stmt.current;
-    return this.#toVersion(stmt.get(type, id) as unknown as VersionRow | undefined);
+    return this.#seen(this.#toVersion(stmt.get(type, id) as unknown as VersionRow | undefined));
   }
 
   async vread(type: string, id: string, versionId: number): Promise<StoredVersion | undefined> {
     const stmt = type === 'AuditEvent' ? this.#stmt.auditVersion : this.#stmt.version;
-    return this.#toVersion(stmt.get(type, id, versionId) as unknown as VersionRow | undefined);
+    return this.#seen(this.#toVersion(stmt.get(type, id, versionId) as unknown as VersionRow | undefined));
   }
 
   /**
@@ -414,15 +436,15 @@ export class SqliteStore implements ResourceStore {
       )
       .all(...params, query.count + 1) as unknown as VersionRow[];
     const page = rows.slice(0, query.count);
-    return {
+    return this.#seen({
       versions: page.map((r) => this.#toVersion(r)).filter((v) => v !== undefined),
       next: rows.length > query.count ? page[page.length - 1].rid : undefined,
       total,
-    };
+    });
   }
 
   async search(query: SearchQuery): Promise<SearchPage> {
-    return this.#search(query);
+    return this.#seen(this.#search(query));
   }
 
   #search(query: SearchQuery): SearchPage {
@@ -450,7 +472,24 @@ export class SqliteStore implements ResourceStore {
   }
 
   async close(): Promise<void> {
+    // (a failed flush was answered where it happened)
+    await this.#wal?.durable().catch(() => undefined);
+    this.#wal?.close();
     if (this.#db.isOpen) this.#db.close();
+  }
+
+  /** `work` in a write transaction; its result once the commit is on disk. None after a failed flush. */
+  async #written<T>(work: () => T): Promise<T> {
+    this.#wal?.check();
+    const result = this.#transaction(work);
+    await this.#wal?.durable();
+    return result;
+  }
+
+  /** A read's result once every commit it could have seen is on disk (none is pending, mostly). */
+  async #seen<T>(result: T): Promise<T> {
+    await this.#wal?.durable();
+    return result;
   }
 
   #matchAtMostOne(query: SearchQuery, what: string): StoredVersion | undefined {
