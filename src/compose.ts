@@ -111,7 +111,7 @@ export function openKeyring(config: Config, mayCreate: boolean): LocalKeyring {
 export async function createServices(config: Config, deps: ServiceDeps = {}): Promise<Services> {
   const clock = deps.clock ?? (() => new Date());
   const { model, validator } = loadDefinitions(config.updateCreate);
-  const storage = deps.storage ?? (await openStorage(config, clock));
+  const storage = deps.storage ?? (await openStorage(config, clock, true));
   const keys = deps.keys ?? openKeyring(config, !(await storage.hasResources()));
   const protection = loadProtectionPolicy(model, config.protectionFile);
   // A reader that has to wait asks the indexer to run now (defined below, called only later).

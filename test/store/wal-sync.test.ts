@@ -1,7 +1,7 @@
-import { fdatasync, writeFileSync } from 'node:fs';
+import { copyFileSync, fdatasync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { Prepare } from '../../src/store/resource-store.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { WalSync } from '../../src/store/sqlite/wal-sync.ts';
@@ -137,5 +137,39 @@ describe('the embedded store answers a write once its commit is on disk, and a r
     await memory.create('Patient', prepare('Memory'));
     expect((await memory.search({ type: 'Patient', where: [], sort: [], count: 10, total: 'none' })).matches).toHaveLength(1);
     await memory.close();
+  });
+});
+
+describe('hearth.db\'s checkpointer thread: the request thread\'s commits only append to the log', () => {
+  const prepare: Prepare = ({ id, versionId, lastUpdated }) => ({
+    resource: { resourceType: 'Patient', id, meta: { versionId: String(versionId), lastUpdated }, name: [{ family: 'Copied' }] },
+    index: [{ param: 'family', grp: 0, code: 'copied' }],
+  });
+  /** The Patients hearth.db holds without its write-ahead log: what checkpoints copied into it. */
+  const inDatabaseFile = (dataDir: string): number => {
+    const alone = join(tempDir(), 'hearth.db');
+    copyFileSync(join(dataDir, 'hearth.db'), alone);
+    const db = new DatabaseSync(alone, { readOnly: true });
+    // (a fresh database whose schema is still in the log has no table there yet)
+    const table = db.prepare('SELECT 1 FROM sqlite_master WHERE name = \'resource_versions\'').get();
+    const n = table ? (db.prepare('SELECT COUNT(*) AS n FROM resource_versions WHERE type = \'Patient\'').get() as { n: number }).n : 0;
+    db.close();
+    return n;
+  };
+
+  it('copies a commit into the database file within moments, where the COMMIT itself would wait for 1,000 pages of log', async () => {
+    const dataDir = tempDir();
+    const store = new SqliteStore({ dataDir, checkpointThread: true });
+    await store.create('Patient', prepare);
+    await vi.waitFor(() => expect(inDatabaseFile(dataDir)).toBe(1), { timeout: 5000, interval: 50 });
+    await store.close();
+
+    // Without the thread, one small commit stays in the log (SQLite checkpoints at 1,000 pages).
+    const inline = tempDir();
+    const other = new SqliteStore({ dataDir: inline });
+    await other.create('Patient', prepare);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(inDatabaseFile(inline)).toBe(0);
+    await other.close();
   });
 });

@@ -16,6 +16,8 @@ export interface SqliteStorageOptions {
   readonly clock?: () => Date;
   /** How hearth.db's write-ahead log is flushed to disk (fs.fdatasync; tests hold or fail it). */
   readonly fdatasync?: Fdatasync;
+  /** hearth.db checkpointed on a thread of its own (a server; not an operator command's short use) */
+  readonly checkpointThread?: boolean;
 }
 
 export const RESOURCE_FILE = 'hearth.db';
@@ -55,8 +57,8 @@ export function sqliteStorage(options: SqliteStorageOptions): Storage {
   const logPath = memory ? ':memory:' : join(options.dataDir, AUDIT_LOG_FILE);
   const logDb = openAuditLogDb(logPath);
   const log = new SqliteAuditLog(logDb);
-  const { dataDir, clock, fdatasync } = options;
-  const store = new SqliteStore({ dataDir, clock, fdatasync, auditBody: (id) => log.body(id) });
+  const { dataDir, clock, fdatasync, checkpointThread } = options;
+  const store = new SqliteStore({ dataDir, clock, fdatasync, checkpointThread, auditBody: (id) => log.body(id) });
   const legacy = store.legacyAudit();
   if (legacy) store.dropLegacyAudit(log.importLegacy(legacy));
   return {

@@ -27,6 +27,7 @@ import type { LegacyAudit, StoredLink } from './sqlite-audit-log.ts';
 import { countSql, type SqlValue, searchSql, tablesOf } from './sqlite-query.ts';
 import { immediate } from './transaction.ts';
 import { type Fdatasync, WalSync } from './wal-sync.ts';
+import { WorkerCheckpointer } from './worker-checkpointer.ts';
 import {
   AUDIT_INDEX_FILE,
   AUDIT_INDEX_MOVED,
@@ -71,7 +72,18 @@ export interface SqliteStoreOptions {
   readonly auditBody?: (id: string) => string | undefined;
   /** How the write-ahead log is flushed to disk (fs.fdatasync; tests hold or fail it). */
   readonly fdatasync?: Fdatasync;
+  /** Checkpoint on a thread of its own (checkpoint-worker.ts) rather than in the COMMITs (the server). */
+  readonly checkpointThread?: boolean;
 }
+
+/** How often the checkpointer thread checkpoints hearth.db, in ms. */
+const CHECKPOINT_MS = 100;
+/**
+ * With a checkpointer thread: the log's size, in pages, past which a COMMIT checkpoints by itself
+ * after all (SQLite's default is 1,000, ~4 MiB): what the thread has not copied yet, and then the
+ * log starts over (checkpoint-worker.ts). ~32 MiB of log at most.
+ */
+const FALLBACK_CHECKPOINT = 8000;
 
 interface LegacyRow {
   seq: number;
@@ -87,7 +99,8 @@ interface LegacyRow {
  * The embedded ResourceStore on node:sqlite: one file under the data directory, WAL journal.
  * A write's promise resolves once its commit is on disk, and a read's once every commit it could
  * have seen is: the commits are flushed in groups off the request thread (WalSync; the schema's
- * set-up and key rotation's batches flush at once, on the calling thread). AuditEvents are read
+ * set-up and key rotation's batches flush at once, on the calling thread), and in a server the
+ * log is checkpointed by a thread of its own (checkpoint-worker.ts). AuditEvents are read
  * and searched in the audit log's searchable copy, another file attached to the same connection
  * (sqlite-schema.ts); they are never written here.
  */
@@ -103,6 +116,7 @@ export class SqliteStore implements ResourceStore {
   readonly path: string;
   /** hearth.db's write-ahead log, flushed behind the commits; none in memory */
   readonly #wal: WalSync | undefined;
+  readonly #checkpointer: WorkerCheckpointer | undefined;
 
   constructor(options: SqliteStoreOptions) {
     this.#clock = options.clock ?? (() => new Date());
@@ -172,6 +186,10 @@ export class SqliteStore implements ResourceStore {
       // returns without an fsync and WalSync flushes behind it.
       this.#db.exec('PRAGMA main.synchronous = NORMAL');
       this.#wal = new WalSync(`${path}-wal`, options.fdatasync);
+      if (options.checkpointThread) {
+        this.#db.exec(`PRAGMA main.wal_autocheckpoint = ${FALLBACK_CHECKPOINT}`);
+        this.#checkpointer = new WorkerCheckpointer({ path, everyMs: CHECKPOINT_MS });
+      }
     }
   }
 
@@ -472,6 +490,7 @@ export class SqliteStore implements ResourceStore {
   }
 
   async close(): Promise<void> {
+    await this.#checkpointer?.close();
     // (a failed flush was answered where it happened)
     await this.#wal?.durable().catch(() => undefined);
     this.#wal?.close();
