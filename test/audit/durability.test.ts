@@ -157,28 +157,12 @@ describe('write-ahead audit: no committed write without the AuditEvent of who ma
       expect(await stopServer(again)).toBe(0);
       if (again.output().includes('"recovered":')) break;
     }
-    const db = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
-    const versions = db.prepare('SELECT id, version, deleted, write_id FROM resource_versions WHERE type = \'Patient\'').all() as {
-      id: string;
-      version: number;
-      deleted: number;
-      write_id: string | null;
-    }[];
-    expect(new Set(versions.map((v) => (v.version === 1 ? 'C' : v.deleted ? 'D' : 'U')))).toEqual(new Set(['C', 'U', 'D']));
+    const versions = patientVersions(dataDir);
+    expect(new Set(versions.map(actionOf))).toEqual(new Set(['C', 'U', 'D']));
     expect(versions.length).toBeGreaterThanOrEqual(acknowledged.length);
     // The events from the log itself (audit.db).
     const log = sqliteStorage({ dataDir });
-
-    const unnamed: string[] = [];
-    for (const v of versions) {
-      const row = v.write_id ? await log.audit.body(v.write_id) : undefined;
-      const event = row && JSON.parse(row);
-      const action = v.version === 1 ? 'C' : v.deleted ? 'D' : 'U';
-      const names = event?.agent?.[0]?.name === 'ops' && event.action === action && event.outcome === '0';
-      const version = JSON.stringify(event?.entity ?? []).includes(`Patient/${v.id}/_history/${v.version}`);
-      if (!names || !version) unnamed.push(`Patient/${v.id}/_history/${v.version} (${v.write_id})`);
-    }
-    expect(unnamed).toEqual([]);
+    expect(await unnamedVersions(versions, log.audit, 'ops')).toEqual([]);
     // Every acknowledged create has its own event, and no attempt is left without one.
     for (const id of acknowledged) expect(await log.audit.body(id), id).toBeDefined();
     expect((await log.audit.openAttempts())).toEqual([]);
@@ -190,10 +174,46 @@ describe('write-ahead audit: no committed write without the AuditEvent of who ma
     expect(await log.auditIndex.indexedThrough()).toBe(seq);
     expect(await Array.fromAsync(log.auditIndex.ids())).toEqual(await Array.fromAsync(log.audit.searchableIds(seq)));
     await log.close();
-    db.close();
     expect(verify(dataDir).status).toBe(0);
   }, 120_000); // (each crash and restart takes ~7 s; the crash may be repeated)
 });
+
+interface PatientVersion {
+  id: string;
+  version: number;
+  deleted: number;
+  write_id: string | null;
+}
+
+/** Every Patient version hearth.db holds, read from the file itself. */
+function patientVersions(dataDir: string): PatientVersion[] {
+  const db = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
+  const versions = db.prepare('SELECT id, version, deleted, write_id FROM resource_versions WHERE type = \'Patient\'').all() as unknown as PatientVersion[];
+  db.close();
+  return versions;
+}
+
+const actionOf = (v: PatientVersion) => (v.version === 1 ? 'C' : v.deleted ? 'D' : 'U');
+
+/**
+ * The versions whose writing request has no AuditEvent in the log naming that version with the
+ * right action and a success outcome (and `agent` as its first agent's name, when given).
+ */
+async function unnamedVersions(
+  versions: readonly PatientVersion[],
+  audit: { body(id: string): Promise<string | undefined> },
+  agent?: string,
+): Promise<string[]> {
+  const unnamed: string[] = [];
+  for (const v of versions) {
+    const row = v.write_id ? await audit.body(v.write_id) : undefined;
+    const event = row && JSON.parse(row);
+    const names = (agent === undefined || event?.agent?.[0]?.name === agent) && event?.action === actionOf(v) && event.outcome === '0';
+    const version = JSON.stringify(event?.entity ?? []).includes(`Patient/${v.id}/_history/${v.version}`);
+    if (!names || !version) unnamed.push(`Patient/${v.id}/_history/${v.version} (${v.write_id})`);
+  }
+  return unnamed;
+}
 
 /** Mixed writes from 20 writers into a fresh data directory until the server is killed (SIGKILL). */
 async function crashDuringWrites(): Promise<{ dataDir: string; acknowledged: string[] }> {
@@ -335,9 +355,7 @@ describe('a power cut, modelled: what no flush of hearth.db covered is lost, and
     stop = true;
     // The writes in flight commit, write their attempts and wait for the flush; then nothing moves.
     await new Promise((r) => setTimeout(r, 300));
-    const atCut = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
-    const liveVersions = (atCut.prepare('SELECT COUNT(*) AS n FROM resource_versions WHERE type = \'Patient\'').get() as { n: number }).n;
-    atCut.close();
+    const liveVersions = patientVersions(dataDir).length;
     const after = tempDir();
     cpSync(dataDir, after, { recursive: true, filter: (src) => !/(hearth\.db|audit-index\.db)(-wal|-shm)?$|-shm$/.test(src) });
     for (const f of ['hearth.db', 'hearth.db-wal']) copyFileSync(join(lastDurable!, f), join(after, f));
@@ -350,23 +368,10 @@ describe('a power cut, modelled: what no flush of hearth.db covered is lost, and
 
     // The restart recovers the attempts the cut left open before it takes requests.
     const again = await testApp({}, { dataDir: after });
-    const db = new DatabaseSync(join(after, 'hearth.db'), { readOnly: true });
-    const versions = db.prepare('SELECT id, version, deleted, write_id FROM resource_versions WHERE type = \'Patient\'').all() as {
-      id: string;
-      version: number;
-      deleted: number;
-      write_id: string;
-    }[];
-    db.close();
+    const versions = patientVersions(after);
     // The cut took back writes that had committed and were not yet flushed.
     expect(versions.length).toBeLessThan(liveVersions);
-    const unnamed: string[] = [];
-    for (const v of versions) {
-      const event = JSON.parse((await again.storage.audit.body(v.write_id)) ?? 'null');
-      const action = v.version === 1 ? 'C' : v.deleted ? 'D' : 'U';
-      if (event?.action !== action || event.outcome !== '0' || !JSON.stringify(event.entity).includes(`Patient/${v.id}/_history/${v.version}`)) unnamed.push(`Patient/${v.id}/_history/${v.version}`);
-    }
-    expect(unnamed).toEqual([]);
+    expect(await unnamedVersions(versions, again.storage.audit)).toEqual([]);
     // Every acknowledged write is stored, with its own event's success.
     const stored = new Set(versions.map((v) => v.write_id));
     expect(acknowledged.filter((a) => !stored.has(a.id))).toEqual([]);
