@@ -11,8 +11,9 @@ import { AUDIT_LOG_FILE, RESOURCE_FILE, sqliteStorage } from './sqlite/sqlite-st
 
 /**
  * The storage the configuration names: MongoDB when HEARTH_MONGODB_URI is set, otherwise the
- * embedded SQLite store under the data directory (with its checkpointer thread when `serving`). A MongoDB that cannot serve (unreachable, a
- * standalone server where a replica set is required) stops the start like a configuration mistake.
+ * embedded SQLite store under the data directory (with its checkpointer thread when `serving`).
+ * A MongoDB that cannot serve (unreachable, a standalone server where a replica set is required)
+ * stops the start like a configuration mistake.
  */
 export async function openStorage(config: Config, clock?: () => Date, serving = false): Promise<Storage> {
   if (!config.mongodb) return sqliteStorage({ dataDir: config.dataDir, clock, checkpointThread: serving });

@@ -113,6 +113,23 @@ describe('the embedded store answers a write once its commit is on disk, and a r
     await store.close();
   });
 
+  it('a refusal that rests on a commit not yet on disk (a version conflict) waits for its flush too', async () => {
+    const dataDir = tempDir();
+    const { calls, flush } = heldFlushes();
+    const store = new SqliteStore({ dataDir, fdatasync: flush });
+    const created = store.create('Patient', prepare('First'));
+    const other = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
+    const { id } = other.prepare('SELECT id FROM resource_versions WHERE type = \'Patient\'').get() as { id: string };
+    other.close();
+    // Version 1 exists only in the log not yet flushed: "not version 7" must not be said before it is on disk.
+    const refused = store.update('Patient', { id }, prepare('Second'), { ifMatch: 7, allowCreate: false });
+    expect(await settled(refused)).toBe('pending');
+    calls[0].finish();
+    await created;
+    await expect(refused).rejects.toMatchObject({ failure: { kind: 'version-conflict', id } });
+    await store.close();
+  });
+
   it('after a failed flush it writes nothing more and answers nothing; readiness (hasResources) fails; a restart reads what is on disk', async () => {
     const dataDir = tempDir();
     const { calls, flush } = heldFlushes();

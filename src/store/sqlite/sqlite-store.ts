@@ -497,10 +497,20 @@ export class SqliteStore implements ResourceStore {
     if (this.#db.isOpen) this.#db.close();
   }
 
-  /** `work` in a write transaction; its result once the commit is on disk. None after a failed flush. */
+  /**
+   * `work` in a write transaction; its result once the commit is on disk. None after a failed
+   * flush. A refusal (a version conflict, a match already there) may rest on a commit not yet on
+   * disk: it waits for that too.
+   */
   async #written<T>(work: () => T): Promise<T> {
     this.#wal?.check();
-    const result = this.#transaction(work);
+    let result: T;
+    try {
+      result = this.#transaction(work);
+    } catch (err) {
+      await this.#wal?.durable().catch(() => undefined);
+      throw err;
+    }
     await this.#wal?.durable();
     return result;
   }
