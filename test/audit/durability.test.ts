@@ -333,7 +333,7 @@ describe('a power cut, modelled: what no flush of hearth.db covered is lost, and
       for (const f of ['hearth.db', 'hearth.db-wal']) copyFileSync(join(dataDir, f), join(copy, f));
       return new Promise<void>((resolve, reject) => fsFdatasync(fd, (err) => (err ? reject(err) : ((lastDurable = copy), resolve()))));
     };
-    const { app, storage } = await testApp({}, { dataDir, fdatasync });
+    const { app } = await testApp({}, { dataDir, fdatasync });
     const acknowledged: { id: string; status: number }[] = [];
     let stop = false;
     const writers = Array.from({ length: 10 }, async (_, w) => {
@@ -363,7 +363,6 @@ describe('a power cut, modelled: what no flush of hearth.db covered is lost, and
     cut!(Object.assign(new Error('power cut'), { code: 'EIO' }));
     await Promise.all(writers);
     await app.close();
-    await storage.close();
     expect(acknowledged.length).toBeGreaterThan(20);
 
     // The restart recovers the attempts the cut left open before it takes requests.
@@ -376,7 +375,7 @@ describe('a power cut, modelled: what no flush of hearth.db covered is lost, and
     const stored = new Set(versions.map((v) => v.write_id));
     expect(acknowledged.filter((a) => !stored.has(a.id))).toEqual([]);
     for (const a of acknowledged) expect(JSON.parse((await again.storage.audit.body(a.id)) ?? 'null')?.outcome, a.id).toBe('0');
-    const latest = new Map<string, (typeof versions)[number]>();
+    const latest = new Map<string, PatientVersion>();
     for (const v of versions) if ((latest.get(v.id)?.version ?? 0) < v.version) latest.set(v.id, v);
     const live = [...latest.values()].filter((v) => !v.deleted);
     expect(live.length).toBeGreaterThan(0);
