@@ -94,33 +94,33 @@ describe('the embedded store answers a write once its commit is on disk, and a r
         index: [{ param: 'family', grp: 0, code: family }],
       });
 
-  it('a create resolves after the flush that covers it; a read made after its commit waits for the same flush', async () => {
+  /** A file store whose flushes are held, and a create of `family` on it: committed, not yet answered. */
+  const heldCreate = (family: string) => {
     const dataDir = tempDir();
     const { calls, flush } = heldFlushes();
     const store = new SqliteStore({ dataDir, fdatasync: flush });
-    const created = store.create('Patient', prepare('Held'));
-    // Committed (another connection sees it), not yet answered.
+    const created = store.create('Patient', prepare(family));
+    // (committed: another connection sees it)
     const other = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
-    const row = other.prepare('SELECT id FROM resource_versions WHERE type = \'Patient\'').get() as { id: string };
+    const { id } = other.prepare('SELECT id FROM resource_versions WHERE type = \'Patient\'').get() as { id: string };
     other.close();
+    return { dataDir, calls, store, created, id };
+  };
+
+  it('a create resolves after the flush that covers it; a read made after its commit waits for the same flush', async () => {
+    const { calls, store, created, id } = heldCreate('Held');
     expect(await settled(created)).toBe('pending');
-    const read = store.read('Patient', row.id);
+    const read = store.read('Patient', id);
     expect(await settled(read)).toBe('pending');
     expect(calls).toHaveLength(1);
     calls[0].finish();
-    expect((await created).version.id).toBe(row.id);
+    expect((await created).version.id).toBe(id);
     expect((await read)?.resource).toMatchObject({ name: [{ family: 'Held' }] });
     await store.close();
   });
 
   it('a refusal that rests on a commit not yet on disk (a version conflict) waits for its flush too', async () => {
-    const dataDir = tempDir();
-    const { calls, flush } = heldFlushes();
-    const store = new SqliteStore({ dataDir, fdatasync: flush });
-    const created = store.create('Patient', prepare('First'));
-    const other = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
-    const { id } = other.prepare('SELECT id FROM resource_versions WHERE type = \'Patient\'').get() as { id: string };
-    other.close();
+    const { calls, store, created, id } = heldCreate('First');
     // Version 1 exists only in the log not yet flushed: "not version 7" must not be said before it is on disk.
     const refused = store.update('Patient', { id }, prepare('Second'), { ifMatch: 7, allowCreate: false });
     expect(await settled(refused)).toBe('pending');
@@ -131,10 +131,7 @@ describe('the embedded store answers a write once its commit is on disk, and a r
   });
 
   it('after a failed flush it writes nothing more and answers nothing; readiness (hasResources) fails; a restart reads what is on disk', async () => {
-    const dataDir = tempDir();
-    const { calls, flush } = heldFlushes();
-    const store = new SqliteStore({ dataDir, fdatasync: flush });
-    const created = store.create('Patient', prepare('Doubt'));
+    const { dataDir, calls, store, created } = heldCreate('Doubt');
     calls[0].fail(eio);
     await expect(created).rejects.toThrow(/flushing the write-ahead log to disk failed \(EIO\)/);
     await expect(store.create('Patient', prepare('After'))).rejects.toThrow(/restart the server/);
