@@ -149,7 +149,7 @@ async function verifyInParallel(store: Storage, publicKey: KeyObject, heads?: Ch
         wanted,
       };
       return new Promise<Walk>((resolve, reject) => {
-        const worker = new Worker(new URL('./verify-worker.ts', import.meta.url), { workerData: stretch });
+        const worker = new Worker(new URL('./verify-worker.ts', import.meta.url), { workerData: stretch, name: 'hearth-verify' });
         worker.once('message', resolve);
         worker.once('error', reject);
       });

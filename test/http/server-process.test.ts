@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/app.ts';
 import { startServer as start, stopServer as stop } from '../helpers/server.ts';
@@ -39,6 +40,10 @@ describe('the server process', () => {
     const read = await fetch(`${second.base}/Patient/${id}`, { headers: { authorization: `Bearer ${second.token}` } });
     expect(read.status).toBe(200);
     expect(((await read.json()) as any).name[0].family).toBe(canary);
+    // Its threads carry names an operator can tell apart (top -H, ps -L): the audit log's
+    // writer, the audit index's follower, hearth.db's checkpointer.
+    const threads = readdirSync(`/proc/${second.child.pid}/task`).map((t) => readFileSync(`/proc/${second.child.pid}/task/${t}/comm`, 'utf8').trim());
+    expect(threads).toEqual(expect.arrayContaining(['MainThread', 'hearth-audit', 'hearth-index', 'hearth-checkpt']));
     expect(await stop(second)).toBe(0);
   });
 

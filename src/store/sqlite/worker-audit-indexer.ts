@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { stopThread } from './thread.ts';
+import { stopThread, THREAD_NAMES } from './thread.ts';
 import type { AuditIndexWorkerData, AuditIndexWorkerReply } from './audit-index-worker.ts';
 
 /** The request-serving side of the audit indexer thread: hears its progress, asks it to run now. */
@@ -9,7 +9,7 @@ export class WorkerAuditIndexer {
 
   /** `indexed` hears how far the thread has indexed the log. */
   constructor(data: AuditIndexWorkerData, indexed: (seq: number) => void) {
-    this.#worker = new Worker(new URL('./audit-index-worker.ts', import.meta.url), { workerData: data });
+    this.#worker = new Worker(new URL('./audit-index-worker.ts', import.meta.url), { workerData: data, name: THREAD_NAMES.auditIndexer });
     this.#worker.on('message', (reply: AuditIndexWorkerReply) => indexed(reply.indexed));
     const die = (err: Error) => {
       this.#dead = true;

@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { stopThread } from './thread.ts';
+import { stopThread, THREAD_NAMES } from './thread.ts';
 import type { AuditFacts } from '../../audit/audit-event.ts';
 import type { StagedFacts } from '../../audit/audit-sink.ts';
 import type { AuditWorkerData, AuditWorkerReply, AuditWorkerRequest } from './audit-worker.ts';
@@ -15,7 +15,7 @@ export class WorkerAuditWriter {
   #dead: Error | undefined;
 
   constructor(data: AuditWorkerData) {
-    this.#worker = new Worker(new URL('./audit-worker.ts', import.meta.url), { workerData: data });
+    this.#worker = new Worker(new URL('./audit-worker.ts', import.meta.url), { workerData: data, name: THREAD_NAMES.auditWriter });
     this.#worker.on('message', (reply: AuditWorkerReply) => {
       for (const id of reply.ids) {
         const p = this.#pending.get(id);

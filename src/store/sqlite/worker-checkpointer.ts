@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { CheckpointWorkerData } from './checkpoint-worker.ts';
-import { stopThread } from './thread.ts';
+import { stopThread, THREAD_NAMES } from './thread.ts';
 
 /** The request-serving side of hearth.db's checkpointer thread (checkpoint-worker.ts). */
 export class WorkerCheckpointer {
@@ -8,7 +8,7 @@ export class WorkerCheckpointer {
   #dead = false;
 
   constructor(data: CheckpointWorkerData) {
-    this.#worker = new Worker(new URL('./checkpoint-worker.ts', import.meta.url), { workerData: data });
+    this.#worker = new Worker(new URL('./checkpoint-worker.ts', import.meta.url), { workerData: data, name: THREAD_NAMES.checkpointer });
     const die = (err: Error) => {
       this.#dead = true;
       // hearth.db's own connection checkpoints past its fallback threshold meanwhile.
