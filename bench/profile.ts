@@ -87,7 +87,7 @@ if (after.size > 0) {
   process.stdout.write('| thread | % of a core | µs of CPU a request |\n| --- | --- | --- |\n');
   for (const [what, ticks] of [...after].map(([w, t]) => [w, t - (before.get(w) ?? 0)] as const).sort((a, b) => b[1] - a[1])) {
     if (ticks <= 0) continue;
-    process.stdout.write(`| ${what} | ${((ticks / SECONDS)).toFixed(0)} | ${((ticks * 10_000) / r.requests.total).toFixed(0)} |\n`);
+    process.stdout.write(`| ${what} | ${(ticks / SECONDS).toFixed(0)} | ${((ticks * 10_000) / r.requests.total).toFixed(0)} |\n`);
   }
 }
 rmSync(dir, { recursive: true, force: true });
