@@ -25,9 +25,10 @@ import { type IndexedVersion, IndexWriter } from './index-writer.ts';
 import { setIndexedMark, SqliteAuditIndex } from './sqlite-audit-index.ts';
 import type { LegacyAudit, StoredLink } from './sqlite-audit-log.ts';
 import { countSql, type SqlValue, searchSql, tablesOf } from './sqlite-query.ts';
+import { StoreThread, THREAD_NAMES } from './thread.ts';
 import { immediate } from './transaction.ts';
 import { type Fdatasync, WalSync } from './wal-sync.ts';
-import { WorkerCheckpointer } from './worker-checkpointer.ts';
+import type { CheckpointWorkerData } from './checkpoint-worker.ts';
 import {
   AUDIT_INDEX_FILE,
   AUDIT_INDEX_MOVED,
@@ -116,7 +117,8 @@ export class SqliteStore implements ResourceStore {
   readonly path: string;
   /** hearth.db's write-ahead log, flushed behind the commits; none in memory */
   readonly #wal: WalSync | undefined;
-  readonly #checkpointer: WorkerCheckpointer | undefined;
+  /** a server's checkpointer thread (checkpoint-worker.ts) */
+  readonly #checkpointer: StoreThread | undefined;
 
   constructor(options: SqliteStoreOptions) {
     this.#clock = options.clock ?? (() => new Date());
@@ -188,7 +190,13 @@ export class SqliteStore implements ResourceStore {
       this.#wal = new WalSync(`${path}-wal`, options.fdatasync);
       if (options.checkpointThread) {
         this.#db.exec(`PRAGMA main.wal_autocheckpoint = ${FALLBACK_CHECKPOINT}`);
-        this.#checkpointer = new WorkerCheckpointer({ path, everyMs: CHECKPOINT_MS });
+        // Should it stop, this connection checkpoints past FALLBACK_CHECKPOINT meanwhile.
+        const data: CheckpointWorkerData = { path, everyMs: CHECKPOINT_MS };
+        this.#checkpointer = new StoreThread(
+          new URL('./checkpoint-worker.ts', import.meta.url),
+          { workerData: data, name: THREAD_NAMES.checkpointer },
+          'the checkpointer thread of hearth.db',
+        );
       }
     }
   }
