@@ -2,10 +2,12 @@
 // the per-token cache, the pure authorization decision, and the encryption of a Patient (blind
 // indexes, seal, open). `npm run bench` runs it after the
 // load benchmark; `node bench/micro.ts` alone.
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { buildAuditEvent } from '../src/audit/audit-event.ts';
 import { authorize, loadCompartments, type Policy } from '../src/auth/authorize.ts';
 import { loadRoles } from '../src/auth/roles.ts';
 import { JwtVerifier } from '../src/auth/token-verifier.ts';
@@ -76,6 +78,34 @@ const patient = {
 };
 const patientModel = model.types.get('Patient')!;
 const entries = extractIndex(patientModel, patient, config.baseUrl);
+// Index extraction, every search parameter of the type evaluated: once per version written, and
+// once per AuditEvent by the audit indexer.
+const observation = {
+  resourceType: 'Observation',
+  status: 'final',
+  code: { coding: [{ system: 'http://loinc.org', code: '4548-4' }] },
+  subject: { reference: 'Patient/p500' },
+  effectiveDateTime: '2026-01-01T10:00:00Z',
+  valueQuantity: { value: 5.5, unit: '%', system: 'http://unitsofmeasure.org', code: '%' },
+};
+const createEvent = buildAuditEvent({
+  requestId: randomUUID(),
+  recorded: new Date(),
+  interaction: 'create',
+  resourceType: 'Observation',
+  status: 201,
+  principal,
+  address: '127.0.0.1',
+  entities: [{ reference: 'Observation/o1/_history/1', role: 'domain' }],
+  patients: ['Patient/p500'],
+  server: { baseUrl: config.baseUrl, name: 'Hearth' },
+});
+for (const [type, resource] of [['Patient', patient], ['Observation', observation], ['AuditEvent', createEvent]] as const) {
+  const typeModel = model.types.get(type)!;
+  const n = extractIndex(typeModel, resource, config.baseUrl).length;
+  const what = type === 'AuditEvent' ? 'a create\'s AuditEvent' : `the bench's ${type}`;
+  rows.push(await time(`index entries of ${what} (${n} entries)`, 20_000, () => extractIndex(typeModel, resource, config.baseUrl)));
+}
 const paths = protection.paths.get('Patient') ?? [];
 rows.push(await time(`blind indexes of a Patient's ${entries.length} index entries (${blind.entries('Patient', entries).length} after)`, 20_000, () => blind.entries('Patient', entries)));
 rows.push(await time(`seal a Patient (${paths.length} protected paths)`, 20_000, () => sealResource(keyring, paths, 'Patient', 'p500', 1, patient)));

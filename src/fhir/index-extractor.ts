@@ -9,28 +9,43 @@ type Node = Record<string, unknown>;
 const isObject = (v: unknown): v is Node => typeof v === 'object' && v !== null && !Array.isArray(v);
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
+/** Per type model, the parameters extractIndex evaluates, in order: one array, walked without an iterator. */
+const INDEXED = new WeakMap<TypeModel, readonly SearchParamDef[]>();
+
+function indexedParams(model: TypeModel): readonly SearchParamDef[] {
+  let defs = INDEXED.get(model);
+  if (!defs) {
+    defs = [...model.params.values()].filter((def) => !def.indexedAs && !def.unionOf);
+    INDEXED.set(model, defs);
+  }
+  return defs;
+}
+
 /**
  * Evaluates every search parameter of the resource's type (HL7's FHIRPath expressions) into the
  * index entries the store persists. Runs once per write, never at search time.
  */
 export function extractIndex(model: TypeModel, resource: object, baseUrl: string): IndexEntry[] {
   const entries: IndexEntry[] = [];
-  for (const def of model.params.values()) {
-    if (def.indexedAs || def.unionOf) continue;
+  for (const def of indexedParams(model)) {
     if (def.type === 'composite') {
       extractComposite(def, resource, baseUrl, entries);
       continue;
     }
+    const start = entries.length;
     for (const node of safeEvaluate(def.evaluate, resource)) {
       // A narrowed reference parameter's values are its sources' entries (SearchParamDef.narrows),
       // and those of a part that is a parameter of its own are that parameter's (SearchParamDef.parts).
-      const values = def.narrows ? [] : def.parts ? stringFields(node, def.parts) : valuesOf(def.type, node, baseUrl);
-      for (const f of values) entries.push({ param: def.code, grp: 0, ...f });
+      const before = entries.length;
+      if (!def.narrows) {
+        if (def.parts) stringEntries(node, def.code, entries, def.parts);
+        else entriesOf(def.type, node, baseUrl, def.code, entries);
+      }
       if (def.type === 'reference') {
         // A reference with no searchable target (only an identifier or a display, or to a contained
         // resource) is still a value of the element: present for :missing, matching no target.
         // See: https://hl7.org/fhir/R4/search.html#missing
-        const present = values.length === 0 && !def.narrows && isObject(node) && Object.keys(node).length > 0;
+        const present = entries.length === before && !def.narrows && isObject(node) && Object.keys(node).length > 0;
         if (present) entries.push({ param: def.code, grp: 0 });
         // See: https://hl7.org/fhir/R4/search.html#reference (the :identifier modifier)
         const identifier = isObject(node) && isObject(node.identifier) ? node.identifier : undefined;
@@ -44,24 +59,28 @@ export function extractIndex(model: TypeModel, resource: object, baseUrl: string
         }
       }
     }
+    if (entries.length - start > 1) dropRepeats(entries, start);
   }
-  return dedupe(entries);
+  return entries;
 }
 
 function extractComposite(def: SearchParamDef, resource: object, baseUrl: string, out: IndexEntry[]): void {
   const components = def.components ?? [];
   let grp = 0;
   for (const base of safeEvaluate(def.evaluate, resource)) {
-    const perComponent = components.map((c) =>
-      safeEvaluate(c.evaluate, base).flatMap((n) => valuesOf(c.type, n, baseUrl)),
-    );
-    if (perComponent.some((v) => v.length === 0)) continue;
+    const perComponent: IndexEntry[][] = [];
+    for (const [i, c] of components.entries()) {
+      const values: IndexEntry[] = [];
+      for (const n of safeEvaluate(c.evaluate, base)) entriesOf(c.type, n, baseUrl, `${def.code}$${i}`, values);
+      // a component without a value: no combination of this base
+      if (values.length === 0) break;
+      perComponent.push(values);
+    }
+    if (perComponent.length < components.length) continue;
     // One group per combination of component values, so that both halves must match together.
     for (const combo of cartesian(perComponent)) {
       grp++;
-      combo.forEach((f, i) => {
-        out.push({ param: `${def.code}$${i}`, grp, ...f });
-      });
+      for (const e of combo) out.push({ ...e, grp });
     }
   }
 }
@@ -81,109 +100,124 @@ function safeEvaluate(evaluate: (r: unknown) => unknown[], node: unknown): unkno
   }
 }
 
+/** The search values of `node` for a parameter of `type` (what a compartment's references are). */
 export function valuesOf(type: SearchParamType, node: unknown, baseUrl: string): Fields[] {
+  const out: IndexEntry[] = [];
+  entriesOf(type, node, baseUrl, '', out);
+  return out;
+}
+
+type Entry = { -readonly [K in keyof IndexEntry]: IndexEntry[K] };
+
+/** Appends the index entries of `param` that `node` makes, for a parameter of `type`, to `out` (group 0). */
+function entriesOf(type: SearchParamType, node: unknown, baseUrl: string, param: string, out: Entry[]): void {
   switch (type) {
     case 'token':
-      return tokenValues(node);
+      return tokenEntries(node, param, out);
     case 'string':
-      return stringFields(node);
+      return stringEntries(node, param, out);
     case 'date':
-      return dateValues(node);
-    case 'number':
-    {
+      return dateEntries(node, param, out);
+    case 'number': {
       const n = numberValue(node);
-      return n === undefined ? [] : [{ lo: n, hi: n }];
+      if (n !== undefined) out.push({ param, grp: 0, lo: n, hi: n });
+      return;
     }
     case 'quantity': {
-      const n = isObject(node) ? numberValue(node.value) : undefined;
-      if (!isObject(node) || n === undefined) return [];
-      return [{ lo: n, hi: n, sys: str(node.system), code: str(node.code), text: str(node.unit) }];
+      if (!isObject(node)) return;
+      const n = numberValue(node.value);
+      if (n !== undefined) out.push({ param, grp: 0, lo: n, hi: n, sys: str(node.system), code: str(node.code), text: str(node.unit) });
+      return;
     }
-    case 'reference':
-      return referenceValues(node, baseUrl);
+    case 'reference': {
+      // a canonical, or a reference (not to a contained resource)
+      if (typeof node === 'string') out.push({ param, grp: 0, code: node });
+      const ref = isObject(node) ? str(node.reference) : undefined;
+      if (ref && !ref.startsWith('#')) out.push({ param, grp: 0, code: normalizeReference(ref, baseUrl) });
+      return;
+    }
     case 'uri':
-      return typeof node === 'string' ? [{ code: node }] : [];
+      if (typeof node === 'string') out.push({ param, grp: 0, code: node });
+      return;
     default:
-      return [];
   }
 }
 
-function tokenValues(node: unknown): Fields[] {
-  if (typeof node === 'string') return [{ code: node }];
-  if (typeof node === 'boolean') return [{ code: String(node) }];
-  if (!isObject(node)) return [];
+function tokenEntries(node: unknown, param: string, out: Entry[]): void {
+  if (typeof node === 'string' || typeof node === 'boolean') {
+    out.push({ param, grp: 0, code: String(node) });
+    return;
+  }
+  if (!isObject(node)) return;
   if (Array.isArray(node.coding) || typeof node.text === 'string') {
     const text = str(node.text);
-    const codings = Array.isArray(node.coding) ? (node.coding as Node[]) : [];
-    const out: Fields[] = codings
-      .filter(isObject)
-      .map((c) => ({ sys: str(c.system), code: str(c.code), text: normalizeOrUndefined(str(c.display) ?? text) }));
-    if (text !== undefined) out.push({ text: normalizeString(text) });
-    return out;
+    if (Array.isArray(node.coding)) {
+      for (const c of node.coding as unknown[]) {
+        if (!isObject(c)) continue;
+        out.push({ param, grp: 0, sys: str(c.system), code: str(c.code), text: normalizeOrUndefined(str(c.display) ?? text) });
+      }
+    }
+    if (text !== undefined) out.push({ param, grp: 0, text: normalizeString(text) });
+    return;
   }
   if ('code' in node || 'display' in node) {
-    return [{ sys: str(node.system), code: str(node.code), text: normalizeOrUndefined(str(node.display)) }];
+    out.push({ param, grp: 0, sys: str(node.system), code: str(node.code), text: normalizeOrUndefined(str(node.display)) });
+    return;
   }
   if ('value' in node && typeof node.value === 'string') {
     // Identifier and ContactPoint: system|value; the identifier type's text feeds :text.
     const type = isObject(node.type) ? str(node.type.text) : undefined;
-    return [{ sys: str(node.system), code: node.value, text: normalizeOrUndefined(type) }];
+    out.push({ param, grp: 0, sys: str(node.system), code: node.value, text: normalizeOrUndefined(type) });
   }
-  return [];
 }
 
 const normalizeOrUndefined = (s: string | undefined) => (s === undefined ? undefined : normalizeString(s));
 
 /** A string's entries: the normalised form for prefix searches, the exact one for `:exact`; `skip`: parts left out. */
-function stringFields(node: unknown, skip?: ReadonlyMap<string, string>): Fields[] {
-  return stringValues(node, skip).map((s) => ({ code: normalizeString(s), text: s }));
-}
-
-function stringValues(node: unknown, skip?: ReadonlyMap<string, string>): string[] {
-  if (typeof node === 'string') return [node];
-  if (!isObject(node)) return [];
-  const out: string[] = [];
+function stringEntries(node: unknown, param: string, out: Entry[], skip?: ReadonlyMap<string, string>): void {
+  if (typeof node === 'string') {
+    out.push({ param, grp: 0, code: normalizeString(node), text: node });
+    return;
+  }
+  if (!isObject(node)) return;
   for (const key of STRING_PARTS) {
     if (skip?.has(key)) continue;
     const v = node[key];
-    if (typeof v === 'string') out.push(v);
-    else if (Array.isArray(v)) for (const s of v) if (typeof s === 'string') out.push(s);
+    if (typeof v === 'string') out.push({ param, grp: 0, code: normalizeString(v), text: v });
+    else if (Array.isArray(v)) for (const s of v) if (typeof s === 'string') out.push({ param, grp: 0, code: normalizeString(s), text: s });
   }
-  return out;
 }
 
-function dateValues(node: unknown): Fields[] {
+function dateEntries(node: unknown, param: string, out: Entry[]): void {
   if (typeof node === 'string') {
     const r = dateRange(node);
-    return r ? [r] : [];
+    if (r) out.push({ param, grp: 0, lo: r.lo, hi: r.hi });
+    return;
   }
-  if (!isObject(node)) return [];
+  if (!isObject(node)) return;
   if ('start' in node || 'end' in node) {
     const start = typeof node.start === 'string' ? dateRange(node.start) : undefined;
     const end = typeof node.end === 'string' ? dateRange(node.end) : undefined;
-    return [{ lo: start?.lo ?? MIN_TIME, hi: end?.hi ?? MAX_TIME }];
+    out.push({ param, grp: 0, lo: start?.lo ?? MIN_TIME, hi: end?.hi ?? MAX_TIME });
+    return;
   }
-  if (Array.isArray(node.event)) return node.event.flatMap((e) => dateValues(e));
-  return [];
+  if (Array.isArray(node.event)) for (const e of node.event) dateEntries(e, param, out);
 }
 
-function referenceValues(node: unknown, baseUrl: string): Fields[] {
-  if (typeof node === 'string') return [{ code: node }]; // canonical
-  if (!isObject(node)) return [];
-  const ref = str(node.reference);
-  return ref && !ref.startsWith('#') ? [{ code: normalizeReference(ref, baseUrl) }] : [];
+/**
+ * Drops repeated entries among one parameter's, `entries[start..]` (only a parameter's own entries
+ * can repeat one another: every other parameter's name differs), keeping the first of each.
+ */
+function dropRepeats(entries: IndexEntry[], start: number): void {
+  let kept = start;
+  for (let i = start; i < entries.length; i++) {
+    const e = entries[i];
+    let repeated = false;
+    for (let j = start; j < kept && !repeated; j++) repeated = same(entries[j], e);
+    if (!repeated) entries[kept++] = e;
+  }
+  entries.length = kept;
 }
 
-/** Drops repeated entries; only a parameter with several entries can repeat one, so only those are keyed. */
-function dedupe(entries: IndexEntry[]): IndexEntry[] {
-  const counts = new Map<string, number>();
-  for (const e of entries) counts.set(e.param, (counts.get(e.param) ?? 0) + 1);
-  const seen = new Set<string>();
-  return entries.filter((e) => {
-    if (counts.get(e.param) === 1) return true;
-    const key = `${e.param}\u0000${e.grp}\u0000${e.sys}\u0000${e.code}\u0000${e.text}\u0000${e.lo}\u0000${e.hi}`;
-    if (seen.has(key)) return false;
-    seen.add(key);
-    return true;
-  });
-}
+const same = (a: IndexEntry, b: IndexEntry) =>
+  a.param === b.param && a.grp === b.grp && a.sys === b.sys && a.code === b.code && a.text === b.text && a.lo === b.lo && a.hi === b.hi;

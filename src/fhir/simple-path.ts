@@ -44,21 +44,37 @@ export function compileSimplePath(
   }
   if (parts.length === 1) {
     const [steps] = parts;
-    return (resource) => {
-      let nodes: unknown[] = [resource];
-      for (const step of steps) nodes = apply(step, nodes);
-      return nodes;
-    };
+    return (resource) => evaluate(steps, resource);
   }
   return (resource) => {
-    const all: unknown[] = [];
+    let all: unknown[] | undefined;
     for (const steps of parts) {
-      let nodes: unknown[] = [resource];
-      for (const step of steps) nodes = apply(step, nodes);
+      const nodes = evaluate(steps, resource);
+      if (nodes.length === 0) continue;
+      all ??= [];
       for (const n of nodes) all.push(n);
     }
-    return all.length < 2 ? all : distinct(all);
+    return !all ? NONE : all.length < 2 ? all : distinct(all);
   };
+}
+
+/**
+ * What a path finds when it finds nothing: one shared array, frozen (a caller that added to it
+ * would throw). Most of a type's parameters find nothing in most resources, and indexing a
+ * resource evaluates all of them.
+ */
+const NONE: unknown[] = Object.freeze([]) as unknown as unknown[];
+
+/** One part's steps from the resource (none: the resource itself); an array is made only once a step finds something. */
+function evaluate(steps: readonly Step[], resource: unknown): unknown[] {
+  if (steps.length === 0) return [resource];
+  let nodes = take(steps[0], resource, undefined) ?? NONE;
+  for (let i = 1; i < steps.length && nodes.length > 0; i++) {
+    let next: unknown[] | undefined;
+    for (const n of nodes) next = take(steps[i], n, next);
+    nodes = next ?? NONE;
+  }
+  return nodes;
 }
 
 /** FHIRPath's `|` is a union: equal items appear once. */
@@ -115,36 +131,38 @@ function parsePart(part: string, type: string | undefined, choiceTypes: (element
   return steps;
 }
 
-function apply(step: Step, nodes: unknown[]): unknown[] {
-  const next: unknown[] = [];
-  const push = (v: unknown) => {
-    if (Array.isArray(v)) for (const x of v) next.push(x);
-    else if (v !== undefined) next.push(v);
-  };
-  for (const n of nodes) {
-    if (n === null || typeof n !== 'object') continue;
-    const node = n as Node;
-    switch (step.kind) {
-      case 'keys':
-        for (const key of step.keys) {
-          const v = node[key];
+/** What `step` finds in `n`, added to `out` (made on the first thing found); `out` as it was when nothing. */
+function take(step: Step, n: unknown, out: unknown[] | undefined): unknown[] | undefined {
+  if (n === null || typeof n !== 'object') return out;
+  const node = n as Node;
+  switch (step.kind) {
+    case 'keys':
+      for (const key of step.keys) {
+        const v = node[key];
+        if (v === undefined) {
           // A nested choice element ([x]) is not a plain path: let FHIRPath decide.
-          if (v === undefined && step.nested && hasChoiceOf(node, key)) throw new NotSimple();
-          push(v);
+          if (step.nested && hasChoiceOf(node, key)) throw new NotSimple();
+          continue;
         }
-        break;
-      case 'extension':
-        if (Array.isArray(node.extension)) for (const e of node.extension) if ((e as Node | null)?.url === step.url) next.push(e);
-        break;
-      case 'where':
-        if (node[step.key] === step.value) next.push(node);
-        break;
-      case 'referenceTo':
-        if (isReferenceTo(node, step.type)) next.push(node);
-        break;
-    }
+        out ??= [];
+        if (Array.isArray(v)) for (const x of v) out.push(x);
+        else out.push(v);
+      }
+      return out;
+    case 'extension':
+      if (Array.isArray(node.extension)) {
+        for (const e of node.extension) {
+          if ((e as Node | null)?.url === step.url) (out ??= []).push(e);
+        }
+      }
+      return out;
+    case 'where':
+      if (node[step.key] === step.value) (out ??= []).push(node);
+      return out;
+    case 'referenceTo':
+      if (isReferenceTo(node, step.type)) (out ??= []).push(node);
+      return out;
   }
-  return next;
 }
 
 function hasChoiceOf(node: Node, key: string): boolean {

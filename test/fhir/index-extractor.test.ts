@@ -1,6 +1,9 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { buildAuditEvent } from '../../src/audit/audit-event.ts';
 import { loadFhirModel } from '../../src/fhir/definitions.ts';
 import { extractIndex } from '../../src/fhir/index-extractor.ts';
+import { bundledExamples, examples } from '../helpers/app.ts';
 
 const model = loadFhirModel({ updateCreate: false });
 const entries = (type: string, resource: Record<string, unknown>, params: string[]) =>
@@ -152,5 +155,36 @@ describe('parameters defined as the union of others', () => {
     const params = new Set(extractIndex(model.types.get('Observation')!, observation, 'http://x/fhir').map((e) => e.param));
     expect([...params].filter((p) => p.startsWith('combo-'))).toEqual([]);
     for (const p of ['code', 'component-code', 'value-quantity', 'component-value-quantity', 'code-value-quantity$1', 'component-code-value-quantity$1']) expect(params).toContain(p);
+  });
+});
+
+// Pinned as the extractor indexed them on 2026-12-02 (before it was made to allocate less): the
+// entries of every official Patient and Observation example, standalone and inside the example
+// Bundles, and of an AuditEvent, in order. What a store holds was indexed this way; a change to
+// what is indexed must change this digest on purpose.
+describe('what every example indexes', () => {
+  it('is exactly what it was', () => {
+    const audit = buildAuditEvent({
+      requestId: 'a1',
+      recorded: new Date('2026-01-01T10:00:00Z'),
+      interaction: 'create',
+      resourceType: 'Observation',
+      status: 201,
+      principal: { issuer: 'https://i', subject: 's', clientId: 'c', fhirUser: 'Practitioner/1', grants: [], scopes: ['user/*.cruds'], tokenId: 'j', expiresAt: 1 },
+      address: '10.0.0.1',
+      entities: [{ reference: 'Observation/o/_history/1', role: 'domain' }],
+      patients: ['Patient/p'],
+      server: { baseUrl: 'http://x/fhir', name: 'Hearth' },
+      partOf: 'b1',
+    });
+    const resources = [...examples('Patient'), ...examples('Observation'), ...bundledExamples()].map((e) => e.resource).concat([audit]);
+    const digest = createHash('sha256');
+    let count = 0;
+    for (const r of resources) {
+      const entries = extractIndex(model.types.get(r.resourceType)!, r, 'http://x/fhir');
+      count += entries.length;
+      digest.update(JSON.stringify(entries));
+    }
+    expect({ resources: resources.length, count, digest: digest.digest('hex') }).toEqual({ resources: 260, count: 3696, digest: '50629e3b7f0aaa9d16e8ea12c3e790389876b29ed59e6249a5b7102ff97f46af' });
   });
 });
