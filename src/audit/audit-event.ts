@@ -57,13 +57,20 @@ const ACTIONS: Record<string, AuditEvent['action']> = {
 /** The AuditEvent.action of an interaction. */
 export const actionOf = (interaction: string): AuditEvent['action'] => ACTIONS[interaction] ?? 'E';
 
+/**
+ * A Coding. Every object here is made with its keys in canonical (ascending) order — absent ones
+ * as undefined, which JSON leaves out — so that the audit writer serializes an event as it is,
+ * without a sorted copy (canonicalize).
+ */
+const coding = (system: string, code: string, display?: string): Coding => ({ code, display, system });
+
 /** The entity of a resource version a request touched; a write names the version it replaced and the one it made. */
 export function entityOf(e: AuditFacts['entities'][number]): AuditEventEntity {
   return {
+    detail: e.role === 'domain' ? undefined : [{ type: 'version', valueString: e.role }],
+    role: coding(OBJECT_ROLE, '4', 'Domain Resource'),
+    type: coding(ENTITY_TYPE, '2', 'System Object'),
     what: { reference: e.reference },
-    type: { system: ENTITY_TYPE, code: '2', display: 'System Object' },
-    role: { system: OBJECT_ROLE, code: '4', display: 'Domain Resource' },
-    ...(e.role === 'domain' ? {} : { detail: [{ type: 'version', valueString: e.role }] }),
   };
 }
 
@@ -73,9 +80,9 @@ export function entityOf(e: AuditFacts['entities'][number]): AuditEventEntity {
  */
 export function partOfEntity(requestId: string): AuditEventEntity {
   return {
-    what: { identifier: { system: 'urn:hearth:request', value: requestId } },
-    type: { system: 'https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType', code: 'XrequestId', display: 'X-Request-Id' },
     description: 'the batch or transaction Bundle this entry came in',
+    type: coding('https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType', 'XrequestId', 'X-Request-Id'),
+    what: { identifier: { system: 'urn:hearth:request', value: requestId } },
   };
 }
 
@@ -88,86 +95,75 @@ export function partOfEntity(requestId: string): AuditEventEntity {
 export function buildAuditEvent(f: AuditFacts): AuditEvent {
   // See: https://hl7.org/fhir/R4/valueset-audit-event-outcome.html
   const outcome: AuditEvent['outcome'] = f.status < 400 ? '0' : f.status < 500 ? '4' : '8';
-  const subtype: Coding =
-    f.interaction === 'login'
-      ? { system: DCM, code: '110122', display: 'Login' }
-      : { system: RESTFUL_INTERACTION, code: f.interaction === 'conditional-update' ? 'update' : f.interaction };
+  const subtype = f.interaction === 'login' ? coding(DCM, '110122', 'Login') : coding(RESTFUL_INTERACTION, f.interaction === 'conditional-update' ? 'update' : f.interaction);
   const p = f.principal;
-  const agents: AuditEventAgent[] = [];
   // The user (or, for a backend service, the client) is the requestor.
+  const who = !p
+    ? undefined
+    : p.fhirUser
+      ? { reference: p.fhirUser }
+      : p.subject
+        ? { identifier: { system: p.issuer, value: p.subject } }
+        : p.clientId
+          ? { identifier: { system: p.issuer, value: p.clientId } }
+          : undefined;
+  // The authorization that applied: the token by its jti, and each scope it carried.
+  const policy = p && [...(p.tokenId ? [`urn:hearth:token:${p.tokenId}`] : []), ...p.scopes.filter(Boolean).map((s) => `urn:hearth:scope:${s}`)];
   const user: AuditEventAgent = {
-    type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP', display: 'information recipient' }] },
-    requestor: true,
+    altId: p?.subject,
+    name: p ? (p.subject ?? p.clientId) : (f.claimedBy ?? 'unauthenticated'),
     network: f.address ? { address: f.address, type: /^[\d.]+$/.test(f.address) || f.address.includes(':') ? '2' : '1' } : undefined,
+    policy: policy?.length ? policy : undefined,
+    purposeOfUse: p?.purposeOfUse?.length ? p.purposeOfUse.map((code) => ({ coding: [{ code }] })) : undefined,
+    requestor: true,
+    role: p?.role ? [{ coding: [{ code: p.role, system: 'urn:hearth:role' }] }] : undefined,
+    type: { coding: [coding('http://terminology.hl7.org/CodeSystem/v3-ParticipationType', 'IRCP', 'information recipient')] },
+    who,
   };
-  if (p) {
-    if (p.fhirUser) user.who = { reference: p.fhirUser };
-    else if (p.subject) user.who = { identifier: { system: p.issuer, value: p.subject } };
-    else if (p.clientId) user.who = { identifier: { system: p.issuer, value: p.clientId } };
-    if (p.subject) user.altId = p.subject;
-    user.name = p.subject ?? p.clientId;
-    if (p.role) user.role = [{ coding: [{ system: 'urn:hearth:role', code: p.role }] }];
-    // The authorization that applied: the token by its jti, and each scope it carried.
-    const policy = [...(p.tokenId ? [`urn:hearth:token:${p.tokenId}`] : []), ...p.scopes.filter(Boolean).map((s) => `urn:hearth:scope:${s}`)];
-    if (policy.length) user.policy = policy;
-    if (p.purposeOfUse?.length) user.purposeOfUse = p.purposeOfUse.map((code) => ({ coding: [{ code }] }));
-  } else {
-    user.name = f.claimedBy ?? 'unauthenticated';
-  }
-  agents.push(user);
+  const agents: AuditEventAgent[] = [user];
   if (p?.clientId && (p.fhirUser || p.subject)) {
     agents.push({
-      type: { coding: [{ system: DCM, code: '110150', display: 'Application' }] },
-      who: { identifier: { system: p.issuer, value: p.clientId } },
       name: p.clientId,
       requestor: false,
+      type: { coding: [coding(DCM, '110150', 'Application')] },
+      who: { identifier: { system: p.issuer, value: p.clientId } },
     });
   }
   const entity: AuditEventEntity[] = [];
   for (const patient of f.patients) {
-    entity.push({
-      what: { reference: patient },
-      type: { system: ENTITY_TYPE, code: '1', display: 'Person' },
-      role: { system: OBJECT_ROLE, code: '1', display: 'Patient' },
-    });
+    entity.push({ role: coding(OBJECT_ROLE, '1', 'Patient'), type: coding(ENTITY_TYPE, '1', 'Person'), what: { reference: patient } });
   }
   for (const e of f.entities) entity.push(entityOf(e));
   if (f.query !== undefined) {
     // See: BALP Query: the query as sent, base64-encoded, in entity.query.
     entity.push({
-      type: { system: ENTITY_TYPE, code: '2', display: 'System Object' },
-      role: { system: OBJECT_ROLE, code: '24', display: 'Query' },
       description: f.resourceType,
       query: Buffer.from(f.query, 'utf8').toString('base64'),
+      role: coding(OBJECT_ROLE, '24', 'Query'),
+      type: coding(ENTITY_TYPE, '2', 'System Object'),
     });
   }
   if (f.partOf !== undefined) entity.push(partOfEntity(f.partOf));
   const attempt = f.phase === 'attempt';
-  const event: AuditEvent = {
-    resourceType: 'AuditEvent',
-    id: attempt ? attemptId(f.requestId) : f.requestId,
-    type: { system: 'http://terminology.hl7.org/CodeSystem/audit-event-type', code: 'rest', display: 'RESTful Operation' },
-    subtype: attempt ? [subtype, { system: PHASE_SYSTEM, code: 'attempt', display: 'write attempted; its outcome follows' }] : [subtype],
+  return {
     action: actionOf(f.interaction),
-    recorded: f.recorded.toISOString(),
+    agent: agents,
+    entity: entity.length ? entity : undefined,
+    id: attempt ? attemptId(f.requestId) : f.requestId,
     // An attempt has no outcome yet: its request's own event carries it.
-    ...(attempt ? {} : { outcome }),
-    agent: agents.map(clean),
+    outcome: attempt ? undefined : outcome,
+    outcomeDesc: !attempt && outcome !== '0' ? `${f.status}${f.issueCode ? ` ${f.issueCode}` : ''}` : undefined,
+    purposeOfEvent: p?.purposeOfUse?.length ? p.purposeOfUse.map((code) => ({ coding: [{ code }] })) : undefined,
+    recorded: f.recorded.toISOString(),
+    resourceType: 'AuditEvent',
     source: {
-      site: f.server.baseUrl,
       observer: { display: f.server.name, identifier: { system: 'urn:hearth:server', value: f.server.baseUrl } },
-      type: [{ system: 'http://terminology.hl7.org/CodeSystem/security-source-type', code: '4', display: 'Application Server' }],
+      site: f.server.baseUrl,
+      type: [coding('http://terminology.hl7.org/CodeSystem/security-source-type', '4', 'Application Server')],
     },
+    subtype: attempt ? [subtype, coding(PHASE_SYSTEM, 'attempt', 'write attempted; its outcome follows')] : [subtype],
+    type: f.interaction === 'login' ? coding(DCM, '110114', 'User Authentication') : coding('http://terminology.hl7.org/CodeSystem/audit-event-type', 'rest', 'RESTful Operation'),
   };
-  if (f.interaction === 'login') event.type = { system: DCM, code: '110114', display: 'User Authentication' };
-  if (!attempt && outcome !== '0') event.outcomeDesc = `${f.status}${f.issueCode ? ` ${f.issueCode}` : ''}`;
-  if (p?.purposeOfUse?.length) event.purposeOfEvent = p.purposeOfUse.map((code) => ({ coding: [{ code }] }));
-  if (entity.length) event.entity = entity;
-  return event;
-}
-
-function clean(agent: AuditEventAgent): AuditEventAgent {
-  return Object.fromEntries(Object.entries(agent).filter(([, v]) => v !== undefined)) as AuditEventAgent;
 }
 
 /**
