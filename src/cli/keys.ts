@@ -64,8 +64,9 @@ export async function keysRewrap(config: Config, progress: (line: string) => voi
       },
     );
     progress('\n');
-    await auditKeyChange(config, 'keys rewrap', `re-wrapped ${n} data keys under ${current}`);
-    return `re-wrapped ${n} data keys under ${current}\n`;
+    // (a count of versions: those one transaction wrote share one data key, re-wrapped once)
+    await auditKeyChange(config, 'keys rewrap', `re-wrapped the data keys of ${n} resource versions under ${current}`);
+    return `re-wrapped the data keys of ${n} resource versions under ${current}\n`;
   } finally {
     await s.close();
   }
@@ -78,7 +79,7 @@ export async function keysRetire(config: Config, version: string | undefined): P
   const s = await openStore(config);
   try {
     const used = await s.keys.countKeyUse(`local:${version}`);
-    if (used > 0) throw new CliError(`key version ${version} still wraps ${used} data keys: run 'hearth keys rewrap' first`);
+    if (used > 0) throw new CliError(`key version ${version} still wraps the data keys of ${used} resource versions: run 'hearth keys rewrap' first`);
   } finally {
     await s.close();
   }

@@ -9,16 +9,54 @@ export const ENVELOPE = '_hearthEnvelope';
 export const KEK_ID_PATH = [ENVELOPE, 'kek'] as const;
 
 export interface Envelope {
-  /** 2 since 2026-12-01: every protected element in one sealed document. 1 (still read): one sealed value per element. */
-  readonly v: 1 | 2;
+  /**
+   * 3 since 2026-12-02: as 2, under a data key the versions one store transaction wrote share
+   * (`key`). 2 since 2026-12-01: every protected element in one sealed document, under the
+   * version's own data key. 1 (still read): one sealed value per element.
+   */
+  readonly v: 1 | 2 | 3;
   /** id of the KEK that wrapped the data key */
   readonly kek: string;
+  /** version 3: the shared data key's id (random, 128 bits), which its wrapping binds instead of a version */
+  readonly key?: string;
   /** the data key, wrapped: base64(nonce | ciphertext | tag) */
   readonly dek: string;
-  /** version 2: base64(nonce | ciphertext | tag) of the JSON object {element path: value} of every protected element */
+  /** versions 2 and 3: base64(nonce | ciphertext | tag) of the JSON object {element path: value} of every protected element */
   readonly c?: string;
   /** version 1: protected element path → base64(nonce | ciphertext | tag) of its JSON */
   readonly f?: Record<string, string>;
+}
+
+/**
+ * A data key for the versions of one store transaction (envelope version 3): drawn and wrapped
+ * once, so that each version costs one AES-GCM operation, not two, and reading them back
+ * unwraps it once (the unwrapped-key cache holds it by its wrapped form).
+ */
+export interface SharedDataKey {
+  readonly id: string;
+  readonly kek: string;
+  readonly key: KeyObject;
+  /** wrapped under `kek`, AAD `key/<id>#dek#<kek>` */
+  readonly dek: string;
+}
+
+/** The AAD a shared data key is wrapped with: its id and the KEK's, no record (each version's own seal binds that). */
+const sharedKeyAad = (id: string, kek: string) => `key/${id}#dek#${kek}`;
+
+/**
+ * A fresh data key to share among the versions of one transaction, wrapped by the current KEK.
+ * Sharing is sound under AES-GCM with random 96-bit nonces up to 2^32 seals a key (NIST SP
+ * 800-38D §8.3); a transaction has at most HEARTH_BUNDLE_MAX_ENTRIES (≤ 100,000) versions.
+ */
+export function sharedDataKey(keys: KeyProvider): SharedDataKey {
+  const random = randomBytes(32 + 16 + 12);
+  const raw = random.subarray(0, 32);
+  const id = random.subarray(32, 48).toString('base64url');
+  const kek = keys.currentKekId();
+  const dek = seal(keys.kek(kek), raw, sharedKeyAad(id, kek), random.subarray(48, 60));
+  const key = createSecretKey(raw);
+  random.fill(0, 0, 32);
+  return { id, kek, key, dek };
 }
 
 type Json = Record<string, unknown>;
@@ -100,10 +138,11 @@ function locate(resource: Json, paths: readonly string[], copy = false): [string
 }
 
 /**
- * Envelope encryption of one resource version: a fresh 256-bit data key; the protected elements
- * taken out and sealed under it together, as one JSON object {path: value}, with AAD binding
- * type, id and version (so the ciphertext cannot be moved to another record or version); the data
- * key wrapped by the current KEK with AAD binding the same version. One seal for all of them:
+ * Envelope encryption of one resource version: a fresh 256-bit data key (or `shared`, the one
+ * its transaction's versions share); the protected elements taken out and sealed under it
+ * together, as one JSON object {path: value}, with AAD binding type, id and version (so the
+ * ciphertext cannot be moved to another record or version); the data key wrapped by the current
+ * KEK with AAD binding the same version (a shared key: its own id). One seal for all of them:
  * each AES-GCM operation costs ~9 µs in Node whatever its size, and a Patient has up to eight
  * protected elements. Returns a new object (sharing what it does not change with the input), or
  * the input itself when it holds nothing to seal; the input is never changed.
@@ -116,6 +155,7 @@ export function sealResource(
   version: number,
   resource: Json,
   kekId?: string,
+  shared?: SharedDataKey,
 ): Json {
   // Nothing to protect (an AuditEvent of a read has no query): the input as it is, uncopied.
   if (locate(resource, paths).length === 0) return resource;
@@ -125,12 +165,17 @@ export function sealResource(
     elements[path] = parent[key];
     delete parent[key];
   }
+  const where = `${type}/${id}/_history/${version}`;
+  const plaintext = Buffer.from(JSON.stringify(elements), 'utf8');
+  if (shared) {
+    out[ENVELOPE] = { v: 3, kek: shared.kek, key: shared.id, dek: shared.dek, c: seal(shared.key, plaintext, `${where}#v3`) } satisfies Envelope;
+    return out;
+  }
   // The data key and both nonces from one draw of the CSPRNG.
   const random = randomBytes(32 + 12 + 12);
   const dekRaw = random.subarray(0, 32);
-  const where = `${type}/${id}/_history/${version}`;
   const kek = kekId ?? keys.currentKekId();
-  const c = seal(createSecretKey(dekRaw), Buffer.from(JSON.stringify(elements), 'utf8'), `${where}#v2`, random.subarray(32, 44));
+  const c = seal(createSecretKey(dekRaw), plaintext, `${where}#v2`, random.subarray(32, 44));
   const envelope: Envelope = { v: 2, kek, dek: seal(keys.kek(kek), dekRaw, `${where}#dek#${kek}`, random.subarray(44, 56)), c };
   random.fill(0, 0, 32);
   out[ENVELOPE] = envelope;
@@ -149,6 +194,13 @@ function restore(out: Json, path: string, value: unknown): void {
   list[Number(parts[1])][parts[2]] = value;
 }
 
+/** The AAD an envelope's data key is wrapped with: the version's record, or (version 3) the shared key's id. */
+function wrapAad(envelope: Envelope, where: string, kek = envelope.kek): string {
+  if (envelope.v !== 3) return `${where}#dek#${kek}`;
+  if (typeof envelope.key !== 'string' || envelope.key.length === 0) throw new Error('no data key id');
+  return sharedKeyAad(envelope.key, kek);
+}
+
 /** How many unwrapped data keys each KEK keeps, at most (the least recently used go first). */
 const UNWRAPPED_MAX = 4096;
 /** Data keys unwrapped lately, per KEK object (a reloaded or another keyring starts afresh), by AAD and wrapped key. */
@@ -164,7 +216,7 @@ const unwrappedBy = new WeakMap<KeyObject, Map<string, KeyObject>>();
  */
 function dataKey(keys: KeyProvider, envelope: Envelope, where: string): KeyObject {
   const kek = keys.kek(envelope.kek);
-  const aad = `${where}#dek#${envelope.kek}`;
+  const aad = wrapAad(envelope, where);
   const id = `${aad}\n${envelope.dek}`;
   let cache = unwrappedBy.get(kek);
   const known = cache?.get(id);
@@ -190,11 +242,11 @@ export function openResource(keys: KeyProvider, type: string, id: string, versio
   delete out[ENVELOPE];
   const where = `${type}/${id}/_history/${version}`;
   try {
-    if (envelope.v !== 1 && envelope.v !== 2) throw new Error('unknown envelope version');
+    if (envelope.v !== 1 && envelope.v !== 2 && envelope.v !== 3) throw new Error('unknown envelope version');
     const dek = dataKey(keys, envelope, where);
-    if (envelope.v === 2) {
+    if (envelope.v !== 1) {
       if (typeof envelope.c !== 'string') throw new Error('no sealed elements');
-      const elements = parseStored(open(dek, envelope.c, `${where}#v2`).toString('utf8')) as Json;
+      const elements = parseStored(open(dek, envelope.c, `${where}#v${envelope.v}`).toString('utf8')) as Json;
       for (const [path, value] of Object.entries(elements)) restore(out, path, value);
     } else {
       if (!envelope.f || Object.keys(envelope.f).length === 0) throw new Error('no sealed elements');
@@ -206,19 +258,39 @@ export function openResource(keys: KeyProvider, type: string, id: string, versio
   return out;
 }
 
+/**
+ * Shared data keys re-wrapped lately, per KEK object they were re-wrapped under (another keyring
+ * starts afresh), so that the versions sharing one keep sharing its one wrapped form.
+ */
+const REWRAPPED_MAX = 1024;
+const rewrappedUnder = new WeakMap<KeyObject, Map<string, string>>();
+
 /** Re-wraps the data key of a stored version under the current KEK; undefined when already current. */
 export function rewrapResource(keys: KeyProvider, type: string, id: string, version: number, stored: Json): Json | undefined {
   const envelope = stored[ENVELOPE] as Envelope | undefined;
   const current = keys.currentKekId();
   if (!envelope || envelope.kek === current) return undefined;
   const where = `${type}/${id}/_history/${version}`;
-  let dekRaw: Buffer;
-  try {
-    dekRaw = open(keys.kek(envelope.kek), envelope.dek, `${where}#dek#${envelope.kek}`);
-  } catch {
-    throw integrityFailure(`${type}/${id} version ${version}: data key cannot be unwrapped`);
+  // (the same plaintext key and AAD under the same KEK: one wrapping serves every version that shares it)
+  const currentKek = keys.kek(current);
+  let rewrapped = rewrappedUnder.get(currentKek);
+  if (!rewrapped) rewrappedUnder.set(currentKek, (rewrapped = new Map()));
+  const memo = envelope.v === 3 ? `${envelope.kek}\n${envelope.key}\n${envelope.dek}` : undefined;
+  let dek = memo === undefined ? undefined : rewrapped.get(memo);
+  if (dek === undefined) {
+    let dekRaw: Buffer;
+    try {
+      dekRaw = open(keys.kek(envelope.kek), envelope.dek, wrapAad(envelope, where));
+    } catch {
+      throw integrityFailure(`${type}/${id} version ${version}: data key cannot be unwrapped`);
+    }
+    dek = seal(currentKek, dekRaw, wrapAad(envelope, where, current));
+    dekRaw.fill(0);
+    if (memo !== undefined) {
+      rewrapped.set(memo, dek);
+      if (rewrapped.size > REWRAPPED_MAX) rewrapped.delete(rewrapped.keys().next().value!);
+    }
   }
-  const rewrapped: Envelope = { ...envelope, kek: current, dek: seal(keys.kek(current), dekRaw, `${where}#dek#${current}`) };
-  dekRaw.fill(0);
-  return { ...stored, [ENVELOPE]: rewrapped };
+  const next: Envelope = { ...envelope, kek: current, dek };
+  return { ...stored, [ENVELOPE]: next };
 }

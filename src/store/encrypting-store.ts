@@ -1,5 +1,5 @@
 import type { BlindIndex } from '../crypto/blind-index.ts';
-import { openResource, sealResource } from '../crypto/envelope.ts';
+import { openResource, type SharedDataKey, sealResource, sharedDataKey } from '../crypto/envelope.ts';
 import type { KeyProvider } from '../crypto/keyring.ts';
 import type { ProtectionPolicy } from '../crypto/protection.ts';
 import type { FhirModel } from '../fhir/definitions.ts';
@@ -38,11 +38,11 @@ export class EncryptingStore implements ResourceStore {
     this.#bounded = bounded && bounded.bound > 0 ? bounded : undefined;
   }
 
-  #seal(type: string, prepare: Prepare): Prepare {
+  #seal(type: string, prepare: Prepare, shared?: SharedDataKey): Prepare {
     const paths = this.#policy.paths.get(type) ?? [];
     return (v) => {
       const { resource, index, writeId } = prepare(v);
-      const sealed = sealResource(this.#keys, paths, type, v.id, v.versionId, resource);
+      const sealed = sealResource(this.#keys, paths, type, v.id, v.versionId, resource, undefined, shared);
       return { resource: sealed, index: this.#blind.entries(type, index), writeId };
     };
   }
@@ -74,15 +74,20 @@ export class EncryptingStore implements ResourceStore {
     return this.#inner.delete(type, id, ifMatch, writeId);
   }
 
-  /** Seals each version of the transaction as a single write would be sealed, and blinds its criteria. */
+  /**
+   * Seals each version of the transaction as a single write would be sealed — under one data key
+   * they share when there are several (envelope version 3: one AES-GCM operation a version, not
+   * two) — and blinds its criteria.
+   */
   commit(ops: readonly CommitOp[]): Promise<void> {
+    const shared = ops.filter((op) => op.content).length > 1 ? sharedDataKey(this.#keys) : undefined;
     return this.#inner.commit(
       ops.map((op) => {
         const absent = op.absent && this.#blind.query(op.absent);
         if (!op.content) return { ...op, absent };
         const { resource, index } = op.content;
         const version = { id: op.id, versionId: op.versionId, lastUpdated: op.lastUpdated };
-        const sealed = this.#seal(op.type, () => ({ resource, index }))(version);
+        const sealed = this.#seal(op.type, () => ({ resource, index }), shared)(version);
         return { ...op, absent, content: { resource: sealed.resource, index: sealed.index } };
       }),
     );

@@ -122,6 +122,59 @@ describe('tampering fails closed', () => {
   });
 });
 
+// See docs/encryption.md (envelope version 3).
+describe('the versions of one transaction', () => {
+  it('share one data key, wrapped once, each sealed under its own AAD; a rewrap keeps them sharing one wrapped key', async () => {
+    const dataDir = tempDir();
+    const t = await testApp({}, { dataDir });
+    const patientUrl = 'urn:uuid:5d7c4c3e-8f0e-4c4a-9d1e-0a7b6c5d4e3f';
+    const entry = [
+      { fullUrl: patientUrl, request: { method: 'POST', url: 'Patient' }, resource: canaryPatient },
+      ...[1, 2, 3].map(() => ({ request: { method: 'POST', url: 'Observation' }, resource: { ...canaryObservation('x'), subject: { reference: patientUrl } } })),
+    ];
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/fhir',
+      headers: { 'content-type': 'application/fhir+json' },
+      payload: JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry }),
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    const written: string[] = json(res).entry.map((e: { response: { location: string } }) => /(Patient|Observation)\/[^/]+/.exec(e.response.location)![0]);
+    const single = await create(t.app, canaryObservation(written[0].split('/')[1]));
+    await t.app.close();
+    const stored = () => {
+      const db = new DatabaseSync(join(dataDir, 'hearth.db'), { readOnly: true });
+      const rows = db.prepare('SELECT type, id, body FROM resource_versions WHERE type IN (\'Patient\', \'Observation\')').all() as { type: string; id: string; body: string }[];
+      db.close();
+      for (const r of rows) for (const c of CANARIES) expect(r.body, c).not.toContain(c);
+      return new Map(rows.map((r) => [`${r.type}/${r.id}`, JSON.parse(r.body)._hearthEnvelope]));
+    };
+    const before = stored();
+    const [first, ...rest] = written.map((w) => before.get(w));
+    expect(first).toMatchObject({ v: 3, kek: 'local:1' });
+    for (const e of rest) expect(e).toMatchObject({ v: 3, kek: 'local:1', key: first.key, dek: first.dek });
+    expect(new Set(written.map((w) => before.get(w).c)).size).toBe(4);
+    // a single write has a data key of its own
+    expect(before.get(`Observation/${single.id}`)).toMatchObject({ v: 2, kek: 'local:1' });
+    expect(before.get(`Observation/${single.id}`).key).toBeUndefined();
+
+    expect((await hearth(dataDir, 'keys', 'rotate')).code).toBe(0);
+    expect((await hearth(dataDir, 'keys', 'rewrap')).stdout).toBe('re-wrapped the data keys of 5 resource versions under local:2\n');
+    const after = stored();
+    const rewrapped = written.map((w) => after.get(w));
+    expect(new Set(rewrapped.map((e: { dek: string }) => e.dek)).size).toBe(1);
+    expect(rewrapped[0]).toMatchObject({ v: 3, kek: 'local:2', key: first.key });
+    expect(rewrapped[0].dek).not.toBe(first.dek);
+    const again = await testApp({}, { dataDir });
+    for (const w of written.slice(1)) {
+      const o = json(await again.app.inject({ method: 'GET', url: `/fhir/${w}` }));
+      expect([o.valueString, o.note[0].text, o.component[0].valueQuantity.value, o.subject.reference]).toEqual(['Zqvaluestring', 'Zqnotetext', 987.654, written[0]]);
+    }
+    expect(json(await again.app.inject({ method: 'GET', url: `/fhir/${written[0]}` })).name).toEqual(canaryPatient.name);
+    await again.app.close();
+  });
+});
+
 describe('keys', () => {
   it('rotate, rewrap while reads and writes continue with zero errors, then retire; everything still reads', async () => {
     const dataDir = tempDir();
@@ -147,7 +200,7 @@ describe('keys', () => {
     expect((await hearth(dataDir, 'keys', 'rotate')).stdout).toContain('key version 2 is now current');
     const refused = await hearth(dataDir, 'keys', 'retire', '1');
     expect(refused.code).toBe(64);
-    expect(refused.stderr).toMatch(/key version 1 still wraps \d+ data keys/);
+    expect(refused.stderr).toMatch(/key version 1 still wraps the data keys of \d+ resource versions/);
     await new Promise((r) => setTimeout(r, 1200)); // the server picks up the new version
     const rewrap = await hearth(dataDir, 'keys', 'rewrap');
     expect(rewrap.code).toBe(0);
@@ -165,10 +218,10 @@ describe('keys', () => {
     expect(h.entry.length).toBeGreaterThan(30);
     // every key change is in the audit trail, in order
     const changes = json(await t.app.inject({ method: 'GET', url: '/fhir/AuditEvent?type=http://dicom.nema.org/resources/ontology/DCM|110137&_sort=date&_count=50' }));
-    expect(changes.entry.map((e: any) => e.resource.entity[0].description.replace(/^re-wrapped \d+/, 're-wrapped N'))).toEqual([
+    expect(changes.entry.map((e: any) => e.resource.entity[0].description.replace(/^re-wrapped the data keys of \d+/, 're-wrapped the data keys of N'))).toEqual([
       'key-encryption key version 2 created and made current',
-      're-wrapped N data keys under local:2',
-      're-wrapped N data keys under local:2',
+      're-wrapped the data keys of N resource versions under local:2',
+      're-wrapped the data keys of N resource versions under local:2',
       'key-encryption key version 1 retired',
     ]);
   });

@@ -1,6 +1,6 @@
 import { webcrypto } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { ENVELOPE, openResource, rewrapResource, sealResource } from '../../src/crypto/envelope.ts';
+import { ENVELOPE, openResource, rewrapResource, sealResource, sharedDataKey } from '../../src/crypto/envelope.ts';
 import { LocalKeyring } from '../../src/crypto/keyring.ts';
 
 // A keyring with fixed keys: KEK local:1 is 32 bytes of 7.
@@ -88,7 +88,8 @@ describe('the envelope of an encrypted resource version', () => {
       ['marked version 1', 'o1', 3, { ...stored, [ENVELOPE]: { ...envelope, v: 1 } }],
       ['marked version 1 with no elements', 'o1', 3, { ...stored, [ENVELOPE]: { ...envelope, v: 1, f: {} } }],
       ['its sealed elements removed', 'o1', 3, { ...stored, [ENVELOPE]: { ...envelope, c: undefined } }],
-      ['an unknown version', 'o1', 3, { ...stored, [ENVELOPE]: { ...envelope, v: 3 } }],
+      ['marked version 3', 'o1', 3, { ...stored, [ENVELOPE]: { ...envelope, v: 3, key: 'k' } }],
+      ['an unknown version', 'o1', 3, { ...stored, [ENVELOPE]: { ...envelope, v: 4 } }],
     ];
     for (const [what, id, version, body] of damaged) {
       expect(() => openResource(keys, 'Observation', id, version, body), what).toThrow(`integrity failure: Observation/${id} version ${version} cannot be decrypted`);
@@ -116,5 +117,79 @@ describe('the envelope of an encrypted resource version', () => {
     const other = LocalKeyring.fromJson(JSON.stringify({ version: 1, current: 1, keks: { 1: Buffer.alloc(32, 8).toString('base64') }, retired: [], index: Buffer.alloc(32, 9).toString('base64') }));
     expect(() => openResource(other, 'Observation', 'o1', 3, a)).toThrow('integrity failure: Observation/o1 version 3 cannot be decrypted');
     expect(JSON.stringify(openResource(keys, 'Observation', 'o1', 3, a))).toBe(OPENED);
+  });
+});
+
+// Envelope version 3: the versions one store transaction writes share one data key, wrapped once
+// with AAD `key/<key id>#dek#<kek>`; each version's elements are sealed under it with AAD
+// `Type/id/_history/version#v3`.
+describe('the envelope of a version written in a transaction (a shared data key)', () => {
+  const rotated = LocalKeyring.fromJson(JSON.stringify({
+    version: 1, current: 2, keks: { 1: KEK.toString('base64'), 2: Buffer.alloc(32, 5).toString('base64') }, retired: [], index: Buffer.alloc(32, 9).toString('base64'),
+  }));
+
+  it('names the key it shares and seals each version under its own AAD: layout pinned, opened by WebCrypto', async () => {
+    const shared = sharedDataKey(keys);
+    const a = sealResource(keys, PATHS, 'Observation', 'o1', 3, observation, undefined, shared);
+    const b = sealResource(keys, PATHS, 'Observation', 'o2', 1, { ...observation, id: 'o2' }, undefined, shared);
+    const [envA, envB] = [a[ENVELOPE], b[ENVELOPE]] as Record<string, string>[];
+    expect(Object.keys(envA)).toEqual(['v', 'kek', 'key', 'dek', 'c']);
+    expect(envA).toMatchObject({ v: 3, kek: 'local:1', key: shared.id, dek: shared.dek });
+    expect(envA.key).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    expect(envB).toMatchObject({ key: envA.key, dek: envA.dek });
+    expect(envB.c).not.toBe(envA.c);
+    const dek = await gcmOpen(KEK, envA.dek, `key/${envA.key}#dek#local:1`);
+    expect(dek.length).toBe(32);
+    const elements = (await gcmOpen(dek, envA.c, 'Observation/o1/_history/3#v3')).toString('utf8');
+    expect(elements).toBe('{"valueQuantity":{"value":7.10,"unit":"%"},"component.0.valueString":"Zqone","component.2.valueQuantity":{"value":2},"note":[{"text":"Zqnote"}]}');
+    expect(JSON.stringify(openResource(keys, 'Observation', 'o1', 3, a))).toBe(OPENED);
+    expect(openResource(keys, 'Observation', 'o2', 1, b).note).toEqual([{ text: 'Zqnote' }]);
+  });
+
+  it('written on 2026-12-02 still opens', () => {
+    const v3 = JSON.parse(
+      '{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"HbA1c"},"subject":{"reference":"Patient/p1"},"_hearthEnvelope":{"v":3,' +
+      '"kek":"local:1","key":"IokayfnmAqrUF7J3sP4bnQ","dek":"IpW7cZwUyCkeGNoxSuaXpNoWTIVEM3KHw4LKw/KHsr/m6A+9Cb/UbBD4pwlLJrqwqeoXH5EQDGieq5vN",' +
+      '"c":"8Q0FeLtKsGJ5q5EixYmqRXSAz0ZQ1XP7SwpyseuFwtji8Nj0ba4+5v/vdIsDKbgnUVu39ctqLiJ+CEEstaTPEjSjmHAjJ7+ipKxKKrKhfasvF7xH6GQAS7nvO2fysL5reA=="}}',
+    );
+    expect(openResource(keys, 'Observation', 'o1', 3, v3)).toEqual({ ...observation, component: undefined, valueQuantity: { value: 7.1, unit: '%' } });
+  });
+
+  it('fails closed when a version\'s sealed elements are swapped with another\'s under the same key, moved, or its key id edited', () => {
+    const shared = sharedDataKey(keys);
+    const a = sealResource(keys, PATHS, 'Observation', 'o1', 3, observation, undefined, shared);
+    const b = sealResource(keys, PATHS, 'Observation', 'o2', 3, { ...observation, id: 'o2' }, undefined, shared);
+    const [envA, envB] = [a[ENVELOPE], b[ENVELOPE]] as Record<string, unknown>[];
+    const other = sharedDataKey(keys);
+    const damaged: [string, string, number, Record<string, unknown>][] = [
+      ['B\'s elements on A', 'o1', 3, { ...a, [ENVELOPE]: { ...envA, c: envB.c } }],
+      ['A opened as another version', 'o1', 4, a],
+      ['A opened as another record', 'o2', 3, a],
+      ['another key\'s id and wrapped key', 'o1', 3, { ...a, [ENVELOPE]: { ...envA, key: other.id, dek: other.dek } }],
+      ['its key id edited', 'o1', 3, { ...a, [ENVELOPE]: { ...envA, key: other.id } }],
+      ['its key id removed', 'o1', 3, { ...a, [ENVELOPE]: { ...envA, key: undefined } }],
+      ['marked version 2', 'o1', 3, { ...a, [ENVELOPE]: { ...envA, v: 2 } }],
+    ];
+    for (const [what, id, version, body] of damaged) {
+      expect(() => openResource(keys, 'Observation', id, version, body), what).toThrow(`integrity failure: Observation/${id} version ${version} cannot be decrypted`);
+    }
+  });
+
+  it('a rotation re-wraps the shared key once: the versions that shared it still share one wrapped key, under the new KEK', () => {
+    const shared = sharedDataKey(keys);
+    const versions = ['o1', 'o2', 'o3'].map((id) => sealResource(keys, PATHS, 'Observation', id, 1, { ...observation, id }, undefined, shared));
+    const rewrapped = versions.map((v, i) => rewrapResource(rotated, 'Observation', `o${i + 1}`, 1, v)!);
+    const envelopes = rewrapped.map((v) => v[ENVELOPE] as Record<string, string>);
+    expect(new Set(envelopes.map((e) => e.dek)).size).toBe(1);
+    expect(envelopes[0]).toMatchObject({ v: 3, kek: 'local:2', key: shared.id });
+    expect(envelopes[0].dek).not.toBe(shared.dek);
+    envelopes.forEach((e, i) => expect(e.c).toBe((versions[i][ENVELOPE] as Record<string, string>).c));
+    rewrapped.forEach((v, i) => expect(openResource(rotated, 'Observation', `o${i + 1}`, 1, v).note).toEqual([{ text: 'Zqnote' }]));
+    expect(rewrapResource(rotated, 'Observation', 'o1', 1, rewrapped[0])).toBeUndefined();
+    // A wrapped key that does not unwrap under the old KEK is not re-wrapped, shared or not.
+    const flipped = Buffer.from(shared.dek, 'base64');
+    flipped[14] ^= 1;
+    const bad = { ...versions[0], [ENVELOPE]: { ...(versions[0][ENVELOPE] as object), dek: flipped.toString('base64') } };
+    expect(() => rewrapResource(rotated, 'Observation', 'o1', 1, bad)).toThrow('integrity failure: Observation/o1 version 1: data key cannot be unwrapped');
   });
 });
