@@ -20,43 +20,33 @@ export function canonicalJson(value: unknown): string {
  * undefined does not count (JSON.stringify leaves it out, as canonicalJson does).
  */
 export function canonicalize<T>(value: T): T {
-  if (value === null || typeof value !== 'object') return value;
-  if (Array.isArray(value)) {
-    let copy: unknown[] | undefined;
-    for (let i = 0; i < value.length; i++) {
-      const v: unknown = value[i];
-      const c = canonicalize(v);
-      if (c !== v && !copy) copy = value.slice(0, i);
-      copy?.push(c);
-    }
-    return (copy ?? value) as T;
+  if (value === null || typeof value !== 'object' || inOrder(value)) return value;
+  if (Array.isArray(value)) return value.map((v) => canonicalize(v)) as T;
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(value as object).sort()) {
+    const v = (value as Record<string, unknown>)[k];
+    if (v !== undefined) out[k] = canonicalize(v);
   }
-  const o = value as Record<string, unknown>;
-  const keys = Object.keys(o);
-  // Keys out of order: a copy in order. In order: a copy only from the first value that changes.
-  const sorted = ascending(o, keys);
-  if (!sorted) keys.sort();
-  let out: Record<string, unknown> | undefined = sorted ? undefined : {};
-  for (let i = 0; i < keys.length; i++) {
-    const v = o[keys[i]];
-    if (v === undefined) continue;
-    const c = canonicalize(v);
-    if (!out && c !== v) {
-      out = {};
-      for (let j = 0; j < i; j++) if (o[keys[j]] !== undefined) out[keys[j]] = o[keys[j]];
-    }
-    if (out) out[keys[i]] = c;
-  }
-  return (out ?? value) as T;
+  return out as T;
 }
 
-/** Whether the keys of `o` that have a value ascend (UTF-16 code units, as Array.prototype.sort orders them). */
-function ascending(o: Record<string, unknown>, keys: readonly string[]): boolean {
+/**
+ * Whether every object in `value` has the keys that have a value in ascending order (UTF-16
+ * code units, as Array.prototype.sort orders them). Walks without allocating: `for…in` visits a
+ * plain object's own keys in Object.keys order.
+ */
+function inOrder(value: object): boolean {
+  if (Array.isArray(value)) {
+    for (const v of value) if (typeof v === 'object' && v !== null && !inOrder(v)) return false;
+    return true;
+  }
   let last: string | undefined;
-  for (const k of keys) {
-    if (o[k] === undefined) continue;
+  for (const k in value) {
+    const v = (value as Record<string, unknown>)[k];
+    if (v === undefined) continue;
     if (last !== undefined && !(last < k)) return false;
     last = k;
+    if (typeof v === 'object' && v !== null && !inOrder(v)) return false;
   }
   return true;
 }
