@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { type AuditFacts, buildAuditEvent } from '../../src/audit/audit-event.ts';
 import { canonicalize, canonicalJson } from '../../src/audit/canonical-json.ts';
-import { parseScopes } from '../../src/auth/scopes.ts';
+import { fullPrincipal } from '../helpers/audit-facts.ts';
 
 describe('canonical JSON', () => {
   it('orders keys by UTF-16 code unit, leaves undefined keys out and writes undefined in an array as null', () => {
@@ -29,18 +29,7 @@ describe('canonical JSON', () => {
 const variants: AuditFacts[] = [];
 const principals: AuditFacts['principal'][] = [
   undefined,
-  {
-    issuer: 'https://i',
-    subject: 's',
-    clientId: 'c',
-    fhirUser: 'Practitioner/1',
-    role: 'nurse',
-    purposeOfUse: ['TREAT'],
-    grants: parseScopes('user/*.rs'),
-    scopes: ['user/*.rs', 'openid'],
-    tokenId: 'j',
-    expiresAt: 1,
-  },
+  fullPrincipal,
   { issuer: 'https://i', clientId: 'c', grants: [], scopes: ['system/*.rs'], expiresAt: 1 },
 ];
 for (const principal of principals) {

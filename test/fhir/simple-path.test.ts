@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { buildAuditEvent } from '../../src/audit/audit-event.ts';
-import { parseScopes } from '../../src/auth/scopes.ts';
 import { loadFhirModel } from '../../src/fhir/definitions.ts';
 import { examples } from '../helpers/app.ts';
+import { fullPrincipal } from '../helpers/audit-facts.ts';
 
 const model = loadFhirModel({ updateCreate: false });
 
@@ -13,18 +13,7 @@ const audits = [
     interaction: 'read',
     resourceType: 'Patient',
     status: 200,
-    principal: {
-      issuer: 'https://i',
-      subject: 's',
-      clientId: 'c',
-      fhirUser: 'Practitioner/1',
-      role: 'nurse',
-      purposeOfUse: ['TREAT'],
-      grants: parseScopes('user/*.rs'),
-      scopes: ['user/*.rs', 'openid'],
-      tokenId: 'j',
-      expiresAt: 1,
-    },
+    principal: fullPrincipal,
     address: '10.0.0.1',
     entities: [{ reference: 'Patient/p/_history/1', role: 'domain' }],
     patients: ['Patient/p'],
