@@ -24,7 +24,7 @@ interface ProfileNode {
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'hearth-profile-'));
-const ports = await Promise.all([1, 2, 3, 4, 5, 6, 7].map(() => freePort()));
+const ports = await Promise.all([1, 2, 3, 4, 5, 6, 7, 8].map(() => freePort()));
 const file = join(dir, 'read.cpuprofile');
 const child: ChildProcess = spawn(process.execPath, [new URL('./servers.ts', import.meta.url).pathname, ...ports.map(String)], {
   stdio: ['ignore', 'pipe', 'inherit'],

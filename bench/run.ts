@@ -18,16 +18,47 @@ interface Result {
   errors: number;
 }
 
-async function load(url: string, method: 'GET' | 'POST' = 'GET', body?: string, token?: string, connections = CONNECTIONS): Promise<Result> {
-  const r = await autocannon({
+interface Load {
+  url: string;
+  method?: 'GET' | 'POST';
+  body?: string;
+  token?: string;
+}
+
+async function run(l: Load, seconds: number, connections = CONNECTIONS) {
+  const { url, method = 'GET', body, token } = l;
+  return autocannon({
     url,
     method,
     body,
     headers: { ...(body ? { 'content-type': 'application/fhir+json' } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
     connections,
-    duration: DURATION,
+    duration: seconds,
   });
+}
+
+async function load(l: Load, connections = CONNECTIONS): Promise<Result> {
+  const r = await run(l, DURATION, connections);
   return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx };
+}
+
+/**
+ * The loads in turns of one second each, DURATION turns, so that the machine's speed, which
+ * drifts here by half within minutes, falls on each alike and their ratios hold: req/s over all
+ * its turns, the median turn's p50 and the worst turn's p99.
+ */
+async function interleaved(loads: readonly Load[]): Promise<Result[]> {
+  const turns = loads.map(() => [] as Awaited<ReturnType<typeof run>>[]);
+  for (let t = 0; t < DURATION; t++) for (const [i, l] of loads.entries()) turns[i].push(await run(l, 1));
+  return turns.map((rs) => {
+    const p50s = rs.map((r) => r.latency.p50).sort((a, b) => a - b);
+    return {
+      rps: rs.reduce((n, r) => n + r.requests.total, 0) / rs.reduce((n, r) => n + r.duration, 0),
+      p50: p50s[Math.floor(p50s.length / 2)],
+      p99: Math.max(...rs.map((r) => r.latency.p99)),
+      errors: rs.reduce((n, r) => n + r.errors + r.non2xx, 0),
+    };
+  });
 }
 
 const hearthPort = await freePort();
@@ -37,9 +68,10 @@ const plainPort = await freePort();
 const barePort = await freePort();
 const unlimitedPort = await freePort();
 const tlsPort = await freePort();
+const neitherPort = await freePort();
 const child: ChildProcess = spawn(
   process.execPath,
-  [new URL('./servers.ts', import.meta.url).pathname, String(hearthPort), String(openPort), String(unauditedPort), String(plainPort), String(barePort), String(unlimitedPort), String(tlsPort)],
+  [new URL('./servers.ts', import.meta.url).pathname, String(hearthPort), String(openPort), String(unauditedPort), String(plainPort), String(barePort), String(unlimitedPort), String(tlsPort), String(neitherPort)],
   {
     stdio: ['ignore', 'pipe', 'inherit'],
   },
@@ -53,39 +85,42 @@ const P = `http://127.0.0.1:${plainPort}`;
 const B = `http://127.0.0.1:${barePort}`;
 const L = `http://127.0.0.1:${unlimitedPort}`;
 const T = `https://127.0.0.1:${tlsPort}`;
+const N = `http://127.0.0.1:${neitherPort}`;
 
-// Each row: Hearth as deployed; without token verification; without the audit trail; bare Fastify.
-const scenarios: [string, (base: string, tok?: string) => Promise<Result>, () => Promise<Result>][] = [
-  ['read by id', (b, tok) => load(`${b}/fhir/Patient/${readIds[[H, O, U, P, L].indexOf(b)]}`, 'GET', undefined, tok), () => load(`${B}/Patient/x`)],
-  ['search (family, _count=10, total)', (b, tok) => load(`${b}${searchUrl}`, 'GET', undefined, tok), () => load(`${B}/Patient`)],
+// Each row: Hearth as deployed; without encryption; without token verification; without the audit
+// trail; without encryption and audit trail; bare Fastify — measured in turns (interleaved).
+const servers = [H, O, U, P, L, T, N];
+const scenarios: [string, (base: string, tok?: string) => Load, Load][] = [
+  ['read by id', (b, tok) => ({ url: `${b}/fhir/Patient/${readIds[servers.indexOf(b)]}`, token: tok }), { url: `${B}/Patient/x` }],
+  ['search (family, _count=10, total)', (b, tok) => ({ url: `${b}${searchUrl}`, token: tok }), { url: `${B}/Patient` }],
   [
     'create (validate, index, durable commit)',
-    (b, tok) => load(`${b}/fhir/Patient`, 'POST', createBody, tok),
-    () => load(`${B}/Patient`, 'POST', createBody),
+    (b, tok) => ({ url: `${b}/fhir/Patient`, method: 'POST', body: createBody, token: tok }),
+    { url: `${B}/Patient`, method: 'POST', body: createBody },
   ],
 ];
 
 const cell = (r: Result) => `${r.rps.toFixed(0)} (${r.p50}/${r.p99})`;
 const rows: string[] = [];
 for (const [name, hearth, bare] of scenarios) {
-  await load(`${B}/Patient/x`); // warm-up
-  const b = await bare();
-  const o = await hearth(O, 'unverified');
-  const u = await hearth(U, token);
-  const p = await hearth(P, token);
-  const h = await hearth(H, token);
+  await load(bare); // warm-up
+  const [h, p, o, u, n, b] = await interleaved([hearth(H, token), hearth(P, token), hearth(O, 'unverified'), hearth(U, token), hearth(N, token), bare]);
   const r = (x: Result) => (h.rps / x.rps).toFixed(2);
-  rows.push(
-    `| ${name} | ${cell(h)} | ${cell(p)} | ${cell(o)} | ${cell(u)} | ${cell(b)} | ${r(p)} | ${r(o)} | ${r(u)} | ${r(b)} | ${h.errors + p.errors + o.errors + u.errors + b.errors} |`,
-  );
+  const errors = [h, p, o, u, n, b].reduce((e, x) => e + x.errors, 0);
+  rows.push(`| ${name} | ${cell(h)} | ${cell(p)} | ${cell(o)} | ${cell(u)} | ${cell(n)} | ${cell(b)} | ${r(p)} | ${r(o)} | ${r(u)} | ${r(n)} | ${r(b)} | ${errors} |`);
 }
 // The rate limiter's cost: the secured read counted against a limit too high to refuse, and with no limiter.
-const unlimitedRead = await load(`${L}/fhir/Patient/${readIds[4]}`, 'GET', undefined, token);
-const limitedRead = await load(`${H}/fhir/Patient/${readIds[0]}`, 'GET', undefined, token);
+const [limitedRead, unlimitedRead] = await interleaved([
+  { url: `${H}/fhir/Patient/${readIds[0]}`, token },
+  { url: `${L}/fhir/Patient/${readIds[4]}`, token },
+]);
 // TLS's cost: the secured read over HTTPS (kept-alive connections, as clients hold them).
-const tlsRead = await load(`${T}/fhir/Patient/${readIds[5]}`, 'GET', undefined, token);
+const [tlsRead, plainRead] = await interleaved([
+  { url: `${T}/fhir/Patient/${readIds[5]}`, token },
+  { url: `${H}/fhir/Patient/${readIds[0]}`, token },
+]);
 // Audit throughput: 50 concurrent clients reading; every response waits for its durable AuditEvent.
-const audit50 = await load(`${H}/fhir/Patient/${readIds[0]}`, 'GET', undefined, token, 50);
+const audit50 = await load({ url: `${H}/fhir/Patient/${readIds[0]}`, token }, 50);
 child.kill('SIGTERM');
 await once(child, 'exit');
 
@@ -127,14 +162,15 @@ rmSync(`/tmp/hearth-bench-start-${process.pid}`, { recursive: true, force: true 
 
 process.stdout.write(
   [
-    `Hearth as deployed vs Hearth without encryption at rest, without token verification, without the audit trail, and bare Fastify serving the same JSON;`,
-    `${CONNECTIONS} connections, ${DURATION} s each, Node ${process.version}. req/s (p50/p99 ms).`,
+    `Hearth as deployed vs Hearth without encryption at rest, without token verification, without the audit trail, without both encryption and audit`,
+    `trail, and bare Fastify serving the same JSON; ${CONNECTIONS} connections, ${DURATION} s each in one-second turns (interleaved), Node ${process.version}.`,
+    `req/s (median turn's p50 / worst turn's p99, ms).`,
     '',
-    '| scenario | Hearth | no encryption | no token verification | no audit trail | bare Fastify | ÷ no encryption | ÷ no verification | ÷ no audit | ÷ bare | errors |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| scenario | Hearth | no encryption | no token verification | no audit trail | neither | bare Fastify | ÷ no encryption | ÷ no verification | ÷ no audit | ÷ neither | ÷ bare | errors |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows,
     '',
-    `secured read over HTTPS: ${cell(tlsRead)}; over plain HTTP: ${cell(limitedRead)}; ratio ${(tlsRead.rps / limitedRead.rps).toFixed(2)}`,
+    `secured read over HTTPS: ${cell(tlsRead)}; over plain HTTP: ${cell(plainRead)}; ratio ${(tlsRead.rps / plainRead.rps).toFixed(2)}`,
     `secured read with the rate limiter counting: ${cell(limitedRead)}; with no rate limiter: ${cell(unlimitedRead)}; ratio ${(limitedRead.rps / unlimitedRead.rps).toFixed(2)}`,
     '',
     `audit throughput, 50 concurrent clients reading: ${audit50.rps.toFixed(0)} audited requests/s (p50 ${audit50.p50} ms, p99 ${audit50.p99} ms), ${audit50.errors} errors`,

@@ -6,8 +6,9 @@
 // trail: building, indexing, chaining and durably committing each event), Hearth without
 // encryption at rest, Hearth without the rate limiter (the others count every request against a
 // limit too high to refuse any: its cost without its refusals), Hearth as deployed over HTTPS
-// (the others speak plain HTTP, as behind a TLS-terminating proxy), and a bare Fastify route
-// serving the same bytes. Prints one JSON line when
+// (the others speak plain HTTP, as behind a TLS-terminating proxy), Hearth with neither
+// encryption at rest nor the audit trail (the baseline of the audit issue's create), and a bare
+// Fastify route serving the same bytes. Prints one JSON line when
 // ready: the id of the read target in each store, in the order of the ports.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,7 +21,7 @@ import type { Principal } from '../src/auth/authorize.ts';
 import { parseScopes } from '../src/auth/scopes.ts';
 import { loadConfig } from '../src/config/config.ts';
 
-const [securedPort, openPort, unauditedPort, plainPort, barePort, unlimitedPort, tlsPort] = process.argv.slice(2).map(Number);
+const [securedPort, openPort, unauditedPort, plainPort, barePort, unlimitedPort, tlsPort, neitherPort] = process.argv.slice(2).map(Number);
 const dir = mkdtempSync(join(tmpdir(), 'hearth-bench-'));
 const issuer = 'https://bench-issuer.local';
 const { publicKey, privateKey } = await generateKeyPair('ES256');
@@ -56,7 +57,12 @@ const overTls = await buildApp(loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, '
 writeFileSync(join(dir, 'protection-none.json'), JSON.stringify({ protect: {} }));
 const plainConfig = loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, 'plain'), HEARTH_PROTECTION_FILE: join(dir, 'protection-none.json') });
 const plain = await buildApp(plainConfig);
+// And without the audit trail as well.
+const neither = await buildApp(loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, 'neither'), HEARTH_PROTECTION_FILE: join(dir, 'protection-none.json') }), {
+  auditWriter: async () => undefined,
+});
 await plain.listen({ host: '127.0.0.1', port: plainPort });
+await neither.listen({ host: '127.0.0.1', port: neitherPort });
 await secured.listen({ host: '127.0.0.1', port: securedPort });
 await open.listen({ host: '127.0.0.1', port: openPort });
 await unaudited.listen({ host: '127.0.0.1', port: unauditedPort });
@@ -82,8 +88,8 @@ const patient = (i: number) => ({
   address: [{ line: [`${i} Main St`], city: 'Springfield', postalCode: String(10000 + i) }],
 });
 const auth = { authorization: `Bearer ${token}` };
-// In the order of the ports: secured, open, unaudited, plain (the bare server between), unlimited, TLS.
-const servers = [secured, open, unaudited, plain, unlimited, overTls];
+// In the order of the ports: secured, open, unaudited, plain (the bare server between), unlimited, TLS, neither.
+const servers = [secured, open, unaudited, plain, unlimited, overTls, neither];
 const readIds = servers.map(() => '');
 for (let i = 0; i < 1000; i++) {
   for (const [n, app] of servers.entries()) {
@@ -124,6 +130,7 @@ process.on('SIGTERM', async () => {
   await open.close();
   await unaudited.close();
   await plain.close();
+  await neither.close();
   await unlimited.close();
   await overTls.close();
   await bare.close();
