@@ -101,6 +101,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     },
   });
   limitConnectionsPerAddress(app.server, config.maxConnectionsPerAddress);
+  idleOnlyWhenSilent(app, config.timeouts.idleMs);
   // Every route the server registers, as Fastify saw it: what the route-by-token policy test walks.
   const routes: FastifyInstance['registeredRoutes'][number][] = [];
   app.addHook('onRoute', (r) => {
@@ -185,4 +186,23 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     app.log.warn('no trusted token issuer (HEARTH_AUTH_SERVER=false and no HEARTH_AUTH_ISSUER/HEARTH_AUTH_JWKS): every FHIR request except metadata is refused with 401');
   }
   return app;
+}
+
+/**
+ * HEARTH_IDLE_TIMEOUT_MS is for a client gone silent, not for the server's own work: from the
+ * moment a request is whole (its body received and parsed) until its answer is being written,
+ * the connection's idle timer is off, so that a long transaction (a large Bundle on a slow
+ * MongoDB) is not cut off with its outcome unknown to the client, who would then send it again.
+ * A slow sender is still cut off by the headers and request timeouts, and a client that does
+ * not read its answer by the idle timer, armed again for the write.
+ */
+function idleOnlyWhenSilent(app: FastifyInstance, idleMs: number): void {
+  app.addHook('preHandler', (request, _reply, done) => {
+    request.raw.socket?.setTimeout(0);
+    done();
+  });
+  app.addHook('onSend', (request, _reply, payload, done) => {
+    request.raw.socket?.setTimeout(idleMs);
+    done(null, payload);
+  });
 }

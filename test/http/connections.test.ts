@@ -46,6 +46,31 @@ describe('slow and greedy clients', () => {
     expect(elapsed).toBeLessThan(5000);
   });
 
+  it('does not count the server\'s own work as a silent client: a transaction longer than the idle timeout gets its answer', async () => {
+    const { t, port } = await listening({ HEARTH_IDLE_TIMEOUT_MS: '100', HEARTH_BUNDLE_MAX_ENTRIES: '5000' });
+    const entry = Array.from({ length: 3000 }, (_, i) => ({
+      request: { method: 'POST', url: 'Observation' },
+      resource: { resourceType: 'Observation', status: 'final', code: { text: `idle ${i}` }, valueQuantity: { value: i } },
+    }));
+    const started = performance.now();
+    const res = await fetch(`http://127.0.0.1:${port}/fhir`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/fhir+json', authorization: `Bearer ${await t.token({ scope: 'system/*.cruds', sub: 'idle' })}` },
+      body: JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry }),
+    });
+    const body = (await res.json()) as { entry: unknown[] };
+    // (the premise: the server worked far longer than the idle timeout)
+    expect(performance.now() - started).toBeGreaterThan(300);
+    expect(res.status).toBe(200);
+    expect(body.entry).toHaveLength(3000);
+    // A connection that stays silent is still closed by the idle timer.
+    const socket = await open(port);
+    const silent = performance.now();
+    await once(socket, 'close');
+    expect(performance.now() - silent).toBeLessThan(5000);
+    await t.raw.close();
+  });
+
   it('answers headers larger than Node accepts with a 431 OperationOutcome', async () => {
     const { port } = await listening({});
     const socket = await open(port);
