@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { v7 as uuidv7 } from 'uuid';
 import { interactionRoutes } from './authserver/interactions.ts';
@@ -197,12 +198,14 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
  * not read its answer by the idle timer, armed again for the write.
  */
 function idleOnlyWhenSilent(app: FastifyInstance, idleMs: number): void {
+  // (a request injected in process has no socket of its own)
+  const socketOf = (request: FastifyRequest) => (request.raw.socket instanceof Socket ? request.raw.socket : undefined);
   app.addHook('preHandler', (request, _reply, done) => {
-    request.raw.socket?.setTimeout(0);
+    socketOf(request)?.setTimeout(0);
     done();
   });
   app.addHook('onSend', (request, _reply, payload, done) => {
-    request.raw.socket?.setTimeout(idleMs);
+    socketOf(request)?.setTimeout(idleMs);
     done(null, payload);
   });
 }
