@@ -102,7 +102,6 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     },
   });
   limitConnectionsPerAddress(app.server, config.maxConnectionsPerAddress);
-  idleOnlyWhenSilent(app, config.timeouts.idleMs);
   // Every route the server registers, as Fastify saw it: what the route-by-token policy test walks.
   const routes: FastifyInstance['registeredRoutes'][number][] = [];
   app.addHook('onRoute', (r) => {
@@ -162,6 +161,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   // Everything else under /fhir needs a verified bearer token: its own plugin scope, not a URL allow-list.
   await app.register(
     async (api) => {
+      // (here, where every answer goes through Fastify's reply: the authorization server's hijacked
+      // ones would never arm the timer again)
+      idleOnlyWhenSilent(api, config.timeouts.idleMs);
       // Named plugins, each declaring what it needs before it: audit first, so that refusals by
       // authentication and authorization are audited too.
       await api.register(auditPlugin, { sink, model, compartments: policy.compartments, config, clock });
@@ -191,7 +193,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 
 /**
  * HEARTH_IDLE_TIMEOUT_MS is for a client gone silent, not for the server's own work: from the
- * moment a request is whole (its body received and parsed) until its answer is being written,
+ * moment an API request is whole (its body received and parsed) until its answer is being written,
  * the connection's idle timer is off, so that a long transaction (a large Bundle on a slow
  * MongoDB) is not cut off with its outcome unknown to the client, who would then send it again.
  * A slow sender is still cut off by the headers and request timeouts, and a client that does
