@@ -220,7 +220,7 @@ export const SETTINGS = {
   HEARTH_HEADERS_TIMEOUT_MS: { doc: 'ms a client has to send all request headers; slower ones are cut off with 408 (default 10000)', parse: integer(100, 600000) },
   HEARTH_REQUEST_TIMEOUT_MS: { doc: 'ms a client has to send its whole request, body included (default 30000)', parse: integer(100, 3600000) },
   HEARTH_KEEPALIVE_TIMEOUT_MS: { doc: 'ms an idle kept-alive connection stays open between requests (default 5000)', parse: integer(100, 600000) },
-  HEARTH_IDLE_TIMEOUT_MS: { doc: 'ms a connection may stay silent in either direction before it is closed, not counting the server\'s work on a request (default 60000)', parse: integer(100, 3600000) },
+  HEARTH_IDLE_TIMEOUT_MS: { doc: 'ms a connection may stay silent in either direction before it is closed, not counting the server\'s work on a FHIR API request (default 60000)', parse: integer(100, 3600000) },
   HEARTH_TLS: {
     doc: 'on (default: HTTPS, TLS 1.2 or later, AEAD ciphers only) or off (plain HTTP, only behind a TLS-terminating proxy named in HEARTH_TRUSTED_PROXIES)',
     parse: (raw: string) => (raw === 'on' || raw === 'off' ? raw : { error: `must be "on" or "off", got "${raw.slice(0, 40)}"` }),
