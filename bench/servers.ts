@@ -40,7 +40,8 @@ const env = {
 };
 const config = loadConfig(env);
 const secured = await buildApp(config);
-const own = (name: string) => loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, name) });
+/** The configuration of one more server: a data directory of its own, and `more` settings. */
+const own = (name: string, more: Record<string, string> = {}) => loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, name), ...more });
 const principal: Principal = {
   issuer,
   subject: 'bench',
@@ -50,17 +51,15 @@ const principal: Principal = {
 };
 const open = await buildApp(own('open'), { verifier: { verify: async () => principal } });
 const unaudited = await buildApp(own('unaudited'), { auditWriter: async () => undefined });
-const unlimited = await buildApp(loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, 'unlimited'), HEARTH_RATE_LIMIT: 'off' }));
+const unlimited = await buildApp(own('unlimited', { HEARTH_RATE_LIMIT: 'off' }));
 // Hearth as deployed over HTTPS (its development certificate), beside the same over plain HTTP.
-const overTls = await buildApp(loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, 'tls'), HEARTH_TLS: 'on' }));
+const overTls = await buildApp(own('tls', { HEARTH_TLS: 'on' }));
 // The same server without encryption at rest: an empty protection policy, a store of its own.
 writeFileSync(join(dir, 'protection-none.json'), JSON.stringify({ protect: {} }));
-const plainConfig = loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, 'plain'), HEARTH_PROTECTION_FILE: join(dir, 'protection-none.json') });
-const plain = await buildApp(plainConfig);
+const unencrypted = { HEARTH_PROTECTION_FILE: join(dir, 'protection-none.json') };
+const plain = await buildApp(own('plain', unencrypted));
 // And without the audit trail as well.
-const neither = await buildApp(loadConfig({ ...env, HEARTH_DATA_DIR: join(dir, 'neither'), HEARTH_PROTECTION_FILE: join(dir, 'protection-none.json') }), {
-  auditWriter: async () => undefined,
-});
+const neither = await buildApp(own('neither', unencrypted), { auditWriter: async () => undefined });
 await plain.listen({ host: '127.0.0.1', port: plainPort });
 await neither.listen({ host: '127.0.0.1', port: neitherPort });
 await secured.listen({ host: '127.0.0.1', port: securedPort });
