@@ -109,12 +109,14 @@ export function buildAuditEvent(f: AuditFacts): AuditEvent {
           : undefined;
   // The authorization that applied: the token by its jti, and each scope it carried.
   const policy = p && [...(p.tokenId ? [`urn:hearth:token:${p.tokenId}`] : []), ...p.scopes.filter(Boolean).map((s) => `urn:hearth:scope:${s}`)];
+  // The purpose of use the token stated: the user's, and so the event's.
+  const purpose = p?.purposeOfUse?.length ? p.purposeOfUse.map((code) => ({ coding: [{ code }] })) : undefined;
   const user: AuditEventAgent = {
     altId: p?.subject,
     name: p ? (p.subject ?? p.clientId) : (f.claimedBy ?? 'unauthenticated'),
     network: f.address ? { address: f.address, type: /^[\d.]+$/.test(f.address) || f.address.includes(':') ? '2' : '1' } : undefined,
     policy: policy?.length ? policy : undefined,
-    purposeOfUse: p?.purposeOfUse?.length ? p.purposeOfUse.map((code) => ({ coding: [{ code }] })) : undefined,
+    purposeOfUse: purpose,
     requestor: true,
     role: p?.role ? [{ coding: [{ code: p.role, system: 'urn:hearth:role' }] }] : undefined,
     type: { coding: [coding('http://terminology.hl7.org/CodeSystem/v3-ParticipationType', 'IRCP', 'information recipient')] },
@@ -153,7 +155,7 @@ export function buildAuditEvent(f: AuditFacts): AuditEvent {
     // An attempt has no outcome yet: its request's own event carries it.
     outcome: attempt ? undefined : outcome,
     outcomeDesc: !attempt && outcome !== '0' ? `${f.status}${f.issueCode ? ` ${f.issueCode}` : ''}` : undefined,
-    purposeOfEvent: p?.purposeOfUse?.length ? p.purposeOfUse.map((code) => ({ coding: [{ code }] })) : undefined,
+    purposeOfEvent: purpose,
     recorded: f.recorded.toISOString(),
     resourceType: 'AuditEvent',
     source: {
